@@ -1,0 +1,47 @@
+# imbsweep — every target creates .venv when it is missing.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch first, pinned: 2.13.0 is a CPU wheel on this machine's disk; the project's range admits it.
+TORCH  ?= torch==2.13.0
+PORT   ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test test-all ui bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install imbsweep with its dev tools
+
+demo: $(STAMP) ## train one model on MNIST-1D-LT, recorded in MLflow, and print its summary
+	$(BIN)/imbsweep run trainer.epochs=30
+
+test: $(STAMP) ## run the test suite (tests marked slow are skipped)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP) ## run every test, the slow ones included
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+ui: $(STAMP) ## open the stock MLflow UI on the local store (http://127.0.0.1:$(PORT))
+	$(BIN)/imbsweep ui --port $(PORT)
+
+bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
+	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/mnist1d_balanced.py
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+clean: ## remove the local state (mlruns/, outputs/) and caches, keep .venv
+	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache
+	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,168 @@
+"""Config checks that turn bad input into one-line :class:`ConfigError`s, and the helpers
+that flatten and redact a resolved config for MLflow."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError, ImbsweepError
+
+DEVICES = ("auto", "cpu", "cuda")
+DIRECTIONS = ("maximize", "minimize")
+TRAINER_KEYS = ("epochs", "batch_size", "seed", "device", "patience", "deterministic",
+                "eval_batch_size", "num_threads")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def instantiate_checked(node: DictConfig, key: str, **runtime: Any) -> Any:
+    """``hydra.utils.instantiate`` with the group's keys checked against the target's
+    signature first, and construction errors reported against the config key.
+
+    Args:
+        node: a config node with ``_target_``.
+        key: its dotted location (``model``), used in error messages.
+        **runtime: arguments only known at run time (``in_features=...``).
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_object, instantiate
+
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{key}._target_", target, "must name a class or function")
+    try:
+        obj = get_object(target)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a bad _target_
+        raise ConfigError(f"{key}._target_", target, f"cannot be imported ({exc})") from None
+    params = inspect.signature(obj).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = [n for n, p in params.items()
+                   if p.kind not in (p.VAR_POSITIONAL,) and n not in runtime and n != "self"]
+        for k in node:
+            if not str(k).startswith("_") and k not in params:
+                raise ConfigError(f"{key}.{k}", node[k],
+                                  f"not an argument of {target}; allowed: {', '.join(allowed)}")
+    try:
+        return instantiate(node, **runtime)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ImbsweepError):
+            raise cause from None
+        raise ConfigError(key, OmegaConf.to_container(node), str(cause or exc)) from None
+
+
+def check_choice(key: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(key, value, f"must be one of {', '.join(options)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the keys that no constructor owns (trainer, objective, optimizer ranges).
+
+    Group constructors check their own arguments when they are built.
+    """
+    t = cfg.trainer
+    for k in t:
+        if k not in TRAINER_KEYS:
+            raise ConfigError(f"trainer.{k}", t[k], f"unknown key; allowed: {', '.join(TRAINER_KEYS)}")
+    for k in ("epochs", "batch_size", "eval_batch_size"):
+        if not (_is_int(t.get(k)) and t[k] >= 1):
+            raise ConfigError(f"trainer.{k}", t.get(k), "must be an integer >= 1")
+    if not _is_int(t.get("seed")):
+        raise ConfigError("trainer.seed", t.get("seed"), "must be an integer")
+    if t.get("patience") is not None and not (_is_int(t.patience) and t.patience >= 1):
+        raise ConfigError("trainer.patience", t.patience, "must be null (no early stopping) or an integer >= 1")
+    if t.get("num_threads") is not None and not (_is_int(t.num_threads) and t.num_threads >= 1):
+        raise ConfigError("trainer.num_threads", t.num_threads, "must be null (torch's default) or an integer >= 1")
+    if not isinstance(t.get("deterministic"), bool):
+        raise ConfigError("trainer.deterministic", t.get("deterministic"), "must be true or false")
+    dev = t.get("device")
+    if not (dev in DEVICES or (isinstance(dev, str) and re.fullmatch(r"cuda:\d+", dev))):
+        raise ConfigError("trainer.device", dev, "must be one of auto, cpu, cuda, cuda:N")
+
+    o = cfg.objective
+    metric = o.get("metric")
+    if not (isinstance(metric, str) and metric.startswith("val/")):
+        raise ConfigError("objective.metric", metric,
+                          "must be a validation metric such as val/balanced_acc "
+                          "(the test split is only reported, never optimized)")
+    check_choice("objective.direction", o.get("direction"), DIRECTIONS)
+
+    opt = cfg.optimizer
+    lr = opt.get("lr")
+    if not (_is_num(lr) and lr > 0):
+        raise ConfigError("optimizer.lr", lr, "must be a number > 0")
+    wd = opt.get("weight_decay", 0.0)
+    if not (_is_num(wd) and wd >= 0):
+        raise ConfigError("optimizer.weight_decay", wd, "must be a number >= 0")
+    mom = opt.get("momentum", 0.0)
+    if not (_is_num(mom) and 0 <= mom < 1):
+        raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks CUDA when torch finds it; asking for CUDA without it is an error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.device", requested,
+                          "CUDA is not available on this machine; use auto or cpu")
+    return requested
+
+
+# --- flattening and redaction for MLflow -------------------------------------------------
+
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<at>@)")
+
+
+def redact(value: Any) -> Any:
+    """Hide the password of ``scheme://user:password@host`` URLs inside a string."""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<head>***\g<at>", value)
+    return value
+
+
+def redacted_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain containers, with credentials hidden."""
+
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, Mapping):
+            return {k: ("***" if _SECRET_KEY.search(str(k)) and v is not None else walk(v, k))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return redact(node)
+
+    return walk(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[no-any-return]
+
+
+def flatten(container: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Yield ``("optimizer.lr", "0.005")`` pairs; lists stay one value (``[256, 256]``)."""
+    for k, v in container.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            yield from flatten(v, key + ".")
+        else:
+            yield key, str(v)
+
+
+def to_yaml(container: Mapping[str, Any]) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(dict(container)))
+
+
+__all__ = ["check_choice", "flatten", "instantiate_checked", "redact",
+           "redacted_container", "resolve_device", "to_yaml", "validate"]

@@ -1,0 +1,44 @@
+"""Where things live: the Hydra config folder, the project root, the local state."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+#: repository root of an editable install (src/imbsweep/_paths.py -> ../..)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def conf_dir() -> Path:
+    """The primary Hydra config folder: ``$IMBSWEEP_CONF`` or the repository's ``conf/``."""
+    env = os.environ.get("IMBSWEEP_CONF")
+    return Path(env).resolve() if env else PROJECT_ROOT / "conf"
+
+
+def state_dir(configured: str | os.PathLike[str] = "mlruns") -> Path:
+    """The local state folder, relative to the launch directory unless absolute."""
+    return Path(configured).expanduser().resolve()
+
+
+def local_tracking_uri(state: Path) -> str:
+    """MLflow on SQLite inside the state folder."""
+    return f"sqlite:///{state / 'mlflow.db'}"
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> tuple[str | None, bool]:
+    """(commit sha, dirty) of the project checkout, or (None, False) outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+    return sha, bool(dirty)

@@ -1,0 +1,64 @@
+"""The Hydra application: ``imbsweep run [overrides]`` (or ``python -m imbsweep.app``)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from ._paths import conf_dir
+from .errors import TrainingFailed
+
+
+def run(cfg: DictConfig, progress: bool = True) -> float | None:
+    """Train once as ``cfg`` says, recorded in MLflow; return the objective value.
+
+    Everything is built and checked before the MLflow run is created, so bad input leaves
+    no run behind; once the run exists it always ends FINISHED, FAILED or KILLED.
+    """
+    from .reporting import CompositeReporter, ProgressReporter, Reporter
+    from .tracking import MlflowRun
+    from .training import fit, prepare
+
+    setup = prepare(cfg)
+    bar = ProgressReporter(f"{cfg.model._target_.rsplit('.', 1)[-1]} on {setup.dataset.name}")
+    with MlflowRun(cfg) as recorder:
+        reporters: list[Reporter] = [recorder, bar] if progress else [recorder]
+        try:
+            result = fit(cfg, CompositeReporter(reporters), setup)
+        finally:
+            bar.close()
+    print_summary(recorder, result, cfg)
+    if result.state == "failed":
+        raise TrainingFailed(f"run {recorder.run_id} FAILED: {result.reason}")
+    return result.objective
+
+
+def print_summary(recorder: object, result: object, cfg: DictConfig) -> None:
+    from .tracking import MlflowRun
+    from .training import Result
+
+    assert isinstance(recorder, MlflowRun) and isinstance(result, Result)
+    m = result.metrics
+    state = "FAILED" if result.state == "failed" else "FINISHED"
+    print(f"run {recorder.run_id} {state}"
+          + (f": best epoch {result.best_epoch}/{result.epochs_run}, "
+             f"{m['fit_time_s']:.1f} s" if result.state == "complete" else f": {result.reason}"))
+    if result.state == "complete":
+        keys = [cfg.objective.metric, "test/balanced_acc", "test/acc", "test/macro_f1",
+                "test/worst_class_recall", "test/acc_many", "test/acc_medium", "test/acc_few",
+                "test/ece"]
+        shown = dict.fromkeys(k for k in keys if k in m)
+        print("  " + "   ".join(f"{k} {m[k]:.4f}" for k in shown))
+    print(f"  MLflow store {recorder.uri}, experiment id {recorder.experiment_id}")
+    print(f"  open it: imbsweep ui  ->  http://127.0.0.1:5000/#/experiments/"
+          f"{recorder.experiment_id}/runs/{recorder.run_id}")
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra's entry point; returns the objective for sweepers."""
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""``imbsweep``: the command line.
+
+    imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
+    imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
+
+Errors from bad input print one line (key, value, what is allowed) and exit non-zero;
+``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+EXIT_INTERRUPTED = 130
+
+
+def _say(msg: str) -> None:
+    print(f"imbsweep: {msg}", file=sys.stderr)
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's multi-line composition errors as one line."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
+        group, _, option = exc.missing_cfg_file.rpartition("/")
+        return f"{group}={option}: no such option; available: {', '.join(sorted(exc.options))}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        lines.append(f"({str(cause).strip().splitlines()[0]})")
+    return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
+    """Run the Hydra app with ``argv`` as its command line; return the exit code."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import ImbsweepError
+
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    sys.argv = [prog, *argv]
+    try:
+        from . import app
+
+        app.main()
+    except ImbsweepError as exc:
+        if full:
+            raise
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full:
+            raise
+        _say(f"error: {hydra_error_line(exc)}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted; the MLflow run (if one started) is marked KILLED")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help, --cfg and Hydra's own exits
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
+        if full:
+            raise
+        _say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        return 1
+    return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    """Replace this process with ``mlflow ui`` on the local store (or ``--backend-store-uri``)."""
+    from ._paths import local_tracking_uri, state_dir
+
+    state = state_dir(args.state_dir)
+    uri = args.backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(state)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    if uri.startswith("sqlite:///") and not args.backend_store_uri:
+        state.mkdir(parents=True, exist_ok=True)
+        cmd += ["--default-artifact-root", (state / "artifacts").as_uri()]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it",
+          flush=True)
+    os.execv(sys.executable, cmd)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imbsweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"imbsweep {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser("run", help="train once (Hydra overrides follow; -m for multirun)",
+                       add_help=False)
+    r.add_argument("overrides", nargs=argparse.REMAINDER)
+    u = sub.add_parser("ui", help="start the stock MLflow UI on the local store")
+    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    u.add_argument("--backend-store-uri", default=None,
+                   help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # everything after `run` is Hydra's, options included
+        return run_hydra(argv[1:])
+    args = build_parser().parse_args(argv)
+    return ui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Errors that reach the user as one line: key, value, what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ImbsweepError(Exception):
+    """Base class of the errors the CLI prints as one line (no traceback)."""
+
+    exit_code = 2
+
+
+class ConfigError(ImbsweepError, ValueError):
+    """A configuration value is not allowed.
+
+    Args:
+        key: dotted config key, e.g. ``optimizer.lr``.
+        value: the offending value.
+        allowed: what would be accepted, e.g. ``"must be > 0"``.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r}: {allowed}")
+
+
+class DataError(ConfigError):
+    """The data a config points at cannot be used (missing file, column, tiny class)."""
+
+
+class TrainingFailed(ImbsweepError):
+    """A run ended as failed (for example a NaN loss); its MLflow run is already FAILED."""
+
+    exit_code = 1

@@ -1,0 +1,107 @@
+"""Classification metrics for imbalanced labels.
+
+The confusion matrix comes from scikit-learn; every other metric is read off it (one pass
+over the predictions per evaluation), with the same conventions as scikit-learn's scorers:
+balanced accuracy and G-mean average over classes present in ``y_true``, macro-F1 over
+classes present in ``y_true`` or ``y_pred`` with ``zero_division=0``. ECE (top-label,
+equal-width bins, Guo et al. 2017) has no scikit-learn scorer and is computed here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: metrics whose larger value is better (ECE and loss are smaller-is-better)
+LOWER_IS_BETTER = ("ece", "loss")
+SUMMARY = ("acc", "balanced_acc", "macro_f1", "gmean", "worst_class_recall", "ece", "loss")
+
+
+@dataclass(frozen=True)
+class ShotGroups:
+    """Many/medium/few-shot split by training count: few ``< few_below``,
+    many ``> many_above``, medium in between (defaults 20 and 100, as in Liu et al. 2019)."""
+
+    few_below: int = 20
+    many_above: int = 100
+
+    def of(self, train_counts: np.ndarray) -> dict[str, np.ndarray]:
+        c = np.asarray(train_counts)
+        return {"many": c > self.many_above, "medium": (c >= self.few_below) & (c <= self.many_above),
+                "few": c < self.few_below}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one split, with the confusion matrix and per-class values behind them."""
+
+    metrics: dict[str, float]
+    confusion: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+    support: np.ndarray
+
+
+def metric_key(name: str) -> str:
+    """Characters MLflow accepts in a metric key (class names come from user data)."""
+    return re.sub(r"[^\w\-. /:]", "_", name)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE: ``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` over bins ``(k/n, (k+1)/n]``."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    gap = np.abs(np.bincount(idx, correct.astype(np.float64), n_bins)
+                 - np.bincount(idx, conf, n_bins))
+    return float(gap.sum() / max(len(y_true), 1))
+
+
+def evaluate(probs: np.ndarray, y_true: np.ndarray, train_counts: np.ndarray,
+             class_names: Sequence[str], prefix: str, shots: ShotGroups = ShotGroups(),
+             ece_bins: int = 15) -> Evaluation:
+    """All metrics of one split, named ``f"{prefix}/{name}"`` (``val/balanced_acc``, …).
+
+    Args:
+        probs: predicted class probabilities ``[N, C]``.
+        y_true: labels ``[N]`` in ``0..C-1``.
+        train_counts: training examples per class (for the shot groups).
+        class_names: names for ``recall/<class>`` and ``precision/<class>``.
+        prefix: ``val`` or ``test``.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    n_classes = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y_true, pred, labels=np.arange(n_classes))
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    present = support > 0
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    seen = present | (predicted > 0)
+    r = recall[present]
+    nll = -np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, None))
+    m = {
+        "acc": float(tp.sum() / max(len(y_true), 1)),
+        "balanced_acc": float(r.mean()) if r.size else 0.0,
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
+        "gmean": float(np.exp(np.log(r).mean())) if r.size and (r > 0).all() else 0.0,
+        "worst_class_recall": float(r.min()) if r.size else 0.0,
+        "ece": expected_calibration_error(probs, y_true, ece_bins),
+        "loss": float(nll.mean()),
+    }
+    for group, mask in shots.of(train_counts).items():
+        if (mask & present).any():  # a group with no classes has no accuracy, not 0
+            m[f"acc_{group}"] = float(tp[mask].sum() / support[mask].sum())
+    for c, name in enumerate(class_names):
+        if present[c]:
+            m[f"recall/{metric_key(name)}"] = float(recall[c])
+        m[f"precision/{metric_key(name)}"] = float(precision[c])
+    return Evaluation({f"{prefix}/{k}": v for k, v in m.items()}, cm, recall, precision, support)

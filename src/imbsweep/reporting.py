@@ -1,0 +1,104 @@
+"""Reporters: what ``fit`` tells the outside world. ``fit`` knows nothing about MLflow or
+Optuna; it calls a reporter, and the reporter decides what to record, show or stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .training import Result
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """What a reporter learns when training starts."""
+
+    epochs: int
+    objective: str
+    direction: str
+    device: str
+    n_train: int
+    class_counts: tuple[int, ...]
+
+
+class Reporter:
+    """Does nothing; subclasses override what they need. ``fit`` calls ``on_fit_start``
+    once, ``on_epoch_end`` after every epoch's validation, ``on_fit_end`` once with the
+    result (also for a failed result). A reporter may raise from ``on_epoch_end`` to stop
+    training (a sweeper's pruning does)."""
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        """Training is about to start."""
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """One epoch (1-based) is done; ``metrics`` has ``train/*`` and ``val/*``."""
+
+    def on_fit_end(self, result: Result) -> None:
+        """Training is over; ``result`` holds the selected epoch's metrics."""
+
+
+class CompositeReporter(Reporter):
+    """Forwards every call to several reporters, in order."""
+
+    def __init__(self, reporters: Sequence[Reporter]) -> None:
+        self.reporters = list(reporters)
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        for r in self.reporters:
+            r.on_fit_start(info)
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        for r in self.reporters:
+            r.on_epoch_end(epoch, metrics)
+
+    def on_fit_end(self, result: Result) -> None:
+        for r in self.reporters:
+            r.on_fit_end(result)
+
+
+class ProgressReporter(Reporter):
+    """A rich progress bar over epochs on stderr, with the objective's last and best value."""
+
+    def __init__(self, description: str = "training") -> None:
+        self.description = description
+        self._progress = None
+        self._task = None
+        self._best: float | None = None
+        self._info: FitInfo | None = None
+        self._t0 = 0.0
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+        self._info, self._t0 = info, time.monotonic()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("epochs"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=info.epochs, status="")
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self._progress is None or self._info is None or self._task is None:
+            return
+        value = metrics.get(self._info.objective)
+        if value is not None:
+            better = max if self._info.direction == "maximize" else min
+            self._best = value if self._best is None else better(self._best, value)
+        status = (f"{self._info.objective} {value:.4f} (best {self._best:.4f})"
+                  if value is not None and self._best is not None else "")
+        self._progress.update(self._task, completed=epoch, status=status)
+
+    def on_fit_end(self, result: Result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop drawing (idempotent; also called when training is interrupted)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,226 @@
+"""MLflow recording: one run per ``fit``, written through ``MlflowClient`` (no global
+fluent-API state, so several runs can be recorded from one process)."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from . import _config
+from ._paths import git_commit, local_tracking_uri, state_dir
+from .reporting import FitInfo, Reporter
+from .training import Result
+from .trick import trick_label
+
+log = logging.getLogger(__name__)
+
+MAX_METRICS, MAX_PARAMS = 1000, 100  # MLflow's log_batch limits per request
+TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", "imbsweep.trick"
+
+
+def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path = "mlruns") -> str:
+    """The configured URI, else MLflow on SQLite in the local state folder."""
+    uri = tracking_cfg.get("uri")
+    return str(uri) if uri else local_tracking_uri(state_dir(state))
+
+
+def quiet_mlflow_logs() -> None:
+    """MLflow's and alembic's INFO lines (schema migrations) are noise on a user's console."""
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id; created (with local artifacts under ``artifact_root``) if new."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = (artifact_root / name).as_uri() if artifact_root else None
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except MlflowException:  # another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+class MlflowRun(Reporter):
+    """Records one training run in MLflow.
+
+    Use as a context manager around ``fit``: entering creates the run with the flattened,
+    redacted config as params and the tags; epochs are buffered and written in batches at
+    most every ``flush_every_s`` seconds; leaving ends the run FINISHED, FAILED (failed
+    result or exception, with the reason as a tag) or KILLED (Ctrl-C).
+
+    Args:
+        cfg: the composed config.
+        client: an ``mlflow.MlflowClient``; built from ``cfg.tracking`` when omitted.
+        experiment_id: defaults to ``cfg.tracking.experiment`` (created if missing).
+        tags: extra tags (a sweeper adds trial number and study).
+        parent_run_id: makes this a child run (``mlflow.parentRunId``).
+    """
+
+    def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
+                 tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+                 run_name: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        quiet_mlflow_logs()
+        tr = cfg.tracking
+        state = state_dir(cfg.get("state_dir") or "mlruns")
+        self.uri = tracking_uri(tr, state)
+        self.client = client or MlflowClient(tracking_uri=self.uri)
+        local = self.uri.startswith("sqlite:///") and not tr.get("uri")
+        self.experiment_id = experiment_id or get_or_create_experiment(
+            self.client, str(tr.experiment), state / "artifacts" if local else None)
+        self.cfg = cfg
+        self.flush_every_s = float(tr.get("flush_every_s", 5.0))
+        self.log_artifacts = bool(tr.get("artifacts", True))
+        self.extra_tags = dict(tags or {})
+        self.parent_run_id = parent_run_id
+        self.run_name = run_name or tr.get("run_name")
+        self.run_id: str | None = None
+        self.result: Result | None = None
+        self._buffer: list[Any] = []
+        self._last_flush = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> MlflowRun:
+        from mlflow.entities import Param
+
+        container = _config.redacted_container(self.cfg)
+        sha, dirty = git_commit()
+        tags = {TAG_TRICK: trick_label(container), TAG_STATE: "running",
+                "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
+                "mlflow.source.name": "imbsweep", **self.extra_tags}
+        if sha:
+            tags["mlflow.source.git.commit"] = sha
+            tags["imbsweep.git_dirty"] = str(dirty).lower()
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, v[:6000]) for k, v in _config.flatten(container)
+                  if not k.startswith("hydra.")]
+        for i in range(0, len(params), MAX_PARAMS):
+            self.client.log_batch(self.run_id, params=params[i:i + MAX_PARAMS])
+        self._container = container
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self._flush()
+        except Exception:  # noqa: BLE001 - ending the run matters more than the last metrics
+            log.exception("could not write the last metrics of run %s", self.run_id)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            status, state, reason = "KILLED", "killed", "interrupted (Ctrl-C)"
+        elif exc is not None:
+            status, state, reason = "FAILED", "failed", f"{type(exc).__name__}: {exc}"
+        elif self.result is not None and self.result.state == "failed":
+            status, state, reason = "FAILED", "failed", self.result.reason
+        else:
+            status, state, reason = "FINISHED", "complete", None
+        tags = {TAG_STATE: state, **({TAG_REASON: str(reason)[:5000]} if reason else {})}
+        try:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, v)
+        finally:
+            self.client.set_terminated(self.run_id, status=status)
+
+    # -- reporter ---------------------------------------------------------------------------
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.client.set_tag(self.run_id, "imbsweep.device", info.device)
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self._flush()
+
+    def on_fit_end(self, result: Result) -> None:
+        """The selected epoch's metrics go in one more step after the last epoch (as MLflow's
+        Keras autologging does when it restores the best weights), so the value MLflow shows
+        for ``val/balanced_acc`` is the selected one and the curves stay as trained."""
+        from mlflow.entities import Metric
+
+        self.result = result
+        now = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), now, result.epochs_run + 1)
+                         for k, v in result.metrics.items()]
+        self._flush()
+        if self.log_artifacts and result.state == "complete":
+            self._write_artifacts(result)
+
+    def _flush(self) -> None:
+        buf, self._buffer = self._buffer, []
+        for i in range(0, len(buf), MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=buf[i:i + MAX_METRICS])
+        self._last_flush = time.monotonic()
+
+    def _write_artifacts(self, result: Result) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            (out / "config.yaml").write_text(_config.to_yaml(self._container))
+            per_class_table(result).to_csv(out / "per_class.csv", index=False)
+            if result.test is not None:
+                plot_confusion(result.test.confusion, result.class_names,
+                               f"test confusion matrix ({self._container['loss']['name']})",
+                               out / "confusion_matrix.png")
+            self.client.log_artifacts(self.run_id, str(out))
+
+
+def per_class_table(result: Result) -> Any:
+    """One row per class: training count, shot group, val/test recall and precision."""
+    import pandas as pd
+
+    from .metrics import ShotGroups
+
+    counts = result.train_class_counts
+    groups = ShotGroups().of(counts)
+    rows: dict[str, Any] = {
+        "class": list(result.class_names), "train_count": counts,
+        "shot": [next(g for g, m in groups.items() if m[i]) for i in range(len(counts))],
+    }
+    for split, ev in (("val", result.val), ("test", result.test)):
+        if ev is not None:
+            rows[f"{split}_support"] = ev.support
+            rows[f"{split}_recall"] = np.round(ev.recall, 6)
+            rows[f"{split}_precision"] = np.round(ev.precision, 6)
+    return pd.DataFrame(rows)
+
+
+def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Path) -> None:
+    """Row-normalised confusion matrix (recall on the diagonal) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    size = min(4 + 0.45 * len(names), 16)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(norm, display_labels=list(names)).plot(
+        ax=ax, cmap="Blues", values_format=".2f", colorbar=False,
+        include_values=len(names) <= 20)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,199 @@
+"""The task: ``fit(cfg, reporter) -> Result``. It knows nothing about Optuna or MLflow."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from . import _config
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .losses import ImbalanceLoss, build_loss
+from .metrics import Evaluation, ShotGroups, evaluate
+from .reporting import FitInfo, Reporter
+from .schedulers import RUNTIME_ARGS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Setup:
+    """Everything ``fit`` trains with, built (and so checked) before any run is recorded."""
+
+    dataset: Dataset
+    model: torch.nn.Module
+    loss: ImbalanceLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: str
+    steps_per_epoch: int
+
+
+@dataclass
+class Result:
+    """What a run produced.
+
+    Attributes:
+        state: ``complete`` or ``failed``.
+        metrics: the selected (best) epoch's ``val/*`` metrics and the ``test/*`` metrics of
+            the same weights, plus ``best_epoch``, ``epochs_run`` and ``fit_time_s``.
+        objective: the value of ``objective.metric`` at the best epoch (None if failed).
+        reason: why a failed run failed.
+    """
+
+    state: Literal["complete", "failed"]
+    metrics: dict[str, float]
+    objective: float | None
+    best_epoch: int
+    epochs_run: int
+    reason: str | None = None
+    class_names: tuple[str, ...] = ()
+    train_class_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    val: Evaluation | None = None
+    test: Evaluation | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def cache_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.get("state_dir") or "mlruns").expanduser().resolve() / "datasets"
+
+
+def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
+    """Check the config and build data, model, loss, optimizer and scheduler.
+
+    Raises:
+        ConfigError: any bad value, named by its config key.
+    """
+    _config.validate(cfg)
+    device = _config.resolve_device(cfg.trainer.device)
+    t = cfg.trainer
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
+    ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg))
+    seed_everything(t.seed)  # after data: model init depends on the seed only
+    model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,
+                                        n_classes=ds.n_classes).to(device)
+    loss = build_loss(cfg.loss, ds.train_class_counts).to(device)
+    opt_factory = _config.instantiate_checked(cfg.optimizer, "optimizer", params=None)
+    steps = math.ceil(len(ds.y_train) / t.batch_size)
+    try:
+        optimizer = opt_factory(params=model.parameters())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("optimizer", dict(cfg.optimizer), str(exc)) from None
+    sched_factory = _config.instantiate_checked(cfg.scheduler, "scheduler",
+                                                **dict.fromkeys(RUNTIME_ARGS))
+    scheduler = sched_factory(optimizer=optimizer, total_steps=steps * t.epochs,
+                              steps_per_epoch=steps)
+    return Setup(ds, model, loss, optimizer, scheduler, device, steps)
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    model.eval()
+    out = [torch.softmax(model(x[i:i + batch_size]).float(), dim=1)
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out).cpu().double().numpy()
+
+
+def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None = None) -> Result:
+    """Train one model as ``cfg`` says and return the selected epoch's metrics.
+
+    Each epoch: one pass over the shuffled training split (batches by tensor indexing),
+    then validation; the epoch with the best ``objective.metric`` is kept (early stopping
+    after ``trainer.patience`` epochs without improvement), and only its weights are
+    evaluated on the test split. A non-finite training loss ends the run as ``failed``.
+
+    Args:
+        cfg: the composed config (``conf/config.yaml``).
+        reporter: told about every epoch; ``Reporter()`` records nothing.
+        setup: prebuilt parts (``prepare(cfg)``); built here when omitted.
+    """
+    reporter = reporter or Reporter()
+    setup = setup or prepare(cfg)
+    t, obj = cfg.trainer, cfg.objective
+    ds, model, loss_fn, opt, sched, dev = (setup.dataset, setup.model, setup.loss,
+                                           setup.optimizer, setup.scheduler, setup.device)
+    shots = ShotGroups(**cfg.get("metrics", {}).get("shots", {}))
+    ece_bins = int(cfg.get("metrics", {}).get("ece_bins", 15))
+    counts = ds.train_class_counts
+    x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
+    x_va, x_te = torch.as_tensor(ds.x_val, device=dev), torch.as_tensor(ds.x_test, device=dev)
+    n, bs = len(y_tr), int(t.batch_size)
+    gen = torch.Generator().manual_seed(int(t.seed))
+    sign = 1.0 if obj.direction == "maximize" else -1.0
+
+    reporter.on_fit_start(FitInfo(int(t.epochs), str(obj.metric), str(obj.direction), dev, n,
+                                  tuple(int(c) for c in counts)))
+    t0 = time.perf_counter()
+    best: tuple[float, int, Evaluation, dict[str, Any]] | None = None
+    since_best, epoch, reason = 0, 0, None
+    for epoch in range(1, int(t.epochs) + 1):
+        loss_fn.set_epoch(epoch)
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(dev)
+        total = torch.zeros((), device=dev)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * len(idx)
+        train_loss = float(total) / n
+        metrics: dict[str, float] = {"train/loss": train_loss,
+                                     "train/lr": float(opt.param_groups[0]["lr"])}
+        if not math.isfinite(train_loss):
+            reason = f"train/loss is {train_loss} at epoch {epoch} (diverged)"
+            reporter.on_epoch_end(epoch, metrics)
+            break
+        val = evaluate(predict_proba(model, x_va, t.eval_batch_size), ds.y_val, counts,
+                       ds.class_names, "val", shots, ece_bins)
+        metrics.update(val.metrics)
+        if obj.metric not in metrics:
+            raise ConfigError("objective.metric", obj.metric,
+                              "is not a metric this run logs; it logs: "
+                              + ", ".join(k for k in metrics if k.startswith("val/")))
+        reporter.on_epoch_end(epoch, metrics)
+        score = sign * metrics[obj.metric]
+        if best is None or score > best[0]:
+            best = (score, epoch, val, copy.deepcopy(model.state_dict()))
+            since_best = 0
+        else:
+            since_best += 1
+            if t.patience is not None and since_best >= t.patience:
+                log.info("early stop at epoch %d: no improvement for %d epochs", epoch, since_best)
+                break
+    elapsed = time.perf_counter() - t0
+
+    common = dict(class_names=ds.class_names, train_class_counts=counts, epochs_run=epoch)
+    if reason is not None or best is None:
+        result = Result("failed", {"train/loss": train_loss, "epochs_run": float(epoch)}, None,
+                        0, reason=reason or "no epoch finished", **common)  # type: ignore[arg-type]
+    else:
+        score, best_epoch, val, state = best
+        model.load_state_dict(state)
+        test = evaluate(predict_proba(model, x_te, t.eval_batch_size), ds.y_test, counts,
+                        ds.class_names, "test", shots, ece_bins)
+        final = {**val.metrics, **test.metrics, "best_epoch": float(best_epoch),
+                 "epochs_run": float(epoch), "fit_time_s": elapsed}
+        result = Result("complete", final, sign * score, best_epoch, val=val, test=test,
+                        **common)  # type: ignore[arg-type]
+    reporter.on_fit_end(result)
+    return result

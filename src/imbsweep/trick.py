@@ -1,0 +1,26 @@
+"""The trick label: the part of a config that handles imbalance, derived, never typed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trick_label(cfg: Any) -> str:
+    """``loss`` family, then ``+w=<scheme>`` for class weights, ``+rs=<sampler>`` for
+    resampling and ``+posthoc`` for post-hoc logit adjustment when present.
+
+    Example:
+        >>> trick_label({"loss": {"name": "ce", "class_weights": "inverse"}})
+        'ce+w=inverse'
+    """
+    loss = cfg["loss"]
+    parts = [str(loss["name"])]
+    scheme = loss.get("class_weights", "none")
+    if scheme not in (None, "none"):
+        parts.append(f"w={scheme}")
+    resampling = (cfg.get("resampling") or {}).get("name", "none")
+    if resampling not in (None, "none"):
+        parts.append(f"rs={resampling}")
+    if (cfg.get("eval") or {}).get("posthoc_tau"):
+        parts.append("posthoc")
+    return "+".join(parts)
