@@ -51,7 +51,7 @@ def instantiate_checked(node: DictConfig, key: str, **runtime: Any) -> Any:
                    if p.kind not in (p.VAR_POSITIONAL,) and n not in runtime and n != "self"]
         for k in node:
             if not str(k).startswith("_") and k not in params:
-                raise ConfigError(f"{key}.{k}", node[k],
+                raise ConfigError(f"{key}.{k!s}", node[k],
                                   f"not an argument of {target}; allowed: {', '.join(allowed)}")
     try:
         return instantiate(node, **runtime)
@@ -147,7 +147,7 @@ def redacted_container(cfg: DictConfig) -> dict[str, Any]:
             return [walk(v) for v in node]
         return redact(node)
 
-    return walk(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[no-any-return]
+    return walk(OmegaConf.to_container(cfg, resolve=True))
 
 
 def flatten(container: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:

@@ -16,10 +16,10 @@ def run(cfg: DictConfig, progress: bool = True) -> float | None:
     no run behind; once the run exists it always ends FINISHED, FAILED or KILLED.
     """
     from .reporting import CompositeReporter, ProgressReporter, Reporter
-    from .tracking import MlflowRun
     from .training import fit, prepare
 
     setup = prepare(cfg)
+    from .tracking import MlflowRun  # imports mlflow: only once the input is known to be good
     bar = ProgressReporter(f"{cfg.model._target_.rsplit('.', 1)[-1]} on {setup.dataset.name}")
     with MlflowRun(cfg) as recorder:
         reporters: list[Reporter] = [recorder, bar] if progress else [recorder]

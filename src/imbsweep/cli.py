@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 
@@ -23,10 +24,27 @@ def _say(msg: str) -> None:
     print(f"imbsweep: {msg}", file=sys.stderr)
 
 
+class _DropLines:
+    """A stderr proxy that drops lines starting with ``prefix`` (Hydra's "Error executing
+    job with overrides" line, redundant next to our one-line error in a single run)."""
+
+    def __init__(self, stream: Any, prefix: str) -> None:
+        self._stream, self._prefix = stream, prefix
+
+    def write(self, text: str) -> int:
+        return len(text) if text.startswith(self._prefix) else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def hydra_error_line(exc: BaseException) -> str:
     """Hydra's multi-line composition errors as one line."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
+    if isinstance(exc, OverrideParseException):
+        hint = " ".join(ln.strip() for ln in exc.message.splitlines() if ln.strip())
+        return f"cannot parse override {exc.override!r}: {hint}"
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, option = exc.missing_cfg_file.rpartition("/")
         return f"{group}={option}: no such option; available: {', '.join(sorted(exc.options))}"
@@ -47,6 +65,9 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     sys.argv = [prog, *argv]
+    stderr = sys.stderr
+    if not {"-m", "--multirun"} & set(argv):
+        sys.stderr = _DropLines(stderr, "Error executing job with overrides")
     try:
         from . import app
 
@@ -71,6 +92,8 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
             raise
         _say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
         return 1
+    finally:
+        sys.stderr = stderr
     return 0
 
 

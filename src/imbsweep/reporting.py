@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from .training import Result
 
 
@@ -64,16 +66,22 @@ class ProgressReporter(Reporter):
 
     def __init__(self, description: str = "training") -> None:
         self.description = description
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._best: float | None = None
         self._info: FitInfo | None = None
         self._t0 = 0.0
 
     def on_fit_start(self, info: FitInfo) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._info, self._t0 = info, time.monotonic()
         self._progress = Progress(

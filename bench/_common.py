@@ -1,0 +1,24 @@
+"""Helpers shared by the benchmarks: compose the real config, describe the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from imbsweep._paths import conf_dir
+
+
+def config(overrides: Sequence[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"python {platform.python_version()}")

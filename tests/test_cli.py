@@ -1,0 +1,209 @@
+"""The real CLI in a subprocess; what it wrote is read back with ``MlflowClient``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import CLI, TINY, cli_env, mlflow_client, run_cli
+
+RUN = ("run", *TINY)
+
+
+def _runs(workdir: Path, experiment: str) -> list:  # type: ignore[type-arg]
+    client = mlflow_client(workdir)
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
+    p = run_cli(workdir, *RUN, "trainer.epochs=3", "tracking.experiment=record",
+                "loss.class_weights=inverse", "loss.label_smoothing=0.1")
+    assert p.returncode == 0, p.stderr
+    (run,) = _runs(workdir, "record")
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in p.stdout and "imbsweep ui" in p.stdout  # the summary
+    params = run.data.params
+    assert params["loss.name"] == "ce" and params["loss.class_weights"] == "inverse"
+    assert params["loss.label_smoothing"] == "0.1" and params["trainer.epochs"] == "3"
+    assert params["model.hidden_sizes"] == "[32]" and params["data._target_"].endswith("DigitsLT")
+    tags = run.data.tags
+    assert tags["imbsweep.trick"] == "ce+w=inverse" and tags["imbsweep.state"] == "complete"
+    assert len(tags.get("mlflow.source.git.commit", "")) in (0, 40)  # outside git: absent
+    client = mlflow_client(workdir)
+    history = client.get_metric_history(run.info.run_id, "val/balanced_acc")
+    # one point per epoch, then the selected epoch's value at step epochs + 1
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    best = max(history[:3], key=lambda m: m.value)
+    assert history[-1].value == best.value == run.data.metrics["val/balanced_acc"]
+    assert run.data.metrics["best_epoch"] == best.step
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [4]
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv"}
+    local = Path(client.download_artifacts(run.info.run_id, "", str(workdir / "dl")))
+    cfg = yaml.safe_load((local / "config.yaml").read_text())
+    assert cfg["loss"]["class_weights"] == "inverse" and cfg["trainer"]["epochs"] == 3
+    table = pd.read_csv(local / "per_class.csv")
+    assert table["train_count"].tolist() == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+    assert table["test_support"].tolist() == [50] * 10
+    assert table.loc[0, "test_recall"] == pytest.approx(run.data.metrics["test/recall/0"], abs=1e-6)
+    assert (local / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_config_and_seed_give_identical_metrics(workdir: Path) -> None:
+    for _ in range(2):
+        assert run_cli(workdir, *RUN, "tracking.experiment=determinism").returncode == 0
+    a, b = (r.data.metrics for r in _runs(workdir, "determinism"))
+    a.pop("fit_time_s"), b.pop("fit_time_s")
+    assert a == b
+
+
+def test_credentials_never_reach_params(workdir: Path) -> None:
+    p = run_cli(workdir, *RUN, "tracking.experiment=secrets", "trainer.epochs=1",
+                "+extra.db_url=postgresql://bob:hunter2@db:5432/x", "+extra.api_token=abc123")
+    assert p.returncode == 0, p.stderr
+    (run,) = _runs(workdir, "secrets")
+    assert run.data.params["extra.db_url"] == "postgresql://bob:***@db:5432/x"
+    assert run.data.params["extra.api_token"] == "***"
+    client = mlflow_client(workdir)
+    local = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir / "dl2"))
+    text = Path(local).read_text()
+    assert "hunter2" not in text and "abc123" not in text
+
+
+def test_nan_loss_ends_the_run_failed_with_its_reason(workdir: Path) -> None:
+    p = run_cli(workdir, "run", "data=digits_lt", "model=logreg", "optimizer=sgd",
+                "optimizer.lr=1e30", "scheduler=constant", "trainer.epochs=3",
+                "tracking.experiment=nan")
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr
+    assert "FAILED: train/loss is nan at epoch 1 (diverged)" in p.stderr
+    (run,) = _runs(workdir, "nan")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["imbsweep.state"] == "failed"
+    assert "train/loss is nan" in run.data.tags["imbsweep.failure_reason"]
+
+
+def _csv(path: Path, rows: dict[str, int]) -> Path:
+    lines = ["x,color,label"] + [f"{i},red,{k}" for k, n in rows.items() for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+BAD_INPUT = [
+    # (overrides, words the one line must contain)
+    (["model=foo"], ["model=foo", "no such option", "cnn1d, logreg, mlp"]),
+    (["trainer.foo=1"], ["trainer.foo", "+trainer.foo=1"]),
+    (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "> 0"]),
+    (["optimizer.lr=0"], ["optimizer.lr=0", "> 0"]),
+    (["loss.label_smoothing=1.0"], ["loss.label_smoothing=1.0", "[0, 1)"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size=0", ">= 1"]),
+    (["data.imbalance_ratio=0.5"], ["data.imbalance_ratio=0.5", ">= 1"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    (["data=tabular", "data.path=missing.csv", "data.target=label"],
+     ["data.path='missing.csv'", "no such file"]),
+    (["data=tabular", "data.path=ok.csv", "data.target=y"],
+     ["data.target='y'", "no such column", "x, color, label"]),
+    (["data=tabular", "data.path=tiny.csv", "data.target=label"],
+     ["data.target='label'", "class 'q' has 1 example", "at least 2"]),
+    (["trainer.epochs=[1"], ["cannot parse override 'trainer.epochs=[1'"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "words"), BAD_INPUT, ids=lambda v: " ".join(v)[:40])
+def test_bad_input_is_one_clear_line_and_leaves_no_run(tmp_path: Path, overrides: list[str],
+                                                       words: list[str]) -> None:
+    _csv(tmp_path / "ok.csv", {"p": 30, "q": 30})
+    _csv(tmp_path / "tiny.csv", {"p": 30, "q": 1})
+    p = run_cli(tmp_path, "run", *overrides)
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("imbsweep: error: ")
+    for w in words:
+        assert w in lines[0]
+    db = tmp_path / "mlruns" / "mlflow.db"
+    assert not db.exists() or not _runs(tmp_path, "imbsweep")  # nothing recorded at all
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, *RUN, "trainer.device=cuda")
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("imbsweep: error: trainer.device='cuda': CUDA is not available "
+                                "on this machine; use auto or cpu")
+
+
+def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(workdir: Path) -> None:
+    proc = subprocess.Popen([*CLI, *RUN, "trainer.epochs=100000", "tracking.flush_every_s=0",
+                             "tracking.experiment=interrupt"], cwd=workdir, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until epochs are being recorded
+            runs = _runs(workdir, "interrupt") if (workdir / "mlruns/mlflow.db").exists() else []
+            if runs and "val/balanced_acc" in runs[0].data.metrics:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    (run,) = _runs(workdir, "interrupt")
+    assert run.info.status == "KILLED"
+    assert run.data.tags["imbsweep.state"] == "killed"
+    assert len(mlflow_client(workdir).get_metric_history(run.info.run_id, "train/loss")) >= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback only
+        return bytes(r.read())
+
+
+def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
+    assert run_cli(workdir, *RUN, "trainer.epochs=1", "tracking.experiment=ui").returncode == 0
+    (run,) = _runs(workdir, "ui")
+    port = _free_port()
+    proc = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=workdir, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline, body = time.monotonic() + 120, None
+        while time.monotonic() < deadline and body is None:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                body = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=ui")
+            except OSError:
+                time.sleep(1)
+        assert body is not None, "the MLflow UI did not answer"
+        exp_id = json.loads(body)["experiment"]["experiment_id"]
+        assert exp_id == run.info.experiment_id
+        listed = json.loads(_get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run.info.run_id}"))
+        assert {f["path"] for f in listed["files"]} >= {"config.yaml", "per_class.csv"}
+        csv = _get(f"{base}/get-artifact?path=per_class.csv&run_uuid={run.info.run_id}")
+        assert csv.startswith(b"class,train_count")
+        assert b"<html" in _get(f"{base}/").lower()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

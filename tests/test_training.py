@@ -1,0 +1,108 @@
+"""``fit`` on the real composed config (shrunk), with a reporter that records what it hears."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+
+from imbsweep.data import clear_memory_cache
+from imbsweep.errors import ConfigError
+from imbsweep.reporting import FitInfo, Reporter
+from imbsweep.training import Result, fit, prepare
+
+DIVERGE = ("data=digits_lt", "trainer.epochs=2", "model=logreg", "optimizer=sgd", "optimizer.lr=1e30",
+           "scheduler=constant")
+
+
+class Recorder(Reporter):
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.info: FitInfo | None = None
+        self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.result: Result | None = None
+        self.stop_at = stop_at
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.info = info
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.epochs.append((epoch, dict(metrics)))
+        if epoch == self.stop_at:
+            raise StopIteration("stop requested by the reporter")
+
+    def on_fit_end(self, result: Result) -> None:
+        self.result = result
+
+
+def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_cfg("trainer.epochs=6")
+    rec = Recorder()
+    res = fit(cfg, rec)
+    assert res.state == "complete" and rec.result is res
+    assert rec.info is not None and rec.info.epochs == 6 and rec.info.device == "cpu"
+    assert [e for e, _ in rec.epochs] == [1, 2, 3, 4, 5, 6]
+    first = rec.epochs[0][1]
+    assert {"train/loss", "train/lr", "val/balanced_acc", "val/macro_f1", "val/gmean",
+            "val/worst_class_recall", "val/ece", "val/recall/0", "val/acc_few"} <= first.keys()
+    assert not any(k.startswith("test/") for _, m in rec.epochs for k in m)  # test: end only
+    history = [m["val/balanced_acc"] for _, m in rec.epochs]
+    assert res.best_epoch == int(np.argmax(history)) + 1  # first epoch with the best value
+    assert res.objective == max(history) == res.metrics["val/balanced_acc"]
+    assert {"test/balanced_acc", "test/acc_few", "test/ece", "best_epoch"} <= res.metrics.keys()
+    assert res.test is not None and res.test.confusion.sum() == 500  # 50 per class
+
+
+def test_minimize_direction_and_early_stopping(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_cfg("trainer.epochs=40", "trainer.patience=2", "objective.metric=val/ece",
+                   "objective.direction=minimize", "optimizer.lr=0.05")
+    rec = Recorder()
+    res = fit(cfg, rec)
+    ece = [m["val/ece"] for _, m in rec.epochs]
+    assert res.best_epoch == int(np.argmin(ece)) + 1
+    if res.epochs_run < 40:  # stopped early: exactly `patience` epochs after the best
+        assert res.epochs_run - res.best_epoch == 2
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    a = fit(make_cfg("trainer.seed=3")).metrics
+    b = fit(make_cfg("trainer.seed=3")).metrics
+    c = fit(make_cfg("trainer.seed=4")).metrics
+    a.pop("fit_time_s"), b.pop("fit_time_s"), c.pop("fit_time_s")
+    assert a == b
+    assert a != c
+
+
+def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    rec = Recorder()
+    res = fit(make_cfg(*DIVERGE, tiny=False), rec)
+    assert res.state == "failed" and res.objective is None
+    assert res.reason is not None and "train/loss is nan at epoch 1" in res.reason
+    assert rec.result is res
+
+
+def test_a_reporter_can_stop_training(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    rec = Recorder(stop_at=2)
+    with pytest.raises(StopIteration):
+        fit(make_cfg("trainer.epochs=5"), rec)
+    assert len(rec.epochs) == 2
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optimizer.lr=0", r"optimizer.lr=0: must be a number > 0"),
+    ("trainer.batch_size=0", r"trainer.batch_size=0: must be an integer >= 1"),
+    ("objective.metric=test/acc", r"objective.metric='test/acc': must be a validation metric"),
+    ("objective.metric=val/nope", r"objective.metric='val/nope': is not a metric this run logs"),
+    ("+model.width=3", r"model.width=3: not an argument of imbsweep.models.MLP; allowed: "
+                       r"hidden_sizes, dropout"),
+    ("optimizer=sgd optimizer.momentum=1.5", r"optimizer.momentum=1.5: must be in \[0, 1\)"),
+])
+def test_bad_values_are_config_errors(make_cfg, override: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        fit(make_cfg(*override.split()))
+
+
+def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clear_memory_cache()
+    prepare(make_cfg())
+    assert len(list((tmp_path / "mlruns" / "datasets").glob("digits_lt-*.npz"))) == 1
