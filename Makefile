@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install imbsweep with its dev tools
 
-demo: $(STAMP) ## train one model on MNIST-1D-LT, recorded in MLflow, and print its summary
-	$(BIN)/imbsweep run trainer.epochs=30
+demo: $(STAMP) ## train cnn1d on MNIST-1D-LT twice (plain CE, then class weights), recorded in MLflow
+	$(BIN)/imbsweep run tracking.experiment=demo
+	$(BIN)/imbsweep run tracking.experiment=demo loss.class_weights=inverse
 
 test: $(STAMP) ## run the test suite (tests marked slow are skipped)
 	$(BIN)/python -m pytest
@@ -31,7 +32,7 @@ test: $(STAMP) ## run the test suite (tests marked slow are skipped)
 test-all: $(STAMP) ## run every test, the slow ones included
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-ui: $(STAMP) ## open the stock MLflow UI on the local store (http://127.0.0.1:$(PORT))
+ui: $(STAMP) ## open the stock MLflow UI on the local store (PORT=5000)
 	$(BIN)/imbsweep ui --port $(PORT)
 
 bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md

@@ -96,10 +96,20 @@ def test_a_reporter_can_stop_training(make_cfg) -> None:  # type: ignore[no-unty
     ("+model.width=3", r"model.width=3: not an argument of imbsweep.models.MLP; allowed: "
                        r"hidden_sizes, dropout"),
     ("optimizer=sgd optimizer.momentum=1.5", r"optimizer.momentum=1.5: must be in \[0, 1\)"),
+    ("+metrics.shots.medium=5", r"metrics.shots.medium=5: unknown key; allowed: few_below, many_above"),
+    ("metrics.shots.few_below=500", r"metrics.shots.few_below=500: must be <= metrics.shots.many_above"),
 ])
 def test_bad_values_are_config_errors(make_cfg, override: str, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=message):
         fit(make_cfg(*override.split()))
+
+
+def test_shot_thresholds_reach_the_result(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    res = fit(make_cfg("metrics.shots.few_below=30", "metrics.shots.many_above=60"))
+    assert (res.shots.few_below, res.shots.many_above) == (30, 60)
+    # digits_lt counts 100 77 59 46 35 27 21 16 12 10: many > 60, few < 30
+    assert {"test/acc_many", "test/acc_medium", "test/acc_few"} <= res.metrics.keys()
+    assert res.shots.of(res.train_class_counts)["many"].sum() == 2
 
 
 def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:  # type: ignore[no-untyped-def]

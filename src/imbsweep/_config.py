@@ -99,6 +99,20 @@ def validate(cfg: DictConfig) -> None:
                           "(the test split is only reported, never optimized)")
     check_choice("objective.direction", o.get("direction"), DIRECTIONS)
 
+    metrics = cfg.get("metrics") or {}
+    shots = metrics.get("shots") or {}
+    for k in shots:
+        if k not in ("few_below", "many_above"):
+            raise ConfigError(f"metrics.shots.{k!s}", shots[k], "unknown key; allowed: few_below, many_above")
+        if not (_is_int(shots[k]) and shots[k] >= 0):
+            raise ConfigError(f"metrics.shots.{k!s}", shots[k], "must be an integer >= 0 (training examples)")
+    if shots.get("few_below", 20) > shots.get("many_above", 100) + 1:
+        raise ConfigError("metrics.shots.few_below", shots.get("few_below"),
+                          "must be <= metrics.shots.many_above + 1")
+    bins = metrics.get("ece_bins", 15)
+    if not (_is_int(bins) and bins >= 1):
+        raise ConfigError("metrics.ece_bins", bins, "must be an integer >= 1")
+
     opt = cfg.optimizer
     lr = opt.get("lr")
     if not (_is_num(lr) and lr > 0):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +56,11 @@ def hydra_error_line(exc: BaseException) -> str:
     return " ".join(lines[:3]) if lines else type(exc).__name__
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, ``timeout``, a scheduler) ends a run like Ctrl-C: KILLED, not RUNNING."""
+    raise KeyboardInterrupt
+
+
 def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     """Run the Hydra app with ``argv`` as its command line; return the exit code."""
     from hydra.errors import HydraException
@@ -65,6 +71,7 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     sys.argv = [prog, *argv]
+    previous = signal.signal(signal.SIGTERM, _terminate)
     stderr = sys.stderr
     if not {"-m", "--multirun"} & set(argv):
         sys.stderr = _DropLines(stderr, "Error executing job with overrides")
@@ -94,6 +101,7 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
         return 1
     finally:
         sys.stderr = stderr
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

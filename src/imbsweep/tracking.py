@@ -193,10 +193,8 @@ def per_class_table(result: Result) -> Any:
     """One row per class: training count, shot group, val/test recall and precision."""
     import pandas as pd
 
-    from .metrics import ShotGroups
-
     counts = result.train_class_counts
-    groups = ShotGroups().of(counts)
+    groups = result.shots.of(counts)
     rows: dict[str, Any] = {
         "class": list(result.class_names), "train_count": counts,
         "shot": [next(g for g, m in groups.items() if m[i]) for i in range(len(counts))],

@@ -61,6 +61,7 @@ class Result:
     train_class_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     val: Evaluation | None = None
     test: Evaluation | None = None
+    shots: ShotGroups = field(default_factory=ShotGroups)
 
 
 def seed_everything(seed: int) -> None:
@@ -182,7 +183,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                 break
     elapsed = time.perf_counter() - t0
 
-    common = dict(class_names=ds.class_names, train_class_counts=counts, epochs_run=epoch)
+    common = dict(class_names=ds.class_names, train_class_counts=counts, epochs_run=epoch, shots=shots)
     if reason is not None or best is None:
         result = Result("failed", {"train/loss": train_loss, "epochs_run": float(epoch)}, None,
                         0, reason=reason or "no epoch finished", **common)  # type: ignore[arg-type]
