@@ -15,6 +15,10 @@ def run(cfg: DictConfig, progress: bool = True) -> float | None:
     Everything is built and checked before the MLflow run is created, so bad input leaves
     no run behind; once the run exists it always ends FINISHED, FAILED or KILLED.
     """
+    if cfg.get("imbsweep_trial") is not None:  # a job launched by the imbsweep sweeper
+        from .sweep import run_trial
+
+        return run_trial(cfg)  # type: ignore[return-value]
     from .reporting import CompositeReporter, ProgressReporter, Reporter
     from .training import fit, prepare
 

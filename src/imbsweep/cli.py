@@ -1,6 +1,7 @@
 """``imbsweep``: the command line.
 
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
+    imbsweep sweep NAME [OVERRIDES...]  run the study sweeps/NAME.yaml (= run -m sweep=NAME)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
 
 Errors from bad input print one line (key, value, what is allowed) and exit non-zero;
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train once (Hydra overrides follow; -m for multirun)",
                        add_help=False)
     r.add_argument("overrides", nargs=argparse.REMAINDER)
+    sw = sub.add_parser("sweep", help="run a study: sweeps/NAME.yaml (Hydra overrides follow)")
+    sw.add_argument("name", help="a file of sweeps/ without .yaml (smoke, lr_batch, tricks)")
     u = sub.add_parser("ui", help="start the stock MLflow UI on the local store")
     u.add_argument("--port", type=int, default=5000)
     u.add_argument("--host", default="127.0.0.1")
@@ -143,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # everything after `run` is Hydra's, options included
         return run_hydra(argv[1:])
+    if argv[:1] == ["sweep"] and len(argv) > 1 and not argv[1].startswith("-"):
+        return run_hydra(["-m", f"sweep={argv[1]}", *argv[2:]], prog=f"imbsweep sweep {argv[1]}")
     args = build_parser().parse_args(argv)
     return ui(args)
 

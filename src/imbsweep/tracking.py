@@ -103,6 +103,7 @@ class MlflowRun(Reporter):
         from mlflow.entities import Param
 
         container = _config.redacted_container(self.cfg)
+        container.pop("imbsweep_trial", None)  # a sweep's plumbing, not part of the run's config
         sha, dirty = git_commit()
         tags = {TAG_TRICK: trick_label(container), TAG_STATE: "running",
                 "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
@@ -132,13 +133,16 @@ class MlflowRun(Reporter):
             log.exception("could not write the last metrics of run %s", self.run_id)
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", "killed", "interrupted (Ctrl-C)"
+        elif exc is not None and getattr(exc, "imbsweep_state", None) == "pruned":
+            status, state, reason = "FINISHED", "pruned", str(exc)
         elif exc is not None:
             status, state, reason = "FAILED", "failed", f"{type(exc).__name__}: {exc}"
         elif self.result is not None and self.result.state == "failed":
             status, state, reason = "FAILED", "failed", self.result.reason
         else:
             status, state, reason = "FINISHED", "complete", None
-        tags = {TAG_STATE: state, **({TAG_REASON: str(reason)[:5000]} if reason else {})}
+        reason_tag = "imbsweep.prune_reason" if state == "pruned" else TAG_REASON
+        tags = {TAG_STATE: state, **({reason_tag: str(reason)[:5000]} if reason else {})}
         try:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, v)

@@ -1,0 +1,44 @@
+"""The sweeper's config, registered in Hydra's ConfigStore as ``hydra/sweeper: imbsweep_optuna``."""
+
+# No `from __future__ import annotations` here: Hydra's plugin scan runs this module without
+# registering it in sys.modules, and dataclasses then cannot resolve string annotations.
+from dataclasses import dataclass, field
+from typing import Any, Optional  # noqa: UP035 - real types for OmegaConf
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ImbsweepOptunaSweeperConf:
+    """Search-space syntax of the official Optuna sweeper, plus conditional parameters.
+
+    Attributes:
+        study_name: defaults to the sweep file's name (``sweep=tricks`` -> ``tricks``).
+        storage: an Optuna storage URL (``postgresql://…``, ``sqlite:///…``) or a journal file
+            path (``….log``); null = the local journal ``${state_dir}/optuna/journal.log``.
+        n_trials: the study's total target, across restarts (not "this many more").
+        n_jobs: worker processes (1 for now).
+        sampler: ``{name: tpe|random|gp|cmaes|qmc|nsgaii|grid, seed: 0, …sampler kwargs}``.
+        pruner: ``{name: none|median|percentile|successive_halving|hyperband|wilcoxon, …}``.
+        params: ``key: expression`` (``choice``, ``range``, ``interval``, ``tag(log, …)``).
+        conditional: ``key: {when: {param: value(s)}, space: expression}``.
+        baseline: values of the baseline trial evaluated first (others: the config's
+            defaults); null switches the baseline off.
+        max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
+    """
+
+    _target_: str = "hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper.ImbsweepOptunaSweeper"
+    study_name: Optional[str] = None  # noqa: UP045
+    storage: Optional[str] = None  # noqa: UP045
+    n_trials: int = 20
+    n_jobs: int = 1
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    params: dict[str, Any] = field(default_factory=lambda: {})
+    conditional: dict[str, Any] = field(default_factory=lambda: {})
+    baseline: Optional[dict[str, Any]] = field(default_factory=lambda: {})  # noqa: UP045
+    max_failure_rate: float = 0.5
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="imbsweep_optuna",
+                             node=ImbsweepOptunaSweeperConf, provider="imbsweep_optuna_sweeper")

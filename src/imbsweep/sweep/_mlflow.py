@@ -1,0 +1,89 @@
+"""The study's parent run in MLflow: one experiment per study, one parent run per study
+(found again and reused on resume), the trials as its child runs."""
+
+from __future__ import annotations
+
+import getpass
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from .._config import redact
+from .._paths import git_commit, state_dir
+from ..tracking import get_or_create_experiment, quiet_mlflow_logs, tracking_uri
+
+ROLE, STUDY = "imbsweep.role", "imbsweep.study"
+
+
+class ParentRun:
+    """Context manager: the parent run is RUNNING inside, then FINISHED, KILLED (Ctrl-C) or
+    FAILED (the sweep stopped on an error)."""
+
+    def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any]) -> None:
+        from mlflow import MlflowClient
+
+        quiet_mlflow_logs()
+        state = state_dir(config.get("state_dir") or "mlruns")
+        self.uri = tracking_uri(config.tracking, state)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        local = self.uri.startswith("sqlite:///") and not config.tracking.get("uri")
+        self.experiment_id = get_or_create_experiment(self.client, study_name,
+                                                      state / "artifacts" if local else None)
+        self.study_name = study_name
+        self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
+        self.run_id = self._find_or_create()
+
+    def _find_or_create(self) -> str:
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE}` = 'parent' and tags.`{STUDY}` = '{self.study_name}'",
+            max_results=1, order_by=["attributes.start_time ASC"])
+        if found:
+            run_id = str(found[0].info.run_id)
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        sha, _ = git_commit()
+        tags = {ROLE: "parent", STUDY: self.study_name, "mlflow.user": getpass.getuser(),
+                "mlflow.source.name": "imbsweep sweep", "mlflow.source.type": "LOCAL"}
+        if sha:
+            tags["mlflow.source.git.commit"] = sha
+        run = self.client.create_run(self.experiment_id, run_name=f"{self.study_name} (study)", tags=tags)
+        return str(run.info.run_id)
+
+    def __enter__(self) -> ParentRun:
+        conf = OmegaConf.to_container(OmegaConf.create(self.sweeper_conf), resolve=True)
+        assert isinstance(conf, dict)
+        if conf.get("storage"):
+            conf["storage"] = redact(str(conf["storage"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "sweep.yaml"
+            path.write_text(OmegaConf.to_yaml(OmegaConf.create(conf)))
+            self.client.log_artifact(self.run_id, str(path))
+        return self
+
+    def log_progress(self, study: optuna.Study) -> None:
+        from ._runner import counts
+
+        c = counts(study)
+        metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
+                                     "trials_failed": c["fail"]}
+        if len(study.directions) == 1 and c["complete"]:
+            metrics["best_value"] = float(study.best_value)
+            self.client.set_tag(self.run_id, "imbsweep.best_trial", str(study.best_trial.number))
+        for k, v in metrics.items():
+            self.client.log_metric(self.run_id, k, float(v), step=int(c["finished"]))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        elif exc is not None:
+            status = "FAILED"
+            self.client.set_tag(self.run_id, "imbsweep.failure_reason", str(exc)[:5000])
+        else:
+            status = "FINISHED"
+        self.client.set_terminated(self.run_id, status=status)

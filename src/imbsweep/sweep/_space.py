@@ -1,0 +1,207 @@
+"""Search spaces in the official Hydra Optuna sweeper's syntax, with conditional parameters.
+
+``choice(a, b)``, ``range(start, stop[, step])`` (Hydra's stop is exclusive: ``range(1,5)``
+samples 1..4), ``interval(low, high)``, ``int(interval(low, high))`` and
+``tag(log, interval(...))``; anything else is a fixed value passed through.
+
+Conditional parameters are sampled only when other parameters hold given values::
+
+    conditional:
+      loss.gamma:
+        when: {loss: focal}            # every condition must hold; a list means "one of"
+        space: interval(0.5, 5.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from ..errors import ConfigError
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse(key: str, expression: Any, where: str | None = "hydra.sweeper.params") -> BaseDistribution | Any:
+    """The Optuna distribution an expression describes, or the fixed value it is.
+
+    Raises:
+        ConfigError: the expression does not parse or describes an empty/invalid space.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    text = expression if isinstance(expression, str) else _encode(expression)
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={text}")
+    except HydraException as exc:  # OverrideParseException, or a bare one for some inputs
+        msg = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+        raise ConfigError(f"{where}.{key}" if where else key, expression, f"cannot parse: {msg}") from None
+    try:
+        return from_override(override)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{key}" if where else key, expression, str(exc)) from None
+
+
+def from_override(override: Any) -> BaseDistribution | Any:
+    """Map a parsed Hydra override to an Optuna distribution (or its fixed value)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    value = override.value()
+    if not override.is_sweep_override():
+        return value
+    if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
+        choices = list(override.sweep_iterator())
+        if not choices:
+            raise ValueError("an empty choice")
+        return CategoricalDistribution(choices)
+    if isinstance(value, RangeSweep):
+        values = list(override.sweep_iterator())  # Hydra's own semantics: stop is exclusive
+        if not values:
+            raise ValueError("an empty range (stop is exclusive)")
+        if value.step is None or value.step <= 0 or len(values) == 1:
+            return CategoricalDistribution(values)
+        lo, hi = values[0], values[-1]
+        if all(_is_int(v) for v in (value.start, value.step)):
+            return IntDistribution(int(lo), int(hi), step=int(value.step))
+        return FloatDistribution(float(lo), float(hi), step=float(value.step))
+    if isinstance(value, IntervalSweep):
+        lo, hi, log = value.start, value.end, "log" in value.tags
+        if lo is None or hi is None or lo >= hi:
+            raise ValueError("an interval needs low < high")
+        if log and lo <= 0:
+            raise ValueError("a log interval needs low > 0")
+        if _is_int(lo) and _is_int(hi):
+            return IntDistribution(int(lo), int(hi), log=log)
+        return FloatDistribution(float(lo), float(hi), log=log)
+    raise ValueError(f"{type(value).__name__} is not supported")
+
+
+def _encode(value: Any) -> str:
+    """A value as override text that Hydra's parser reads back as the same value: strings
+    are quoted when they would otherwise parse as something else (``'1'``, ``'a,b'``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value if _reads_back(value) else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _reads_back(text: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        ov = OverridesParser.create().parse_override(f"k={text}")
+    except HydraException:
+        return False
+    return not ov.is_sweep_override() and ov.value() == text
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` as a Hydra override string."""
+    return f"{key}={_encode(value)}"
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A parameter sampled only when every ``when`` condition holds."""
+
+    distribution: BaseDistribution
+    when: Mapping[str, tuple[Any, ...]]
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        return all(k in values and values[k] in allowed for k, allowed in self.when.items())
+
+
+@dataclass
+class SearchSpace:
+    """Unconditional distributions (sampled in order), conditional ones, fixed values."""
+
+    params: dict[str, BaseDistribution] = field(default_factory=dict)
+    conditional: dict[str, Conditional] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    #: fixed command-line overrides, passed to every trial as typed (``+x=1``, ``~y``)
+    passthrough: list[str] = field(default_factory=list)
+    fixed_for_conditions: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any] | None, conditional: Mapping[str, Any] | None,
+              cli_overrides: list[str] | None = None) -> SearchSpace:
+        """From the sweeper's ``params`` and ``conditional`` and the command line's
+        overrides (which win: a fixed value on the command line removes the parameter)."""
+        space = cls()
+        for key, expr in (params or {}).items():
+            space._add(str(key), parse(str(key), expr))
+        for ov in cli_overrides or []:
+            key, eq, expr = ov.partition("=")
+            bare = key.lstrip("+~")
+            value = parse(bare, expr, where=None) if eq else None
+            if isinstance(value, BaseDistribution):
+                space.params[bare] = value
+                space.fixed.pop(bare, None)
+            else:
+                space.params.pop(bare, None)
+                space.fixed.pop(bare, None)
+                space.passthrough.append(ov)
+                if eq and not key.startswith("~"):
+                    space.fixed_for_conditions[bare] = value
+        for key, spec in (conditional or {}).items():
+            where = f"hydra.sweeper.conditional.{key}"
+            if not isinstance(spec, Mapping) or "when" not in spec or "space" not in spec:
+                raise ConfigError(where, spec, "must be {when: {param: value(s)}, space: <expression>}")
+            dist = parse(str(key), spec["space"], where="hydra.sweeper.conditional")
+            if not isinstance(dist, BaseDistribution):
+                raise ConfigError(f"{where}.space", spec["space"], "must be a search expression")
+            when = {}
+            for cond_key, allowed in dict(spec["when"]).items():
+                if cond_key not in space.params and cond_key not in space.fixed \
+                        and cond_key not in space.fixed_for_conditions:
+                    raise ConfigError(f"{where}.when", cond_key,
+                                      "must name a parameter of hydra.sweeper.params or a fixed value")
+                when[str(cond_key)] = tuple(allowed) if isinstance(allowed, list | tuple) else (allowed,)
+            space.conditional[str(key)] = Conditional(dist, when)
+            space.params.pop(str(key), None)
+        return space
+
+    def _add(self, key: str, value: Any) -> None:
+        if isinstance(value, BaseDistribution):
+            self.params[key] = value
+            self.fixed.pop(key, None)
+        else:
+            self.fixed[key] = value
+            self.params.pop(key, None)
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Suggest every active parameter on an Optuna trial (define-by-run)."""
+        values: dict[str, Any] = {}
+        for key, dist in self.params.items():
+            values[key] = trial._suggest(key, dist)
+        known = {**self.fixed_for_conditions, **self.fixed, **values}
+        for key, cond in self.conditional.items():
+            if cond.active(known):
+                values[key] = trial._suggest(key, cond.distribution)
+        return values
+
+    def overrides(self, sampled: Mapping[str, Any]) -> list[str]:
+        """Every trial's overrides: fixed values, the command line's, then the sampled ones."""
+        return [*(override(k, v) for k, v in self.fixed.items()), *self.passthrough,
+                *(override(k, v) for k, v in sampled.items())]
+
+    def names(self) -> Iterator[str]:
+        yield from self.params
+        yield from self.conditional

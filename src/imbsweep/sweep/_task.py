@@ -1,0 +1,98 @@
+"""The task side of a sweep trial: the job finds its Optuna trial in the shared storage,
+reports the objective each epoch, and is recorded as a child run of the study's parent run.
+
+The sweeper passes ``+imbsweep_trial={study:…,number:…,trial_id:…,experiment_id:…,
+parent_run_id:…}``; the storage URL is read from Hydra's sweeper config, never from the
+job's own config (it may hold credentials)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+
+from ..reporting import Reporter
+from ..training import Result
+
+log = logging.getLogger(__name__)
+CONTEXT_KEY = "imbsweep_trial"
+
+
+class TrialPruned(optuna.TrialPruned):
+    """Raised from ``on_epoch_end`` when the pruner stops a trial; MLflow records the run as
+    FINISHED with ``imbsweep.state=pruned`` and the metrics of the epochs it ran."""
+
+    imbsweep_state = "pruned"
+
+
+class OptunaReporter(Reporter):
+    """Reports ``objective.metric`` to the trial every epoch and stops it when pruned.
+
+    Multi-objective studies cannot prune (Optuna has no intermediate values for them), so
+    nothing is reported there.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str | None) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if self.metric is None or self.metric not in metrics:
+            return
+        self.trial.report(float(metrics[self.metric]), step=epoch)
+        if self.trial.should_prune():
+            raise TrialPruned(f"pruned at epoch {epoch} ({self.metric}={metrics[self.metric]:.4f})")
+
+
+def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
+    """``[(metric, direction), ...]``: ``objective.metrics`` if given, else the single one."""
+    obj = cfg.objective
+    many = obj.get("metrics")
+    if many:
+        return [(str(m.metric), str(m.direction)) for m in many]
+    return [(str(obj.metric), str(obj.direction))]
+
+
+def run_trial(cfg: DictConfig) -> float | list[float]:
+    """Train the trial the sweeper asked for; return its objective value(s)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .._paths import state_dir
+    from ..tracking import MlflowRun
+    from ..training import fit, prepare
+    from ._study import make_pruner, open_storage
+
+    ctx = cfg[CONTEXT_KEY]
+    sweeper = HydraConfig.get().sweeper
+    storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"))
+    # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
+    study = optuna.load_study(study_name=str(ctx.study), storage=storage,
+                              pruner=make_pruner(sweeper.get("pruner") or {"name": "none"}))
+    trial = optuna.trial.Trial(study, int(ctx.trial_id))
+    objectives = objective_metrics(cfg)
+    reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None)
+    tags = {"imbsweep.study": str(ctx.study), "imbsweep.trial": str(ctx.number)}
+    with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
+                   tags=tags, run_name=f"trial-{ctx.number}") as recorder:
+        from ..reporting import CompositeReporter
+
+        trial.set_user_attr("mlflow_run_id", recorder.run_id)
+        # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
+        setup = prepare(cfg)
+        result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
+    if result.state == "failed":
+        from ..errors import TrainingFailed
+
+        raise TrainingFailed(result.reason or "failed")
+    values = []
+    for metric, _ in objectives:
+        if metric not in result.metrics:
+            from ..errors import ConfigError
+
+            raise ConfigError("objective.metrics", metric, "is not a metric this run logs")
+        values.append(float(result.metrics[metric]))
+    shown = ", ".join(f"{m}={v:.4f}" for (m, _), v in zip(objectives, values, strict=True))
+    log.info("trial %s: %s", ctx.number, shown)
+    return values[0] if len(values) == 1 else values

@@ -1,0 +1,102 @@
+"""Search-space expressions: the official Hydra Optuna sweeper's syntax, with Hydra's own
+semantics (range's stop is exclusive), and conditional parameters."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from imbsweep.errors import ConfigError
+from imbsweep.sweep import SearchSpace, parse
+
+# The expressions of the official plugin's README and example config, and what they mean.
+EXAMPLES = [
+    ("choice(-5, 0, 5)", CategoricalDistribution((-5, 0, 5))),
+    ("choice(adam, sgd)", CategoricalDistribution(("adam", "sgd"))),
+    ("range(1, 5)", IntDistribution(1, 4)),  # stop exclusive: never 5
+    ("range(-5.5, 5.5, step=0.5)", FloatDistribution(-5.5, 5.0, step=0.5)),
+    ("range(0, 10, 3)", IntDistribution(0, 9, step=3)),
+    ("interval(0, 1)", FloatDistribution(0.0, 1.0)),
+    ("int(interval(1, 10))", IntDistribution(1, 10)),
+    ("tag(log, interval(1e-4, 1e-1))", FloatDistribution(1e-4, 1e-1, log=True)),
+    ("tag(log, int(interval(8, 512)))", IntDistribution(8, 512, log=True)),
+    ("shuffle(range(1, 4))", CategoricalDistribution((1, 2, 3))),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), EXAMPLES, ids=[e for e, _ in EXAMPLES])
+def test_official_expressions_map_to_optuna_distributions(expression: str, expected: object) -> None:
+    got = parse("x", expression)
+    if isinstance(expected, CategoricalDistribution) and "shuffle" in expression:
+        assert sorted(got.choices) == sorted(expected.choices)  # type: ignore[union-attr]
+    else:
+        assert got == expected
+
+
+def test_range_never_samples_its_stop() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    dist = parse("x", "range(1, 5)")
+    seen = {study.ask({"x": dist}).params["x"] for _ in range(200)}
+    assert seen == {1, 2, 3, 4}
+
+
+def test_fixed_values_pass_through() -> None:
+    assert parse("x", "3") == 3
+    assert parse("x", 0.5) == 0.5
+    assert parse("x", "adam") == "adam"
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("choice(", "cannot parse"),
+    ("range(5, 5)", "an empty range"),
+    ("interval(1, 0)", "low < high"),
+    ("tag(log, interval(0, 1))", "low > 0"),
+])
+def test_malformed_expressions_are_one_line_errors(expression: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.params.lr=") as info:
+        parse("lr", expression)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_command_line_overrides_add_params_and_pass_fixed_values_through() -> None:
+    space = SearchSpace.build({"optimizer.lr": "interval(0.001, 0.1)", "trainer.batch_size": "choice(64, 128)"},
+                              None, ["trainer.batch_size=32", "model=mlp", "+extra.x=1",
+                                     "loss.label_smoothing=choice(0.0, 0.1)"])
+    assert set(space.params) == {"optimizer.lr", "loss.label_smoothing"}  # 32 fixes batch size
+    assert space.passthrough == ["trainer.batch_size=32", "model=mlp", "+extra.x=1"]
+
+
+def test_conditional_parameters_are_sampled_only_when_their_condition_holds() -> None:
+    space = SearchSpace.build(
+        {"loss": "choice(ce, focal)", "loss.class_weights": "choice(none, effective_number)"},
+        {"loss.gamma": {"when": {"loss": "focal"}, "space": "interval(0.5, 5.0)"},
+         "loss.beta": {"when": {"loss.class_weights": ["effective_number"]},
+                       "space": "choice(0.99, 0.999)"}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen: Counter[str] = Counter()
+    for _ in range(100):
+        trial = study.ask()
+        values = space.sample(trial)
+        assert ("loss.gamma" in values) == (values["loss"] == "focal")
+        assert ("loss.beta" in values) == (values["loss.class_weights"] == "effective_number")
+        assert set(trial.params) == set(values)
+        seen.update(k for k in values)
+        study.tell(trial, 0.0)
+    assert 20 < seen["loss.gamma"] < 80 and 20 < seen["loss.beta"] < 80  # both branches taken
+
+
+def test_conditions_must_name_known_parameters() -> None:
+    with pytest.raises(ConfigError, match="hydra.sweeper.conditional.loss.gamma.when"):
+        SearchSpace.build({}, {"loss.gamma": {"when": {"loss": "focal"}, "space": "interval(0.5, 5)"}})
+
+
+@pytest.mark.parametrize("value", ["x y", "a,b", "it's", "1", "true", "null", "[x]", "back\\slash",
+                                   "ce", 0.001, 1e-7, 3, True, None, "'q'"])
+def test_overrides_read_back_as_the_same_value(value: object) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (text,) = SearchSpace().overrides({"a": value})
+    assert OverridesParser.create().parse_override(text).value() == value

@@ -1,0 +1,129 @@
+"""Sweeps through the real CLI; results read back from the Optuna storage and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from ..conftest import mlflow_client, run_cli
+
+
+def _study(workdir: Path, name: str) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = workdir / "mlruns" / "optuna" / "journal.log"
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+def _runs(workdir: Path, experiment: str) -> tuple[object, list]:  # type: ignore[type-arg]
+    client = mlflow_client(workdir)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) + 1 == len(runs)
+    return parent, sorted(children, key=lambda r: int(r.data.tags["imbsweep.trial"]))
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
+
+
+def _check_one_to_one(study: optuna.Study, children: list) -> None:  # type: ignore[type-arg]
+    trials = {t.number: t for t in study.trials if t.state.is_finished()}
+    assert [int(r.data.tags["imbsweep.trial"]) for r in children] == sorted(trials)
+    for run in children:
+        trial = trials[int(run.data.tags["imbsweep.trial"])]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[trial.state.name]
+        assert run.data.tags["imbsweep.state"] == state
+        for key, value in trial.params.items():
+            param = run.data.params[key]
+            assert (float(param) == value) if isinstance(value, float) else param == str(value)
+
+
+def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
+    p = run_cli(workdir, "sweep", "smoke")
+    assert p.returncode == 0, p.stderr
+    study = _study(workdir, "smoke")
+    assert len(_finished(study)) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    baseline = study.trials[0]
+    assert baseline.user_attrs["imbsweep:baseline"] is True
+    assert baseline.params == {"optimizer.lr": 0.005, "loss.class_weights": "none"}  # the defaults
+    parent, children = _runs(workdir, "smoke")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["best_value"] == study.best_value
+    _check_one_to_one(study, children)
+    (results,) = workdir.glob("multirun/*/*/optimization_results.yaml")
+    saved = yaml.safe_load(results.read_text())
+    assert saved["best_value"] == study.best_value and saved["best_params"] == study.best_params
+
+    # the same command again resumes towards a new total, then does nothing more
+    before = {t.params["optimizer.lr"] for t in study.trials}
+    for _ in range(2):
+        p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.n_trials=6")
+        assert p.returncode == 0, p.stderr
+    study = _study(workdir, "smoke")
+    assert len(_finished(study)) == 6
+    new = {t.params["optimizer.lr"] for t in study.trials[4:]}
+    assert not new & before  # a resumed seeded sampler draws new points, not the same ones
+    parent2, children = _runs(workdir, "smoke")
+    assert parent2.info.run_id == parent.info.run_id  # the parent run is reused
+    _check_one_to_one(study, children)
+
+
+def test_pruning_really_stops_training(workdir: Path) -> None:
+    # Baseline lr 0.005 completes first; every lr=1e-7 trial is at chance after epoch 1 and
+    # the median pruner (1 startup trial) compares it with completed lr=0.005 trials only.
+    # The grid has two lr=1e-7 points among four, three are drawn: pruning is certain.
+    p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=prune", "trainer.epochs=5",
+                "optimizer.lr=choice(0.005,1e-7)", "hydra.sweeper.sampler.name=grid",
+                "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
+                "+hydra.sweeper.pruner.n_warmup_steps=0")
+    assert p.returncode == 0, p.stderr
+    study = _study(workdir, "prune")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["optimizer.lr"] == 1e-7 for t in pruned)
+    assert len(_finished(study)) == 4
+    parent, children = _runs(workdir, "prune")
+    _check_one_to_one(study, children)
+    client = mlflow_client(workdir)
+    for run in children:
+        if run.data.tags["imbsweep.state"] == "pruned":
+            assert run.info.status == "FINISHED" and "pruned at epoch 1" in run.data.tags["imbsweep.prune_reason"]
+            assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 1  # not 5
+
+
+def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(workdir: Path) -> None:
+    p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=failing", "loss.class_weights=bogus")
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert lines == ["imbsweep: error: study 'failing' stopped: 3 of 4 trials failed (more than "
+                     "hydra.sweeper.max_failure_rate=0.5); last error: ConfigError: "
+                     "loss.class_weights='bogus': must be one of none, inverse, sqrt_inverse, effective_number"]
+    study = _study(workdir, "failing")
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 3
+    assert "loss.class_weights='bogus'" in study.trials[0].user_attrs["fail_reason"]
+    parent, children = _runs(workdir, "failing")
+    assert parent.info.status == "FAILED"
+    assert [r.info.status for r in children] == ["FAILED"] * 3
+    assert "loss.class_weights='bogus'" in children[0].data.tags["imbsweep.failure_reason"]
+    _check_one_to_one(study, children)
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("optimizer.lr=interval(1,0)", ["optimizer.lr='interval(1,0)'", "low < high"]),
+    ("hydra.sweeper.sampler.name=annealing", ["hydra.sweeper.sampler.name='annealing'", "tpe, random"]),
+    ("hydra.sweeper.pruner.name=asha", ["hydra.sweeper.pruner.name='asha'", "successive_halving"]),
+    ("hydra.sweeper.n_trials=0", ["hydra.sweeper.n_trials=0", ">= 1"]),
+])
+def test_bad_sweep_settings_fail_before_any_trial(tmp_path: Path, override: str, words: list[str]) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", override)
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
+    assert all(w in lines[0] for w in words)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
