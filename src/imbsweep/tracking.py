@@ -32,6 +32,28 @@ def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path = "mlruns") 
     return str(uri) if uri else local_tracking_uri(state_dir(state))
 
 
+def make_client(uri: str) -> Any:
+    """An ``MlflowClient``. A local SQLite store is created (schema migrations) under a file
+    lock, so several workers starting together on a fresh store do not collide."""
+    from mlflow import MlflowClient
+
+    quiet_mlflow_logs()
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init.lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # the store exists and is migrated now
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return client
+
+
 def quiet_mlflow_logs() -> None:
     """MLflow's and alembic's INFO lines (schema migrations) are noise on a user's console."""
     for name in ("alembic", "mlflow"):
@@ -77,13 +99,10 @@ class MlflowRun(Reporter):
     def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
                  run_name: str | None = None) -> None:
-        from mlflow import MlflowClient
-
-        quiet_mlflow_logs()
         tr = cfg.tracking
         state = state_dir(cfg.get("state_dir") or "mlruns")
         self.uri = tracking_uri(tr, state)
-        self.client = client or MlflowClient(tracking_uri=self.uri)
+        self.client = client or make_client(self.uri)
         local = self.uri.startswith("sqlite:///") and not tr.get("uri")
         self.experiment_id = experiment_id or get_or_create_experiment(
             self.client, str(tr.experiment), state / "artifacts" if local else None)

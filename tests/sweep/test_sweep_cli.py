@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
-from ..conftest import mlflow_client, run_cli
+from ..conftest import CLI, cli_env, mlflow_client, run_cli
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:
@@ -33,8 +37,8 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
 
 
-def _check_one_to_one(study: optuna.Study, children: list) -> None:  # type: ignore[type-arg]
-    trials = {t.number: t for t in study.trials if t.state.is_finished()}
+def _check_one_to_one(study: optuna.Study, children: list, skip: tuple[int, ...] = ()) -> None:  # type: ignore[type-arg]
+    trials = {t.number: t for t in study.trials if t.state.is_finished() and t.number not in skip}
     assert [int(r.data.tags["imbsweep.trial"]) for r in children] == sorted(trials)
     for run in children:
         trial = trials[int(run.data.tags["imbsweep.trial"])]
@@ -127,3 +131,96 @@ def test_bad_sweep_settings_fail_before_any_trial(tmp_path: Path, override: str,
     assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
     assert all(w in lines[0] for w in words)
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
+
+
+def _popen(workdir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *args], cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(workdir: Path, name: str, ready, proc: subprocess.Popen[str], timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    journal = workdir / "mlruns" / "optuna" / "journal.log"
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if journal.exists():
+            try:
+                if ready(_study(workdir, name)):
+                    return
+            except KeyError:  # the study is not created yet
+                pass
+        time.sleep(0.3)
+    raise AssertionError("the sweep never reached the expected state")
+
+
+def _running_after_one_complete(study: optuna.Study) -> bool:
+    """One trial done and the next one training (its MLflow run exists)."""
+    states = [t.state.name for t in study.trials]
+    return "COMPLETE" in states and any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+                                        for t in study.trials)
+
+
+LONG = ("trainer.epochs=60", "hydra.sweeper.n_trials=3")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: Path, sig: int) -> None:
+    proc = _popen(tmp_path, "sweep", "smoke", *LONG)
+    try:
+        _wait_for(tmp_path, "smoke", _running_after_one_complete, proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    study = _study(tmp_path, "smoke")
+    (cut,) = [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
+    parent, children = _runs(tmp_path, "smoke")
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
+        assert parent.info.status == "KILLED"
+        assert [r.info.status for r in children if r.data.tags["imbsweep.trial"] == str(cut.number)] == ["KILLED"]
+    else:  # SIGKILL: nothing could clean up; the trial and its MLflow run are left RUNNING
+        assert cut.state.name == "RUNNING"
+
+    p = run_cli(tmp_path, "sweep", "smoke", *LONG)  # the same command resumes
+    assert p.returncode == 0, p.stderr
+    study = _study(tmp_path, "smoke")
+    assert len(_finished(study)) == 3
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    cut = study.trials[cut.number]
+    assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
+    (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
+    assert redo.state.name == "COMPLETE" and redo.params == cut.params  # the same point, re-run
+    parent, children = _runs(tmp_path, "smoke")
+    assert parent.info.status == "FINISHED"
+    assert not [r for r in children if r.info.status == "RUNNING"]  # the dead run was ended
+    finished = [r for r in children if r.data.tags["imbsweep.trial"] != str(cut.number)]
+    _check_one_to_one(study, finished, skip=(cut.number,))
+
+
+def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> None:
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=10",
+            "trainer.epochs=25")
+    a, b = _popen(tmp_path, *args), _popen(tmp_path, *args)
+    for proc in (a, b):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    study = _study(tmp_path, "shared")
+    assert len(study.trials) == 10 and len(_finished(study)) == 10
+    assert sorted(t.number for t in study.trials) == list(range(10))
+    assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2  # both did work
+    _, children = _runs(tmp_path, "shared")
+    _check_one_to_one(study, children)
+
+
+def test_n_jobs_workers_run_concurrently(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=jobs", "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.n_trials=8", "trainer.epochs=25")
+    assert p.returncode == 0, p.stderr
+    study = _study(tmp_path, "jobs")
+    assert len(study.trials) == 8 and len(_finished(study)) == 8
+    assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
+    # no oversubscription: 2 cores / 2 workers -> one torch thread per trial
+    _, children = _runs(tmp_path, "jobs")
+    assert {r.data.params["trainer.num_threads"] for r in children} == {str(max(1, (os.cpu_count() or 1) // 2))}

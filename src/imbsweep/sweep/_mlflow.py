@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit, state_dir
-from ..tracking import get_or_create_experiment, quiet_mlflow_logs, tracking_uri
+from ..tracking import get_or_create_experiment, make_client, tracking_uri
 
 ROLE, STUDY = "imbsweep.role", "imbsweep.study"
 
@@ -24,18 +24,17 @@ class ParentRun:
     """Context manager: the parent run is RUNNING inside, then FINISHED, KILLED (Ctrl-C) or
     FAILED (the sweep stopped on an error)."""
 
-    def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any]) -> None:
-        from mlflow import MlflowClient
-
-        quiet_mlflow_logs()
+    def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
+                 owner: bool = True) -> None:
         state = state_dir(config.get("state_dir") or "mlruns")
         self.uri = tracking_uri(config.tracking, state)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = make_client(self.uri)
         local = self.uri.startswith("sqlite:///") and not config.tracking.get("uri")
         self.experiment_id = get_or_create_experiment(self.client, study_name,
                                                       state / "artifacts" if local else None)
         self.study_name = study_name
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
+        self.owner = owner  # a started worker only attaches its trials; it never ends the parent
         self.run_id = self._find_or_create()
 
     def _find_or_create(self) -> str:
@@ -44,7 +43,8 @@ class ParentRun:
             max_results=1, order_by=["attributes.start_time ASC"])
         if found:
             run_id = str(found[0].info.run_id)
-            self.client.update_run(run_id, status="RUNNING")
+            if self.owner:
+                self.client.update_run(run_id, status="RUNNING")
             return run_id
         sha, _ = git_commit()
         tags = {ROLE: "parent", STUDY: self.study_name, "mlflow.user": getpass.getuser(),
@@ -55,6 +55,8 @@ class ParentRun:
         return str(run.info.run_id)
 
     def __enter__(self) -> ParentRun:
+        if not self.owner:
+            return self
         conf = OmegaConf.to_container(OmegaConf.create(self.sweeper_conf), resolve=True)
         assert isinstance(conf, dict)
         if conf.get("storage"):
@@ -77,8 +79,19 @@ class ParentRun:
         for k, v in metrics.items():
             self.client.log_metric(self.run_id, k, float(v), step=int(c["finished"]))
 
+    def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING)."""
+        for t in trials:
+            run_id = t.user_attrs.get("mlflow_run_id")
+            if run_id:
+                self.client.set_tag(run_id, "imbsweep.state", "failed")
+                self.client.set_tag(run_id, "imbsweep.failure_reason", "worker process died; trial re-queued")
+                self.client.set_terminated(run_id, status="FAILED")
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if not self.owner:
+            return
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status = "KILLED"
         elif exc is not None:

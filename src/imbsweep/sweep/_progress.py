@@ -8,7 +8,8 @@ import optuna
 
 
 class SweepProgress:
-    def __init__(self, study_name: str, n_trials: int, objectives: list[tuple[str, str]]) -> None:
+    def __init__(self, study_name: str, n_trials: int, objectives: list[tuple[str, str]],
+                 show: bool = True) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -19,7 +20,7 @@ class SweepProgress:
             TimeRemainingColumn,
         )
 
-        self.objectives = objectives
+        self.objectives, self.show = objectives, show
         self.progress = Progress(
             TextColumn(f"[bold]study {study_name}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("trials"), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
@@ -27,12 +28,14 @@ class SweepProgress:
         self.task = self.progress.add_task("sweep", total=n_trials, detail="")
 
     def __enter__(self) -> SweepProgress:
-        self.progress.start()
+        if self.show:
+            self.progress.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.progress.stop()
+        if self.show:
+            self.progress.stop()
 
     def update(self, study: optuna.Study) -> None:
         from ._runner import counts

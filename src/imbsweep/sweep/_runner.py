@@ -8,6 +8,10 @@ command again resumes towards the target instead of adding ``n_trials`` more.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,11 +25,12 @@ from .._config import check_choice
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
 from ._space import SearchSpace, override
-from ._study import make_pruner, make_sampler, open_storage
+from ._study import JOURNAL_SUFFIXES, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
+from ._workers import ATTR_BASELINE, ATTR_REQUEUED, budget_lock, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
-ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
+WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
             optuna.trial.TrialState.FAIL)
 
@@ -44,7 +49,7 @@ def counts(study: optuna.Study) -> Counter[str]:
             continue
         c[t.state.name.lower()] += 1
     c["finished"] = c["complete"] + c["pruned"] + c["fail"]
-    return c
+    return c  # also "running" and "waiting"
 
 
 def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: Mapping[str, Any],
@@ -87,6 +92,14 @@ class Sweep:
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
+        self.n_jobs = int(conf.get("n_jobs", 1))
+        if self.n_jobs < 1:
+            raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
+        self.threads = _threads(self.n_jobs, config)
+        storage_url = conf.get("storage")
+        self.journal = (Path(storage_url) if storage_url else local_storage_path(self.state)) \
+            if not storage_url or str(storage_url).endswith(JOURNAL_SUFFIXES) else None
         self.defaults = self._defaults(choices)
 
     def _defaults(self, choices: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,22 +127,80 @@ class Sweep:
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise ConfigError("objective.direction", directions,
                               f"study {self.study_name!r} already exists with other directions")
-        self._enqueue_baseline(study)
-        parent = ParentRun(self.config, self.study_name, self.conf)
-        progress = SweepProgress(self.study_name, self.n_trials, self.objectives)
+        with budget_lock(self.storage, self.study_name, self.journal):
+            self._enqueue_baseline(study)
+        parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker)
+        progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished; storage %s", self.study_name,
                  counts(study)["finished"], self.n_trials, _describe(self.conf.get("storage"), self.state))
+        workers: list[subprocess.Popen[bytes]] = []
         try:
             with parent, progress:
+                workers = self._start_workers()
                 progress.update(study)
-                while counts(study)["finished"] < self.n_trials:
-                    self._one_trial(study, parent)
+                while True:
+                    trial, c = self._claim(study, parent)
+                    if trial is None:
+                        if c["finished"] >= self.n_trials:
+                            break
+                        time.sleep(0.5)  # the rest of the budget runs elsewhere; watch it
+                    else:
+                        self._one_trial(study, trial, parent)
+                        parent.log_progress(study)
+                        self._check_failures(study)
                     progress.update(study)
-                    parent.log_progress(study)
-                    self._check_failures(study)
+                self._join(workers)
+        except BaseException:
+            self._stop(workers)
+            raise
         finally:
-            self._write_results(study)
+            if not self.worker:
+                self._write_results(study)
         return study
+
+    def _claim(self, study: optuna.Study, parent: Any) -> tuple[optuna.Trial | None, Counter[str]]:
+        """Under the study's budget lock: recover dead workers' trials, then ask for a trial
+        only if finished + running trials are still below the target."""
+        with budget_lock(self.storage, self.study_name, self.journal):
+            parent.end_dead_runs(recover_dead(study))
+            c = counts(study)
+            if c["finished"] + c["running"] >= self.n_trials:
+                return None, c
+            trial = study.ask()
+            mark_running(trial)
+            return trial, c
+
+    def _start_workers(self) -> list[subprocess.Popen[bytes]]:
+        """``n_jobs - 1`` more processes running this same command as plain workers."""
+        if self.worker or self.n_jobs == 1:
+            return []
+        task = list(OmegaConf.select(self.config, "hydra.overrides.task", default=[]) or [])
+        hydra = [o for o in OmegaConf.select(self.config, "hydra.overrides.hydra", default=[]) or []
+                 if not o.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir=", "hydra.sweep.subdir="))]
+        procs = []
+        for k in range(1, self.n_jobs):
+            cmd = [sys.executable, "-m", "imbsweep", "run", "-m", *task, *hydra, "hydra.sweeper.n_jobs=1",
+                   f"hydra.sweep.dir={self.sweep_dir}", f"hydra.sweep.subdir=w{k}_${{hydra.job.num}}"]
+            env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(self.threads or "")}
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+        log.info("started %d more worker process(es); torch threads per worker: %s", len(procs), self.threads)
+        return procs
+
+    def _join(self, workers: list[subprocess.Popen[bytes]]) -> None:
+        for w in workers:
+            if w.wait() not in (0, None):
+                log.warning("worker pid %d exited with %s", w.pid, w.returncode)
+
+    def _stop(self, workers: list[subprocess.Popen[bytes]]) -> None:
+        """Ctrl-C or an error: workers stop their trial (re-queued) and exit."""
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGINT)
+        for w in workers:
+            try:
+                w.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                w.kill()
 
     def _sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed is offset by the trials the study already has, so
@@ -148,22 +219,18 @@ class Sweep:
         params = baseline_params(self.space, self.defaults, baseline)
         study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True}, skip_if_exists=True)
 
-    def _one_trial(self, study: optuna.Study, parent: Any) -> None:
-        trial = study.ask()
+    def _one_trial(self, study: optuna.Study, trial: optuna.Trial, parent: Any) -> None:
         sampled = self.space.sample(trial)
         ctx = {"study": self.study_name, "number": trial.number, "trial_id": trial._trial_id,
                "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         overrides = [*self.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
+        if self.threads and "trainer.num_threads" not in self.space.names():
+            overrides.append(f"trainer.num_threads={self.threads}")
         try:
             (ret,) = self.launcher.launch([overrides], initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
-            # leave the study resumable: this trial fails, an identical one waits in the queue
-            attrs = {"imbsweep:requeued_from": trial.number}
-            if trial.user_attrs.get(ATTR_BASELINE):
-                attrs[ATTR_BASELINE] = True
-            trial.set_user_attr(ATTR_REQUEUED, True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs=attrs)
+            # leave the study resumable: this trial fails uncounted, an identical one waits
+            requeue(study, study._storage.get_trial(trial._trial_id), "interrupted (Ctrl-C)")
             raise
         self.job_idx += 1
         self._tell(study, trial, ret)
@@ -209,6 +276,16 @@ class Sweep:
                                                        for t in study.best_trials]}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+
+
+def _threads(n_jobs: int, config: DictConfig) -> int | None:
+    """Torch threads per trial so that ``n_jobs`` workers do not oversubscribe the cores
+    (``trainer.num_threads`` set by the user wins)."""
+    if os.environ.get(THREADS_ENV):
+        return int(os.environ[THREADS_ENV])
+    if n_jobs == 1 or OmegaConf.select(config, "trainer.num_threads") is not None:
+        return None
+    return max(1, (os.cpu_count() or 1) // n_jobs)
 
 
 def dict_override(key: str, mapping: Mapping[str, Any]) -> str:

@@ -1,0 +1,138 @@
+"""Coordination between workers that share one study: an exact trial budget, and recovery
+of trials whose worker died.
+
+Budget: "count finished + running trials, then ask for a new one only if that is below the
+target" runs under a lock (a file lock beside a local journal or SQLite file, an advisory
+lock on PostgreSQL and MySQL), so concurrent workers never create more than ``n_trials``.
+
+Liveness: every trial records the host, pid and start time of the process running it.
+A RUNNING trial whose process on this host is gone is marked FAIL, flagged as re-queued (it does not count towards the
+target) and its parameters are enqueued again, so the study still ends with exactly
+``n_trials`` finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+log = logging.getLogger(__name__)
+ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid_start"
+ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a recycled pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_process() -> dict[str, Any]:
+    return {ATTR_HOST: socket.gethostname(), ATTR_PID: os.getpid(), ATTR_START: _proc_start(os.getpid())}
+
+
+def process_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:
+    """True/False for a process on this host; None when it runs elsewhere (cannot tell)."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    if Path("/proc").is_dir():
+        now = _proc_start(int(pid))
+        return now is not None and (start is None or now == start)
+    try:  # no /proc: only "does a process with this pid exist"
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def mark_running(trial: optuna.Trial) -> None:
+    for k, v in this_process().items():
+        trial.set_user_attr(k, v)
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Fail ``trial`` without counting it and enqueue its parameters again."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, True)
+    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    attrs: dict[str, Any] = {"imbsweep:requeued_from": trial.number}
+    if trial.user_attrs.get(ATTR_BASELINE):
+        attrs[ATTR_BASELINE] = True
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Fail and re-queue RUNNING trials whose worker process is gone; return them."""
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        alive = process_alive(t.user_attrs.get(ATTR_HOST), t.user_attrs.get(ATTR_PID),
+                              t.user_attrs.get(ATTR_START))
+        if alive is False:
+            try:
+                requeue(study, t, f"worker process {t.user_attrs.get(ATTR_PID)} died")
+            except RuntimeError:  # finished meanwhile, or another worker recovered it first
+                continue
+            dead.append(t)
+            log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and re-queued",
+                        t.number, t.user_attrs.get(ATTR_PID))
+    return dead
+
+
+@contextlib.contextmanager
+def budget_lock(storage: Any, study_name: str, journal_path: Path | None) -> Iterator[None]:
+    """Serialise "count, then ask" among all workers of a study."""
+    key = int.from_bytes(hashlib.sha256(f"imbsweep:{study_name}".encode()).digest()[:8], "big", signed=True)
+    if journal_path is not None or _sqlite_path(storage) is not None:
+        path = Path(str(journal_path or _sqlite_path(storage)) + f".{key & 0xFFFFFFFF:08x}.lock")
+        import fcntl
+
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    engine = getattr(storage, "engine", None)
+    dialect = engine.dialect.name if engine is not None else ""
+    if dialect in ("postgresql", "mysql", "mariadb"):
+        from sqlalchemy import text
+
+        assert engine is not None
+        with engine.connect() as conn:
+            if dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            else:
+                conn.execute(text("SELECT GET_LOCK(:k, 600)"), {"k": f"imbsweep:{study_name}"})
+            try:
+                yield
+            finally:
+                if dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                else:
+                    conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"imbsweep:{study_name}"})
+                conn.commit()
+        return
+    log.warning("no lock for this storage: concurrent workers may overshoot n_trials")
+    yield
+
+
+def _sqlite_path(storage: Any) -> Path | None:
+    url = str(getattr(storage, "url", "") or "")
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
