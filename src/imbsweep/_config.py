@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, ImbsweepError
 
@@ -91,13 +91,7 @@ def validate(cfg: DictConfig) -> None:
     if not (dev in DEVICES or (isinstance(dev, str) and re.fullmatch(r"cuda:\d+", dev))):
         raise ConfigError("trainer.device", dev, "must be one of auto, cpu, cuda, cuda:N")
 
-    o = cfg.objective
-    metric = o.get("metric")
-    if not (isinstance(metric, str) and metric.startswith("val/")):
-        raise ConfigError("objective.metric", metric,
-                          "must be a validation metric such as val/balanced_acc "
-                          "(the test split is only reported, never optimized)")
-    check_choice("objective.direction", o.get("direction"), DIRECTIONS)
+    validate_objective(cfg)
 
     metrics = cfg.get("metrics") or {}
     shots = metrics.get("shots") or {}
@@ -123,6 +117,28 @@ def validate(cfg: DictConfig) -> None:
     mom = opt.get("momentum", 0.0)
     if not (_is_num(mom) and 0 <= mom < 1):
         raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
+
+
+def validate_objective(cfg: DictConfig) -> None:
+    """``objective.metric``/``direction`` and, for several objectives, ``objective.metrics``."""
+    o = cfg.objective
+    metric = o.get("metric")
+    if not (isinstance(metric, str) and metric.startswith("val/")):
+        raise ConfigError("objective.metric", metric,
+                          "must be a validation metric such as val/balanced_acc "
+                          "(the test split is only reported, never optimized)")
+    check_choice("objective.direction", o.get("direction"), DIRECTIONS)
+    many = o.get("metrics")
+    if many is not None:
+        if not isinstance(many, list | ListConfig) or not many:
+            raise ConfigError("objective.metrics", many, "must be null or a list of {metric, direction}")
+        for i, item in enumerate(many):
+            if not isinstance(item, dict | DictConfig) or set(item) != {"metric", "direction"}:
+                raise ConfigError(f"objective.metrics[{i}]", item, "must be {metric: val/..., direction: ...}")
+            if not str(item["metric"]).startswith("val/"):
+                raise ConfigError(f"objective.metrics[{i}].metric", item["metric"],
+                                  "must be a validation metric (val/...)")
+            check_choice(f"objective.metrics[{i}].direction", item["direction"], DIRECTIONS)
 
 
 def resolve_device(requested: str) -> str:

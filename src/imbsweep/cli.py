@@ -3,6 +3,7 @@
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
     imbsweep sweep NAME [OVERRIDES...]  run the study sweeps/NAME.yaml (= run -m sweep=NAME)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
+    imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
 
 Errors from bad input print one line (key, value, what is allowed) and exit non-zero;
 ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._config import redact
 
 EXIT_INTERRUPTED = 130
 
@@ -123,6 +127,28 @@ def ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def dashboard(args: argparse.Namespace) -> int:
+    """Replace this process with ``optuna-dashboard`` on the sweeps' storage."""
+    from ._paths import state_dir
+
+    storage = args.storage or str(state_dir(args.state_dir) / "optuna" / "journal.log")
+    exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which("optuna-dashboard")
+    if exe is None:
+        _say("error: optuna-dashboard is not installed (pip install optuna-dashboard)")
+        return 2
+    cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
+    if storage.endswith((".log", ".journal", ".jsonl")):
+        if not Path(storage).exists():
+            _say(f"error: --storage={storage!r}: no such journal file; run a sweep first "
+                 "(imbsweep sweep smoke) or pass an Optuna storage URL")
+            return 2
+        cmd += ["--storage-class", "JournalFileStorage"]
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {redact(storage)}); Ctrl-C stops it",
+          flush=True)
+    os.execv(exe, cmd)
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imbsweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
     u.add_argument("--backend-store-uri", default=None,
                    help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
+    d = sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    d.add_argument("--storage", default=None,
+                   help="an Optuna storage URL or journal file (default: the local journal)")
     return p
 
 
@@ -149,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["sweep"] and len(argv) > 1 and not argv[1].startswith("-"):
         return run_hydra(["-m", f"sweep={argv[1]}", *argv[2:]], prog=f"imbsweep sweep {argv[1]}")
     args = build_parser().parse_args(argv)
-    return ui(args)
+    return dashboard(args) if args.command == "dashboard" else ui(args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .._config import check_choice
+from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
 from ._space import SearchSpace, override
@@ -80,11 +80,8 @@ class Sweep:
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError("hydra.sweeper.max_failure_rate", self.max_failure_rate, "must be in [0, 1]")
         self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), list(arguments))
+        validate_objective(config)
         self.objectives = objective_metrics(config)
-        for metric, direction in self.objectives:
-            check_choice("objective.direction", direction, ("maximize", "minimize"))
-            if not metric.startswith("val/"):
-                raise ConfigError("objective.metric", metric, "must be a validation metric (val/...)")
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
         self.study_name = str(conf.get("study_name") or choices.get("sweep") or "imbsweep")
         self.state = state_dir(config.get("state_dir") or "mlruns")
@@ -156,6 +153,10 @@ class Sweep:
         finally:
             if not self.worker:
                 self._write_results(study)
+        if not self.worker:
+            from ._summary import print_summary
+
+            print_summary(study, self.objectives, self.n_trials)
         return study
 
     def _claim(self, study: optuna.Study, parent: Any) -> tuple[optuna.Trial | None, Counter[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,13 +35,20 @@ def open_storage(url: str | None, state_dir: Path) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
-    try:
-        return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)))
-    except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
-        from .._config import redact
+    for attempt in range(5):
+        try:
+            return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)))
+        except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
+            # workers starting together on a fresh database race to create Optuna's schema;
+            # the loser sees "already exists" and finds the schema there on the next try
+            if ("already exists" in str(exc) or "UniqueViolation" in str(exc)) and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            from .._config import redact
 
-        raise ConfigError("hydra.sweeper.storage", redact(str(url)),
-                          f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
+            raise ConfigError("hydra.sweeper.storage", redact(str(url)),
+                              f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
+    raise AssertionError("unreachable")
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

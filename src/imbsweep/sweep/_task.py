@@ -62,6 +62,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     from .._paths import state_dir
     from ..tracking import MlflowRun
     from ..training import fit, prepare
+    from ..trick import trick_label
     from ._study import make_pruner, open_storage
 
     ctx = cfg[CONTEXT_KEY]
@@ -79,6 +80,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         from ..reporting import CompositeReporter
 
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
+        trial.set_user_attr("imbsweep:trick", trick_label(cfg))
         # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
         setup = prepare(cfg)
         result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)

@@ -1,0 +1,136 @@
+"""Storages and the stock tools: multi-objective studies, PostgreSQL shared by two workers,
+and the study opened by the `optuna` CLI and optuna-dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from ..conftest import CLI, cli_env, run_cli
+from .test_sweep_cli import _check_one_to_one, _finished, _runs, _study
+
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
+    p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=pareto", "hydra.sweeper.n_trials=5",
+                "objective.metrics=[{metric:val/balanced_acc,direction:maximize},"
+                "{metric:val/ece,direction:minimize}]", "hydra.sweeper.sampler.name=nsgaii")
+    assert p.returncode == 0, p.stderr
+    study = _study(workdir, "pareto")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert len(_finished(study)) == 5
+    (results,) = [f for f in workdir.glob("multirun/*/*/optimization_results.yaml")
+                  if "solutions" in yaml.safe_load(f.read_text())]
+    saved = yaml.safe_load(results.read_text())["solutions"]
+    assert sorted(s["values"] for s in saved) == sorted(t.values for t in study.best_trials)
+    _, children = _runs(workdir, "pareto")
+    _check_one_to_one(study, children)
+    for run in children:  # each trial's values are the run's selected-epoch metrics
+        trial = study.trials[int(run.data.tags["imbsweep.trial"])]
+        assert trial.values == [run.data.metrics["val/balanced_acc"], run.data.metrics["val/ece"]]
+    assert "Pareto front of val/balanced_acc, val/ece" in p.stdout
+
+
+def test_bad_objective_list_is_one_line(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "objective.metrics=[{metric:test/acc,direction:maximize}]")
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("imbsweep: error: objective.metrics[0].metric='test/acc': must be a "
+                                "validation metric (val/...)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards), so workers meet an empty schema."""
+    from sqlalchemy import create_engine, text
+
+    db = f"imbsweep_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):
+            raise  # .ci/run starts PostgreSQL: in CI it must be there
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    try:
+        yield f"{PG_SERVER}/{db}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: str) -> None:
+    name = "pg"
+    args = ("sweep", "smoke", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={pg_url}",
+            "hydra.sweeper.n_trials=8", "trainer.epochs=25")
+    procs = [subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+        study = optuna.load_study(study_name=name, storage=pg_url)
+        assert sorted(t.number for t in study.trials) == list(range(8))
+        assert len(_finished(study)) == 8
+        assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
+        _, children = _runs(tmp_path, name)
+        _check_one_to_one(study, children)
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> None:
+    if not (workdir / "mlruns" / "optuna" / "journal.log").exists():
+        assert run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=tools").returncode == 0
+    journal = str(workdir / "mlruns" / "optuna" / "journal.log")
+    listed = subprocess.run([str(Path(sys.executable).with_name("optuna")), "studies", "--storage", journal,
+                             "--storage-class", "JournalFileBackend", "-f", "json"],
+                            capture_output=True, text=True, check=True)
+    studies = {s["name"]: s["n_trials"] for s in json.loads(listed.stdout)}
+    name = next(iter(studies))
+    assert studies[name] == len(_study(workdir, name).trials)
+
+    port = _free_port()
+    proc = subprocess.Popen([*CLI, "dashboard", "--port", str(port)], cwd=workdir, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while body is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:  # noqa: S310
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None
+        assert set(studies) <= {s["study_name"] for s in body["study_summaries"]}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_dashboard_without_a_study_is_a_clear_error(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "dashboard")
+    assert p.returncode == 2 and "no such journal file; run a sweep first" in p.stderr
