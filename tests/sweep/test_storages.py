@@ -45,6 +45,17 @@ def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
     assert "Pareto front of val/balanced_acc, val/ece" in p.stdout
 
 
+def test_works_with_the_joblib_launcher(tmp_path: Path) -> None:
+    # jobs run in joblib's worker processes: the trial context, pruner and MLflow still work
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra/launcher=joblib", "hydra.sweeper.pruner.name=median")
+    assert p.returncode == 0, p.stderr
+    study = _study(tmp_path, "smoke")
+    assert len(_finished(study)) == 4 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert all(len(t.intermediate_values) == 3 for t in study.trials)  # reported every epoch
+    _, children = _runs(tmp_path, "smoke")
+    _check_one_to_one(study, children)
+
+
 def test_bad_objective_list_is_one_line(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "objective.metrics=[{metric:test/acc,direction:maximize}]")
     assert p.returncode == 2

@@ -60,7 +60,12 @@ def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     assert baseline.params == {"optimizer.lr": 0.005, "loss.class_weights": "none"}  # the defaults
     parent, children = _runs(workdir, "smoke")
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_value"] == study.best_value
+    assert parent.data.tags["imbsweep.best_trial"] == str(study.best_trial.number)
+    artifacts = {a.path for a in mlflow_client(workdir).list_artifacts(parent.info.run_id)}
+    assert artifacts == {"sweep.yaml", "optimization_results.yaml", "optimization_history.png",
+                         "param_importances.png"}
     _check_one_to_one(study, children)
+    assert "best trial #" in p.stdout and "per trick" in p.stdout  # the end-of-sweep summary
     (results,) = workdir.glob("multirun/*/*/optimization_results.yaml")
     saved = yaml.safe_load(results.read_text())
     assert saved["best_value"] == study.best_value and saved["best_params"] == study.best_params

@@ -79,6 +79,42 @@ class ParentRun:
         for k, v in metrics.items():
             self.client.log_metric(self.run_id, k, float(v), step=int(c["finished"]))
 
+    def log_study_artifacts(self, study: optuna.Study, results: Path | None) -> None:
+        """Optuna's optimization history and parameter importances (PNG, single objective),
+        and ``optimization_results.yaml``, as artifacts of the parent run."""
+        import warnings
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as ov
+
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna.visualization.matplotlib is experimental
+            out = Path(tmp)
+            if results is not None and results.exists():
+                (out / results.name).write_text(results.read_text())
+            complete = [t for t in study.get_trials(deepcopy=False)
+                        if t.state == optuna.trial.TrialState.COMPLETE]
+            if len(study.directions) == 1 and complete:
+                for name, draw in (("optimization_history.png", ov.plot_optimization_history),
+                                   ("param_importances.png", ov.plot_param_importances)):
+                    if name == "param_importances.png" and (len(complete) < 2 or not complete[0].params):
+                        continue
+                    try:
+                        ax = draw(study)
+                    except (ValueError, RuntimeError) as exc:  # e.g. importances of a constant space
+                        self.client.set_tag(self.run_id, f"imbsweep.{name}.skipped", str(exc)[:500])
+                        continue
+                    fig = ax.get_figure(root=True)
+                    assert fig is not None
+                    fig.tight_layout()
+                    fig.savefig(out / name, dpi=90)
+                    plt.close(fig)
+            if any(out.iterdir()):
+                self.client.log_artifacts(self.run_id, str(out))
+
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial]) -> None:
         """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING)."""
         for t in trials:

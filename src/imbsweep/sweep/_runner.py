@@ -25,7 +25,7 @@ from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
 from ._space import SearchSpace, override
-from ._study import JOURNAL_SUFFIXES, local_storage_path, make_pruner, make_sampler, open_storage
+from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
 from ._workers import ATTR_BASELINE, ATTR_REQUEUED, budget_lock, mark_running, recover_dead, requeue
 
@@ -76,10 +76,16 @@ class Sweep:
         self.n_trials = int(conf.get("n_trials", 20))
         if self.n_trials < 1:
             raise ConfigError("hydra.sweeper.n_trials", self.n_trials, "must be an integer >= 1")
+        self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), list(arguments))
+        if (conf.get("sampler") or {}).get("name") == "grid":
+            cap = grid_size(self.space) + (0 if conf.get("baseline") is None else 1)
+            if self.n_trials > cap:
+                log.warning("the grid has %d points (+ the baseline): n_trials %d lowered to %d",
+                            cap - (conf.get("baseline") is not None), self.n_trials, cap)
+                self.n_trials = cap
         self.max_failure_rate = float(conf.get("max_failure_rate", 0.5))
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError("hydra.sweeper.max_failure_rate", self.max_failure_rate, "must be in [0, 1]")
-        self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), list(arguments))
         validate_objective(config)
         self.objectives = objective_metrics(config)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
@@ -152,7 +158,11 @@ class Sweep:
             raise
         finally:
             if not self.worker:
-                self._write_results(study)
+                results = self._write_results(study)
+                try:
+                    parent.log_study_artifacts(study, results)
+                except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
+                    log.warning("could not log the study's plots to MLflow: %s", exc)
         if not self.worker:
             from ._summary import print_summary
 
@@ -264,11 +274,11 @@ class Sweep:
                 f"(more than hydra.sweeper.max_failure_rate={self.max_failure_rate}); last error: "
                 f"{getattr(self, 'last_error', '?')}")
 
-    def _write_results(self, study: optuna.Study) -> None:
+    def _write_results(self, study: optuna.Study) -> Path | None:
         """``optimization_results.yaml`` in the official plugin's format."""
         done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
         if not done:
-            return
+            return None
         if len(self.objectives) == 1:
             best = study.best_trial
             results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
@@ -276,7 +286,9 @@ class Sweep:
             results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values}
                                                        for t in study.best_trials]}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+        path = self.sweep_dir / "optimization_results.yaml"
+        OmegaConf.save(OmegaConf.create(results), path)
+        return path
 
 
 def _threads(n_jobs: int, config: DictConfig) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Mapping
@@ -57,12 +58,48 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
+def _sampler_classes() -> dict[str, type]:
+    S = optuna.samplers
+    return {"tpe": S.TPESampler, "random": S.RandomSampler, "gp": S.GPSampler, "cmaes": S.CmaEsSampler,
+            "qmc": S.QMCSampler, "nsgaii": S.NSGAIISampler, "grid": S.GridSampler}
+
+
+def _pruner_classes() -> dict[str, type]:
+    P = optuna.pruners
+    return {"none": P.NopPruner, "median": P.MedianPruner, "percentile": P.PercentilePruner,
+            "successive_halving": P.SuccessiveHalvingPruner, "hyperband": P.HyperbandPruner,
+            "wilcoxon": P.WilcoxonPruner}
+
+
+def fit_kwargs(kind: str, name: str, kwargs: dict[str, Any], classes: dict[str, type]) -> dict[str, Any]:
+    """Keep the keys the chosen class takes. Keys of *another* sampler/pruner (a sweep file's
+    TPE settings after ``sampler.name=random`` on the command line) are dropped with a
+    warning; a key that no class takes is an error (a typo)."""
+    import inspect
+
+    def params(cls: type) -> set[str]:
+        return set(inspect.signature(cls).parameters)
+
+    mine = params(classes[name])
+    known = set().union(*(params(c) for c in classes.values()))
+    for k in kwargs:
+        if k not in known:
+            raise ConfigError(f"hydra.sweeper.{kind}.{k}", kwargs[k],
+                              f"not an argument of {classes[name].__name__}; it takes: {', '.join(sorted(mine))}")
+    dropped = sorted(k for k in kwargs if k not in mine)
+    if dropped:
+        logging.getLogger(__name__).warning("%s %s ignores %s (arguments of other %ss)",
+                                            kind, name, ", ".join(dropped), kind)
+    return {k: v for k, v in kwargs.items() if k in mine}
+
+
 def make_sampler(spec: Mapping[str, Any], space: Any = None) -> optuna.samplers.BaseSampler:
     """``{name: tpe, seed: 0, ...keyword arguments of the sampler}``."""
-    kwargs = {k: v for k, v in dict(spec).items() if k != "name"}
     name = spec.get("name", "tpe")
     if name not in SAMPLERS:
         raise ConfigError("hydra.sweeper.sampler.name", name, f"must be one of {', '.join(SAMPLERS)}")
+    kwargs = fit_kwargs("sampler", name, {k: v for k, v in dict(spec).items() if k != "name"},
+                        _sampler_classes())
     S = optuna.samplers
     try:
         with warnings.catch_warnings():
@@ -79,9 +116,25 @@ def make_sampler(spec: Mapping[str, Any], space: Any = None) -> optuna.samplers.
                 return S.QMCSampler(**kwargs)
             if name == "nsgaii":
                 return S.NSGAIISampler(**kwargs)
-            return S.GridSampler(_grid(space), **kwargs)
+            return _GridSampler(_grid(space), **kwargs)
     except TypeError as exc:
         raise ConfigError("hydra.sweeper.sampler", dict(spec), str(exc)) from None
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once the grid is exhausted: outside
+    ``optimize()`` that call raises inside ``tell()`` before the trial's state is stored.
+    The sweep keeps its own budget (capped at the grid's size, see ``grid_size``)."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+def grid_size(space: Any) -> int:
+    """How many distinct points the grid sampler has for this space."""
+    import math
+
+    return math.prod(len(v) for v in _grid(space).values())
 
 
 def _grid(space: Any) -> dict[str, list[Any]]:
@@ -104,14 +157,13 @@ def _grid(space: Any) -> dict[str, list[Any]]:
 
 def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     """``{name: median, ...keyword arguments of the pruner}``."""
-    kwargs = {k: v for k, v in dict(spec).items() if k != "name"}
     name = spec.get("name", "none")
-    P = optuna.pruners
-    classes = {"none": P.NopPruner, "median": P.MedianPruner, "percentile": P.PercentilePruner,
-               "successive_halving": P.SuccessiveHalvingPruner, "hyperband": P.HyperbandPruner,
-               "wilcoxon": P.WilcoxonPruner}
+    classes = _pruner_classes()
     if name not in classes:
         raise ConfigError("hydra.sweeper.pruner.name", name, f"must be one of {', '.join(PRUNERS)}")
+    kwargs = fit_kwargs("pruner", name, {k: v for k, v in dict(spec).items() if k != "name"}, classes)
+    if name == "percentile":
+        kwargs.setdefault("percentile", 25.0)  # Optuna has no default; 25 = prune the worst quarter
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

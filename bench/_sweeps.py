@@ -1,0 +1,39 @@
+"""Helpers for the sweep benchmarks: run the real CLI, read the study back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+CLI = [sys.executable, "-m", "imbsweep"]
+
+
+def sweep(workdir: Path, *overrides: str) -> float:
+    """``imbsweep sweep ...`` in ``workdir``; returns its wall time in seconds."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    t = time.perf_counter()
+    subprocess.run([*CLI, "sweep", *overrides], cwd=workdir, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def study(workdir: Path, name: str) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = workdir / "mlruns" / "optuna" / "journal.log"
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+
+
+def loop_seconds(s: optuna.Study) -> float:
+    """From the first trial's start to the last one's end (the sweep loop, without the
+    command's one-time start-up)."""
+    trials = [t for t in s.trials if t.datetime_start and t.datetime_complete]
+    start = min(t.datetime_start for t in trials)  # type: ignore[type-var]
+    end = max(t.datetime_complete for t in trials)  # type: ignore[type-var]
+    return (end - start).total_seconds()
