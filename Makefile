@@ -38,6 +38,9 @@ ui: $(STAMP) ## open the stock MLflow UI on the local store (PORT=5000)
 bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/mnist1d_balanced.py
+	$(BIN)/python bench/sweep_overhead.py
+	$(BIN)/python bench/parallel.py
+	$(BIN)/python bench/pruning.py
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench
