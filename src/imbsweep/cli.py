@@ -149,6 +149,14 @@ def dashboard(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _server(p: argparse.ArgumentParser, port: int) -> argparse.ArgumentParser:
+    """The options of the commands that start a local web server."""
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imbsweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,16 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs=argparse.REMAINDER)
     sw = sub.add_parser("sweep", help="run a study: sweeps/NAME.yaml (Hydra overrides follow)")
     sw.add_argument("name", help="a file of sweeps/ without .yaml (smoke, lr_batch, tricks)")
-    u = sub.add_parser("ui", help="start the stock MLflow UI on the local store")
-    u.add_argument("--port", type=int, default=5000)
-    u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    u = _server(sub.add_parser("ui", help="start the stock MLflow UI on the local store"), 5000)
     u.add_argument("--backend-store-uri", default=None,
                    help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
-    d = sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage")
-    d.add_argument("--port", type=int, default=8080)
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
     return p

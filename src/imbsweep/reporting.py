@@ -3,7 +3,6 @@ Optuna; it calls a reporter, and the reporter decides what to record, show or st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,6 +60,25 @@ class CompositeReporter(Reporter):
             r.on_fit_end(result)
 
 
+def make_progress(label: str, unit: str) -> Progress:
+    """The rich progress bar both single runs and sweeps show on stderr:
+    ``label ━━━━╺━━ 7/20 unit <status> 0:00:12 eta 0:00:30``; the task carries a ``status`` field."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False)
+
+
 class ProgressReporter(Reporter):
     """A rich progress bar over epochs on stderr, with the objective's last and best value."""
 
@@ -70,24 +88,10 @@ class ProgressReporter(Reporter):
         self._task: TaskID | None = None
         self._best: float | None = None
         self._info: FitInfo | None = None
-        self._t0 = 0.0
 
     def on_fit_start(self, info: FitInfo) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._info, self._t0 = info, time.monotonic()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("epochs"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False)
+        self._info = info
+        self._progress = make_progress(self.description, "epochs")
         self._progress.start()
         self._task = self._progress.add_task(self.description, total=info.epochs, status="")
 

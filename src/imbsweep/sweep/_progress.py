@@ -10,22 +10,11 @@ import optuna
 class SweepProgress:
     def __init__(self, study_name: str, n_trials: int, objectives: list[tuple[str, str]],
                  show: bool = True) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from ..reporting import make_progress
 
         self.objectives, self.show = objectives, show
-        self.progress = Progress(
-            TextColumn(f"[bold]study {study_name}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("trials"), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True))
-        self.task = self.progress.add_task("sweep", total=n_trials, detail="")
+        self.progress = make_progress(f"study {study_name}", "trials")
+        self.task = self.progress.add_task("sweep", total=n_trials, status="")
 
     def __enter__(self) -> SweepProgress:
         if self.show:
@@ -47,6 +36,6 @@ class SweepProgress:
         elif c["complete"]:
             detail += f" · {len(study.best_trials)} on the Pareto front"
         self.progress.update(self.task, completed=min(c["finished"], self.progress.tasks[0].total or 0),
-                             detail=detail)
+                             status=detail)
 
 
