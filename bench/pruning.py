@@ -1,7 +1,7 @@
 """Pruning: wall time of a 60-trial random search to reach its best value, without and with
 the median pruner. The random sampler is seeded, so both runs draw the same configurations.
 
-    .venv/bin/python bench/pruning.py [--trials 60] [hydra overrides...]
+    .venv/bin/python bench/pruning.py [--trials 60] [--seed 0] [hydra overrides...]
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ def time_to_best(s) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0, help="the random sampler's seed")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    common = ["tricks", "hydra.sweeper.sampler.name=random", f"hydra.sweeper.n_trials={args.trials}",
-              *args.overrides]
+    common = ["tricks", "hydra.sweeper.sampler.name=random", f"hydra.sweeper.sampler.seed={args.seed}",
+              f"hydra.sweeper.n_trials={args.trials}", *args.overrides]
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, pruner in (("unpruned", ["hydra.sweeper.pruner.name=none"]),
