@@ -145,3 +145,28 @@ def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> N
 def test_dashboard_without_a_study_is_a_clear_error(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "dashboard")
     assert p.returncode == 2 and "no such journal file; run a sweep first" in p.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_requeued(pg_url: str, tmp_path: Path) -> None:
+    from optuna.distributions import FloatDistribution
+
+    from imbsweep.sweep import open_storage
+    from imbsweep.sweep._workers import ATTR_HOST, ATTR_PID, ATTR_REQUEUED, recover_dead
+
+    storage = open_storage(pg_url, tmp_path, heartbeat_interval=1)
+    study = optuna.create_study(study_name="hb", storage=storage)
+    trial = study.ask({"x": FloatDistribution(0, 1)})
+    trial.set_user_attr(ATTR_HOST, "another-machine")  # its pid cannot be checked from here
+    trial.set_user_attr(ATTR_PID, 12345)
+    storage.record_heartbeat(trial._trial_id)
+    assert recover_dead(study) == []  # a fresh heartbeat: alive
+    time.sleep(3)  # the grace period is twice the interval
+    (dead,) = recover_dead(study)
+    assert dead.number == trial.number
+    failed, waiting = study.trials
+    assert failed.state.name == "FAIL" and failed.user_attrs[ATTR_REQUEUED] is True
+    assert failed.user_attrs["fail_reason"] == "no heartbeat from its worker on another-machine"
+    assert waiting.state.name == "WAITING" and waiting.user_attrs["imbsweep:requeued_from"] == trial.number
+    assert waiting.system_attrs["fixed_params"] == failed.params
+    assert recover_dead(study) == []  # recovered once only

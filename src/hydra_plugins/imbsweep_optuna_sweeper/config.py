@@ -25,6 +25,9 @@ class ImbsweepOptunaSweeperConf:
         baseline: values of the baseline trial evaluated first (others: the config's
             defaults); null switches the baseline off.
         max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
+        heartbeat_interval: seconds between heartbeats on RDB storages (PostgreSQL, MySQL,
+            SQLite URLs), so that a trial whose worker died on another machine is re-queued;
+            null turns heartbeats off. Local workers are also watched through their pid.
     """
 
     _target_: str = "hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper.ImbsweepOptunaSweeper"
@@ -38,6 +41,7 @@ class ImbsweepOptunaSweeperConf:
     conditional: dict[str, Any] = field(default_factory=lambda: {})
     baseline: Optional[dict[str, Any]] = field(default_factory=lambda: {})  # noqa: UP045
     max_failure_rate: float = 0.5
+    heartbeat_interval: Optional[int] = 60  # noqa: UP045
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="imbsweep_optuna",

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,7 +92,7 @@ class Sweep:
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
         self.study_name = str(conf.get("study_name") or choices.get("sweep") or "imbsweep")
         self.state = state_dir(config.get("state_dir") or "mlruns")
-        self.storage = open_storage(conf.get("storage"), self.state)
+        self.storage = open_storage(conf.get("storage"), self.state, conf.get("heartbeat_interval"))
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
@@ -177,7 +178,9 @@ class Sweep:
             c = counts(study)
             if c["finished"] + c["running"] >= self.n_trials:
                 return None, c
-            trial = study.ask()
+            with warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+                trial = study.ask()
             mark_running(trial)
             return trial, c
 
@@ -250,6 +253,10 @@ class Sweep:
         from hydra.core.utils import JobStatus
 
         value = ret._return_value
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            log.warning("trial %d was failed and re-queued by another worker (stale heartbeat) "
+                        "before it finished; its result is dropped", trial.number)
+            return
         if ret.status == JobStatus.COMPLETED:
             values = value if isinstance(value, list | tuple) else [value]
             try:

@@ -22,11 +22,13 @@ def local_storage_path(state_dir: Path) -> Path:
     return state_dir / "optuna" / "journal.log"
 
 
-def open_storage(url: str | None, state_dir: Path) -> Any:
+def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | None = None) -> Any:
     """An Optuna storage from a URL (any RDB URL Optuna accepts: ``sqlite:///…``,
     ``postgresql://…``, ``mysql://…``), a journal file path (``….log``), or, when ``url`` is
     empty, the local journal file under the state folder, which several local worker
-    processes share safely (file locks, no "database is locked")."""
+    processes share safely (file locks, no "database is locked"). On RDB storages,
+    ``heartbeat_interval`` (seconds) turns on Optuna's heartbeats: a trial whose worker stops
+    beating for twice that long is failed and re-queued by the next worker, on any machine."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
@@ -38,7 +40,10 @@ def open_storage(url: str | None, state_dir: Path) -> Any:
             return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     for attempt in range(5):
         try:
-            return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)),
+                                  heartbeat_interval=heartbeat_interval or None)
         except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
             # workers starting together on a fresh database race to create Optuna's schema;
             # the loser sees "already exists" and finds the schema there on the next try

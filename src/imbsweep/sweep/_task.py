@@ -58,6 +58,7 @@ def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
 def run_trial(cfg: DictConfig) -> float | list[float]:
     """Train the trial the sweeper asked for; return its objective value(s)."""
     from hydra.core.hydra_config import HydraConfig
+    from optuna.storages._heartbeat import get_heartbeat_thread
 
     from .._paths import state_dir
     from ..tracking import MlflowRun
@@ -67,7 +68,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 
     ctx = cfg[CONTEXT_KEY]
     sweeper = HydraConfig.get().sweeper
-    storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"))
+    storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"),
+                           sweeper.get("heartbeat_interval"))
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
     study = optuna.load_study(study_name=str(ctx.study), storage=storage,
                               pruner=make_pruner(sweeper.get("pruner") or {"name": "none"}))
@@ -81,9 +83,14 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
         trial.set_user_attr("imbsweep:trick", trick_label(cfg))
-        # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
-        setup = prepare(cfg)
-        result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
+        heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
+        heartbeat.start()
+        try:
+            # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
+            setup = prepare(cfg)
+            result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
+        finally:
+            heartbeat.join()
     if result.state == "failed":
         from ..errors import TrainingFailed
 

@@ -6,9 +6,10 @@ target" runs under a lock (a file lock beside a local journal or SQLite file, an
 lock on PostgreSQL and MySQL), so concurrent workers never create more than ``n_trials``.
 
 Liveness: every trial records the host, pid and start time of the process running it.
-A RUNNING trial whose process on this host is gone is marked FAIL, flagged as re-queued (it does not count towards the
-target) and its parameters are enqueued again, so the study still ends with exactly
-``n_trials`` finished.
+A RUNNING trial whose process on this host is gone, or (RDB storages with
+``heartbeat_interval``) whose heartbeat is stale wherever it ran, is marked FAIL, flagged
+as re-queued (it does not count towards the target) and its parameters are enqueued again,
+so the study still ends with exactly ``n_trials`` finished.
 """
 
 from __future__ import annotations
@@ -77,18 +78,25 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
 
 def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Fail and re-queue RUNNING trials whose worker process is gone; return them."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
+    stale: set[int] = set()
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        stale = set(storage._get_stale_trial_ids(study._study_id))
     dead = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         alive = process_alive(t.user_attrs.get(ATTR_HOST), t.user_attrs.get(ATTR_PID),
                               t.user_attrs.get(ATTR_START))
-        if alive is False:
+        if alive is False or t._trial_id in stale:
+            why = (f"worker process {t.user_attrs.get(ATTR_PID)} died" if alive is False else
+                   f"no heartbeat from its worker on {t.user_attrs.get(ATTR_HOST)}")
             try:
-                requeue(study, t, f"worker process {t.user_attrs.get(ATTR_PID)} died")
+                requeue(study, t, why)
             except RuntimeError:  # finished meanwhile, or another worker recovered it first
                 continue
             dead.append(t)
-            log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and re-queued",
-                        t.number, t.user_attrs.get(ATTR_PID))
+            log.warning("trial %d: %s; marked FAIL and re-queued", t.number, why)
     return dead
 
 
