@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from imbsweep._paths import conf_dir
 TINY = ("data=digits_lt", "model=mlp", "model.hidden_sizes=[32]", "trainer.epochs=2",
         "trainer.batch_size=64")
 CLI = [sys.executable, "-m", "imbsweep"]
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +66,27 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A launch directory shared by a module's CLI tests (one MLflow store, migrated once);
     each test uses its own experiment name."""
     yield tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards), so workers meet an empty schema."""
+    from sqlalchemy import create_engine, text
+
+    db = f"imbsweep_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):
+            raise  # .ci/run starts PostgreSQL: in CI it must be there
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    try:
+        yield f"{PG_SERVER}/{db}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+

@@ -9,7 +9,7 @@ from ._paths import conf_dir
 from .errors import TrainingFailed
 
 
-def run(cfg: DictConfig, progress: bool = True) -> float | None:
+def run(cfg: DictConfig, progress: bool = True) -> float | list[float] | None:
     """Train once as ``cfg`` says, recorded in MLflow; return the objective value.
 
     Everything is built and checked before the MLflow run is created, so bad input leaves
@@ -18,7 +18,7 @@ def run(cfg: DictConfig, progress: bool = True) -> float | None:
     if cfg.get("imbsweep_trial") is not None:  # a job launched by the imbsweep sweeper
         from .sweep import run_trial
 
-        return run_trial(cfg)  # type: ignore[return-value]
+        return run_trial(cfg)
     from .reporting import CompositeReporter, ProgressReporter, Reporter
     from .training import fit, prepare
 
@@ -59,8 +59,8 @@ def print_summary(recorder: object, result: object, cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    """Hydra's entry point; returns the objective for sweepers."""
+def main(cfg: DictConfig) -> float | list[float] | None:
+    """Hydra's entry point; returns the objective (or objectives) for sweepers."""
     return run(cfg)
 
 

@@ -183,10 +183,10 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                 break
     elapsed = time.perf_counter() - t0
 
-    common = dict(class_names=ds.class_names, train_class_counts=counts, epochs_run=epoch, shots=shots)
     if reason is not None or best is None:
-        result = Result("failed", {"train/loss": train_loss, "epochs_run": float(epoch)}, None,
-                        0, reason=reason or "no epoch finished", **common)  # type: ignore[arg-type]
+        result = Result("failed", {"train/loss": train_loss, "epochs_run": float(epoch)}, None, 0, epoch,
+                        reason=reason or "no epoch finished", class_names=ds.class_names,
+                        train_class_counts=counts, shots=shots)
     else:
         score, best_epoch, val, state = best
         model.load_state_dict(state)
@@ -194,7 +194,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                         ds.class_names, "test", shots, ece_bins)
         final = {**val.metrics, **test.metrics, "best_epoch": float(best_epoch),
                  "epochs_run": float(epoch), "fit_time_s": elapsed}
-        result = Result("complete", final, sign * score, best_epoch, val=val, test=test,
-                        **common)  # type: ignore[arg-type]
+        result = Result("complete", final, sign * score, best_epoch, epoch, val=val, test=test,
+                        class_names=ds.class_names, train_class_counts=counts, shots=shots)
     reporter.on_fit_end(result)
     return result

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -21,8 +19,6 @@ import yaml
 
 from ..conftest import CLI, cli_env, run_cli
 from .test_sweep_cli import _check_one_to_one, _finished, _runs, _study
-
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
 def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
@@ -61,28 +57,6 @@ def test_bad_objective_list_is_one_line(tmp_path: Path) -> None:
     assert p.returncode == 2
     assert p.stderr.strip() == ("imbsweep: error: objective.metrics[0].metric='test/acc': must be a "
                                 "validation metric (val/...)")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (dropped afterwards), so workers meet an empty schema."""
-    from sqlalchemy import create_engine, text
-
-    db = f"imbsweep_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("CI"):
-            raise  # .ci/run starts PostgreSQL: in CI it must be there
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
-    try:
-        yield f"{PG_SERVER}/{db}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: str) -> None:

@@ -15,7 +15,9 @@ class ImbsweepOptunaSweeperConf:
     Attributes:
         study_name: defaults to the sweep file's name (``sweep=tricks`` -> ``tricks``).
         storage: an Optuna storage URL (``postgresql://…``, ``sqlite:///…``) or a journal file
-            path (``….log``); null = the local journal ``${state_dir}/optuna/journal.log``.
+            path (``….log``); by default ``$OPTUNA_STORAGE`` (as the ``optuna`` CLI), else the
+            local journal ``${state_dir}/optuna/journal.log``. The environment variable keeps
+            credentials out of the overrides Hydra saves in the sweep folder.
         n_trials: the study's total target, across restarts (not "this many more").
         n_jobs: worker processes (1 for now).
         sampler: ``{name: tpe|random|gp|cmaes|qmc|nsgaii|grid, seed: 0, …sampler kwargs}``.
@@ -32,7 +34,7 @@ class ImbsweepOptunaSweeperConf:
 
     _target_: str = "hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper.ImbsweepOptunaSweeper"
     study_name: Optional[str] = None  # noqa: UP045
-    storage: Optional[str] = None  # noqa: UP045
+    storage: Optional[str] = "${oc.env:OPTUNA_STORAGE,null}"  # noqa: UP045 - the optuna CLI's variable
     n_trials: int = 20
     n_jobs: int = 1
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})

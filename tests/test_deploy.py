@@ -1,0 +1,104 @@
+"""The multi-machine topology: docker-compose.yml checked against the code (no Docker engine
+here), and the same topology run on loopback: PostgreSQL for Optuna, an `mlflow server`,
+and two workers that know both only from the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import yaml
+
+from imbsweep._paths import PROJECT_ROOT
+
+from .conftest import CLI, cli_env
+from .sweep.test_sweep_cli import _check_one_to_one, _finished
+
+
+def test_compose_file_describes_the_topology_the_code_expects() -> None:
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "mlflow", "dashboard", "worker"}
+    worker = services["worker"]
+    # the variables the code reads: the sweeper's storage default and the tracking config
+    plugin = (PROJECT_ROOT / "src/hydra_plugins/imbsweep_optuna_sweeper/config.py").read_text()
+    assert "oc.env:OPTUNA_STORAGE" in plugin and worker["environment"]["OPTUNA_STORAGE"].startswith("postgresql")
+    assert "oc.env:MLFLOW_TRACKING_URI" in (PROJECT_ROOT / "conf/tracking/local.yaml").read_text()
+    assert worker["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # the worker runs a real sweep file through our CLI; several replicas share the study
+    command = worker["command"]
+    assert command[0] == "sweep" and (PROJECT_ROOT / "sweeps" / f"{command[1]}.yaml").exists()
+    assert worker["deploy"]["replicas"] >= 2
+    # credentials only by reference to the environment
+    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
+    assert "${POSTGRES_PASSWORD" in text and "POSTGRES_PASSWORD: imbsweep" not in text
+    import mlflow
+
+    assert services["mlflow"]["image"].endswith(f":v{mlflow.__version__}")
+    assert "--artifacts-destination" in services["mlflow"]["command"]
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile and "whl/cpu" in dockerfile
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
+    from mlflow import MlflowClient
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    storage = pg_url.replace("postgres@", "postgres:s3cret@")  # trust auth: any password works
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)  # noqa: S310
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        env = {**cli_env(), "OPTUNA_STORAGE": storage, "MLFLOW_TRACKING_URI": uri}
+        args = [*CLI, "sweep", "smoke", "hydra.sweeper.n_trials=6", "trainer.epochs=15"]
+        workers = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for w in workers:
+            _, err = w.communicate(timeout=300)
+            assert w.returncode == 0, err
+        study = optuna.load_study(study_name="smoke", storage=pg_url)
+        assert sorted(t.number for t in study.trials) == list(range(6)) and len(_finished(study)) == 6
+        assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
+
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("smoke")
+        runs = client.search_runs([exp.experiment_id])
+        (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
+        children = sorted((r for r in runs if r is not parent), key=lambda r: int(r.data.tags["imbsweep.trial"]))
+        _check_one_to_one(study, children)
+        local = client.download_artifacts(children[0].info.run_id, "config.yaml", str(tmp_path / "dl"))
+        assert "trainer:" in Path(local).read_text()  # artifacts go through the server
+        # the password is nowhere: MLflow params and tags, artifacts, Hydra's saved overrides
+        for r in runs:
+            assert "s3cret" not in repr(r.data.params) + repr(r.data.tags)
+        sweep_yaml = client.download_artifacts(parent.info.run_id, "sweep.yaml", str(tmp_path / "dl2"))
+        assert "s3cret" not in Path(sweep_yaml).read_text()
+        for f in (tmp_path / "multirun").rglob("*"):
+            assert not f.is_file() or "s3cret" not in f.read_text(errors="ignore"), f
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
