@@ -56,9 +56,11 @@ def run_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.Completed
 
 
 def mlflow_client(workdir: Path):  # type: ignore[no-untyped-def]
-    from mlflow import MlflowClient
+    """A client on a workdir's local store, opened under the same lock as the product's
+    (a reader that opens the file while a run is creating it would race the migration)."""
+    from imbsweep.tracking import make_client
 
-    return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    return make_client(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="module")

@@ -213,3 +213,29 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
+    # like `mlflow ui` open on the store while training writes every epoch
+    proc = subprocess.Popen([*CLI, *RUN, "trainer.epochs=150", "tracking.flush_every_s=0",
+                             "tracking.experiment=polled"], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reads = 0
+    try:
+        while proc.poll() is None:
+            if (tmp_path / "mlruns" / "mlflow.db").exists():
+                for run in _runs(tmp_path, "polled"):
+                    mlflow_client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
+                reads += 1
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "locked" not in err and reads > 10
+    (run,) = _runs(tmp_path, "polled")
+    assert run.info.status == "FINISHED"
+    assert len(mlflow_client(tmp_path).get_metric_history(run.info.run_id, "train/loss")) == 150
+    import sqlite3
+
+    mode = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"

@@ -34,7 +34,9 @@ def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path = "mlruns") 
 
 def make_client(uri: str) -> Any:
     """An ``MlflowClient``. A local SQLite store is created (schema migrations) under a file
-    lock, so several workers starting together on a fresh store do not collide."""
+    lock, so several workers starting together on a fresh store do not collide, and is put
+    in WAL mode, so readers (``mlflow ui``, another process searching runs) never block a
+    training run's writes ("database is locked")."""
     from mlflow import MlflowClient
 
     quiet_mlflow_logs()
@@ -49,9 +51,24 @@ def make_client(uri: str) -> Any:
         try:
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)  # the store exists and is migrated now
+            _use_wal(db)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
     return client
+
+
+def _use_wal(db: Path) -> None:
+    """Switch a SQLite file to write-ahead logging (persistent; a no-op when it already is)."""
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:  # another process holds it; the next start retries
+        log.warning("could not switch %s to WAL mode: %s", db, exc)
+    finally:
+        con.close()
 
 
 def quiet_mlflow_logs() -> None:
