@@ -132,8 +132,9 @@ class Sweep:
             raise ConfigError("objective.direction", directions,
                               f"study {self.study_name!r} already exists with other directions")
         with budget_lock(self.storage, self.study_name, self.journal):
+            # under the lock: workers starting together find one parent run, not one each
             self._enqueue_baseline(study)
-        parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker)
+            parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker)
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished; storage %s", self.study_name,
                  counts(study)["finished"], self.n_trials, _describe(self.conf.get("storage"), self.state))
