@@ -77,6 +77,18 @@ def quiet_mlflow_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, Any, str]:
+    """The tracking URI and client that ``cfg.tracking`` names, and the id of ``experiment``
+    (created if new; on the local store its artifacts go under ``<state_dir>/artifacts``)."""
+    state = state_dir(cfg.get("state_dir") or "mlruns")
+    uri = tracking_uri(cfg.tracking, state)
+    client = client or make_client(uri)
+    if experiment is None:
+        return uri, client, ""
+    local = uri.startswith("sqlite:///") and not cfg.tracking.get("uri")
+    return uri, client, get_or_create_experiment(client, experiment, state / "artifacts" if local else None)
+
+
 def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
     """The experiment's id; created (with local artifacts under ``artifact_root``) if new."""
     from mlflow.exceptions import MlflowException
@@ -117,12 +129,8 @@ class MlflowRun(Reporter):
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
                  run_name: str | None = None) -> None:
         tr = cfg.tracking
-        state = state_dir(cfg.get("state_dir") or "mlruns")
-        self.uri = tracking_uri(tr, state)
-        self.client = client or make_client(self.uri)
-        local = self.uri.startswith("sqlite:///") and not tr.get("uri")
-        self.experiment_id = experiment_id or get_or_create_experiment(
-            self.client, str(tr.experiment), state / "artifacts" if local else None)
+        self.uri, self.client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
+        self.experiment_id = experiment_id or found
         self.cfg = cfg
         self.flush_every_s = float(tr.get("flush_every_s", 30.0))
         self.log_artifacts = bool(tr.get("artifacts", True))

@@ -14,8 +14,8 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
-from .._paths import git_commit, state_dir
-from ..tracking import get_or_create_experiment, make_client, tracking_uri
+from .._paths import git_commit
+from ..tracking import connect
 
 ROLE, STUDY = "imbsweep.role", "imbsweep.study"
 
@@ -26,12 +26,7 @@ class ParentRun:
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
                  owner: bool = True) -> None:
-        state = state_dir(config.get("state_dir") or "mlruns")
-        self.uri = tracking_uri(config.tracking, state)
-        self.client = make_client(self.uri)
-        local = self.uri.startswith("sqlite:///") and not config.tracking.get("uri")
-        self.experiment_id = get_or_create_experiment(self.client, study_name,
-                                                      state / "artifacts" if local else None)
+        self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
