@@ -105,23 +105,12 @@ def make_sampler(spec: Mapping[str, Any], space: Any = None) -> optuna.samplers.
         raise ConfigError("hydra.sweeper.sampler.name", name, f"must be one of {', '.join(SAMPLERS)}")
     kwargs = fit_kwargs("sampler", name, {k: v for k, v in dict(spec).items() if k != "name"},
                         _sampler_classes())
-    S = optuna.samplers
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if name == "tpe":
-                return S.TPESampler(**kwargs)
-            if name == "random":
-                return S.RandomSampler(**kwargs)
-            if name == "gp":
-                return S.GPSampler(**kwargs)
-            if name == "cmaes":
-                return S.CmaEsSampler(**kwargs)
-            if name == "qmc":
-                return S.QMCSampler(**kwargs)
-            if name == "nsgaii":
-                return S.NSGAIISampler(**kwargs)
-            return _GridSampler(_grid(space), **kwargs)
+            if name == "grid":
+                return _GridSampler(_grid(space), **kwargs)
+            return _sampler_classes()[name](**kwargs)
     except TypeError as exc:
         raise ConfigError("hydra.sweeper.sampler", dict(spec), str(exc)) from None
 
