@@ -152,8 +152,7 @@ class SearchSpace:
             bare = key.lstrip("+~")
             value = parse(bare, expr, where=None) if eq else None
             if isinstance(value, BaseDistribution):
-                space.params[bare] = value
-                space.fixed.pop(bare, None)
+                space._add(bare, value)
             else:
                 space.params.pop(bare, None)
                 space.fixed.pop(bare, None)
