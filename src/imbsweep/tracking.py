@@ -54,7 +54,34 @@ def make_client(uri: str) -> Any:
             _use_wal(db)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-    return client
+    return _RetryLocked(client)
+
+
+class _RetryLocked:
+    """An ``MlflowClient`` on a local SQLite store whose calls retry briefly on "database is
+    locked". Even in WAL mode SQLite answers a read-then-write transaction that meets another
+    process's commit with SQLITE_BUSY at once, without its busy timeout; the failed
+    transaction was rolled back, so calling again is safe."""
+
+    def __init__(self, client: Any, attempts: int = 8) -> None:
+        self._client, self._attempts = client, attempts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(self._attempts):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if "database is locked" not in str(exc) or attempt == self._attempts - 1:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+        return call
 
 
 def _use_wal(db: Path) -> None:
