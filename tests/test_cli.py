@@ -54,7 +54,7 @@ def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [4]
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv"}
+    assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv", "posthoc.csv"}
     local = Path(client.download_artifacts(run.info.run_id, "", str(workdir / "dl")))
     cfg = yaml.safe_load((local / "config.yaml").read_text())
     assert cfg["loss"]["class_weights"] == "inverse" and cfg["trainer"]["epochs"] == 3

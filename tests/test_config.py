@@ -13,7 +13,7 @@ from imbsweep.training import fit, prepare
 from imbsweep.trick import trick_label
 
 GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
-          for g in ("data", "model", "loss", "optimizer", "scheduler", "trainer", "tracking")}
+          for g in ("data", "model", "loss", "resampling", "optimizer", "scheduler", "trainer", "tracking")}
 
 
 def test_groups_have_the_documented_options() -> None:
@@ -21,11 +21,13 @@ def test_groups_have_the_documented_options() -> None:
     assert GROUPS["model"] == ["cnn1d", "logreg", "mlp"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
     assert GROUPS["scheduler"] == ["constant", "cosine", "step"]
+    assert GROUPS["loss"] == ["balanced_softmax", "ce", "class_balanced", "focal", "ldam", "logit_adjusted"]
+    assert GROUPS["resampling"] == ["class_balanced", "none", "progressive", "sqrt"]
 
 
 @pytest.mark.parametrize(("group", "option"), [
     (g, o) for g, opts in GROUPS.items() for o in opts
-    if g in ("model", "loss", "optimizer", "scheduler", "trainer", "tracking")])
+    if g in ("model", "loss", "resampling", "optimizer", "scheduler", "trainer", "tracking")])
 def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: str) -> None:  # type: ignore[no-untyped-def]
     overrides = [f"{group}={option}", "data=digits_lt", "trainer.epochs=1"]
     if group != "model":
@@ -68,3 +70,28 @@ def test_trick_label() -> None:
     assert trick_label({"loss": {"name": "focal", "class_weights": "effective_number"},
                         "resampling": {"name": "sqrt"}, "eval": {"posthoc_tau": 1.0}}
                        ) == "focal+w=effective_number+rs=sqrt+posthoc"
+    assert trick_label({"loss": {"name": "ldam", "class_weights": "effective_number",
+                                 "reweight_from_epoch": 30}}) == "ldam+w=effective_number+drw"
+    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_epoch": 1}}
+                       ) == "ce+w=inverse"  # weights from the first epoch are not deferred
+    # knobs of a trick are not part of it; DRW without weights is not a trick (and an error)
+    assert trick_label({"loss": {"name": "logit_adjusted", "tau": 1.5}, "eval": {"posthoc_tau": 0.0}}
+                       ) == "logit_adjusted"
+
+
+def test_trick_label_of_composed_configs(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    assert trick_label(make_cfg()) == "ce"
+    assert trick_label(make_cfg("loss=class_balanced", "resampling=progressive")) == "class_balanced+rs=progressive"
+    assert trick_label(make_cfg("loss=ce", "loss.class_weights=inverse", "loss.reweight_from_epoch=5",
+                                "eval.posthoc_tau=1")) == "ce+w=inverse+drw+posthoc"
+
+
+def test_config_errors_survive_pickling() -> None:
+    """Worker pools send exceptions back pickled; one that cannot be rebuilt hangs the pool."""
+    import pickle
+
+    from imbsweep.errors import ConfigError, DataError
+
+    for err in (ConfigError("loss.tau", -1, "must be >= 0"), DataError("data.path", "x.csv", "not found")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err) and back.key == err.key

@@ -116,3 +116,65 @@ def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:  # type: ig
     clear_memory_cache()
     prepare(make_cfg())
     assert len(list((tmp_path / "mlruns" / "datasets").glob("digits_lt-*.npz"))) == 1
+
+
+@pytest.mark.parametrize("loss", ["ce", "focal", "class_balanced", "ldam", "logit_adjusted",
+                                  "balanced_softmax"])
+def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_cfg(f"loss={loss}", "resampling=sqrt")
+    setup = prepare(cfg)
+    if loss == "ldam":
+        from imbsweep.models import NormedLinear
+        assert isinstance(setup.model.head, NormedLinear)  # the paper's normalised classifier
+    result = fit(cfg, setup=setup)
+    assert result.state == "complete" and 0 <= result.metrics["test/balanced_acc"] <= 1
+    again = fit(make_cfg(f"loss={loss}", "resampling=sqrt"))
+    assert again.metrics["test/balanced_acc"] == result.metrics["test/balanced_acc"]  # seeded
+
+
+def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    from imbsweep.training import POSTHOC_METRICS
+
+    result = fit(make_cfg("trainer.epochs=3", "eval.posthoc_grid=[0.0,0.5,1.0,2.0]"))
+    scan = result.posthoc
+    assert scan is not None and scan.taus == (0.0, 0.5, 1.0, 2.0) and scan.metric == "balanced_acc"
+    assert scan.tau == scan.taus[int(np.argmax(scan.val))]
+    m = result.metrics
+    assert m["posthoc/tau"] == scan.tau
+    assert m["val/balanced_acc_posthoc"] == pytest.approx(max(scan.val))
+    assert m["test/balanced_acc_posthoc"] == pytest.approx(scan.test[scan.taus.index(scan.tau)])
+    assert {f"test/{k}_posthoc" for k in POSTHOC_METRICS} <= set(m)
+    assert scan.val[0] == pytest.approx(m["val/balanced_acc"])  # tau 0 is the unadjusted model
+
+
+def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    from imbsweep.data import load_dataset
+    from imbsweep.training import cache_dir, posthoc_probs, predict_logits
+
+    base = ("trainer.epochs=2", "trainer.patience=null")
+    plain = fit(make_cfg(*base))
+    cfg = make_cfg(*base, "eval.posthoc_tau=1.0")
+    setup = prepare(cfg)
+    adjusted = fit(cfg, setup=setup)
+    # same training (the adjustment is at evaluation only), so the scans agree
+    assert plain.posthoc == adjusted.posthoc
+    # and the reported test metric is the tau=1 prediction of the selected weights
+    ds = load_dataset(cfg.data, cache_dir(cfg))
+    logits = predict_logits(setup.model, __import__("torch").as_tensor(ds.x_test), 512)
+    log_prior = np.log(ds.train_class_counts / ds.train_class_counts.sum())
+    pred = posthoc_probs(logits, log_prior, 1.0).argmax(axis=1)
+    assert adjusted.metrics["test/acc"] == pytest.approx(float((pred == ds.y_test).mean()))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("eval.posthoc_tau=-1", "eval.posthoc_tau=-1: must be a finite number >= 0"),
+    ("eval.posthoc_grid=[]", "eval.posthoc_grid=.*non-empty list"),
+    ("+eval.tau=1", "eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid"),
+    ("resampling.name=smote", "resampling.name='smote': must be one of"),
+    ("loss=focal loss.label_smoothing=0.1", "loss.label_smoothing=0.1: must be 0 for loss 'focal'"),
+    ("loss.class_weights=inverse loss.reweight_from_epoch=3",
+     r"loss.reweight_from_epoch=3: must be <= trainer.epochs \(2\)"),
+])
+def test_bad_trick_values_are_config_errors(make_cfg, override: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        prepare(make_cfg(*override.split()))

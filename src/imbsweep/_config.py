@@ -107,6 +107,8 @@ def validate(cfg: DictConfig) -> None:
     if not (_is_int(bins) and bins >= 1):
         raise ConfigError("metrics.ece_bins", bins, "must be an integer >= 1")
 
+    validate_eval(cfg.get("eval") or {})
+
     opt = cfg.optimizer
     lr = opt.get("lr")
     if not (_is_num(lr) and lr > 0):
@@ -117,6 +119,26 @@ def validate(cfg: DictConfig) -> None:
     mom = opt.get("momentum", 0.0)
     if not (_is_num(mom) and 0 <= mom < 1):
         raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
+
+
+EVAL_KEYS = ("posthoc_tau", "posthoc_grid")
+
+
+def _finite_nonneg(v: Any) -> bool:
+    return _is_num(v) and 0 <= v < float("inf")
+
+
+def validate_eval(ev: Any) -> None:
+    """``eval.posthoc_tau`` (>= 0) and ``eval.posthoc_grid`` (a non-empty list of taus >= 0)."""
+    for k in ev:
+        if k not in EVAL_KEYS:
+            raise ConfigError(f"eval.{k!s}", ev[k], f"unknown key; allowed: {', '.join(EVAL_KEYS)}")
+    tau = ev.get("posthoc_tau", 0.0)
+    if not _finite_nonneg(tau):
+        raise ConfigError("eval.posthoc_tau", tau, "must be a finite number >= 0 (0: no adjustment)")
+    grid = ev.get("posthoc_grid", [0.0])
+    if not isinstance(grid, list | ListConfig) or not grid or not all(_finite_nonneg(g) for g in grid):
+        raise ConfigError("eval.posthoc_grid", grid, "must be a non-empty list of numbers >= 0")
 
 
 def validate_objective(cfg: DictConfig) -> None:

@@ -24,6 +24,10 @@ class ConfigError(ImbsweepError, ValueError):
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"{key}={value!r}: {allowed}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable, so that it crosses process boundaries (worker pools) intact."""
+        return type(self), (self.key, self.value, self.allowed)
+
 
 class DataError(ConfigError):
     """The data a config points at cannot be used (missing file, column, tiny class)."""

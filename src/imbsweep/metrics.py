@@ -60,6 +60,55 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return float(gap.sum() / max(len(y_true), 1))
 
 
+def confusion(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn's confusion matrix over all ``n_classes`` labels (rows: truth)."""
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y_true, pred, labels=np.arange(n_classes))
+
+
+@dataclass(frozen=True)
+class _Rates:
+    tp: np.ndarray
+    support: np.ndarray
+    predicted: np.ndarray
+    present: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+
+    @classmethod
+    def of(cls, cm: np.ndarray) -> _Rates:
+        tp = np.diag(cm).astype(np.float64)
+        support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+        present = support > 0
+        recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        return cls(tp, support, predicted, present, recall, precision)
+
+    def headline(self) -> dict[str, float]:
+        denom = self.precision + self.recall
+        f1 = np.divide(2 * self.precision * self.recall, denom, out=np.zeros_like(self.tp), where=denom > 0)
+        seen = self.present | (self.predicted > 0)
+        r = self.recall[self.present]
+        return {
+            "acc": float(self.tp.sum() / max(self.support.sum(), 1)),
+            "balanced_acc": float(r.mean()) if r.size else 0.0,
+            "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
+            "gmean": float(np.exp(np.log(r).mean())) if r.size and (r > 0).all() else 0.0,
+            "worst_class_recall": float(r.min()) if r.size else 0.0,
+        }
+
+
+#: the metrics read off the confusion matrix alone (no probabilities)
+HEADLINE = ("acc", "balanced_acc", "macro_f1", "gmean", "worst_class_recall")
+
+
+def headline(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro-F1, G-mean and worst-class recall of hard
+    predictions, with :func:`evaluate`'s conventions."""
+    return _Rates.of(confusion(y_true, pred, n_classes)).headline()
+
+
 def evaluate(probs: np.ndarray, y_true: np.ndarray, train_counts: np.ndarray,
              class_names: Sequence[str], prefix: str, shots: ShotGroups = ShotGroups(),
              ece_bins: int = 15) -> Evaluation:
@@ -72,28 +121,13 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray, train_counts: np.ndarray,
         class_names: names for ``recall/<class>`` and ``precision/<class>``.
         prefix: ``val`` or ``test``.
     """
-    from sklearn.metrics import confusion_matrix
-
     n_classes = probs.shape[1]
-    pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y_true, pred, labels=np.arange(n_classes))
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    present = support > 0
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    seen = present | (predicted > 0)
-    r = recall[present]
+    cm = confusion(y_true, probs.argmax(axis=1), n_classes)
+    rates = _Rates.of(cm)
+    tp, support, present, recall, precision = rates.tp, rates.support, rates.present, rates.recall, rates.precision
     nll = -np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, None))
     m = {
-        "acc": float(tp.sum() / max(len(y_true), 1)),
-        "balanced_acc": float(r.mean()) if r.size else 0.0,
-        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
-        "gmean": float(np.exp(np.log(r).mean())) if r.size and (r > 0).all() else 0.0,
-        "worst_class_recall": float(r.min()) if r.size else 0.0,
+        **rates.headline(),
         "ece": expected_calibration_error(probs, y_true, ece_bins),
         "loss": float(nll.mean()),
     }

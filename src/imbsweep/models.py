@@ -19,10 +19,30 @@ class Classifier(nn.Module):
     """``head(features(x))``."""
 
     features: nn.Module
-    head: nn.Linear
+    head: nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class NormedLinear(nn.Module):
+    """Cosine classifier: ``scale * normalize(x) @ normalize(W).T`` (no bias), the
+    normalised linear layer LDAM uses (Cao et al. 2019); initialised as in their code.
+
+    Args:
+        in_features: feature size.
+        out_features: number of classes.
+        scale: the factor ``s`` on the cosines.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.scale = in_features, out_features, float(scale)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1)
+                                   .renorm_(2, 0, 1e-5).mul_(1e5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
 
 
 class LogisticRegression(Classifier):

@@ -257,6 +257,8 @@ class MlflowRun(Reporter):
             out = Path(tmp)
             (out / "config.yaml").write_text(_config.to_yaml(self._container))
             per_class_table(result).to_csv(out / "per_class.csv", index=False)
+            if result.posthoc is not None:
+                posthoc_table(result).to_csv(out / "posthoc.csv", index=False)
             if result.test is not None:
                 plot_confusion(result.test.confusion, result.class_names,
                                f"test confusion matrix ({self._container['loss']['name']})",
@@ -280,6 +282,18 @@ def per_class_table(result: Result) -> Any:
             rows[f"{split}_recall"] = np.round(ev.recall, 6)
             rows[f"{split}_precision"] = np.round(ev.precision, 6)
     return pd.DataFrame(rows)
+
+
+def posthoc_table(result: Result) -> Any:
+    """The post-hoc tau scan: one row per tau, the metric on validation (which picks tau)
+    and on test (reported only)."""
+    import pandas as pd
+
+    scan = result.posthoc
+    assert scan is not None
+    return pd.DataFrame({"tau": scan.taus, f"val_{scan.metric}": np.round(scan.val, 6),
+                         f"test_{scan.metric}": np.round(scan.test, 6),
+                         "picked": [t == scan.tau for t in scan.taus]})
 
 
 def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Path) -> None:

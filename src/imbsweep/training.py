@@ -19,8 +19,9 @@ from . import _config
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .losses import ImbalanceLoss, build_loss
-from .metrics import Evaluation, ShotGroups, evaluate
+from .metrics import HEADLINE, Evaluation, ShotGroups, evaluate, headline
 from .reporting import FitInfo, Reporter
+from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Setup:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: str
     steps_per_epoch: int
+    resampler: Resampler
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Result:
     val: Evaluation | None = None
     test: Evaluation | None = None
     shots: ShotGroups = field(default_factory=ShotGroups)
+    posthoc: PosthocScan | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -90,7 +93,23 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     seed_everything(t.seed)  # after data: model init depends on the seed only
     model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,
                                         n_classes=ds.n_classes).to(device)
-    loss = build_loss(cfg.loss, ds.train_class_counts).to(device)
+    loss = build_loss(cfg.loss, ds.train_class_counts)
+    if loss.reweight_from_epoch is not None and loss.reweight_from_epoch > t.epochs:
+        raise ConfigError("loss.reweight_from_epoch", loss.reweight_from_epoch,
+                          f"must be <= trainer.epochs ({t.epochs}), or the weights never switch on")
+    head = getattr(model, "head", None)
+    in_features = getattr(head, "in_features", None)
+    if in_features is None:
+        probe = loss.make_head(1, ds.n_classes)
+        if probe is not None:
+            raise ConfigError("loss.name", cfg.loss.name,
+                              f"needs a model whose `head` is a linear layer; {cfg.model._target_} has none")
+    else:
+        new_head = loss.make_head(int(in_features), ds.n_classes)
+        if new_head is not None:
+            model.head = new_head
+    model, loss = model.to(device), loss.to(device)
+    resampler = build_resampler(cfg.get("resampling"), torch.as_tensor(ds.y_train), int(t.epochs))
     opt_factory = _config.instantiate_checked(cfg.optimizer, "optimizer", params=None)
     steps = math.ceil(len(ds.y_train) / t.batch_size)
     try:
@@ -101,15 +120,48 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
                                                 **dict.fromkeys(RUNTIME_ARGS))
     scheduler = sched_factory(optimizer=optimizer, total_steps=steps * t.epochs,
                               steps_per_epoch=steps)
-    return Setup(ds, model, loss, optimizer, scheduler, device, steps)
+    return Setup(ds, model, loss, optimizer, scheduler, device, steps, resampler)
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    """The model's logits ``[N, C]`` in eval mode, as float64."""
     model.eval()
-    out = [torch.softmax(model(x[i:i + batch_size]).float(), dim=1)
-           for i in range(0, len(x), batch_size)]
+    out = [model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)]
     return torch.cat(out).cpu().double().numpy()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def posthoc_probs(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.ndarray:
+    """Class probabilities after post-hoc logit adjustment: ``softmax(z - tau * log(prior))``
+    (Menon et al. 2021, eq. 8); ``tau = 0`` is the plain softmax."""
+    return softmax(logits - tau * log_prior if tau else logits)
+
+
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    return softmax(predict_logits(model, x, batch_size))
+
+
+#: metrics reported after the post-hoc tau scan, as ``val/<name>_posthoc`` and ``test/<name>_posthoc``
+POSTHOC_METRICS = HEADLINE
+
+
+@dataclass(frozen=True)
+class PosthocScan:
+    """Post-hoc adjustment over a tau grid on the selected weights: ``metric`` (the
+    objective's name when it is one of :data:`POSTHOC_METRICS`, else balanced accuracy)
+    on validation and test per tau; ``tau`` is the one picked on validation."""
+
+    metric: str
+    taus: tuple[float, ...]
+    val: tuple[float, ...]
+    test: tuple[float, ...]
+    tau: float
 
 
 def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None = None) -> Result:
@@ -132,22 +184,29 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                                            setup.optimizer, setup.scheduler, setup.device)
     shots = ShotGroups(**cfg.get("metrics", {}).get("shots", {}))
     ece_bins = int(cfg.get("metrics", {}).get("ece_bins", 15))
+    ev = cfg.get("eval") or {}
+    tau = float(ev.get("posthoc_tau", 0.0))
     counts = ds.train_class_counts
+    log_prior = np.log(np.maximum(counts, 1e-12) / counts.sum())
     x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
     x_va, x_te = torch.as_tensor(ds.x_val, device=dev), torch.as_tensor(ds.x_test, device=dev)
     n, bs = len(y_tr), int(t.batch_size)
     gen = torch.Generator().manual_seed(int(t.seed))
     sign = 1.0 if obj.direction == "maximize" else -1.0
 
+    def run_eval(logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
+        return evaluate(posthoc_probs(logits, log_prior, tau), y, counts, ds.class_names, split,
+                        shots, ece_bins)
+
     reporter.on_fit_start(FitInfo(int(t.epochs), str(obj.metric), str(obj.direction), dev, n,
                                   tuple(int(c) for c in counts)))
     t0 = time.perf_counter()
-    best: tuple[float, int, Evaluation, dict[str, Any]] | None = None
+    best: tuple[float, int, Evaluation, np.ndarray, dict[str, Any]] | None = None
     since_best, epoch, reason = 0, 0, None
     for epoch in range(1, int(t.epochs) + 1):
         loss_fn.set_epoch(epoch)
         model.train()
-        perm = torch.randperm(n, generator=gen).to(dev)
+        perm = setup.resampler.indices(epoch, gen).to(dev)
         total = torch.zeros((), device=dev)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
@@ -164,8 +223,8 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
             reason = f"train/loss is {train_loss} at epoch {epoch} (diverged)"
             reporter.on_epoch_end(epoch, metrics)
             break
-        val = evaluate(predict_proba(model, x_va, t.eval_batch_size), ds.y_val, counts,
-                       ds.class_names, "val", shots, ece_bins)
+        val_logits = predict_logits(model, x_va, t.eval_batch_size)
+        val = run_eval(val_logits, ds.y_val, "val")
         metrics.update(val.metrics)
         if obj.metric not in metrics:
             raise ConfigError("objective.metric", obj.metric,
@@ -174,7 +233,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         reporter.on_epoch_end(epoch, metrics)
         score = sign * metrics[obj.metric]
         if best is None or score > best[0]:
-            best = (score, epoch, val, copy.deepcopy(model.state_dict()))
+            best = (score, epoch, val, val_logits, copy.deepcopy(model.state_dict()))
             since_best = 0
         else:
             since_best += 1
@@ -188,13 +247,44 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                         reason=reason or "no epoch finished", class_names=ds.class_names,
                         train_class_counts=counts, shots=shots)
     else:
-        score, best_epoch, val, state = best
+        score, best_epoch, val, val_logits, state = best
         model.load_state_dict(state)
-        test = evaluate(predict_proba(model, x_te, t.eval_batch_size), ds.y_test, counts,
-                        ds.class_names, "test", shots, ece_bins)
-        final = {**val.metrics, **test.metrics, "best_epoch": float(best_epoch),
-                 "epochs_run": float(epoch), "fit_time_s": elapsed}
+        test_logits = predict_logits(model, x_te, t.eval_batch_size)
+        test = run_eval(test_logits, ds.y_test, "test")
+        scan = posthoc_scan(val_logits, ds.y_val, test_logits, ds.y_test, log_prior,
+                            [float(g) for g in ev.get("posthoc_grid", [0.0])], str(obj.metric))
+        final = {**val.metrics, **test.metrics, **scan_metrics(scan, val_logits, test_logits, ds,
+                                                               log_prior),
+                 "best_epoch": float(best_epoch), "epochs_run": float(epoch), "fit_time_s": elapsed}
         result = Result("complete", final, sign * score, best_epoch, epoch, val=val, test=test,
-                        class_names=ds.class_names, train_class_counts=counts, shots=shots)
+                        class_names=ds.class_names, train_class_counts=counts, shots=shots,
+                        posthoc=scan)
     reporter.on_fit_end(result)
     return result
+
+
+def _summary(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return headline(y, probs.argmax(axis=1), probs.shape[1])
+
+
+def posthoc_scan(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndarray,
+                 y_test: np.ndarray, log_prior: np.ndarray, grid: list[float],
+                 objective: str) -> PosthocScan:
+    """Scan ``grid`` for the post-hoc tau; pick it on validation (first best on ties, so
+    the smallest adjustment among equals)."""
+    name = objective.removeprefix("val/")
+    metric = name if name in POSTHOC_METRICS else "balanced_acc"
+    taus = tuple(sorted(set(grid)))
+    val = tuple(_summary(posthoc_probs(val_logits, log_prior, g), y_val)[metric] for g in taus)
+    test = tuple(_summary(posthoc_probs(test_logits, log_prior, g), y_test)[metric] for g in taus)
+    return PosthocScan(metric, taus, val, test, taus[int(np.argmax(val))])
+
+
+def scan_metrics(scan: PosthocScan, val_logits: np.ndarray, test_logits: np.ndarray, ds: Dataset,
+                 log_prior: np.ndarray) -> dict[str, float]:
+    """``posthoc/tau`` and the summary metrics at it, ``val/*_posthoc`` and ``test/*_posthoc``."""
+    out = {"posthoc/tau": scan.tau}
+    for split, logits, y in (("val", val_logits, ds.y_val), ("test", test_logits, ds.y_test)):
+        for k, v in _summary(posthoc_probs(logits, log_prior, scan.tau), y).items():
+            out[f"{split}/{k}_posthoc"] = v
+    return out

@@ -6,8 +6,9 @@ from typing import Any
 
 
 def trick_label(cfg: Any) -> str:
-    """``loss`` family, then ``+w=<scheme>`` for class weights, ``+rs=<sampler>`` for
-    resampling and ``+posthoc`` for post-hoc logit adjustment when present.
+    """``loss`` family, then ``+w=<scheme>`` for class weights (``+drw`` when they are
+    deferred past epoch 1), ``+rs=<sampler>`` for resampling and ``+posthoc`` for post-hoc logit
+    adjustment when present. Knobs of the trick (gamma, tau, margins) are not part of it.
 
     Example:
         >>> trick_label({"loss": {"name": "ce", "class_weights": "inverse"}})
@@ -18,6 +19,8 @@ def trick_label(cfg: Any) -> str:
     scheme = loss.get("class_weights", "none")
     if scheme not in (None, "none"):
         parts.append(f"w={scheme}")
+        if (loss.get("reweight_from_epoch") or 1) > 1:  # from epoch 1 is plain weighting
+            parts.append("drw")
     resampling = (cfg.get("resampling") or {}).get("name", "none")
     if resampling not in (None, "none"):
         parts.append(f"rs={resampling}")

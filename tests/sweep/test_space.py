@@ -88,6 +88,50 @@ def test_conditional_parameters_are_sampled_only_when_their_condition_holds() ->
     assert 20 < seen["loss.gamma"] < 80 and 20 < seen["loss.beta"] < 80  # both branches taken
 
 
+def test_the_sweep_files_conditions_work_as_composed_config() -> None:
+    """From YAML a list of allowed values is a ListConfig, not a list."""
+    from omegaconf import OmegaConf
+
+    from imbsweep._paths import PROJECT_ROOT
+
+    sweeper = OmegaConf.load(PROJECT_ROOT / "sweeps" / "tricks.yaml").hydra.sweeper
+    space = SearchSpace.build(sweeper.params, sweeper.conditional)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    by_loss: dict[str, set[str]] = {}
+    for _ in range(200):
+        trial = study.ask()
+        values = space.sample(trial)
+        by_loss.setdefault(values["loss"], set()).update(values)
+        study.tell(trial, 0.0)
+    assert {"loss.gamma", "loss.class_weights"} <= by_loss["focal"]
+    assert "loss.label_smoothing" not in by_loss["focal"]  # focal's form has none
+    assert {"loss.label_smoothing", "loss.class_weights", "loss.reweight_from_epoch",
+            "eval.posthoc_tau"} <= by_loss["ce"]
+    assert {"loss.max_m", "loss.s", "loss.class_weights"} <= by_loss["ldam"]
+    assert {"loss.beta", "loss.gamma"} <= by_loss["class_balanced"]
+    assert "loss.tau" in by_loss["logit_adjusted"] and "loss.tau" not in by_loss["balanced_softmax"]
+
+
+def test_a_condition_may_name_an_earlier_conditional_parameter() -> None:
+    space = SearchSpace.build(
+        {"loss": "choice(ce, balanced_softmax)"},
+        {"loss.class_weights": {"when": {"loss": "ce"}, "space": "choice(none, inverse)"},
+         "loss.reweight_from_epoch": {"when": {"loss.class_weights": "inverse"}, "space": "choice(1, 30)"}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: Counter[str] = Counter()
+    for _ in range(100):
+        trial = study.ask()
+        values = space.sample(trial)
+        assert ("loss.reweight_from_epoch" in values) == (values.get("loss.class_weights") == "inverse")
+        seen.update(str(values.get("loss.reweight_from_epoch", "-")) for _ in [0])
+        study.tell(trial, 0.0)
+    assert seen["1"] > 5 and seen["30"] > 5 and seen["-"] > 40
+    # a later condition on an unknown name is still an error
+    with pytest.raises(ConfigError, match="conditional.loss.beta.when"):
+        SearchSpace.build({"loss": "choice(ce)"}, {"loss.beta": {"when": {"loss.scheme": "x"},
+                                                                "space": "choice(0.9)"}})
+
+
 def test_conditions_must_name_known_parameters() -> None:
     with pytest.raises(ConfigError, match="hydra.sweeper.conditional.loss.gamma.when"):
         SearchSpace.build({}, {"loss.gamma": {"when": {"loss": "focal"}, "space": "interval(0.5, 5)"}})

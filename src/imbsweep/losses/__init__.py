@@ -13,12 +13,16 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._base import ImbalanceLoss
-from ._ce import CrossEntropy
+from ._ce import BalancedSoftmax, CrossEntropy, LogitAdjusted
+from ._focal import ClassBalanced, Focal, focal_loss
+from ._ldam import LDAM, ldam_margins
 from ._weights import SCHEMES, class_weights
 
-LOSSES: dict[str, type[ImbalanceLoss]] = {cls.name: cls for cls in (CrossEntropy,)}
+LOSSES: dict[str, type[ImbalanceLoss]] = {
+    cls.name: cls for cls in (CrossEntropy, Focal, ClassBalanced, LDAM, LogitAdjusted, BalancedSoftmax)}
 
-__all__ = ["LOSSES", "SCHEMES", "CrossEntropy", "ImbalanceLoss", "build_loss", "class_weights"]
+__all__ = ["LDAM", "LOSSES", "SCHEMES", "BalancedSoftmax", "ClassBalanced", "CrossEntropy", "Focal",
+           "ImbalanceLoss", "LogitAdjusted", "build_loss", "class_weights", "focal_loss", "ldam_margins"]
 
 
 def build_loss(loss_cfg: Any, class_counts: np.ndarray) -> ImbalanceLoss:

@@ -1,4 +1,5 @@
-"""Cross-entropy with label smoothing and class weights (PyTorch's semantics)."""
+"""Cross-entropy and the losses that are cross-entropy on shifted logits: logit-adjusted
+(Menon et al. 2021) and balanced softmax (Ren et al. 2020)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ._base import ImbalanceLoss
-from ._weights import class_weights as scheme_weights
 
 
 class CrossEntropy(ImbalanceLoss):
@@ -15,29 +16,56 @@ class CrossEntropy(ImbalanceLoss):
 
     With weights, the mean is taken as PyTorch does: divided by the summed weights of the
     targets. Label smoothing mixes in the uniform distribution, weighted the same way.
-
-    Args:
-        class_counts: training examples per class.
-        label_smoothing: in [0, 1).
-        class_weights: ``none``, ``inverse``, ``sqrt_inverse`` or ``effective_number``.
-        beta: the effective-number hyperparameter, in [0, 1).
+    Arguments as in :class:`ImbalanceLoss`.
     """
 
     name = "ce"
-    weight: torch.Tensor | None
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, label_smoothing: float = 0.0,
-                 class_weights: str = "none", beta: float = 0.999) -> None:
-        super().__init__(class_counts, label_smoothing)
-        self.scheme = class_weights
-        self.beta = beta
-        self.register_buffer("weight", scheme_weights(self.class_counts, class_weights, beta))
+                 class_weights: str = "none", beta: float = 0.999,
+                 reweight_from_epoch: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
 
-    @property
-    def weight_scheme(self) -> str:
-        return self.scheme
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits the cross-entropy is taken on (unchanged for plain CE)."""
+        return logits
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=self.weight,
+        return F.cross_entropy(self.adjust(logits), target, weight=self.weight,
                                label_smoothing=self.label_smoothing)
 
+
+class LogitAdjusted(CrossEntropy):
+    """Logit-adjusted loss (Menon et al. 2021, eq. 10): cross-entropy on
+    ``z + tau * log(pi)``, ``pi`` the training label prior. ``tau = 0`` is plain CE.
+
+    Args:
+        tau: the adjustment strength (1 in the paper), >= 0.
+        others: as in :class:`CrossEntropy`.
+    """
+
+    name = "logit_adjusted"
+
+    def __init__(self, class_counts: np.ndarray | torch.Tensor, tau: float = 1.0,
+                 label_smoothing: float = 0.0, class_weights: str = "none", beta: float = 0.999,
+                 reweight_from_epoch: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
+        if isinstance(tau, bool) or not isinstance(tau, int | float) or not 0 <= tau < float("inf"):
+            raise ConfigError("loss.tau", tau, "must be a finite number >= 0")
+        self.tau = float(tau)
+
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits + self.tau * self.log_prior.to(logits.dtype)
+
+
+class BalancedSoftmax(CrossEntropy):
+    """Balanced softmax (Ren et al. 2020, eq. 4): cross-entropy on ``z + log(n_c)``.
+
+    Shifting every logit by the same ``log N`` changes nothing, so this equals
+    :class:`LogitAdjusted` with ``tau = 1``. Arguments as in :class:`CrossEntropy`.
+    """
+
+    name = "balanced_softmax"
+
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits + torch.log(self.class_counts).to(logits.dtype)

@@ -64,7 +64,7 @@ def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: M
     known = {**space.fixed_for_conditions, **space.fixed, **out}
     for key, cond in space.conditional.items():
         if cond.active(known) and (key in baseline or defaults.get(key) is not None):
-            out[key] = baseline.get(key, defaults.get(key))
+            out[key] = known[key] = baseline.get(key, defaults.get(key))
     return out
 
 

@@ -10,11 +10,14 @@ Conditional parameters are sampled only when other parameters hold given values:
       loss.gamma:
         when: {loss: focal}            # every condition must hold; a list means "one of"
         space: interval(0.5, 5.0)
+
+A condition may name a conditional parameter listed before it (``when: {loss.class_weights:
+inverse}`` where ``loss.class_weights`` is itself conditional on ``loss``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,10 +172,12 @@ class SearchSpace:
             when = {}
             for cond_key, allowed in dict(spec["when"]).items():
                 if cond_key not in space.params and cond_key not in space.fixed \
-                        and cond_key not in space.fixed_for_conditions:
+                        and cond_key not in space.fixed_for_conditions and cond_key not in space.conditional:
                     raise ConfigError(f"{where}.when", cond_key,
-                                      "must name a parameter of hydra.sweeper.params or a fixed value")
-                when[str(cond_key)] = tuple(allowed) if isinstance(allowed, list | tuple) else (allowed,)
+                                      "must name a parameter of hydra.sweeper.params, a conditional "
+                                      "parameter listed before it, or a fixed value")
+                many = isinstance(allowed, Sequence) and not isinstance(allowed, str)  # list or ListConfig
+                when[str(cond_key)] = tuple(allowed) if many else (allowed,)
             space.conditional[str(key)] = Conditional(dist, when)
             space.params.pop(str(key), None)
         return space
@@ -191,9 +196,9 @@ class SearchSpace:
         for key, dist in self.params.items():
             values[key] = trial._suggest(key, dist)
         known = {**self.fixed_for_conditions, **self.fixed, **values}
-        for key, cond in self.conditional.items():
+        for key, cond in self.conditional.items():  # in order: one may depend on an earlier one
             if cond.active(known):
-                values[key] = trial._suggest(key, cond.distribution)
+                values[key] = known[key] = trial._suggest(key, cond.distribution)
         return values
 
     def overrides(self, sampled: Mapping[str, Any]) -> list[str]:
