@@ -2,6 +2,8 @@
 
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
     imbsweep sweep NAME [OVERRIDES...]  run the study sweeps/NAME.yaml (= run -m sweep=NAME)
+    imbsweep compare STUDY [--reseed K] which trick wins: one row per trick, mean ± 95% CI over seeds
+    imbsweep export STUDY [--top-k K]   the best trial(s) as conf/best/STUDY.yaml (run +best=STUDY)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
     imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
 
@@ -149,6 +151,106 @@ def dashboard(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _study_command(fn: Any, args: argparse.Namespace) -> int:
+    """Run ``compare``/``export``: errors from bad input are one line and exit 2."""
+    from mlflow.exceptions import MlflowException
+
+    from .errors import ImbsweepError
+
+    try:
+        return int(fn(args))
+    except ImbsweepError as exc:
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except MlflowException as exc:
+        _say(f"error: MLflow store {redact(str(getattr(args, 'tracking_uri', '') or ''))!s}: "
+             f"{str(exc).strip().splitlines()[0]}")
+        return 2
+    except KeyboardInterrupt:
+        _say("interrupted; replicates that finished are kept (run the same command to go on)")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        return 1
+
+
+def compare(args: argparse.Namespace) -> int:
+    from .compare import compare as make
+    from .compare import print_table, reseed, sweep_jobs, to_csv, to_html, to_markdown, write_report
+    from .errors import ImbsweepError
+    from .export import safe_name
+    from .results import load_study
+
+    record = load_study(args.study, args.tracking_uri, args.state_dir)
+    if args.reseed is not None:
+        if args.reseed < 1:
+            raise ImbsweepError(f"--reseed={args.reseed}: must be an integer >= 1 (seeds per trick)")
+        jobs = args.jobs or sweep_jobs(record)
+        if jobs < 1:
+            raise ImbsweepError(f"--jobs={jobs}: must be an integer >= 1")
+        if reseed(record, args.metric, args.reseed, jobs, args.state_dir):
+            record = load_study(args.study, args.tracking_uri, args.state_dir)
+    c = make(record, args.metric, args.baseline)
+    report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
+    files = write_report(c, record, report) if report else []
+    if args.format == "table" and args.out is None:
+        print_table(c)
+    else:
+        text = {"csv": to_csv, "md": to_markdown}.get(args.format)
+        if args.format == "html":
+            images = [f for f in files if f.suffix == ".png"]
+            content = to_html(c, images)
+        elif args.format == "table":
+            import io
+
+            buf = io.StringIO()
+            print_table(c, buf)
+            content = buf.getvalue()
+        else:
+            assert text is not None
+            content = text(c)
+        if args.out is None:
+            sys.stdout.write(content)
+        else:
+            try:
+                Path(args.out).write_text(content)
+            except OSError as exc:
+                raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
+    if report:
+        parent = record.parent_run_id
+        where = f"; also in MLflow: parent run {parent}, artifacts report/" if parent else ""
+        print(f"report: {report}/ (report.html, comparison.csv/.md, plots){where}", file=sys.stderr)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from ._paths import conf_dir
+    from .export import export as write
+    from .export import reproduce_command
+    from .results import load_study
+
+    record = load_study(args.study, args.tracking_uri, args.state_dir)
+    out = Path(args.out) if args.out else conf_dir() / "best"
+    done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick)
+    for e in done:
+        scores = ", ".join(f"{m} {v:.4f}" for m, v in e.values)
+        print(f"{e.path}: trial {e.trial} ({scores}), MLflow run {e.run_id}")
+        if args.format == "yaml":
+            print(f"  reproduce: {reproduce_command(out, e.name)}")
+    return 0
+
+
+def _store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("study", help="the study's name (its MLflow experiment)")
+    p.add_argument("--metric", default=None, help="rank on this metric (default: the study's objective)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="the MLflow store (default: $MLFLOW_TRACKING_URI, else the local store)")
+    p.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    return p
+
+
 def _server(p: argparse.ArgumentParser, port: int) -> argparse.ArgumentParser:
     """The options of the commands that start a local web server."""
     p.add_argument("--port", type=int, default=port)
@@ -173,6 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
     d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
+    c = _store(sub.add_parser("compare", help="compare the tricks of a study: table, CIs over seeds, plots"))
+    c.add_argument("--format", choices=("table", "csv", "md", "html"), default="table")
+    c.add_argument("--out", default=None, help="write the table (or the HTML report) to this file")
+    c.add_argument("--reseed", type=int, default=None, metavar="K",
+                   help="first re-run each trick's best configuration with K fresh seeds (child runs)")
+    c.add_argument("--jobs", type=int, default=None, help="worker processes for --reseed (default: the sweep's n_jobs)")
+    c.add_argument("--baseline", default="ce", help="the trick the others are tested against (default ce)")
+    c.add_argument("--report-dir", default="reports", help="the report goes to REPORT_DIR/STUDY/ (default reports)")
+    c.add_argument("--no-report", action="store_true", help="print the table only: no files, nothing logged")
+    e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under conf/best/"))
+    e.add_argument("--top-k", type=int, default=1, help="the K best trials (default 1)")
+    e.add_argument("--out", default=None, help="folder (default: conf/best, so that +best=STUDY finds it)")
+    e.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    e.add_argument("--force", action="store_true", help="overwrite existing files")
+    e.add_argument("--trick", default=None, help="only trials of this trick (its imbsweep.trick label)")
     return p
 
 
@@ -183,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["sweep"] and len(argv) > 1 and not argv[1].startswith("-"):
         return run_hydra(["-m", f"sweep={argv[1]}", *argv[2:]], prog=f"imbsweep sweep {argv[1]}")
     args = build_parser().parse_args(argv)
+    if args.command in ("compare", "export"):
+        return _study_command(compare if args.command == "compare" else export, args)
     return dashboard(args) if args.command == "dashboard" else ui(args)
 
 

@@ -10,20 +10,34 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _config
 from ._paths import git_commit, local_tracking_uri, state_dir
 from .reporting import FitInfo, Reporter
-from .training import Result
 from .trick import trick_label
+
+if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, export) does not need it
+    from .training import Result
 
 log = logging.getLogger(__name__)
 
 MAX_METRICS, MAX_PARAMS = 1000, 100  # MLflow's log_batch limits per request
 TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", "imbsweep.trick"
+TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
+
+
+def hydra_choices() -> dict[str, str]:
+    """The config-group options Hydra composed this job from (``loss: focal`` ...), without
+    Hydra's own groups; empty outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {str(k): str(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra/")}
 
 
 def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path = "mlruns") -> str:
@@ -150,11 +164,13 @@ class MlflowRun(Reporter):
         experiment_id: defaults to ``cfg.tracking.experiment`` (created if missing).
         tags: extra tags (a sweeper adds trial number and study).
         parent_run_id: makes this a child run (``mlflow.parentRunId``).
+        choices: the config-group options, tagged ``imbsweep.choice.<group>``; by default
+            Hydra's runtime choices (a run re-created outside Hydra passes its original's).
     """
 
     def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
-                 run_name: str | None = None) -> None:
+                 run_name: str | None = None, choices: Mapping[str, str] | None = None) -> None:
         tr = cfg.tracking
         self.uri, self.client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
         self.experiment_id = experiment_id or found
@@ -164,6 +180,7 @@ class MlflowRun(Reporter):
         self.extra_tags = dict(tags or {})
         self.parent_run_id = parent_run_id
         self.run_name = run_name or tr.get("run_name")
+        self.choices = dict(hydra_choices() if choices is None else choices)
         self.run_id = ""  # set when the run is created
         self.result: Result | None = None
         self._buffer: list[Any] = []
@@ -178,7 +195,8 @@ class MlflowRun(Reporter):
         sha, dirty = git_commit()
         tags = {TAG_TRICK: trick_label(container), TAG_STATE: "running",
                 "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
-                "mlflow.source.name": "imbsweep", **self.extra_tags}
+                "mlflow.source.name": "imbsweep",
+                **{TAG_CHOICE + g: o for g, o in self.choices.items()}, **self.extra_tags}
         if sha:
             tags["mlflow.source.git.commit"] = sha
             tags["imbsweep.git_dirty"] = str(dirty).lower()

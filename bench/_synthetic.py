@@ -1,0 +1,114 @@
+"""A SYNTHETIC study written straight through the MLflow client: no training happens.
+
+Its runs look like a sweep's (same tags, the real flattened config as params, a real
+``config.yaml`` and ``per_class.csv`` artifact, final metrics at the selected step), but the
+metric values are drawn from a seeded random generator. Used by ``bench/compare_scale.py``
+(1000 trials) and by the tests of ``compare``/``export`` (a few dozen).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: trick label -> (loss group option, class-weight scheme, true mean test balanced accuracy)
+TRICKS = {"ce": ("ce", "none", 0.70), "ce+w=inverse": ("ce", "inverse", 0.74),
+          "focal": ("focal", "none", 0.71), "logit_adjusted": ("logit_adjusted", "none", 0.78),
+          "balanced_softmax": ("balanced_softmax", "none", 0.77)}
+CLASSES = 10
+
+
+def _base_config(loss: str, scheme: str, lr: float, batch: int, seed: int) -> dict[str, Any]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from imbsweep._paths import conf_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        weights = [] if scheme == "none" else [f"loss.class_weights={scheme}"]
+        cfg = compose("config", overrides=["data=digits_lt", "model=mlp", f"loss={loss}", *weights,
+                                           f"optimizer.lr={lr}",
+                                           f"trainer.batch_size={batch}", f"trainer.seed={seed}",
+                                           "trainer.epochs=3"])
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out
+
+
+def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: int, value: float,
+         rng: np.random.Generator, tags: dict[str, str], tmp: Path, cache: dict[Any, Any]) -> str:
+    from mlflow.entities import Metric, Param
+
+    from imbsweep import _config
+
+    loss, scheme, _ = TRICKS[trick]
+    lr = float(np.round(10 ** rng.uniform(-3.5, -1.5), 6))
+    batch = int(rng.choice([64, 128, 256]))
+    key = (loss, scheme)
+    if key not in cache:  # composing once per trick keeps 1000 runs fast; values are set below
+        cache[key] = _base_config(loss, scheme, 0.001, 64, 0)
+    config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cache[key].items()}
+    config["optimizer"] = {**config["optimizer"], "lr": lr}
+    config["trainer"] = {**config["trainer"], "batch_size": batch, "seed": seed}
+    choices = {"data": "digits_lt", "model": "mlp", "loss": loss, "resampling": "none",
+               "optimizer": "adam", "scheduler": "cosine", "trainer": "default", "tracking": "local"}
+    run = client.create_run(exp_id, tags={
+        "mlflow.parentRunId": parent, "imbsweep.study": study, "imbsweep.trick": trick,
+        **{f"imbsweep.choice.{g}": o for g, o in choices.items()}, **tags})
+    run_id = run.info.run_id
+    params = [Param(k, v) for k, v in _config.flatten(config) if not k.startswith("hydra.")]
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i:i + 100])
+    if tags.get("imbsweep.state") == "complete":
+        recall = np.clip(value + rng.normal(0, 0.1, CLASSES) - np.linspace(-0.1, 0.1, CLASSES), 0, 1)
+        metrics = {"val/balanced_acc": value, "test/balanced_acc": value + rng.normal(0, 0.01),
+                   "val/ece": abs(rng.normal(0.1, 0.03)), "test/acc_few": float(recall[-3:].mean()),
+                   **{f"test/recall/{c}": float(r) for c, r in enumerate(recall)}}
+        client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 4) for k, v in metrics.items()])
+        d = tmp / run_id
+        d.mkdir()
+        (d / "config.yaml").write_text(_config.to_yaml(config))
+        counts = np.round(100 * 0.01 ** (np.arange(CLASSES) / (CLASSES - 1))).astype(int)
+        (d / "per_class.csv").write_text("class,train_count,test_recall\n" + "".join(
+            f"{c},{n},{r:.4f}\n" for c, n, r in zip(range(CLASSES), counts, recall, strict=True)))
+        client.log_artifacts(run_id, str(d))
+    status = {"complete": "FINISHED", "pruned": "FINISHED"}.get(tags.get("imbsweep.state", ""), "FAILED")
+    client.set_terminated(run_id, status)
+    return str(run_id)
+
+
+def make_study(client: Any, study: str, n_trials: int, reseeds: int = 0, seed: int = 0,
+               tricks: Sequence[str] = tuple(TRICKS)) -> dict[str, Any]:
+    """A synthetic study of ``n_trials`` trials (about 10% pruned, 3% failed) over ``tricks``
+    and ``reseeds`` replicate runs of each trick's best trial; returns its ids."""
+    rng = np.random.default_rng(seed)
+    exp_id = client.create_experiment(study)
+    parent = client.create_run(exp_id, run_name=f"{study} (study)",
+                               tags={"imbsweep.role": "parent", "imbsweep.study": study}).info.run_id
+    best: dict[str, tuple[float, str]] = {}
+    cache: dict[Any, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(n_trials):
+            trick = tricks[n % len(tricks)]
+            u = rng.random()
+            state = "pruned" if u < 0.10 else "failed" if u < 0.13 else "complete"
+            value = float(np.clip(TRICKS[trick][2] + rng.normal(0, 0.03), 0, 1))
+            run_id = _run(client, exp_id, parent, study, trick, 0, value, rng,
+                          {"imbsweep.trial": str(n), "imbsweep.state": state}, Path(tmp), cache)
+            if state == "complete" and value > best.get(trick, (-1.0, ""))[0]:
+                best[trick] = (value, run_id)
+        for trick, (_, run_id) in best.items():
+            trial = client.get_run(run_id).data.tags["imbsweep.trial"]
+            for s in range(1, reseeds + 1):
+                value = float(np.clip(TRICKS[trick][2] + rng.normal(0, 0.01), 0, 1))
+                _run(client, exp_id, parent, study, trick, s, value, rng,
+                     {"imbsweep.role": "reseed", "imbsweep.reseed_of": run_id,
+                      "imbsweep.reseed_of_trial": trial, "imbsweep.state": "complete"}, Path(tmp), cache)
+    client.set_terminated(parent, "FINISHED")
+    return {"experiment_id": exp_id, "parent_run_id": parent, "best": best}

@@ -1,0 +1,197 @@
+"""``imbsweep export STUDY``: the best trial(s) as Hydra configs that reproduce them.
+
+``conf/best/<study>.yaml`` is a ``_global_`` config of the group ``best``, so
+``imbsweep run +best=<study>`` composes it on top of the defaults. Its defaults list picks
+the group options the trial was composed from (the ``imbsweep.choice.<group>`` tags), then
+its body sets every value where the trial's resolved config (its ``config.yaml`` artifact)
+differs from what those options compose to today. The environment is left out (``tracking``,
+``state_dir``), so no credential or local path of the sweep's machine lands in the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ImbsweepError
+from .results import StudyError, StudyRecord, download_text
+
+#: not exported: the environment of the machine that ran the sweep, and the sweep itself
+SKIP_KEYS = ("tracking", "state_dir", "hydra", "imbsweep_trial")
+SKIP_GROUPS = ("tracking", "sweep", "best")
+#: the defaults list's order in conf/config.yaml (other groups follow)
+GROUP_ORDER = ("data", "model", "loss", "resampling", "optimizer", "scheduler", "trainer")
+
+
+@dataclass
+class Exported:
+    path: Path
+    name: str
+    trial: int
+    run_id: str
+    values: list[tuple[str, float]]
+
+
+def pareto_front(df: Any, objectives: list[tuple[str, str]]) -> Any:
+    """The rows no other row dominates (at least as good on every objective, better on one)."""
+    import numpy as np
+
+    signs = np.array([1.0 if d == "minimize" else -1.0 for _, d in objectives])
+    x = df[[f"metrics.{m}" for m, _ in objectives]].to_numpy(dtype=float) * signs
+    keep = [not any(np.all(x[j] <= x[i]) and np.any(x[j] < x[i]) for j in range(len(x)) if j != i)
+            for i in range(len(x))]
+    return df[keep]
+
+
+def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | None) -> tuple[Any, list[tuple[str, str]]]:
+    """The complete trials to export, best first, and the objective(s) they were ranked on."""
+    if top_k < 1:
+        raise ImbsweepError(f"--top-k={top_k}: must be an integer >= 1")
+    trials = record.trials[record.trials["state"] == "complete"]
+    if trick is not None:
+        known = sorted(record.trials["trick"].unique())
+        if trick not in known:
+            raise StudyError(f"--trick={trick!r}: no trial of study {record.name!r} used it; "
+                             f"tricks: {', '.join(known)}")
+        trials = trials[trials["trick"] == trick]
+    if trials.empty:
+        raise StudyError(f"study {record.name!r} has no complete trial"
+                         + (f" with trick {trick!r}" if trick else "") + " to export")
+    if metric is None and len(record.objectives) > 1:  # a multi-objective study: its Pareto front
+        objectives = record.objectives
+        cols = [f"metrics.{m}" for m, _ in objectives]
+        trials = trials.dropna(subset=cols)
+        front = pareto_front(trials, objectives)
+        return front.sort_values(cols[0], ascending=objectives[0][1] == "minimize"), objectives
+    m, d = record.metric_direction(metric)
+    col = f"metrics.{m}"
+    ranked = trials[trials[col].notna()].sort_values([col, "trial"], ascending=[d == "minimize", True])
+    return ranked.head(top_k), [(m, d)]
+
+
+def safe_name(name: str) -> str:
+    """A study name as a Hydra option name / file stem."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "study"
+
+
+def compose_defaults(choices: Mapping[str, str]) -> dict[str, Any]:
+    """What the primary config composes to with these group options (resolved)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from ._paths import conf_dir
+
+    overrides = [f"{g}={o}" for g, o in choices.items()]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def diff(run: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested values of ``run`` that differ from (or are missing in) ``default``."""
+    out: dict[str, Any] = {}
+    for k, v in run.items():
+        if k in SKIP_KEYS:
+            continue
+        d = default.get(k, _MISSING)
+        if isinstance(v, Mapping) and v and isinstance(d, Mapping):
+            sub = diff(v, d)
+            if sub:
+                out[k] = sub
+        elif d is _MISSING or v != d or type(v) is not type(d):
+            out[k] = v
+    return out
+
+
+_MISSING = object()
+
+
+def render_yaml(header: list[str], choices: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    from omegaconf import OmegaConf
+
+    lines = ["# @package _global_", *(f"# {h}" for h in header)]
+    lines.append("defaults:")
+    lines += [f"  - override /{g}: {o}" for g, o in choices.items()]
+    lines.append("  - _self_")
+    body = OmegaConf.to_yaml(OmegaConf.create(dict(values))) if values else ""
+    return "\n".join(lines) + "\n\n" + body
+
+
+def reproduce_command(out_dir: Path, name: str) -> str:
+    """``imbsweep run +best=NAME``; a folder other than ``conf/best`` joins Hydra's search path."""
+    from ._paths import conf_dir
+
+    if out_dir.resolve() == (conf_dir() / "best").resolve():
+        return f"imbsweep run +best={name}"
+    return f"imbsweep run --config-dir {out_dir.resolve().parent} +{out_dir.name}={name}"
+
+
+def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k: int = 1,
+           fmt: str = "yaml", force: bool = False, trick: str | None = None) -> list[Exported]:
+    """Write the selected trials (see ``select``); nothing is written when any target exists
+    without ``force`` or a trial cannot be exported."""
+    import yaml as pyyaml
+
+    if fmt not in ("yaml", "json"):
+        raise ImbsweepError(f"--format={fmt!r}: must be one of yaml, json")
+    rows, objectives = select(record, metric, top_k, trick)
+    multi = len(objectives) > 1
+    stem = safe_name(record.name)
+    planned: list[tuple[Path, str, Any]] = []
+    for rank, (_, r) in enumerate(rows.iterrows(), start=1):
+        name = f"{stem}_trial{int(r['trial'])}" if multi else (stem if rank == 1 else f"{stem}_{rank}")
+        planned.append((out_dir / f"{name}.{fmt}", name, r))
+    existing = [str(p) for p, _, _ in planned if p.exists()]
+    if existing and not force:
+        raise ImbsweepError(f"{', '.join(existing)}: already exists; pass --force to overwrite")
+    rendered: list[tuple[Path, str, Exported]] = []
+    defaults_cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for path, name, r in planned:
+        run_id = str(r["run_id"])
+        text = download_text(record.client, run_id, "config.yaml")
+        if text is None:
+            raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no config.yaml artifact "
+                                "(tracking.artifacts=false?): it cannot be exported")
+        config = pyyaml.safe_load(text)
+        choices = {c[len("tags.imbsweep.choice."):]: str(v) for c, v in r.items()
+                   if str(c).startswith("tags.imbsweep.choice.") and isinstance(v, str)}
+        choices = {g: choices[g] for g in sorted(choices, key=lambda g: (
+            GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g)) if g not in SKIP_GROUPS}
+        if not choices:
+            raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no imbsweep.choice.* tags (recorded by "
+                                "an older imbsweep): its config groups are unknown; re-run the sweep")
+        key = tuple(sorted(choices.items()))
+        if key not in defaults_cache:
+            defaults_cache[key] = compose_defaults(choices)
+        values = diff(config, defaults_cache[key])
+        scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
+        shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
+        header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
+                  f"trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
+                  f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+                  f"reproduce: {reproduce_command(out_dir, name)}"]
+        if fmt == "yaml":
+            content = render_yaml(header, choices, values)
+        else:
+            content = json.dumps({"study": record.name, "trial": int(r["trial"]), "run_id": run_id,
+                                  "trick": r["trick"], "objectives": [
+                                      {"metric": m, "direction": d, "value": v}
+                                      for (m, v), (_, d) in zip(scores, objectives, strict=True)],
+                                  "choices": choices, "values": values}, indent=2) + "\n"
+        rendered.append((path, content, Exported(path, name, int(r["trial"]), run_id, scores)))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, content, _ in rendered:
+            path.write_text(content)
+    except OSError as exc:
+        raise ImbsweepError(f"--out={str(out_dir)!r}: cannot write there ({exc.strerror or exc})") from None
+    return [e for _, _, e in rendered]

@@ -1,0 +1,197 @@
+"""A study's record read back from MLflow into pandas: what ``compare`` and ``export`` use.
+
+Everything comes from ``MlflowClient.search_runs`` against the study's experiment, so it
+works on any tracking URI (the local SQLite store, a tracking server, PostgreSQL) and from
+any process. The frame has one row per run in MLflow's ``search_runs`` column convention
+(``run_id``, ``status``, ``metrics.<name>``, ``params.<key>``, ``tags.<key>``) plus
+
+- ``role``: ``trial`` (a sweep trial) or ``reseed`` (``compare --reseed``); the parent run
+  is kept apart;
+- ``trial`` (int), ``state`` (complete/pruned/failed/running/killed), ``trick``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ImbsweepError
+
+ROLE, STUDY, RESEED_OF = "imbsweep.role", "imbsweep.study", "imbsweep.reseed_of"
+#: metrics where smaller is better, for a ``--metric`` that is not the study's objective
+MINIMIZED = ("loss", "ece", "nll", "brier", "time")
+
+
+class StudyError(ImbsweepError):
+    """A study that cannot be compared or exported as asked (unknown, empty, bad metric)."""
+
+
+@dataclass
+class StudyRecord:
+    """One study's runs in one MLflow store."""
+
+    name: str
+    uri: str
+    client: Any
+    experiment_id: str
+    parent_run_id: str | None
+    runs: Any  # pandas.DataFrame, see the module docstring
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def trials(self) -> Any:
+        return self.runs[self.runs["role"] == "trial"]
+
+    @property
+    def reseeds(self) -> Any:
+        return self.runs[self.runs["role"] == "reseed"]
+
+    def metric_direction(self, metric: str | None) -> tuple[str, str]:
+        """``(metric, direction)``: the study's first objective when ``metric`` is None; a
+        metric that no run logged is an error naming the ones that were."""
+        if metric is None:
+            if not self.objectives:
+                raise StudyError(f"study {self.name!r}: no run records objective.metric; pass --metric")
+            return self.objectives[0]
+        logged = sorted(c[len("metrics."):] for c in self.runs.columns if c.startswith("metrics."))
+        if f"metrics.{metric}" not in self.runs.columns or self.runs[f"metrics.{metric}"].isna().all():
+            shown = ", ".join(m for m in logged if m.startswith(("val/", "test/")) and "/recall/" not in m)
+            raise StudyError(f"--metric={metric!r}: never logged in study {self.name!r}; logged: {shown}")
+        for m, d in self.objectives:
+            if m == metric:
+                return m, d
+        name = metric.rsplit("/", 1)[-1]
+        return metric, "minimize" if name.startswith(MINIMIZED) else "maximize"
+
+
+def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = "mlruns") -> tuple[str, Any]:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store in ``state``."""
+    from ._paths import state_dir
+    from .tracking import make_client
+    from .tracking import tracking_uri as configured
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or configured({}, state_dir(state))
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise StudyError(f"no MLflow store at {uri}; run a sweep first (imbsweep sweep smoke) "
+                         "or pass --tracking-uri / --state-dir")
+    return uri, make_client(uri)
+
+
+def known_studies(client: Any) -> list[str]:
+    """The studies this store has a parent run for."""
+    exps = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    if not exps:
+        return []
+    parents = client.search_runs(exps, f"tags.`{ROLE}` = 'parent'", max_results=1000)
+    return sorted({str(r.data.tags.get(STUDY)) for r in parents if r.data.tags.get(STUDY)})
+
+
+def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") -> list[Any]:
+    """Every run matching the filter (``search_runs`` pages through at most 1000 at a time)."""
+    out: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def to_frame(runs: list[Any]) -> Any:
+    """Runs as a DataFrame in ``mlflow.search_runs``'s column convention, plus role, trial,
+    state and trick (see the module docstring)."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time}
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    tag = df.get
+    df["role"] = tag(f"tags.{ROLE}", pd.Series(index=df.index, dtype=object)).fillna("trial")
+    df["trial"] = pd.to_numeric(tag("tags.imbsweep.trial", pd.Series(index=df.index, dtype=float)),
+                                errors="coerce").astype("Int64")
+    df["state"] = tag("tags.imbsweep.state", pd.Series(index=df.index, dtype=object)).fillna("running")
+    df["trick"] = tag("tags.imbsweep.trick", pd.Series(index=df.index, dtype=object)).fillna("?")
+    return df
+
+
+def objectives_of(runs: Any) -> list[tuple[str, str]]:
+    """The study's objective(s) as its runs recorded them: ``objective.metrics`` (several,
+    a Pareto front) when set, else ``objective.metric`` / ``objective.direction``."""
+    done = runs[runs["state"] == "complete"]
+    if done.empty or "params.objective.metric" not in done.columns:
+        return []
+    first = done.iloc[0]
+    many = first.get("params.objective.metrics")
+    if isinstance(many, str) and many not in ("None", "[]", ""):
+        parsed = ast.literal_eval(many)
+        return [(str(o["metric"]), str(o["direction"])) for o in parsed]
+    return [(str(first["params.objective.metric"]), str(first.get("params.objective.direction", "maximize")))]
+
+
+def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = "mlruns",
+               client: Any = None) -> StudyRecord:
+    """The study ``name``'s runs (its experiment, named after it); unknown study and a study
+    with no finished trial are errors that say what exists."""
+    if client is None:
+        uri, client = tracking_client(tracking_uri, state)
+    else:
+        uri = str(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        known = known_studies(client)
+        listed = ", ".join(known) if known else "none yet (run one: imbsweep sweep smoke)"
+        raise StudyError(f"study {name!r}: not in the MLflow store {_redacted(uri)}; known studies: {listed}")
+    df = to_frame(search_all(client, [exp.experiment_id]))
+    parent_id = None
+    if not df.empty:
+        parents = df[df["role"] == "parent"]
+        if not parents.empty:
+            parent_id = str(parents.sort_values("start_time").iloc[0]["run_id"])
+        df = df[df["role"] != "parent"].reset_index(drop=True)
+    record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df)
+    if df.empty or not (record.trials["state"].isin(["complete", "pruned", "failed"])).any():
+        raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
+                         "or was stopped before the first trial ended)")
+    record.objectives = objectives_of(record.trials)
+    return record
+
+
+def _redacted(uri: str) -> str:
+    from ._config import redact
+
+    return redact(uri)
+
+
+def best_runs(record: StudyRecord, metric: str, direction: str, by_trick: bool = True) -> Any:
+    """Complete trials ranked best first on ``metric`` (one per trick when ``by_trick``)."""
+    col = f"metrics.{metric}"
+    done = record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()]
+    ranked = done.sort_values([col, "trial"], ascending=[direction == "minimize", True])
+    return ranked.drop_duplicates("trick") if by_trick else ranked
+
+
+def download_text(client: Any, run_id: str, path: str) -> str | None:
+    """The text of one artifact of a run, or None when the run has none by that name."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no tqdm bar
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError):
+            return None
+        p = Path(local)
+        return p.read_text() if p.is_file() else None
