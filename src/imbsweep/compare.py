@@ -41,7 +41,7 @@ def short(key: str) -> str:
     return _SHORT.get(key, key.rsplit(".", 1)[-1])
 
 
-def test_twin(metric: str) -> str:
+def reported_metric(metric: str) -> str:
     """``val/balanced_acc`` -> ``test/balanced_acc`` (what the comparison reports)."""
     return "test/" + metric[len("val/"):] if metric.startswith("val/") else metric
 
@@ -120,7 +120,7 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str = "ce"
     import pandas as pd
 
     metric, direction = record.metric_direction(metric)
-    test = test_twin(metric)
+    test = reported_metric(metric)
     col, tcol = f"metrics.{metric}", f"metrics.{test}"
     trials = record.trials
     keys = varying_params(trials)
@@ -436,7 +436,10 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
     assert isinstance(cfg, DictConfig)
     cfg.trainer.seed = job.seed
     cfg.state_dir = job.state
-    cfg.tracking.uri = job.uri  # the store compare reads, not the (redacted) one in the artifact
+    # the store compare reads, not the (redacted) one in the artifact; the local store stays implicit
+    from ._paths import local_tracking_uri, state_dir
+
+    cfg.tracking.uri = None if job.uri == local_tracking_uri(state_dir(job.state)) else job.uri
     if job.threads and cfg.trainer.get("num_threads") is None:
         cfg.trainer.num_threads = job.threads
     setup = prepare(cfg)
@@ -462,7 +465,9 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
 
     failed = []
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=False) as bar, \
+    from rich.console import Console
+
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as bar, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         task = bar.add_task(f"{len({j.trick for j in todo})} tricks x {k} seeds", total=len(todo))
         futures = [pool.submit(run_reseed, j) for j in todo]

@@ -69,5 +69,5 @@ def print_summary(study: optuna.Study, objectives: list[tuple[str, str]], n_tria
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
-    console.print("one trial per trick is not a comparison: `imbsweep compare` (coming) re-runs "
-                  "the best of each with several seeds", style="dim")
+    console.print("one trial per trick is not a comparison: re-run the best of each with fresh seeds "
+                  f"and compare: imbsweep compare {study.study_name} --reseed 5", style="dim")

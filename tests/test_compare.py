@@ -1,0 +1,204 @@
+"""``compare`` and ``export`` on a synthetic study written into a real MLflow store (SQLite),
+read back through the real CLI in a subprocess and in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from imbsweep._paths import PROJECT_ROOT
+from imbsweep.compare import ci95, compare, reported_metric, to_csv, welch_p, write_report
+from imbsweep.errors import ImbsweepError
+from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
+from imbsweep.results import StudyError, load_study
+from imbsweep.tracking import make_client
+
+from .conftest import run_cli
+
+sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+from _synthetic import TRICKS, make_study  # noqa: E402
+
+N_TRIALS, RESEEDS = 30, 3
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """A launch directory whose local store holds the synthetic study ``syn``."""
+    work = tmp_path_factory.mktemp("cmp")
+    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    info = make_study(make_client(uri), "syn", N_TRIALS, reseeds=RESEEDS)
+    yield work, uri, info
+
+
+def _runs(uri: str, exp_id: str) -> list[Any]:
+    return make_client(uri).search_runs([exp_id], max_results=1000)
+
+
+def test_ci95_and_welch_against_values_computed_by_hand() -> None:
+    m, sd, half = ci95([1.0, 2.0, 3.0])
+    assert (m, sd) == (2.0, 1.0)
+    assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, df=2) = 4.302653
+    assert math.isnan(ci95([1.0])[2]) and math.isnan(ci95([])[0])
+    # a=[1,2,3], b=[4,5,6]: t = -3 / sqrt(1/3 + 1/3) = -3.674, Welch df = 4 -> p = 0.02131
+    assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.021311, abs=1e-5)
+    assert math.isnan(welch_p([1.0], [2.0, 3.0]))
+    assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert reported_metric("val/balanced_acc") == "test/balanced_acc" and reported_metric("custom") == "custom"
+
+
+def test_compare_has_one_row_per_trick_with_counts_best_and_seed_statistics(store) -> None:  # type: ignore[no-untyped-def]
+    work, uri, info = store
+    c = compare(load_study("syn", uri))
+    runs = _runs(uri, info["experiment_id"])
+    trials = [r for r in runs if "imbsweep.trial" in r.data.tags]
+    reseeds = [r for r in runs if r.data.tags.get("imbsweep.role") == "reseed"]
+    t = c.table.set_index("trick")
+    assert sorted(t.index) == sorted(TRICKS)
+    for trick in TRICKS:
+        mine = [r for r in trials if r.data.tags["imbsweep.trick"] == trick]
+        for state, col in (("complete", "complete"), ("pruned", "pruned"), ("failed", "failed")):
+            assert t.loc[trick, col] == sum(r.data.tags["imbsweep.state"] == state for r in mine)
+        done = [r for r in mine if r.data.tags["imbsweep.state"] == "complete"]
+        best = max(done, key=lambda r: r.data.metrics["val/balanced_acc"])
+        assert t.loc[trick, "best val/balanced_acc"] == best.data.metrics["val/balanced_acc"]
+        assert t.loc[trick, "trial"] == int(best.data.tags["imbsweep.trial"])
+        assert t.loc[trick, "run_id"] == best.info.run_id == info["best"][trick][1]
+        seeds = [r.data.metrics["test/balanced_acc"] for r in reseeds
+                 if r.data.tags["imbsweep.reseed_of"] == best.info.run_id]
+        assert t.loc[trick, "seeds"] == RESEEDS == len(seeds)
+        assert t.loc[trick, "mean test/balanced_acc"] == pytest.approx(statistics.fmean(seeds))
+        assert t.loc[trick, "std"] == pytest.approx(statistics.stdev(seeds))
+    ce = t.loc["ce", "_values"]
+    for trick in TRICKS:
+        if trick != "ce":
+            assert t.loc[trick, "Δ vs ce"] == pytest.approx(statistics.fmean(t.loc[trick, "_values"])
+                                                             - statistics.fmean(ce))
+            assert t.loc[trick, "p (Welch t vs ce)"] == pytest.approx(welch_p(t.loc[trick, "_values"], ce))
+    assert math.isnan(t.loc["ce", "Δ vs ce"])
+    means = list(c.table["mean test/balanced_acc"])
+    assert means == sorted(means, reverse=True) and list(c.table["rank"]) == [1, 2, 3, 4, 5]
+    assert c.replicated
+
+
+def test_compare_from_another_process_gives_the_same_table(store) -> None:  # type: ignore[no-untyped-def]
+    work, uri, _ = store
+    here = to_csv(compare(load_study("syn", uri)))
+    outputs = [run_cli(work, "compare", "syn", "--format", "csv", "--no-report") for _ in range(2)]
+    for p in outputs:
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == here
+    md = run_cli(work, "compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece")
+    assert md.returncode == 0, md.stderr
+    assert "| trick" in md.stdout and "Welch" in md.stdout
+    rows = [line.split("|") for line in md.stdout.splitlines()[2:] if line.startswith("|")]
+    best = [float(r[6]) for r in rows]
+    assert len(rows) == len(TRICKS) and best == sorted(best)  # ece is minimized: best first
+
+
+def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    work, uri, info = store
+    record = load_study("syn", uri)
+    files = write_report(compare(record), record, tmp_path / "syn")
+    names = {f.name for f in files}
+    assert names == {"comparison.csv", "comparison.md", "report.html", "metric_by_trick.png",
+                     "per_class_recall.png", "optimization_history.png"}
+    assert all(f.stat().st_size > 0 for f in files)
+    html = (tmp_path / "syn" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "logit_adjusted" in html
+    logged = {a.path for a in make_client(uri).list_artifacts(info["parent_run_id"], "report")}
+    assert {f"report/{n}" for n in names} == logged
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("compare", "nosuch"), "study 'nosuch': not in the MLflow store"),
+    (("compare", "syn", "--metric", "val/nosuch"), "--metric='val/nosuch': never logged in study 'syn'"),
+    (("compare", "syn", "--reseed", "0"), "--reseed=0: must be an integer >= 1"),
+    (("export", "nosuch"), "known studies: syn"),
+    (("export", "syn", "--top-k", "0"), "--top-k=0: must be an integer >= 1"),
+    (("export", "syn", "--trick", "nosuch"), "--trick='nosuch': no trial of study 'syn' used it"),
+])
+def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    work, _, _ = store
+    p = run_cli(work, *args)
+    assert p.returncode == 2, p.stdout
+    assert message in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_unwritable_report_dir_and_out_are_clear_errors(store) -> None:  # type: ignore[no-untyped-def]
+    work, _, _ = store
+    (work / "a_file").write_text("")
+    for args in (("compare", "syn", "--report-dir", "a_file"), ("export", "syn", "--out", "a_file/best")):
+        p = run_cli(work, *args)
+        assert p.returncode == 2 and "cannot write" in p.stderr and "a_file" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_a_study_without_finished_trials_and_an_empty_store_are_errors(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "compare", "syn")
+    assert p.returncode == 2 and "no MLflow store" in p.stderr
+    client = make_client(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.create_experiment("fresh")
+    client.create_run(exp, tags={"imbsweep.role": "parent", "imbsweep.study": "fresh"})
+    client.create_run(exp, tags={"imbsweep.study": "fresh", "imbsweep.trial": "0", "imbsweep.state": "running"})
+    p = run_cli(tmp_path, "export", "fresh")
+    assert p.returncode == 2 and "study 'fresh' has no finished trials yet" in p.stderr
+
+
+def test_export_writes_the_best_trials_as_global_hydra_configs(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    work, uri, info = store
+    record = load_study("syn", uri)
+    out = tmp_path / "best"
+    done = export(record, out, top_k=2)
+    assert [e.name for e in done] == ["syn", "syn_2"]
+    ranked = record.trials[record.trials["state"] == "complete"].sort_values("metrics.val/balanced_acc",
+                                                                             ascending=False)
+    assert [e.run_id for e in done] == list(ranked["run_id"][:2])
+    text = (out / "syn.yaml").read_text()
+    best = make_client(uri).get_run(done[0].run_id)
+    assert text.startswith("# @package _global_\n")
+    assert f"trial {best.data.tags['imbsweep.trial']}" in text and best.info.run_id in text
+    assert "val/balanced_acc = " in text and "reproduce: imbsweep run --config-dir" in text
+    doc = yaml.safe_load(text)
+    loss = best.data.tags["imbsweep.choice.loss"]
+    assert doc["defaults"][:3] == [{"override /data": "digits_lt"}, {"override /model": "mlp"},
+                                   {"override /loss": loss}]
+    assert doc["defaults"][-1] == "_self_" and not any("tracking" in str(d) for d in doc["defaults"])
+    assert doc["optimizer"]["lr"] == float(best.data.params["optimizer.lr"])
+    assert "tracking" not in doc and "state_dir" not in doc
+    # no overwrite without --force, and nothing half-written
+    before = (out / "syn.yaml").read_text()
+    with pytest.raises(ImbsweepError, match="already exists; pass --force"):
+        export(record, out, top_k=3)
+    assert (out / "syn.yaml").read_text() == before and not (out / "syn_3.yaml").exists()
+    assert len(export(record, out, top_k=3, force=True)) == 3
+    (j,) = export(record, out, fmt="json", trick="focal")
+    data = json.loads(j.path.read_text())
+    assert data["trick"] == "focal" and data["choices"]["loss"] == "focal" and "tracking" not in data["values"]
+
+
+def test_export_of_a_multi_objective_study_is_its_pareto_front() -> None:
+    df = pd.DataFrame({"metrics.a": [0.9, 0.8, 0.7, 0.85], "metrics.b": [0.3, 0.1, 0.2, 0.3]})
+    front = pareto_front(df, [("a", "maximize"), ("b", "minimize")])
+    # row 2 is dominated by row 1 (worse a, worse b); row 3 by row 0 (worse a, same b)
+    assert list(front.index) == [0, 1]
+
+
+def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
+    run = {"optimizer": {"lr": 0.01, "name": "adam"}, "trainer": {"epochs": 3, "seed": 0},
+           "tracking": {"uri": "postgresql://u:secret@h/db"}, "state_dir": "/home/x/mlruns", "new": 1}
+    default = {"optimizer": {"lr": 0.001, "name": "adam"}, "trainer": {"epochs": 3, "seed": 0},
+               "tracking": {"uri": None}, "state_dir": "mlruns"}
+    assert diff(run, default) == {"optimizer": {"lr": 0.01}, "new": 1}
+    assert safe_name("my study/v2") == "my_study_v2"
+    from imbsweep._paths import conf_dir
+
+    assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
