@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install imbsweep with its dev tools
 
-demo: $(STAMP) ## a 40-trial sweep of the tricks on MNIST-1D-LT (2 workers, ~2 min), then its summary
+demo: $(STAMP) ## sweep the tricks on MNIST-1D-LT (40 trials, 2 workers), re-run the 4 best and ce with 3 seeds, compare
 	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.n_trials=40 \
 		hydra.sweeper.n_jobs=2
+	$(BIN)/imbsweep compare demo --reseed 3 --top 4
 
 test: $(STAMP) ## run the test suite (tests marked slow are skipped)
 	$(BIN)/python -m pytest

@@ -19,7 +19,7 @@ from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import ci95, compare, reported_metric, to_csv, welch_p, write_report
 from imbsweep.errors import ImbsweepError
 from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
-from imbsweep.results import StudyError, load_study
+from imbsweep.results import load_study
 from imbsweep.tracking import make_client
 
 from .conftest import run_cli
@@ -52,6 +52,13 @@ def test_ci95_and_welch_against_values_computed_by_hand() -> None:
     assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.021311, abs=1e-5)
     assert math.isnan(welch_p([1.0], [2.0, 3.0]))
     assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+    from scipy import stats
+
+    rng = __import__("numpy").random.default_rng(0)
+    for n, m in ((3, 5), (5, 5), (10, 4)):
+        a, b = list(rng.normal(0, 1, n)), list(rng.normal(0.5, 2, m))
+        assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
+        assert ci95(a)[2] == pytest.approx(stats.t.ppf(0.975, n - 1) * stats.sem(a), rel=1e-9)
     assert reported_metric("val/balanced_acc") == "test/balanced_acc" and reported_metric("custom") == "custom"
 
 
@@ -124,7 +131,7 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     (("compare", "syn", "--reseed", "0"), "--reseed=0: must be an integer >= 1"),
     (("export", "nosuch"), "known studies: syn"),
     (("export", "syn", "--top-k", "0"), "--top-k=0: must be an integer >= 1"),
-    (("export", "syn", "--trick", "nosuch"), "--trick='nosuch': no trial of study 'syn' used it"),
+    (("export", "syn", "--trick", "nosuch"), "--trick='nosuch': no complete trial of study 'syn' used it"),
 ])
 def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
     work, _, _ = store
@@ -202,3 +209,16 @@ def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
     from imbsweep._paths import conf_dir
 
     assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
+
+
+def test_reseed_plans_only_the_missing_seeds_of_the_top_tricks_and_the_baseline(store) -> None:  # type: ignore[no-untyped-def]
+    from imbsweep.compare import reseed_jobs
+
+    work, uri, info = store
+    record = load_study("syn", uri)
+    jobs = reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS + 1, work / "mlruns", None, top=1)
+    best = max(info["best"], key=lambda t: info["best"][t][0])
+    # seeds 1..3 exist already: only seed 4, of the best trick and of the baseline
+    assert sorted((j.trick, j.seed) for j in jobs) == sorted([(best, RESEEDS + 1), ("ce", RESEEDS + 1)])
+    assert all(j.run_id == info["best"][j.trick][1] and j.choices["loss"] for j in jobs)
+    assert reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS, work / "mlruns", None) == []

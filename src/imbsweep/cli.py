@@ -190,7 +190,9 @@ def compare(args: argparse.Namespace) -> int:
         jobs = args.jobs or sweep_jobs(record)
         if jobs < 1:
             raise ImbsweepError(f"--jobs={jobs}: must be an integer >= 1")
-        if reseed(record, args.metric, args.reseed, jobs, args.state_dir):
+        if args.top is not None and args.top < 1:
+            raise ImbsweepError(f"--top={args.top}: must be an integer >= 1 (tricks to re-run)")
+        if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, args.baseline):
             record = load_study(args.study, args.tracking_uri, args.state_dir)
     c = make(record, args.metric, args.baseline)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
@@ -231,7 +233,7 @@ def export(args: argparse.Namespace) -> int:
     from .export import reproduce_command
     from .results import load_study
 
-    record = load_study(args.study, args.tracking_uri, args.state_dir)
+    record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False)
     out = Path(args.out) if args.out else conf_dir() / "best"
     done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick)
     for e in done:
@@ -280,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="write the table (or the HTML report) to this file")
     c.add_argument("--reseed", type=int, default=None, metavar="K",
                    help="first re-run each trick's best configuration with K fresh seeds (child runs)")
+    c.add_argument("--top", type=int, default=None, metavar="N",
+                   help="with --reseed: only the N best tricks by validation, and the baseline")
     c.add_argument("--jobs", type=int, default=None, help="worker processes for --reseed (default: the sweep's n_jobs)")
     c.add_argument("--baseline", default="ce", help="the trick the others are tested against (default ce)")
     c.add_argument("--report-dir", default="reports", help="the report goes to REPORT_DIR/STUDY/ (default reports)")

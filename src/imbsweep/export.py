@@ -49,29 +49,38 @@ def pareto_front(df: Any, objectives: list[tuple[str, str]]) -> Any:
 
 
 def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | None) -> tuple[Any, list[tuple[str, str]]]:
-    """The complete trials to export, best first, and the objective(s) they were ranked on."""
+    """The complete trials to export, best first, and the objective(s) they were ranked on.
+    A single objective asks MLflow for the best ``top_k`` only; a multi-objective study
+    (no ``metric`` given) reads its complete trials and exports their Pareto front."""
+    from .results import ranked_trials
+
     if top_k < 1:
         raise ImbsweepError(f"--top-k={top_k}: must be an integer >= 1")
-    trials = record.trials[record.trials["state"] == "complete"]
-    if trick is not None:
-        known = sorted(record.trials["trick"].unique())
-        if trick not in known:
-            raise StudyError(f"--trick={trick!r}: no trial of study {record.name!r} used it; "
-                             f"tricks: {', '.join(known)}")
-        trials = trials[trials["trick"] == trick]
-    if trials.empty:
-        raise StudyError(f"study {record.name!r} has no complete trial"
-                         + (f" with trick {trick!r}" if trick else "") + " to export")
+    if not record.complete:
+        raise StudyError(f"study {record.name!r} has no complete trial to export (all were pruned or failed)")
     if metric is None and len(record.objectives) > 1:  # a multi-objective study: its Pareto front
         objectives = record.objectives
         cols = [f"metrics.{m}" for m, _ in objectives]
-        trials = trials.dropna(subset=cols)
+        trials = ranked_trials(record, objectives[0][0], objectives[0][1], 10**9, trick).dropna(subset=cols)
+        _check_trick(record, trials, trick)
         front = pareto_front(trials, objectives)
         return front.sort_values(cols[0], ascending=objectives[0][1] == "minimize"), objectives
     m, d = record.metric_direction(metric)
-    col = f"metrics.{m}"
-    ranked = trials[trials[col].notna()].sort_values([col, "trial"], ascending=[d == "minimize", True])
-    return ranked.head(top_k), [(m, d)]
+    ranked = ranked_trials(record, m, d, top_k, trick)
+    _check_trick(record, ranked, trick)
+    if ranked.empty:
+        raise StudyError(f"--metric={m!r}: no complete trial of study {record.name!r} logged it")
+    return ranked, [(m, d)]
+
+
+def _check_trick(record: StudyRecord, found: Any, trick: str | None) -> None:
+    if trick is None or not found.empty:
+        return
+    flt = "tags.`imbsweep.state` = 'complete'"
+    tricks = sorted({str(r.data.tags.get("imbsweep.trick")) for r in record.client.search_runs(
+        [record.experiment_id], flt, max_results=1000) if "imbsweep.trick" in r.data.tags})
+    raise StudyError(f"--trick={trick!r}: no complete trial of study {record.name!r} used it; "
+                     f"tricks: {', '.join(tricks)}")
 
 
 def safe_name(name: str) -> str:
@@ -79,21 +88,37 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "study"
 
 
-def compose_defaults(choices: Mapping[str, str]) -> dict[str, Any]:
-    """What the primary config composes to with these group options (resolved)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
+class DefaultsComposer:
+    """What the primary config composes to with given group options (resolved); one Hydra
+    initialisation for all the exported trials, one composition per distinct set of options."""
 
-    from ._paths import conf_dir
+    def __init__(self) -> None:
+        self._cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        self._ctx: Any = None
 
-    overrides = [f"{g}={o}" for g, o in choices.items()]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    out = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+    def __call__(self, choices: Mapping[str, str]) -> dict[str, Any]:
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+        from omegaconf import OmegaConf
+
+        from ._paths import conf_dir
+
+        key = tuple(sorted(choices.items()))
+        if key not in self._cache:
+            if self._ctx is None:
+                GlobalHydra.instance().clear()
+                self._ctx = initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3")
+                self._ctx.__enter__()
+            cfg = compose("config", overrides=[f"{g}={o}" for g, o in choices.items()])
+            out = OmegaConf.to_container(cfg, resolve=True)
+            assert isinstance(out, dict)
+            self._cache[key] = {str(k): v for k, v in out.items()}
+        return self._cache[key]
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
 
 
 def diff(run: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,8 +164,6 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
            fmt: str = "yaml", force: bool = False, trick: str | None = None) -> list[Exported]:
     """Write the selected trials (see ``select``); nothing is written when any target exists
     without ``force`` or a trial cannot be exported."""
-    import yaml as pyyaml
-
     if fmt not in ("yaml", "json"):
         raise ImbsweepError(f"--format={fmt!r}: must be one of yaml, json")
     rows, objectives = select(record, metric, top_k, trick)
@@ -153,41 +176,11 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
     existing = [str(p) for p, _, _ in planned if p.exists()]
     if existing and not force:
         raise ImbsweepError(f"{', '.join(existing)}: already exists; pass --force to overwrite")
-    rendered: list[tuple[Path, str, Exported]] = []
-    defaults_cache: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-    for path, name, r in planned:
-        run_id = str(r["run_id"])
-        text = download_text(record.client, run_id, "config.yaml")
-        if text is None:
-            raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no config.yaml artifact "
-                                "(tracking.artifacts=false?): it cannot be exported")
-        config = pyyaml.safe_load(text)
-        choices = {c[len("tags.imbsweep.choice."):]: str(v) for c, v in r.items()
-                   if str(c).startswith("tags.imbsweep.choice.") and isinstance(v, str)}
-        choices = {g: choices[g] for g in sorted(choices, key=lambda g: (
-            GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g)) if g not in SKIP_GROUPS}
-        if not choices:
-            raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no imbsweep.choice.* tags (recorded by "
-                                "an older imbsweep): its config groups are unknown; re-run the sweep")
-        key = tuple(sorted(choices.items()))
-        if key not in defaults_cache:
-            defaults_cache[key] = compose_defaults(choices)
-        values = diff(config, defaults_cache[key])
-        scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
-        shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
-        header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
-                  f"trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
-                  f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
-                  f"reproduce: {reproduce_command(out_dir, name)}"]
-        if fmt == "yaml":
-            content = render_yaml(header, choices, values)
-        else:
-            content = json.dumps({"study": record.name, "trial": int(r["trial"]), "run_id": run_id,
-                                  "trick": r["trick"], "objectives": [
-                                      {"metric": m, "direction": d, "value": v}
-                                      for (m, v), (_, d) in zip(scores, objectives, strict=True)],
-                                  "choices": choices, "values": values}, indent=2) + "\n"
-        rendered.append((path, content, Exported(path, name, int(r["trial"]), run_id, scores)))
+    composer = DefaultsComposer()
+    try:
+        rendered = [_render(record, path, name, r, objectives, composer, fmt, out_dir) for path, name, r in planned]
+    finally:
+        composer.close()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for path, content, _ in rendered:
@@ -195,3 +188,39 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
     except OSError as exc:
         raise ImbsweepError(f"--out={str(out_dir)!r}: cannot write there ({exc.strerror or exc})") from None
     return [e for _, _, e in rendered]
+
+
+def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list[tuple[str, str]],
+            composer: DefaultsComposer, fmt: str, out_dir: Path) -> tuple[Path, str, Exported]:
+    """One trial's file content."""
+    import yaml as pyyaml
+
+    run_id = str(r["run_id"])
+    text = download_text(record.client, run_id, "config.yaml")
+    if text is None:
+        raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no config.yaml artifact "
+                            "(tracking.artifacts=false?): it cannot be exported")
+    config = pyyaml.safe_load(text)
+    choices = {c[len("tags.imbsweep.choice."):]: str(v) for c, v in r.items()
+               if str(c).startswith("tags.imbsweep.choice.") and isinstance(v, str)}
+    choices = {g: choices[g] for g in sorted(choices, key=lambda g: (
+        GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g)) if g not in SKIP_GROUPS}
+    if not choices:
+        raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no imbsweep.choice.* tags (recorded by "
+                            "an older imbsweep): its config groups are unknown; re-run the sweep")
+    values = diff(config, composer(choices))
+    scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
+    shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
+    header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
+              f"trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
+              f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+              f"reproduce: {reproduce_command(out_dir, name)}"]
+    if fmt == "yaml":
+        content = render_yaml(header, choices, values)
+    else:
+        content = json.dumps({"study": record.name, "trial": int(r["trial"]), "run_id": run_id,
+                              "trick": r["trick"], "objectives": [
+                                  {"metric": m, "direction": d, "value": v}
+                                  for (m, v), (_, d) in zip(scores, objectives, strict=True)],
+                              "choices": choices, "values": values}, indent=2) + "\n"
+    return path, content, Exported(path, name, int(r["trial"]), run_id, scores)

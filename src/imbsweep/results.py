@@ -38,8 +38,9 @@ class StudyRecord:
     client: Any
     experiment_id: str
     parent_run_id: str | None
-    runs: Any  # pandas.DataFrame, see the module docstring
+    runs: Any  # pandas.DataFrame, see the module docstring (a one-row sample when not read)
     objectives: list[tuple[str, str]] = field(default_factory=list)
+    complete: bool = True  # the study has a complete trial
 
     @property
     def trials(self) -> Any:
@@ -139,10 +140,59 @@ def objectives_of(runs: Any) -> list[tuple[str, str]]:
     return [(str(first["params.objective.metric"]), str(first.get("params.objective.direction", "maximize")))]
 
 
+def _query(record: StudyRecord, filter_string: str, limit: int = 1, order_by: list[str] | None = None,
+           token: str | None = None) -> Any:
+    return record.client.search_runs([record.experiment_id], filter_string, max_results=limit,
+                                     order_by=order_by, page_token=token)
+
+
+def _open_lazily(record: StudyRecord) -> StudyRecord:
+    """The parent run and one complete trial (for the objectives) instead of every run."""
+    parent = _query(record, f"tags.`{ROLE}` = 'parent'", order_by=["attributes.start_time ASC"])
+    record.parent_run_id = str(parent[0].info.run_id) if parent else None
+    sample = _query(record, "tags.`imbsweep.state` = 'complete'")
+    if not sample:
+        if not any(_query(record, f"tags.`imbsweep.state` = '{s}'") for s in ("pruned", "failed")):
+            raise StudyError(f"study {record.name!r} has no finished trials yet (its sweep is still running, "
+                             "or was stopped before the first trial ended)")
+        record.complete = False
+    record.runs = to_frame(list(sample))
+    record.objectives = objectives_of(record.runs) if sample else []
+    return record
+
+
+def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, trick: str | None = None) -> Any:
+    """The ``limit`` best complete trials on ``metric`` (ties: the lower trial number first),
+    read with ordered ``search_runs`` pages instead of the whole study."""
+    import pandas as pd
+
+    flt = "tags.`imbsweep.state` = 'complete'"
+    if trick is not None:
+        flt += " and tags.`imbsweep.trick` = '" + trick.replace("'", "\\'") + "'"
+    order = [f"metrics.`{metric}` {'ASC' if direction == 'minimize' else 'DESC'}"]
+    rows: list[Any] = []
+    token = None
+    while True:
+        page = _query(record, flt, max(50, 4 * limit), order, token)
+        rows += [r for r in page if "imbsweep.trial" in r.data.tags and ROLE not in r.data.tags
+                 and metric in r.data.metrics]
+        token = page.token
+        last = page[-1].data.metrics.get(metric) if page else None
+        kth = rows[limit - 1].data.metrics[metric] if len(rows) >= limit else None
+        if not token or last is None or (kth is not None and last != kth):
+            break  # NULLs sort last; past the k-th value no tie can follow
+    df = to_frame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", "trial", "trick", f"metrics.{metric}"])
+    col = f"metrics.{metric}"
+    return df.sort_values([col, "trial"], ascending=[direction == "minimize", True]).head(limit)
+
+
 def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = "mlruns",
-               client: Any = None) -> StudyRecord:
+               client: Any = None, read_runs: bool = True) -> StudyRecord:
     """The study ``name``'s runs (its experiment, named after it); unknown study and a study
-    with no finished trial are errors that say what exists."""
+    with no finished trial are errors that say what exists. ``read_runs=False`` reads only
+    the parent run and one complete trial (``export`` then asks for the best ones)."""
     if client is None:
         uri, client = tracking_client(tracking_uri, state)
     else:
@@ -152,6 +202,8 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
         known = known_studies(client)
         listed = ", ".join(known) if known else "none yet (run one: imbsweep sweep smoke)"
         raise StudyError(f"study {name!r}: not in the MLflow store {_redacted(uri)}; known studies: {listed}")
+    if not read_runs:
+        return _open_lazily(StudyRecord(name, uri, client, str(exp.experiment_id), None, None))
     df = to_frame(search_all(client, [exp.experiment_id]))
     parent_id = None
     if not df.empty:
@@ -164,6 +216,7 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
         raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
                          "or was stopped before the first trial ended)")
     record.objectives = objectives_of(record.trials)
+    record.complete = bool((record.trials["state"] == "complete").any())
     return record
 
 
