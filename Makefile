@@ -50,4 +50,4 @@ lint: $(STAMP) ## ruff and mypy
 
 clean: ## remove the local state (mlruns/, outputs/) and caches, keep .venv
 	rm -rf outputs multirun reports .pytest_cache .mypy_cache .ruff_cache
-	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	find mlruns -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +

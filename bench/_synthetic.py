@@ -83,12 +83,14 @@ def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: in
     return str(run_id)
 
 
-def make_study(client: Any, study: str, n_trials: int, reseeds: int = 0, seed: int = 0,
+def make_study(client: Any, study: str, n_trials: int, artifact_root: Path, reseeds: int = 0, seed: int = 0,
                tricks: Sequence[str] = tuple(TRICKS)) -> dict[str, Any]:
     """A synthetic study of ``n_trials`` trials (about 10% pruned, 3% failed) over ``tricks``
-    and ``reseeds`` replicate runs of each trick's best trial; returns its ids."""
+    and ``reseeds`` replicate runs of each trick's best trial, its artifacts under
+    ``artifact_root`` (MLflow's default would be ``./mlruns`` of the working directory);
+    returns its ids."""
     rng = np.random.default_rng(seed)
-    exp_id = client.create_experiment(study)
+    exp_id = client.create_experiment(study, artifact_location=(artifact_root / study).as_uri())
     parent = client.create_run(exp_id, run_name=f"{study} (study)",
                                tags={"imbsweep.role": "parent", "imbsweep.study": study}).info.run_id
     best: dict[str, tuple[float, str]] = {}

@@ -50,7 +50,7 @@ def main() -> None:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
         t0 = time.perf_counter()
-        make_study(make_client(uri), "scale", args.trials, reseeds=5)
+        make_study(make_client(uri), "scale", args.trials, work / "mlruns" / "artifacts", reseeds=5)
         print(f"synthetic study: {args.trials} trials + 25 reseed runs written in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         cli = {"compare": [], "compare --no-report": [], "export": []}  # type: dict[str, list[float]]

@@ -35,7 +35,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
     """A launch directory whose local store holds the synthetic study ``syn``."""
     work = tmp_path_factory.mktemp("cmp")
     uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    info = make_study(make_client(uri), "syn", N_TRIALS, reseeds=RESEEDS)
+    info = make_study(make_client(uri), "syn", N_TRIALS, work / "mlruns" / "artifacts", reseeds=RESEEDS)
     yield work, uri, info
 
 
@@ -222,3 +222,23 @@ def test_reseed_plans_only_the_missing_seeds_of_the_top_tricks_and_the_baseline(
     assert sorted((j.trick, j.seed) for j in jobs) == sorted([(best, RESEEDS + 1), ("ce", RESEEDS + 1)])
     assert all(j.run_id == info["best"][j.trick][1] and j.choices["loss"] for j in jobs)
     assert reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS, work / "mlruns", None) == []
+
+
+def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> None:
+    import io
+
+    from imbsweep.compare import display_frame, print_table, to_markdown
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = make_client(uri)
+    info = make_study(client, "p", 6, tmp_path / "artifacts", tricks=("ce", "focal"))
+    run = client.create_run(info["experiment_id"], tags={
+        "mlflow.parentRunId": info["parent_run_id"], "imbsweep.study": "p", "imbsweep.trial": "99",
+        "imbsweep.trick": "ldam", "imbsweep.state": "pruned"})
+    client.set_terminated(run.info.run_id)
+    c = compare(load_study("p", uri))
+    row = display_frame(c).set_index("trick").loc["ldam"]
+    assert (row["trial"], row["best val"], row["pruned"], row["seeds"]) == ("", "", 1, 0)
+    buf = io.StringIO()
+    print_table(c, buf)
+    assert "ldam" in buf.getvalue() and "ldam" in to_markdown(c)

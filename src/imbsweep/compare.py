@@ -89,6 +89,44 @@ def varying_params(trials: Any) -> list[str]:
     return out
 
 
+def sweep_space(record: StudyRecord) -> Any:
+    """The study's search space, from its parent run's ``sweep.yaml``; None without one."""
+    import yaml
+
+    from .sweep._space import SearchSpace
+
+    text = download_text(record.client, record.parent_run_id, "sweep.yaml") if record.parent_run_id else None
+    conf = yaml.safe_load(text or "") or {}
+    if not conf.get("params") and not conf.get("conditional"):
+        return None
+    try:
+        return SearchSpace.build(conf.get("params"), conf.get("conditional"))
+    except ImbsweepError:
+        return None
+
+
+def searched_keys(space: Any, row: Mapping[str, Any]) -> list[str]:
+    """The keys the sweep sampled for this run: its unconditional params, and the
+    conditional ones whose condition held (group keys such as ``loss`` name the trick)."""
+    import yaml
+
+    def value(key: str) -> Any:
+        tag = row.get(f"tags.imbsweep.choice.{key}")
+        if isinstance(tag, str):
+            return tag
+        raw = row.get(f"params.{key}")
+        return yaml.safe_load(raw) if isinstance(raw, str) else raw
+
+    known = {**space.fixed_for_conditions, **space.fixed, **{k: value(k) for k in space.params}}
+    keys = list(space.params)
+    for key, cond in space.conditional.items():
+        if cond.active(known):
+            known[key] = value(key)
+            keys.append(key)
+    return [k for k in keys if not isinstance(row.get(f"tags.imbsweep.choice.{k}"), str)
+            and k not in NOT_CONFIG and not k.startswith(NOT_CONFIG)]
+
+
 def describe_config(row: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``lr=0.0031 batch=128 tau=1.2``: the searched values of one run."""
     parts = []
@@ -128,7 +166,8 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str = "ce"
     test = reported_metric(metric)
     col, tcol = f"metrics.{metric}", f"metrics.{test}"
     trials = record.trials
-    keys = varying_params(trials)
+    space = sweep_space(record)
+    varying = varying_params(trials) if space is None else []
     best = best_runs(record, metric, direction).set_index("trick")
     reseeds = record.reseeds
     done_reseeds = reseeds[reseeds["state"] == "complete"] if not reseeds.empty else reseeds
@@ -145,7 +184,8 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str = "ce"
             b = best.loc[trick]
             row.update({f"best {metric}": float(b[col]), "trial": int(b["trial"]),
                         f"{test} (that trial)": float(b.get(tcol, math.nan)),
-                        "config": describe_config(b, keys), "run_id": b["run_id"]})
+                        "config": describe_config(b, varying if space is None else searched_keys(space, b)),
+                        "run_id": b["run_id"]})
             if not done_reseeds.empty and f"tags.{RESEED_OF}" in done_reseeds.columns:
                 mine = done_reseeds[done_reseeds[f"tags.{RESEED_OF}"] == b["run_id"]]
                 if tcol in mine.columns:
@@ -157,6 +197,7 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str = "ce"
     for c in (f"best {metric}", "trial", f"{test} (that trial)", "config", "run_id"):
         if c not in df.columns:
             df[c] = None
+    df["config"] = df["config"].fillna("")
     base_vals: list[float] = next((r["_values"] for r in rows if r["trick"] == baseline), [])
     base_mean = statistics.fmean(base_vals) if base_vals else math.nan
     df[f"Δ vs {baseline}"] = [(statistics.fmean(v) - base_mean) if v and r != baseline else math.nan
@@ -186,13 +227,13 @@ def display_frame(c: Comparison) -> Any:
         "" if n == 0 else (f"{m:.4f}" if n < 2 else f"{m:.4f} ± {h:.4f}")
         for m, h, n in zip(df[mean_col], df["95% CI ±"], df["seeds"], strict=True)]
     df = df.drop(columns=[mean_col, "95% CI ±"])
+    df["rank"] = ["" if pd.isna(r) else str(int(r)) for r in df["rank"]]
+    df["trial"] = ["" if pd.isna(v) else str(int(v)) for v in df["trial"]]
     for col in df.columns:
         if df[col].dtype.kind == "f":
             digits = 3 if col.startswith("p (") else 4
             df[col] = [("" if v != v else (f"{v:+.{digits}f}" if col.startswith("Δ") else f"{v:.{digits}g}"
                         if col.startswith("p (") else f"{v:.{digits}f}")) for v in df[col]]
-    df["rank"] = ["" if pd.isna(r) else str(int(r)) for r in df["rank"]]
-    df["trial"] = ["" if pd.isna(v) else str(int(v)) for v in df["trial"]]
     names = {"complete": "done", f"best {c.metric}": "best val", "trial": "trial",
              f"{c.test_metric} (that trial)": "test (trial)", "seeds": "seeds",
              f"{c.test_metric} mean ± 95% CI": "test mean ± 95% CI", "std": "std",
@@ -208,7 +249,7 @@ def to_csv(c: Comparison) -> str:
 
 
 def to_markdown(c: Comparison) -> str:
-    return f"{display_frame(c).to_markdown(index=False)}\n\n{c.note}.\n"
+    return f"{display_frame(c).to_markdown(index=False, disable_numparse=True)}\n\n{c.note}.\n"
 
 
 def print_table(c: Comparison, file: Any = None) -> None:
@@ -247,9 +288,9 @@ def plot_metric(c: Comparison, path: Path) -> None:
     """Test metric per trick: mean with 95% CI bars over fresh seeds, the seeds as dots, the
     tuning trial's own value as a cross."""
     plt = _plt()
-    df = c.table
-    n = len(df)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * n), dpi=100)
+    df = c.table[c.table[f"{c.test_metric} (that trial)"].notna() | (c.table["seeds"] > 0)]
+    n = max(len(df), 1)
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.4 * n), dpi=100)
     ys = list(range(n))[::-1]
     for y, (_, r) in zip(ys, df.iterrows(), strict=True):
         vals = r["_values"]
@@ -266,8 +307,9 @@ def plot_metric(c: Comparison, path: Path) -> None:
     if not base.empty and base.iloc[0]["seeds"]:
         ax.axvline(base.iloc[0][f"mean {c.test_metric}"], color="0.4", ls="--", lw=1)
     ax.set_yticks(ys, list(df["trick"]))
-    ax.set_xlabel(f"{c.test_metric}  (o mean ± 95% CI over seeds, · seeds, x tuning trial)")
-    ax.set_title(f"study {c.study}")
+    ax.set_xlabel(c.test_metric)
+    ax.set_title(f"study {c.study}: o mean ± 95% CI over fresh seeds, · the seeds, x the tuning trial",
+                 fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -276,17 +318,18 @@ def plot_metric(c: Comparison, path: Path) -> None:
 
 def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
     """Test recall per class against its training count (head -> tail), one line per trick's
-    best trial (its ``per_class.csv``). False when no best trial has that artifact."""
+    best trial (its ``per_class.csv``), for the first ``MAX_LINES`` tricks of the table and the
+    baseline. False when no best trial has that artifact."""
     import io
 
     import pandas as pd
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
     drawn = False
-    for i, (_, r) in enumerate(c.table.iterrows()):
-        if not r["run_id"]:
-            continue
+    shown = c.table[c.table["run_id"].notna()]
+    shown = shown[shown.index.isin(shown.index[:MAX_LINES]) | (shown["trick"] == c.baseline)]
+    for i, (_, r) in enumerate(shown.iterrows()):
         text = download_text(record.client, str(r["run_id"]), "per_class.csv")
         if not text:
             continue
@@ -302,11 +345,14 @@ def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
         ax.set(xlabel="training examples of the class (head -> tail)", ylabel="test recall",
                title=f"study {c.study}: per-class recall of each trick's best trial")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         fig.tight_layout()
         fig.savefig(path)
     plt.close(fig)
     return drawn
+
+
+MAX_LINES = 6  # lines per plot that stay readable
 
 
 def plot_history(c: Comparison, record: StudyRecord, path: Path) -> None:
@@ -314,8 +360,12 @@ def plot_history(c: Comparison, record: StudyRecord, path: Path) -> None:
     plt = _plt()
     col = f"metrics.{c.metric}"
     done = record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
-    for i, trick in enumerate(c.table["trick"]):
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    tricks = list(c.table["trick"][:MAX_LINES])
+    if c.baseline in set(c.table["trick"]) and c.baseline not in tricks:
+        tricks.append(c.baseline)
+    ax.scatter(done["trial"], done[col], s=7, color="0.8", label="every trial")
+    for i, trick in enumerate(tricks):
         t = done[done["trick"] == trick].sort_values("trial")
         if t.empty:
             continue
@@ -326,7 +376,7 @@ def plot_history(c: Comparison, record: StudyRecord, path: Path) -> None:
                 where="post", color=color, lw=1.3, label=trick)
     ax.set(xlabel="trial", ylabel=c.metric, title=f"study {c.study}: best {c.metric} so far, per trick")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
