@@ -99,16 +99,27 @@ def test_compare_has_one_row_per_trick_with_counts_best_and_seed_statistics(stor
 def test_compare_from_another_process_gives_the_same_table(store) -> None:  # type: ignore[no-untyped-def]
     work, uri, _ = store
     here = to_csv(compare(load_study("syn", uri)))
-    outputs = [run_cli(work, "compare", "syn", "--format", "csv", "--no-report") for _ in range(2)]
-    for p in outputs:
-        assert p.returncode == 0, p.stderr
-        assert p.stdout == here
-    md = run_cli(work, "compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece")
-    assert md.returncode == 0, md.stderr
-    assert "| trick" in md.stdout and "Welch" in md.stdout
-    rows = [line.split("|") for line in md.stdout.splitlines()[2:] if line.startswith("|")]
+    p = run_cli(work, "compare", "syn", "--format", "csv", "--no-report")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == here
+
+
+def test_markdown_ranks_a_minimized_metric_best_first(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+
+    work, _, _ = store
+    monkeypatch.chdir(work)
+    assert main(["compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece"]) == 0
+    out = capsys.readouterr().out
+    assert "| trick" in out and "Welch" in out
+    rows = [line.split("|") for line in out.splitlines()[2:] if line.startswith("|")]
     best = [float(r[6]) for r in rows]
     assert len(rows) == len(TRICKS) and best == sorted(best)  # ece is minimized: best first
+    assert main(["compare", "syn", "--format", "md", "--no-report"]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
+    deltas = [r[12].strip() for r in rows if r[12].strip()]
+    assert len(deltas) == len(TRICKS) - 1 and all(d[0] in "+-" for d in deltas)  # Δ keeps its sign
 
 
 def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -133,31 +144,51 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     (("export", "syn", "--top-k", "0"), "--top-k=0: must be an integer >= 1"),
     (("export", "syn", "--trick", "nosuch"), "--trick='nosuch': no complete trial of study 'syn' used it"),
 ])
-def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str,  # type: ignore[no-untyped-def]
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+
     work, _, _ = store
-    p = run_cli(work, *args)
-    assert p.returncode == 2, p.stdout
-    assert message in p.stderr and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+    monkeypatch.chdir(work)  # the CLI's own code in-process; the subprocess case is below
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_unwritable_report_dir_and_out_are_clear_errors(store) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_through_the_installed_command(store) -> None:  # type: ignore[no-untyped-def]
     work, _, _ = store
+    p = run_cli(work, "compare", "nosuch")
+    assert p.returncode == 2 and p.stderr.startswith("imbsweep: error: study 'nosuch'")
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_unwritable_report_dir_and_out_are_clear_errors(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+
+    work, _, _ = store
+    monkeypatch.chdir(work)
     (work / "a_file").write_text("")
     for args in (("compare", "syn", "--report-dir", "a_file"), ("export", "syn", "--out", "a_file/best")):
-        p = run_cli(work, *args)
-        assert p.returncode == 2 and "cannot write" in p.stderr and "a_file" in p.stderr, p.stderr
-        assert "Traceback" not in p.stderr
+        assert main(list(args)) == 2
+        err = capsys.readouterr().err
+        assert "cannot write" in err and "a_file" in err and "Traceback" not in err, err
 
 
-def test_a_study_without_finished_trials_and_an_empty_store_are_errors(tmp_path: Path) -> None:
-    p = run_cli(tmp_path, "compare", "syn")
-    assert p.returncode == 2 and "no MLflow store" in p.stderr
+def test_a_study_without_finished_trials_and_an_empty_store_are_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "syn"]) == 2 and "no MLflow store" in capsys.readouterr().err
     client = make_client(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     exp = client.create_experiment("fresh")
     client.create_run(exp, tags={"imbsweep.role": "parent", "imbsweep.study": "fresh"})
     client.create_run(exp, tags={"imbsweep.study": "fresh", "imbsweep.trial": "0", "imbsweep.state": "running"})
-    p = run_cli(tmp_path, "export", "fresh")
-    assert p.returncode == 2 and "study 'fresh' has no finished trials yet" in p.stderr
+    for command in ("export", "compare"):
+        assert main([command, "fresh"]) == 2
+        assert "study 'fresh' has no finished trials yet" in capsys.readouterr().err
 
 
 def test_export_writes_the_best_trials_as_global_hydra_configs(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

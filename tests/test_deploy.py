@@ -4,6 +4,8 @@ and two workers that know both only from the environment."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import socket
@@ -99,6 +101,17 @@ def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
         assert "s3cret" not in Path(sweep_yaml).read_text()
         for f in (tmp_path / "multirun").rglob("*"):
             assert not f.is_file() or "s3cret" not in f.read_text(errors="ignore"), f
+        # compare and export read the same study through the tracking server
+        p = subprocess.run([*CLI, "compare", "smoke", "--format", "csv", "--no-report"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        rows = list(csv.DictReader(io.StringIO(p.stdout)))
+        assert {r["trick"] for r in rows} == {c.data.tags["imbsweep.trick"] for c in children}
+        p = subprocess.run([*CLI, "export", "smoke", "--out", str(tmp_path / "best")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        exported = (tmp_path / "best" / "smoke.yaml").read_text()
+        assert "s3cret" not in exported and uri not in exported and "postgresql" not in exported
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
