@@ -41,6 +41,7 @@ def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
     assert "Pareto front of val/balanced_acc, val/ece" in p.stdout
 
 
+@pytest.mark.slow  # another launcher; the basic one runs in every sweep test (keeps make test under 15 min)
 def test_works_with_the_joblib_launcher(tmp_path: Path) -> None:
     # jobs run in joblib's worker processes: the trial context, pruner and MLflow still work
     p = run_cli(tmp_path, "sweep", "smoke", "hydra/launcher=joblib", "hydra.sweeper.pruner.name=median")

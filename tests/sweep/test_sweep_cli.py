@@ -219,6 +219,7 @@ def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> N
     _check_one_to_one(study, children)
 
 
+@pytest.mark.slow  # two workers on one storage are tested in make test (keeps make test under 15 min)
 def test_four_local_workers_share_the_default_storage(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=jobs", "hydra.sweeper.n_jobs=4",
                 "hydra.sweeper.n_trials=12", "trainer.epochs=25")
