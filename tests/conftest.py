@@ -4,6 +4,7 @@ subprocess, and a real MLflow store read back with ``MlflowClient``."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,12 @@ TINY = ("data=digits_lt", "model=mlp", "model.hidden_sizes=[32]", "trainer.epoch
         "trainer.batch_size=64")
 CLI = [sys.executable, "-m", "imbsweep"]
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # started as a background job (`cmd &` in a script): SIGINT is ignored and the CLI
+    # processes the tests start would inherit that, so the Ctrl-C tests could not press Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
