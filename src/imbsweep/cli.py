@@ -200,10 +200,8 @@ def compare(args: argparse.Namespace) -> int:
     if args.format == "table" and args.out is None:
         print_table(c)
     else:
-        text = {"csv": to_csv, "md": to_markdown}.get(args.format)
         if args.format == "html":
-            images = [f for f in files if f.suffix == ".png"]
-            content = to_html(c, images)
+            content = to_html(c, [f for f in files if f.suffix == ".png"])
         elif args.format == "table":
             import io
 
@@ -211,8 +209,7 @@ def compare(args: argparse.Namespace) -> int:
             print_table(c, buf)
             content = buf.getvalue()
         else:
-            assert text is not None
-            content = text(c)
+            content = (to_csv if args.format == "csv" else to_markdown)(c)
         if args.out is None:
             sys.stdout.write(content)
         else:

@@ -24,21 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .results import RESEED_OF, ROLE, STUDY, StudyRecord, best_runs, download_text
+from .results import RESEED_OF, ROLE, STUDY, StudyRecord, best_runs, choices_of, download_text
 
 #: params never shown as "the configuration" (they name the trick, or are plumbing)
 NOT_CONFIG = ("loss.name", "loss.class_weights", "resampling.name", "trainer.num_threads", "trainer.seed",
               "tracking.", "state_dir", "data.", "model._target_", "loss._target_", "optimizer._target_",
               "scheduler._target_")
-_SHORT = {"optimizer.lr": "lr", "trainer.batch_size": "batch", "loss.label_smoothing": "smoothing",
-          "loss.reweight_from_epoch": "drw_from", "eval.posthoc_tau": "posthoc_tau"}
+_SHORT = {"loss.reweight_from_epoch": "drw_from"}  # beside trick.SHORT_KEYS
 TEST_NOTE = ("best val: {metric} of the trick's best trial; test (trial): that trial's {test}; "
              "test mean ± 95% CI: Student t over fresh seeds of that configuration (the tuning trial "
              "itself excluded); p: Welch's two-sided t-test against {baseline}")
 
 
 def short(key: str) -> str:
-    return _SHORT.get(key, key.rsplit(".", 1)[-1])
+    from .trick import short_key
+
+    return short_key(key, _SHORT)
 
 
 def reported_metric(metric: str) -> str:
@@ -110,10 +111,11 @@ def searched_keys(space: Any, row: Mapping[str, Any]) -> list[str]:
     conditional ones whose condition held (group keys such as ``loss`` name the trick)."""
     import yaml
 
+    groups = choices_of(row)
+
     def value(key: str) -> Any:
-        tag = row.get(f"tags.imbsweep.choice.{key}")
-        if isinstance(tag, str):
-            return tag
+        if key in groups:
+            return groups[key]
         raw = row.get(f"params.{key}")
         return yaml.safe_load(raw) if isinstance(raw, str) else raw
 
@@ -123,8 +125,7 @@ def searched_keys(space: Any, row: Mapping[str, Any]) -> list[str]:
         if cond.active(known):
             known[key] = value(key)
             keys.append(key)
-    return [k for k in keys if not isinstance(row.get(f"tags.imbsweep.choice.{k}"), str)
-            and k not in NOT_CONFIG and not k.startswith(NOT_CONFIG)]
+    return [k for k in keys if k not in groups and k not in NOT_CONFIG and not k.startswith(NOT_CONFIG)]
 
 
 def describe_config(row: Mapping[str, Any], keys: Sequence[str]) -> str:
@@ -469,8 +470,7 @@ def reseed_jobs(record: StudyRecord, metric: str, direction: str, k: int, state:
         if done is not None and f"tags.{RESEED_OF}" in done.columns:
             mine = done[done[f"tags.{RESEED_OF}"] == b["run_id"]]
             have = {int(float(s)) for s in mine.get("params.trainer.seed", [])}
-        choices = {c[len("tags.imbsweep.choice."):]: str(v) for c, v in b.items()
-                   if str(c).startswith("tags.imbsweep.choice.") and isinstance(v, str)}
+        choices = choices_of(b)
         for seed in range(base + 1, base + k + 1):
             if seed not in have:
                 jobs.append(ReseedJob(str(b["trick"]), str(b["run_id"]), int(b["trial"]), seed, text, choices,
@@ -515,7 +515,11 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     metric, direction = record.metric_direction(metric)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    from omegaconf import OmegaConf
+
+    from .sweep._runner import _threads
+
+    threads = _threads(jobs, OmegaConf.create({}))  # split torch threads as the sweeper does
     todo = reseed_jobs(record, metric, direction, k, state, threads, top, baseline)
     if not todo:
         which = "every trick's" if top is None else f"the {top} best tricks' and {baseline}'s"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .results import StudyError, StudyRecord, download_text
+from .results import StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
 SKIP_KEYS = ("tracking", "state_dir", "hydra", "imbsweep_trial")
@@ -201,8 +201,7 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
         raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no config.yaml artifact "
                             "(tracking.artifacts=false?): it cannot be exported")
     config = pyyaml.safe_load(text)
-    choices = {c[len("tags.imbsweep.choice."):]: str(v) for c, v in r.items()
-               if str(c).startswith("tags.imbsweep.choice.") and isinstance(v, str)}
+    choices = choices_of(r)
     choices = {g: choices[g] for g in sorted(choices, key=lambda g: (
         GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g)) if g not in SKIP_GROUPS}
     if not choices:

@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
+from .tracking import TAG_CHOICE
+from .tracking import TAG_ROLE as ROLE
+from .tracking import TAG_STUDY as STUDY
 
-ROLE, STUDY, RESEED_OF = "imbsweep.role", "imbsweep.study", "imbsweep.reseed_of"
+RESEED_OF = "imbsweep.reseed_of"
 #: metrics where smaller is better, for a ``--metric`` that is not the study's objective
 MINIMIZED = ("loss", "ece", "nll", "brier", "time")
 
@@ -184,8 +187,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
     df = to_frame(rows)
     if df.empty:
         return pd.DataFrame(columns=["run_id", "trial", "trick", f"metrics.{metric}"])
-    col = f"metrics.{metric}"
-    return df.sort_values([col, "trial"], ascending=[direction == "minimize", True]).head(limit)
+    return rank(df, metric, direction).head(limit)
 
 
 def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = "mlruns",
@@ -226,11 +228,22 @@ def _redacted(uri: str) -> str:
     return redact(uri)
 
 
+def choices_of(row: Any) -> dict[str, str]:
+    """The config-group options a run was composed from (its ``imbsweep.choice.<group>`` tags)."""
+    prefix = f"tags.{TAG_CHOICE}"
+    return {str(c)[len(prefix):]: v for c, v in row.items() if str(c).startswith(prefix) and isinstance(v, str)}
+
+
+def rank(df: Any, metric: str, direction: str) -> Any:
+    """Rows best first on ``metric``; ties go to the lower trial number."""
+    return df.sort_values([f"metrics.{metric}", "trial"], ascending=[direction == "minimize", True])
+
+
 def best_runs(record: StudyRecord, metric: str, direction: str, by_trick: bool = True) -> Any:
     """Complete trials ranked best first on ``metric`` (one per trick when ``by_trick``)."""
     col = f"metrics.{metric}"
-    done = record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()]
-    ranked = done.sort_values([col, "trial"], ascending=[direction == "minimize", True])
+    ranked = rank(record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()], metric,
+                  direction)
     return ranked.drop_duplicates("trick") if by_trick else ranked
 
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+#: short column names of searched keys (other keys: their last segment)
+SHORT_KEYS = {"optimizer.lr": "lr", "trainer.batch_size": "batch", "loss.label_smoothing": "smoothing"}
+
+
+def short_key(key: str, extra: dict[str, str] | None = None) -> str:
+    """``optimizer.lr`` -> ``lr``, ``loss.gamma`` -> ``gamma``."""
+    return {**SHORT_KEYS, **(extra or {})}.get(key, key.rsplit(".", 1)[-1])
+
 
 def trick_label(cfg: Any) -> str:
     """``loss`` family, then ``+w=<scheme>`` for class weights (``+drw`` when they are

@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
+from ..tracking import TAG_ROLE as ROLE
+from ..tracking import TAG_STUDY as STUDY
 from ..tracking import connect
-
-ROLE, STUDY = "imbsweep.role", "imbsweep.study"
 
 
 class ParentRun:

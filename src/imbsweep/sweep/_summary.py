@@ -31,12 +31,11 @@ def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "max
     return rows
 
 
-_SHORT = {"optimizer.lr": "lr", "trainer.batch_size": "batch", "loss.label_smoothing": "smoothing"}
-
-
 def _short(key: str) -> str:
     """Short column text; the trick column already names the loss and weights."""
-    return _SHORT.get(key, key.rsplit(".", 1)[-1])
+    from ..trick import short_key
+
+    return short_key(key)
 
 
 def print_summary(study: optuna.Study, objectives: list[tuple[str, str]], n_trials: int) -> None:
