@@ -22,6 +22,22 @@ TRICKS = {"ce": ("ce", "none", 0.70), "ce+w=inverse": ("ce", "inverse", 0.74),
 CLASSES = 10
 
 
+def real_metric_keys() -> list[str]:
+    """The final metrics a complete run of :data:`CLASSES` classes logs: the val and test
+    evaluations (``imbsweep.metrics.evaluate``, with per-class recall and precision), the
+    post-hoc summary and the fit's bookkeeping."""
+    from imbsweep.metrics import HEADLINE, evaluate
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(CLASSES), size=10 * CLASSES)
+    y = np.repeat(np.arange(CLASSES), 10)
+    counts = np.round(1000 * 0.01 ** (np.arange(CLASSES) / (CLASSES - 1))).astype(int)
+    keys = [k for split in ("val", "test")
+            for k in evaluate(probs, y, counts, [str(c) for c in range(CLASSES)], split).metrics]
+    keys += [f"{split}/{k}_posthoc" for split in ("val", "test") for k in HEADLINE]
+    return [*keys, "posthoc/tau", "best_epoch", "epochs_run", "fit_time_s"]
+
+
 def _base_config(loss: str, scheme: str, lr: float, batch: int, seed: int) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -67,9 +83,13 @@ def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: in
         client.log_batch(run_id, params=params[i:i + 100])
     if tags.get("imbsweep.state") == "complete":
         recall = np.clip(value + rng.normal(0, 0.1, CLASSES) - np.linspace(-0.1, 0.1, CLASSES), 0, 1)
-        metrics = {"val/balanced_acc": value, "test/balanced_acc": value + rng.normal(0, 0.01),
-                   "val/ece": abs(rng.normal(0.1, 0.03)), "test/acc_few": float(recall[-3:].mean()),
-                   **{f"test/recall/{c}": float(r) for c, r in enumerate(recall)}}
+        # every key a real run logs at its selected step (74 with 10 classes), so reading the
+        # study back costs what reading a real one does; the ones compare uses are set below
+        metrics = {k: float(rng.uniform(0, 1)) for k in real_metric_keys()}
+        metrics.update({"val/balanced_acc": value, "test/balanced_acc": value + rng.normal(0, 0.01),
+                        "val/ece": (ece := abs(rng.normal(0.1, 0.03))),
+                        "test/ece": ece + abs(rng.normal(0, 0.01)), "test/acc_few": float(recall[-3:].mean()),
+                        **{f"test/recall/{c}": float(r) for c, r in enumerate(recall)}})
         client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 4) for k, v in metrics.items()])
         d = tmp / run_id
         d.mkdir()
@@ -78,6 +98,12 @@ def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: in
         (d / "per_class.csv").write_text("class,train_count,test_recall\n" + "".join(
             f"{c},{n},{r:.4f}\n" for c, n, r in zip(range(CLASSES), counts, recall, strict=True)))
         client.log_artifacts(run_id, str(d))
+    elif tags.get("imbsweep.state") == "pruned":  # a pruned run keeps its last epoch's values
+        last = {k: float(rng.uniform(0, 1)) for k in ["train/loss", "train/lr", *real_metric_keys()]
+                if k.startswith(("train/", "val/")) and "/recall/" not in k and "/precision/" not in k
+                and not k.endswith("_posthoc")}
+        last["val/balanced_acc"] = value - 0.1  # stopped early: below where it would have ended
+        client.log_batch(run_id, metrics=[Metric(k, v, 0, 2) for k, v in last.items()])
     status = {"complete": "FINISHED", "pruned": "FINISHED"}.get(tags.get("imbsweep.state", ""), "FAILED")
     client.set_terminated(run_id, status)
     return str(run_id)

@@ -65,6 +65,15 @@ def test_flatten_and_redact() -> None:
     assert _config.redact("http://host/x") == "http://host/x"
 
 
+def test_to_yaml_reads_back_the_same_values(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    tricky = {"s_float": "1e-3", "s_bool": "true", "s_inf": "inf", "s_null": "null",
+              "s_yes": "yes", "s_int": "10", "floats": [1e-5, 0.1, float("inf")], "none": None,
+              "nested": {"x": "hello", "y": ""}}
+    for container in (tricky, _config.redacted_container(make_cfg())):
+        back = OmegaConf.to_container(OmegaConf.create(_config.to_yaml(container)))
+        assert back == container
+
+
 def test_trick_label() -> None:
     assert trick_label({"loss": {"name": "ce", "class_weights": "none"}}) == "ce"
     assert trick_label({"loss": {"name": "focal", "class_weights": "effective_number"},

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, ImbsweepError
@@ -212,8 +213,27 @@ def flatten(container: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[st
             yield key, str(v)
 
 
+class _YamlDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's safe dumper (~15x faster than OmegaConf's pure-Python one, which cost 3.5 ms
+    of every recorded run) that quotes strings OmegaConf would read back as something else:
+    besides what YAML 1.1 resolves, OmegaConf reads ``1e-3`` and ``inf`` as floats."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, s: str) -> yaml.ScalarNode:
+    try:
+        float(s)  # quoting more than needed is harmless
+        quote = True
+    except ValueError:
+        quote = False
+    return dumper.represent_scalar("tag:yaml.org,2002:str", s, style="'" if quote else None)
+
+
+_YamlDumper.add_representer(str, _represent_str)
+
+
 def to_yaml(container: Mapping[str, Any]) -> str:
-    return OmegaConf.to_yaml(OmegaConf.create(dict(container)))
+    """A resolved config as the YAML ``OmegaConf.load`` reads back to the same values."""
+    return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
 __all__ = ["check_choice", "flatten", "instantiate_checked", "redact",

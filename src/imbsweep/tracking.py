@@ -3,11 +3,14 @@ fluent-API state, so several runs can be recorded from one process)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -47,16 +50,22 @@ def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path = "mlruns") 
     return str(uri) if uri else local_tracking_uri(state_dir(state))
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
 def make_client(uri: str) -> Any:
-    """An ``MlflowClient``. A local SQLite store is created (schema migrations) under a file
-    lock, so several workers starting together on a fresh store do not collide, and is put
-    in WAL mode, so readers (``mlflow ui``, another process searching runs) never block a
-    training run's writes ("database is locked")."""
+    """An ``MlflowClient``, one per URI and process (MLflow keeps one store per URI anyway;
+    this skips the checks below for every later run of a sweep). A local SQLite store is
+    created (schema migrations) under a file lock, so several workers starting together on a
+    fresh store do not collide, and is put in WAL mode, so readers (``mlflow ui``, another
+    process searching runs) never block a training run's writes ("database is locked")."""
+    if uri in _CLIENTS:
+        return _CLIENTS[uri]
     from mlflow import MlflowClient
 
     quiet_mlflow_logs()
     if not uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri=uri)
+        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=uri), attempts=1))
     import fcntl
 
     db = Path(uri[len("sqlite:///"):])
@@ -69,14 +78,23 @@ def make_client(uri: str) -> Any:
             _use_wal(db)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-    return _RetryLocked(client)
+    return _CLIENTS.setdefault(uri, _Client(client))
 
 
-class _RetryLocked:
-    """An ``MlflowClient`` on a local SQLite store whose calls retry briefly on "database is
-    locked". Even in WAL mode SQLite answers a read-then-write transaction that meets another
-    process's commit with SQLITE_BUSY at once, without its busy timeout; the failed
-    transaction was rolled back, so calling again is safe."""
+class _Client:
+    """An ``MlflowClient`` whose writes are not cut in half by Ctrl-C, and whose calls on a
+    local SQLite store retry briefly on "database is locked".
+
+    Ctrl-C (or SIGTERM) that lands inside a write is held until the write ends, then
+    delivered as usual: a KeyboardInterrupt raised inside SQLAlchemy's commit or connection
+    return can leave the pooled SQLite connection holding the write lock, and the run's own
+    last write (tagging it KILLED) then waited on its own process for MLflow's 20 s busy
+    timeout, retry after retry. Reads (``get_*``, ``search_*``, ``list_*``, ``download_*``)
+    stay interruptible. Even in WAL mode SQLite answers a read-then-write transaction that
+    meets another process's commit with SQLITE_BUSY at once, without its busy timeout; the
+    failed transaction was rolled back, so calling again is safe."""
+
+    _READS = ("get_", "search_", "list_", "download_")
 
     def __init__(self, client: Any, attempts: int = 8) -> None:
         self._client, self._attempts = client, attempts
@@ -85,11 +103,13 @@ class _RetryLocked:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
+        guard = contextlib.nullcontext if name.startswith(self._READS) else signals_held
 
         def call(*args: Any, **kwargs: Any) -> Any:
             for attempt in range(self._attempts):
                 try:
-                    return attr(*args, **kwargs)
+                    with guard():
+                        return attr(*args, **kwargs)
                 except Exception as exc:
                     if "database is locked" not in str(exc) or attempt == self._attempts - 1:
                         raise
@@ -97,6 +117,26 @@ class _RetryLocked:
             raise AssertionError("unreachable")
 
         return call
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """SIGINT/SIGTERM arriving inside the block are delivered, with the handlers that were in
+    place, when it ends (only the first; a no-op outside the main thread, where Python runs
+    no signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: held.append(signum))
+                for s in signums if signal.getsignal(s) is not None}  # None: set outside Python
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def _use_wal(db: Path) -> None:
@@ -152,9 +192,11 @@ class MlflowRun(Reporter):
     """Records one training run in MLflow.
 
     Use as a context manager around ``fit``: entering creates the run with the flattened,
-    redacted config as params and the tags; epoch metrics are buffered and written with one
-    ``log_batch`` at most every ``flush_every_s`` seconds and at the end (MLflow's SQLite
-    store costs ~60 us a row plus a fixed cost per transaction, so few large batches are
+    redacted config as params and the tags; epoch metrics (the per-class ones only with
+    ``tracking.epoch_per_class``: ~20 of the 32 values an epoch, and MLflow's SQLite store
+    costs ~45 us a value) are buffered and written with one
+    ``log_batch`` at most every ``flush_every_s`` seconds and at the end (each SQLite
+    transaction has a fixed cost besides its rows, so few large batches are
     cheapest: per-epoch writes, MLflow's asynchronous queue and a background writer thread
     were all measured slower, see docs/benchmarks.md); leaving ends the run FINISHED,
     FAILED (failed result or exception, with the reason as a tag) or KILLED (Ctrl-C).
@@ -178,6 +220,7 @@ class MlflowRun(Reporter):
         self.cfg = cfg
         self.flush_every_s = float(tr.get("flush_every_s", 30.0))
         self.log_artifacts = bool(tr.get("artifacts", True))
+        self.epoch_per_class = bool(tr.get("epoch_per_class", False))
         self.extra_tags = dict(tags or {})
         self.parent_run_id = parent_run_id
         self.run_name = run_name or tr.get("run_name")
@@ -204,7 +247,7 @@ class MlflowRun(Reporter):
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         params = [Param(k, v[:6000]) for k, v in _config.flatten(container)
                   if not k.startswith("hydra.")]
         for i in range(0, len(params), MAX_PARAMS):
@@ -247,7 +290,8 @@ class MlflowRun(Reporter):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        self._buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()
+                         if self.epoch_per_class or not _per_class(k)]
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
@@ -272,17 +316,38 @@ class MlflowRun(Reporter):
         self._last_flush = time.monotonic()
 
     def _write_artifacts(self, result: Result) -> None:
+        local = _local_dir(self.artifact_uri)
+        if local is not None:  # a local store: written in place (no copy, no get_run)
+            local.mkdir(parents=True, exist_ok=True)
+            self._artifact_files(result, local)
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            (out / "config.yaml").write_text(_config.to_yaml(self._container))
-            per_class_table(result).to_csv(out / "per_class.csv", index=False)
-            if result.posthoc is not None:
-                posthoc_table(result).to_csv(out / "posthoc.csv", index=False)
-            if result.test is not None:
-                plot_confusion(result.test.confusion, result.class_names,
-                               f"test confusion matrix ({self._container['loss']['name']})",
-                               out / "confusion_matrix.png")
-            self.client.log_artifacts(self.run_id, str(out))
+            self._artifact_files(result, Path(tmp))
+            self.client.log_artifacts(self.run_id, tmp)
+
+    def _artifact_files(self, result: Result, out: Path) -> None:
+        (out / "config.yaml").write_text(_config.to_yaml(self._container))
+        per_class_table(result).to_csv(out / "per_class.csv", index=False)
+        if result.posthoc is not None:
+            posthoc_table(result).to_csv(out / "posthoc.csv", index=False)
+        if result.test is not None:
+            plot_confusion(result.test.confusion, result.class_names,
+                           f"test confusion matrix ({self._container['loss']['name']})",
+                           out / "confusion_matrix.png")
+
+
+def _local_dir(uri: str) -> Path | None:
+    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    return Path(uri) if not parsed.scheme else None
+
+
+def _per_class(key: str) -> bool:
+    return "/recall/" in key or "/precision/" in key
 
 
 def per_class_table(result: Result) -> Any:
@@ -316,26 +381,55 @@ def posthoc_table(result: Result) -> Any:
 
 
 def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Path) -> None:
-    """Row-normalised confusion matrix (recall on the diagonal) as a PNG."""
-    import matplotlib
+    """Row-normalised confusion matrix (recall on the diagonal) as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with Pillow rather than a matplotlib figure: one PNG per run, and matplotlib's text
+    layout for ~100 cell labels cost ~0.08 s a run, most of what recording a run cost beside
+    its metrics (see the tracking-overhead section of docs/benchmarks.md). Colours (``Blues``)
+    and font (DejaVu Sans) are matplotlib's own, so it looks like the report's plots.
+    """
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
 
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     n = len(names)
-    size = min(4 + 0.3 * n, 14)
-    fig = plt.figure(figsize=(size + 0.5, size), dpi=90)
-    ax = fig.add_axes((0.14, 0.1, 0.82, 0.82))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=90 if n > 12 else 0)
-    ax.set_yticks(range(n), names)
+    cell = int(np.clip(560 // max(n, 1), 8, 44))
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    font = ImageFont.truetype(str(ttf), 12)
+    small = ImageFont.truetype(str(ttf), max(7, min(11, cell // 4)))
+    label = max((font.getlength(s) for s in names), default=0.0)
+    vertical = n > 12 or label > cell  # column labels that would overlap are turned 90 degrees
+    col_h = int(label) + 6 if vertical else 18
+    left, top, pad = int(label) + 30, 34, 12
+    side = n * cell
+    width = max(left + side + pad, int(font.getlength(title)) + 2 * pad)
+    img = Image.new("RGB", (width, top + side + col_h + 24), "white")
+    rgba = matplotlib.colormaps["Blues"](np.clip(norm, 0, 1), bytes=True)
+    img.paste(Image.fromarray(rgba[..., :3]).resize((side, side), Image.Resampling.NEAREST),
+              (left, top))
+    d = ImageDraw.Draw(img)
+    d.rectangle((left - 1, top - 1, left + side, top + side), outline="black")
+    d.text((width / 2, 16), title, fill="black", font=font, anchor="mm")
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.savefig(path)
-    plt.close(fig)
+                d.text((left + (j + 0.5) * cell, top + (i + 0.5) * cell), f"{norm[i, j]:.2f}",
+                       fill="white" if norm[i, j] > 0.5 else "black", font=small, anchor="mm")
+    for k, name in enumerate(names):
+        mid = k * cell + cell // 2
+        d.text((left - 5, top + mid), name, fill="black", font=font, anchor="rm")
+        if vertical:
+            w = int(font.getlength(name)) + 2
+            tile = Image.new("RGB", (w, 16), "white")
+            ImageDraw.Draw(tile).text((0, 8), name, fill="black", font=font, anchor="lm")
+            tile = tile.rotate(90, expand=True)
+            img.paste(tile, (left + mid - 8, top + side + 4 + col_h - 6 - w))
+        else:
+            d.text((left + mid, top + side + 4), name, fill="black", font=font, anchor="mt")
+    d.text((left + side / 2, top + side + col_h + 12), "predicted", fill="black", font=font,
+           anchor="mm")
+    axis = Image.new("RGB", (60, 16), "white")
+    ImageDraw.Draw(axis).text((30, 8), "true", fill="black", font=font, anchor="mm")
+    img.paste(axis.rotate(90, expand=True), (2, top + side // 2 - 30))
+    img.save(path, compress_level=1)  # zlib's fastest level: same pixels, a few KB larger

@@ -15,6 +15,7 @@ import optuna
 from omegaconf import DictConfig
 
 from ..reporting import Reporter
+from ..tracking import signals_held
 from ..training import Result
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class OptunaReporter(Reporter):
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self.metric is None or self.metric not in metrics:
             return
-        self.trial.report(float(metrics[self.metric]), step=epoch)
+        with signals_held():  # Ctrl-C lands after the storage write, not inside its transaction
+            self.trial.report(float(metrics[self.metric]), step=epoch)
         if self.trial.should_prune():
             raise TrialPruned(f"pruned at epoch {epoch} ({self.metric}={metrics[self.metric]:.4f})")
 
