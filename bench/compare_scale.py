@@ -25,11 +25,16 @@ from _common import machine  # noqa: E402
 from _synthetic import make_study  # noqa: E402
 
 CLI = [sys.executable, "-W", "ignore", "-m", "imbsweep"]
+# the same command with Python's cyclic GC left as stock Python has it (imbsweep pauses it in
+# compare/export and while reading runs): the side-by-side baseline for that choice
+STOCK_GC = [sys.executable, "-W", "ignore", "-c",
+            "import gc, runpy, sys; gc.disable = lambda: None; sys.argv = ['imbsweep', *sys.argv[1:]]; "
+            "runpy.run_module('imbsweep', run_name='__main__')"]
 
 
-def timed_cli(cwd: Path, *args: str) -> float:
+def timed_cli(cwd: Path, *args: str, cli: list[str] = CLI) -> float:
     t0 = time.perf_counter()
-    p = subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True)
+    p = subprocess.run([*cli, *args], cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"imbsweep {' '.join(args)} failed: {p.stderr}")
@@ -53,9 +58,11 @@ def main() -> None:
         make_study(make_client(uri), "scale", args.trials, work / "mlruns" / "artifacts", reseeds=5)
         print(f"synthetic study: {args.trials} trials + 25 reseed runs written in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        cli = {"compare": [], "compare --no-report": [], "export": []}  # type: dict[str, list[float]]
+        cli = {"compare": [], "compare (stock GC)": [], "compare --no-report": [],
+               "export": []}  # type: dict[str, list[float]]
         for _ in range(args.repeat):
             cli["compare"].append(timed_cli(work, "compare", "scale"))
+            cli["compare (stock GC)"].append(timed_cli(work, "compare", "scale", cli=STOCK_GC))
             cli["compare --no-report"].append(timed_cli(work, "compare", "scale", "--no-report"))
             cli["export"].append(timed_cli(work, "export", "scale", "--force", "--top-k", "3",
                                            "--out", str(work / "best")))
@@ -77,6 +84,9 @@ def main() -> None:
     for name, ts in cli.items():
         print(f"| `imbsweep {name}` | {statistics.median(ts):.2f} s | "
               + ", ".join(f"{x:.2f}" for x in ts) + " |")
+    pairs = [b / a for a, b in zip(cli["compare"], cli["compare (stock GC)"], strict=True)]
+    print(f"\nstock GC / imbsweep's GC pause, compare, median of per-pair ratios: "
+          f"{statistics.median(pairs):.2f}")
     print(f"\nin-process (imports already done): load_study {t_load:.2f} s, compare {t_cmp:.2f} s, "
           f"report (plots, HTML) {t_rep:.2f} s, export top-3 {t_exp:.2f} s")
 
