@@ -146,6 +146,22 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     assert {f"report/{n}" for n in names} == logged
 
 
+def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # a notebook calling write_report keeps its inline backend: no matplotlib.use, no pyplot
+    _, uri, _ = store
+    code = ("import sys, matplotlib; matplotlib.use('pdf')\n"
+            "from pathlib import Path\n"
+            "from imbsweep.compare import compare, write_report\n"
+            "from imbsweep.results import load_study\n"
+            f"r = load_study('syn', {uri!r})\n"
+            f"write_report(compare(r), r, Path({str(tmp_path / 'syn')!r}), log_to_parent=False)\n"
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["pdf", "False"]
+    assert (tmp_path / "syn" / "optimization_history.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("compare", "nosuch"), "study 'nosuch': not in the MLflow store"),
     (("compare", "syn", "--metric", "val/nosuch"), "--metric='val/nosuch': never logged in study 'syn'"),

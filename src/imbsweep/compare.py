@@ -276,22 +276,29 @@ def print_table(c: Comparison, file: Any = None) -> None:
 
 
 # -- plots and the report --------------------------------------------------------------------------
-def _plt() -> Any:
-    import matplotlib
+def _axes(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its one axes, made without pyplot: no global backend switch (a notebook
+    that calls this keeps its own), no figure registry to close, and pyplot's import saved."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
 
-    return plt
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    # tight_layout leaves a placeholder layout engine behind, and savefig then draws the
+    # whole figure once more, with rendering off, before the real draw: same PNG without it
+    fig.set_layout_engine(None)
+    fig.savefig(path)
 
 
 def plot_metric(c: Comparison, path: Path) -> None:
     """Test metric per trick: mean with 95% CI bars over fresh seeds, the seeds as dots, the
     tuning trial's own value as a cross."""
-    plt = _plt()
     df = c.table[c.table[f"{c.test_metric} (that trial)"].notna() | (c.table["seeds"] > 0)]
     n = max(len(df), 1)
-    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.4 * n), dpi=100)
+    fig, ax = _axes(8, 1.4 + 0.4 * n)
     ys = list(range(n))[::-1]
     for y, (_, r) in zip(ys, df.iterrows(), strict=True):
         vals = r["_values"]
@@ -312,9 +319,7 @@ def plot_metric(c: Comparison, path: Path) -> None:
     ax.set_title(f"study {c.study}: o mean ± 95% CI over fresh seeds, · the seeds, x the tuning trial",
                  fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
@@ -325,8 +330,7 @@ def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
 
     import pandas as pd
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    fig, ax = _axes(9, 4.5)
     drawn = False
     shown = c.table[c.table["run_id"].notna()]
     shown = shown[shown.index.isin(shown.index[:MAX_LINES]) | (shown["trick"] == c.baseline)]
@@ -347,9 +351,7 @@ def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
                title=f"study {c.study}: per-class recall of each trick's best trial")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-        fig.tight_layout()
-        fig.savefig(path)
-    plt.close(fig)
+        _save(fig, path)
     return drawn
 
 
@@ -358,10 +360,9 @@ MAX_LINES = 6  # lines per plot that stay readable
 
 def plot_history(c: Comparison, record: StudyRecord, path: Path) -> None:
     """Best validation value so far against trial number, one line per trick."""
-    plt = _plt()
     col = f"metrics.{c.metric}"
     done = record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()]
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    fig, ax = _axes(9, 4.5)
     tricks = list(c.table["trick"][:MAX_LINES])
     if c.baseline in set(c.table["trick"]) and c.baseline not in tricks:
         tricks.append(c.baseline)
@@ -378,9 +379,7 @@ def plot_history(c: Comparison, record: StudyRecord, path: Path) -> None:
     ax.set(xlabel="trial", ylabel=c.metric, title=f"study {c.study}: best {c.metric} so far, per trick")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def to_html(c: Comparison, images: Sequence[Path]) -> str:
