@@ -26,9 +26,9 @@ from _synthetic import make_study  # noqa: E402
 
 CLI = [sys.executable, "-W", "ignore", "-m", "imbsweep"]
 # the same command with Python's cyclic GC left as stock Python has it (imbsweep pauses it in
-# compare/export and while reading runs): the side-by-side baseline for that choice
+# compare/export and freezes what is alive before exiting): the side-by-side baseline
 STOCK_GC = [sys.executable, "-W", "ignore", "-c",
-            "import gc, runpy, sys; gc.disable = lambda: None; sys.argv = ['imbsweep', *sys.argv[1:]]; "
+            "import gc, runpy, sys; gc.disable = gc.freeze = lambda: None; sys.argv = ['imbsweep', *sys.argv[1:]]; "
             "runpy.run_module('imbsweep', run_name='__main__')"]
 
 
@@ -85,7 +85,7 @@ def main() -> None:
         print(f"| `imbsweep {name}` | {statistics.median(ts):.2f} s | "
               + ", ".join(f"{x:.2f}" for x in ts) + " |")
     pairs = [b / a for a, b in zip(cli["compare"], cli["compare (stock GC)"], strict=True)]
-    print(f"\nstock GC / imbsweep's GC pause, compare, median of per-pair ratios: "
+    print(f"\nstock GC / imbsweep's GC pause and freeze, compare, median of per-pair ratios: "
           f"{statistics.median(pairs):.2f}")
     print(f"\nin-process (imports already done): load_study {t_load:.2f} s, compare {t_cmp:.2f} s, "
           f"report (plots, HTML) {t_rep:.2f} s, export top-3 {t_exp:.2f} s")

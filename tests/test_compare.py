@@ -3,6 +3,7 @@ read back through the real CLI in a subprocess and in-process."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import statistics
@@ -117,6 +118,7 @@ def test_markdown_ranks_a_minimized_metric_best_first(store, capsys: pytest.Capt
     work, _, _ = store
     monkeypatch.chdir(work)
     assert main(["compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece"]) == 0
+    assert gc.isenabled()  # compare pauses the cyclic GC while it runs, not for its caller
     out = capsys.readouterr().out
     assert "| trick" in out and "Welch" in out
     rows = [line.split("|") for line in out.splitlines()[2:] if line.startswith("|")]

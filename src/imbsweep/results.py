@@ -105,7 +105,7 @@ def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") 
     1000-run study took to read (bench/compare_scale.py)."""
     out: list[Any] = []
     token = None
-    with _gc_paused():
+    with gc_paused():
         while True:
             page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
             out.extend(page)
@@ -115,7 +115,8 @@ def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") 
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off meanwhile, as it was after."""
     enabled = gc.isenabled()
     gc.disable()
     try:
