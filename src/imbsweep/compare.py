@@ -316,7 +316,8 @@ def plot_metric(c: Comparison, path: Path) -> None:
         ax.axvline(base.iloc[0][f"mean {c.test_metric}"], color="0.4", ls="--", lw=1)
     ax.set_yticks(ys, list(df["trick"]))
     ax.set_xlabel(c.test_metric)
-    ax.set_title(f"study {c.study}: o mean ± 95% CI over fresh seeds, · the seeds, x the tuning trial",
+    # two lines: beside long trick names one line was wider than the axes and got cut off
+    ax.set_title(f"study {c.study}\no mean ± 95% CI over fresh seeds, · the seeds, x the tuning trial",
                  fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
