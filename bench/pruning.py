@@ -30,6 +30,15 @@ def reaching(trials: list[Any], value: float) -> Any:
     return min(hits, key=lambda t: t.datetime_complete, default=None)
 
 
+def best_complete(trials: list[Any]) -> Any:
+    return max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+
+
+def epochs(trials: list[Any]) -> int:
+    """Epochs trained: the steps the trials reported to the pruner."""
+    return sum(len(t.intermediate_values) for t in trials)
+
+
 def cost_until(trials: list[Any], trial: Any) -> tuple[float, int]:
     """(seconds from the first trial's start to ``trial``'s end, epochs trained by then).
 
@@ -39,8 +48,7 @@ def cost_until(trials: list[Any], trial: Any) -> tuple[float, int]:
     epoch counts exact)."""
     start = min(t.datetime_start for t in trials)
     before = [t for t in trials if t.datetime_start <= trial.datetime_complete]
-    return ((trial.datetime_complete - start).total_seconds(),
-            sum(len(t.intermediate_values) for t in before))
+    return (trial.datetime_complete - start).total_seconds(), epochs(before)
 
 
 def main() -> None:
@@ -66,21 +74,21 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"`imbsweep sweep {' '.join(common)}` without a pruner, then with each variant")
     base = trials["unpruned"]
-    best = max((t for t in base if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    best = best_complete(base)
     t0, e0 = cost_until(base, best)
-    w0 = sum(len(t.intermediate_values) for t in base)
+    w0 = epochs(base)
     print(f"unpruned: best val/balanced_acc {best.value:.4f} (trial {best.number}) reached after "
           f"{t0:.1f} s, {e0} epochs; whole sweep {seconds['unpruned']:.1f} s, {w0} epochs")
     for (name, _), variant in zip(runs[1:], variants, strict=True):
         ts = trials[name]
         n_pruned = sum(t.state.name == "PRUNED" for t in ts)
-        w1 = sum(len(t.intermediate_values) for t in ts)
+        w1 = epochs(ts)
         label = variant or "tricks.yaml's pruner"
         print(f"{label}: whole sweep {seconds[name]:.1f} s ({seconds['unpruned'] / seconds[name]:.2f}x), "
               f"{w1} epochs ({w0 / w1:.2f}x); {n_pruned} pruned")
         hit = reaching(ts, best.value)
         if hit is None:
-            own = max((t for t in ts if t.state.name == "COMPLETE"), key=lambda t: t.value)
+            own = best_complete(ts)
             print(f"  speed-up to reach the best value: none - never reached {best.value:.4f} (the pruner "
                   f"stopped trial {best.number}; its own best {own.value:.4f}, trial {own.number})")
         else:
@@ -88,6 +96,7 @@ def main() -> None:
             print(f"  speed-up to reach the best value {best.value:.4f} (trial {hit.number}): "
                   f"{t0 / t1:.2f}x in wall time ({t0:.1f} s vs {t1:.1f} s), {e0 / e1:.2f}x in epochs "
                   f"({e0} vs {e1})")
+
 
 if __name__ == "__main__":
     main()
