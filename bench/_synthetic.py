@@ -9,7 +9,7 @@ metric values are drawn from a seeded random generator. Used by ``bench/compare_
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,33 +110,61 @@ def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: in
 
 
 def make_study(client: Any, study: str, n_trials: int, artifact_root: Path, reseeds: int = 0, seed: int = 0,
-               tricks: Sequence[str] = tuple(TRICKS)) -> dict[str, Any]:
+               tricks: Sequence[str] = tuple(TRICKS), arms: Mapping[str, str] | None = None,
+               budgets: Mapping[str, int] | None = None, baseline: str | None = None,
+               seed_sd: float = 0.02) -> dict[str, Any]:
     """A synthetic study of ``n_trials`` trials (about 10% pruned, 3% failed) over ``tricks``
     and ``reseeds`` replicate runs of each trick's best trial, its artifacts under
     ``artifact_root`` (MLflow's default would be ``./mlruns`` of the working directory);
-    returns its ids."""
+    returns its ids.
+
+    With ``arms`` (arm name -> trick label of :data:`TRICKS`) it is a tournament as the sweeper
+    records one: every run tagged ``imbsweep.arm``, trial numbers counted within each arm,
+    ``n_trials`` trials per arm (``budgets`` overrides some), the parent tagged
+    ``imbsweep.baseline_arm`` with a ``sweep.yaml`` that declares the arms, and replicate k of
+    every arm run with ``trainer.seed = k`` (tag ``imbsweep.replicate``), its value the arm's
+    true mean plus a per-seed effect shared by all arms (sd ``seed_sd``) plus noise."""
     rng = np.random.default_rng(seed)
     exp_id = client.create_experiment(study, artifact_location=(artifact_root / study).as_uri())
-    parent = client.create_run(exp_id, run_name=f"{study} (study)",
-                               tags={"imbsweep.role": "parent", "imbsweep.study": study}).info.run_id
+    parent_tags = {"imbsweep.role": "parent", "imbsweep.study": study}
+    if arms is not None:
+        parent_tags["imbsweep.baseline_arm"] = baseline or next(iter(arms))
+    parent = client.create_run(exp_id, run_name=f"{study} (study)", tags=parent_tags).info.run_id
     best: dict[str, tuple[float, str]] = {}
     cache: dict[Any, Any] = {}
+    if arms is None:
+        plan = [(tricks[n % len(tricks)], tricks[n % len(tricks)], n) for n in range(n_trials)]
+    else:
+        per_arm = {a: (budgets or {}).get(a, n_trials) for a in arms}
+        plan = [(a, arms[a], n) for n in range(max(per_arm.values())) for a in arms if n < per_arm[a]]
     with tempfile.TemporaryDirectory() as tmp:
-        for n in range(n_trials):
-            trick = tricks[n % len(tricks)]
+        if arms is not None:
+            import yaml
+
+            (Path(tmp) / "sweep.yaml").write_text(yaml.safe_dump({
+                "arms": {a: {"loss": TRICKS[t][0], "loss.class_weights": TRICKS[t][1]} for a, t in arms.items()},
+                "trials_per_arm": n_trials, "baseline_arm": parent_tags["imbsweep.baseline_arm"], "n_jobs": 1}))
+            client.log_artifact(parent, str(Path(tmp) / "sweep.yaml"))
+        for key, trick, n in plan:
             u = rng.random()
             state = "pruned" if u < 0.10 else "failed" if u < 0.13 else "complete"
             value = float(np.clip(TRICKS[trick][2] + rng.normal(0, 0.03), 0, 1))
-            run_id = _run(client, exp_id, parent, study, trick, 0, value, rng,
-                          {"imbsweep.trial": str(n), "imbsweep.state": state}, Path(tmp), cache)
-            if state == "complete" and value > best.get(trick, (-1.0, ""))[0]:
-                best[trick] = (value, run_id)
-        for trick, (_, run_id) in best.items():
+            tags = {"imbsweep.trial": str(n), "imbsweep.state": state}
+            if arms is not None:
+                tags["imbsweep.arm"] = key
+            run_id = _run(client, exp_id, parent, study, trick, 0, value, rng, tags, Path(tmp), cache)
+            if state == "complete" and value > best.get(key, (-1.0, ""))[0]:
+                best[key] = (value, run_id)
+        effect = rng.normal(0, seed_sd if arms is not None else 0.0, reseeds + 1)
+        for key, (_, run_id) in best.items():
+            trick = arms[key] if arms is not None else key
             trial = client.get_run(run_id).data.tags["imbsweep.trial"]
             for s in range(1, reseeds + 1):
-                value = float(np.clip(TRICKS[trick][2] + rng.normal(0, 0.01), 0, 1))
-                _run(client, exp_id, parent, study, trick, s, value, rng,
-                     {"imbsweep.role": "reseed", "imbsweep.reseed_of": run_id,
-                      "imbsweep.reseed_of_trial": trial, "imbsweep.state": "complete"}, Path(tmp), cache)
+                value = float(np.clip(TRICKS[trick][2] + effect[s] + rng.normal(0, 0.01), 0, 1))
+                tags = {"imbsweep.role": "reseed", "imbsweep.reseed_of": run_id,
+                        "imbsweep.reseed_of_trial": trial, "imbsweep.state": "complete"}
+                if arms is not None:
+                    tags.update({"imbsweep.arm": key, "imbsweep.replicate": str(s), "imbsweep.vary_split": "false"})
+                _run(client, exp_id, parent, study, trick, s, value, rng, tags, Path(tmp), cache)
     client.set_terminated(parent, "FINISHED")
     return {"experiment_id": exp_id, "parent_run_id": parent, "best": best}

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from imbsweep._paths import PROJECT_ROOT
-from imbsweep.compare import ci95, compare, reported_metric, to_csv, welch_p, write_report
+from imbsweep.compare import compare, holm, reported_metric, t_interval, to_csv, write_report
 from imbsweep.errors import ImbsweepError
 from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
 from imbsweep.results import load_study
@@ -45,57 +45,60 @@ def _runs(uri: str, exp_id: str) -> list[Any]:
     return make_client(uri).search_runs([exp_id], max_results=1000)
 
 
-def test_ci95_and_welch_against_values_computed_by_hand() -> None:
-    m, sd, half = ci95([1.0, 2.0, 3.0])
-    assert (m, sd) == (2.0, 1.0)
-    assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, df=2) = 4.302653
-    assert math.isnan(ci95([1.0])[2]) and math.isnan(ci95([])[0])
-    # a=[1,2,3], b=[4,5,6]: t = -3 / sqrt(1/3 + 1/3) = -3.674, Welch df = 4 -> p = 0.02131
-    assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.021311, abs=1e-5)
-    assert math.isnan(welch_p([1.0], [2.0, 3.0]))
-    assert welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0
-    from scipy import stats
-
-    rng = __import__("numpy").random.default_rng(0)
-    for n, m in ((3, 5), (5, 5), (10, 4)):
-        a, b = list(rng.normal(0, 1, n)), list(rng.normal(0.5, 2, m))
-        assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
-        assert ci95(a)[2] == pytest.approx(stats.t.ppf(0.975, n - 1) * stats.sem(a), rel=1e-9)
+def test_t_interval_against_values_computed_by_hand() -> None:
+    m, lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert m == 2.0
+    assert hi - m == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, df=2) = 4.302653, sd 1
+    assert m - lo == pytest.approx(hi - m)
+    assert math.isnan(t_interval([1.0])[2]) and math.isnan(t_interval([])[0])
     assert reported_metric("val/balanced_acc") == "test/balanced_acc" and reported_metric("custom") == "custom"
 
 
-def test_compare_has_one_row_per_trick_with_counts_best_and_seed_statistics(store) -> None:  # type: ignore[no-untyped-def]
+def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(store) -> None:  # type: ignore[no-untyped-def]
+    from scipy import stats
+
     work, uri, info = store
     c = compare(load_study("syn", uri))
     runs = _runs(uri, info["experiment_id"])
     trials = [r for r in runs if "imbsweep.trial" in r.data.tags]
     reseeds = [r for r in runs if r.data.tags.get("imbsweep.role") == "reseed"]
-    t = c.table.set_index("trick")
-    assert sorted(t.index) == sorted(TRICKS)
+    t = c.table.set_index("arm")
+    # a study without arms: one row per trick label, its trials counted
+    assert sorted(t.index) == sorted(TRICKS) and list(t["trick"]) == list(t.index)
+    by_seed = {}
     for trick in TRICKS:
         mine = [r for r in trials if r.data.tags["imbsweep.trick"] == trick]
         for state, col in (("complete", "complete"), ("pruned", "pruned"), ("failed", "failed")):
             assert t.loc[trick, col] == sum(r.data.tags["imbsweep.state"] == state for r in mine)
+        assert t.loc[trick, "trials"] == len(mine)
         done = [r for r in mine if r.data.tags["imbsweep.state"] == "complete"]
         best = max(done, key=lambda r: r.data.metrics["val/balanced_acc"])
-        assert t.loc[trick, "best val/balanced_acc"] == best.data.metrics["val/balanced_acc"]
-        assert t.loc[trick, "trial"] == int(best.data.tags["imbsweep.trial"])
+        assert t.loc[trick, "best_val"] == best.data.metrics["val/balanced_acc"]
+        assert t.loc[trick, "best_trial"] == int(best.data.tags["imbsweep.trial"])
         assert t.loc[trick, "run_id"] == best.info.run_id == info["best"][trick][1]
-        seeds = [r.data.metrics["test/balanced_acc"] for r in reseeds
-                 if r.data.tags["imbsweep.reseed_of"] == best.info.run_id]
+        seeds = {int(r.data.params["trainer.seed"]): r.data.metrics["test/balanced_acc"] for r in reseeds
+                 if r.data.tags["imbsweep.reseed_of"] == best.info.run_id}
+        by_seed[trick] = seeds
         assert t.loc[trick, "seeds"] == RESEEDS == len(seeds)
-        assert t.loc[trick, "mean test/balanced_acc"] == pytest.approx(statistics.fmean(seeds))
-        assert t.loc[trick, "std"] == pytest.approx(statistics.stdev(seeds))
-    ce = t.loc["ce", "_values"]
-    for trick in TRICKS:
-        if trick != "ce":
-            assert t.loc[trick, "Δ vs ce"] == pytest.approx(statistics.fmean(t.loc[trick, "_values"])
-                                                             - statistics.fmean(ce))
-            assert t.loc[trick, "p (Welch t vs ce)"] == pytest.approx(welch_p(t.loc[trick, "_values"], ce))
-    assert math.isnan(t.loc["ce", "Δ vs ce"])
-    means = list(c.table["mean test/balanced_acc"])
-    assert means == sorted(means, reverse=True) and list(c.table["rank"]) == [1, 2, 3, 4, 5]
-    assert c.replicated
+        assert t.loc[trick, "mean"] == pytest.approx(statistics.fmean(seeds.values()))
+        assert 0 <= t.loc[trick, "ci_low"] < t.loc[trick, "mean"] < t.loc[trick, "ci_high"] <= 1
+    # paired on the seed: the k-th replicate of a trick against the k-th of ce
+    ce = [by_seed["ce"][k] for k in sorted(by_seed["ce"])]
+    others = [trick for trick in TRICKS if trick != "ce"]
+    for trick in others:
+        mine = [by_seed[trick][k] for k in sorted(by_seed["ce"])]
+        assert t.loc[trick, "delta"] == pytest.approx(statistics.fmean(mine) - statistics.fmean(ce))
+        assert t.loc[trick, "p"] == pytest.approx(stats.ttest_rel(mine, ce).pvalue, rel=1e-9)
+    assert list(t.loc[others, "p_holm"]) == pytest.approx(holm(list(t.loc[others, "p"])))
+    for trick in others:
+        want = "no evidence" if t.loc[trick, "p_holm"] >= 0.05 else (
+            "better" if t.loc[trick, "delta"] > 0 else "worse")
+        assert t.loc[trick, "verdict"] == want
+    assert t.loc["ce", "verdict"] == "baseline" and math.isnan(t.loc["ce", "delta"])
+    assert t.loc["logit_adjusted", "verdict"] == "better"  # true mean 0.78 against 0.70, noise 0.01
+    means = list(c.table["mean"])
+    assert means == sorted(means, reverse=True) and c.replicated and c.warning is None
+    assert c.table.iloc[0]["vs_best"] == "best" and "rank" not in c.table.columns
 
 
 def test_compare_from_another_process_gives_the_same_table(store) -> None:  # type: ignore[no-untyped-def]
@@ -111,8 +114,14 @@ def test_compare_from_another_process_gives_the_same_table(store) -> None:  # ty
     assert "mlflow" in imported and "torch" not in imported
 
 
-def test_markdown_ranks_a_minimized_metric_best_first(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def _md_rows(out: str) -> list[dict[str, str]]:
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (v.strip() for v in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+
+
+def test_markdown_orders_a_minimized_metric_best_first(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
     work, _, _ = store
@@ -120,18 +129,22 @@ def test_markdown_ranks_a_minimized_metric_best_first(store, capsys: pytest.Capt
     assert main(["compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece"]) == 0
     assert gc.isenabled()  # compare pauses the cyclic GC while it runs, not for its caller
     out = capsys.readouterr().out
-    assert "| trick" in out and "Welch" in out
-    rows = [line.split("|") for line in out.splitlines()[2:] if line.startswith("|")]
-    # ece is minimized: ranked rows (seed means; the reseeds were of the balanced-accuracy
-    # bests, so not every trick has them) lowest mean first, then the rest lowest best first
-    ranked = [float(r[10]) for r in rows if r[1].strip()]
-    unranked = [float(r[6]) for r in rows if not r[1].strip()]
-    assert len(rows) == len(TRICKS) and ranked == sorted(ranked)
-    assert unranked == sorted(unranked) and all(r[1].strip() for r in rows[:len(ranked)])
+    rows = _md_rows(out)
+    assert list(rows[0])[:3] == ["verdict", "vs best", "arm"]  # the verdict first
+    assert "paired t-test" in out and "Holm" in out and "Welch" not in out
+    # ece is minimized: rows with replicates (the reseeds were of the balanced-accuracy bests,
+    # so not every trick has them) lowest mean first, then the rest lowest best first
+    mean_col = next(k for k in rows[0] if k.startswith("test/ece mean"))
+    replicated = [float(r[mean_col].split()[0]) for r in rows if r["seeds"] not in ("0", "1")]
+    rest = [float(r["best val"]) for r in rows if r["seeds"] in ("0", "1")]
+    assert len(rows) == len(TRICKS) and replicated == sorted(replicated) and rest == sorted(rest)
+    assert all(r["seeds"] not in ("0", "1") for r in rows[:len(replicated)])
     assert main(["compare", "syn", "--format", "md", "--no-report"]) == 0
-    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
-    deltas = [r[12].strip() for r in rows if r[12].strip()]
+    rows = _md_rows(capsys.readouterr().out)
+    deltas = [r["Δ vs ce [95% CI]"] for r in rows if r["Δ vs ce [95% CI]"]]
     assert len(deltas) == len(TRICKS) - 1 and all(d[0] in "+-" for d in deltas)  # Δ keeps its sign
+    by_arm = {r["arm"]: r for r in rows}
+    assert by_arm["ce"]["verdict"] == "baseline" and by_arm["logit_adjusted"]["verdict"] == "better"
 
 
 def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -139,13 +152,23 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     record = load_study("syn", uri)
     files = write_report(compare(record), record, tmp_path / "syn")
     names = {f.name for f in files}
-    assert names == {"comparison.csv", "comparison.md", "report.html", "metric_by_trick.png",
-                     "per_class_recall.png", "optimization_history.png"}
+    assert names == {"comparison.csv", "comparison.md", "report.html", "metric_by_arm.png",
+                     "per_class_recall.png", "tuning_curves.png"}
     assert all(f.stat().st_size > 0 for f in files)
     html = (tmp_path / "syn" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "logit_adjusted" in html
     logged = {a.path for a in make_client(uri).list_artifacts(info["parent_run_id"], "report")}
     assert {f"report/{n}" for n in names} == logged
+    # the result on the parent run itself: per-arm metrics and the conclusion, no file to open
+    parent = make_client(uri).get_run(info["parent_run_id"]).data
+    c = compare(record)
+    for _, r in c.table.iterrows():
+        key = r["arm"].replace("+", "_").replace("=", "_")
+        assert parent.metrics[f"compare/{key}/mean"] == pytest.approx(r["mean"])
+    assert parent.metrics["compare/logit_adjusted/verdict"] == 1.0
+    assert parent.metrics["compare/ce_w_inverse/p_holm"] == pytest.approx(c.table.set_index("arm").loc[
+        "ce+w=inverse", "p_holm"])
+    assert parent.tags["imbsweep.compare.conclusion"] == c.conclusion and "logit_adjusted" in c.conclusion
 
 
 def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -161,7 +184,7 @@ def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, t
     p = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["pdf", "False"]
-    assert (tmp_path / "syn" / "optimization_history.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "syn" / "tuning_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -171,6 +194,9 @@ def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, t
     (("export", "nosuch"), "known studies: syn"),
     (("export", "syn", "--top-k", "0"), "--top-k=0: must be an integer >= 1"),
     (("export", "syn", "--trick", "nosuch"), "--trick='nosuch': no complete trial of study 'syn' used it"),
+    (("compare", "syn", "--baseline", "nosuch"),
+     "--baseline='nosuch': not an arm of study 'syn'; arms: balanced_softmax, ce, ce+w=inverse, focal, logit_adjusted"),
+    (("export", "syn", "--arm", "ce"), "--arm='ce': no complete trial of study 'syn' used it; arms: none"),
 ])
 def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str,  # type: ignore[no-untyped-def]
                                                  capsys: pytest.CaptureFixture[str],
@@ -270,17 +296,22 @@ def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
     assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
 
 
-def test_reseed_plans_only_the_missing_seeds_of_the_top_tricks_and_the_baseline(store) -> None:  # type: ignore[no-untyped-def]
+def test_reseed_plans_only_the_missing_seeds_of_the_top_arms_and_the_baseline(store) -> None:  # type: ignore[no-untyped-def]
     from imbsweep.compare import reseed_jobs
 
     work, uri, info = store
     record = load_study("syn", uri)
-    jobs = reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS + 1, work / "mlruns", None, top=1)
+    jobs = reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS + 1, work / "mlruns", None, top=1,
+                       baseline="ce")
     best = max(info["best"], key=lambda t: info["best"][t][0])
-    # seeds 1..3 exist already: only seed 4, of the best trick and of the baseline
-    assert sorted((j.trick, j.seed) for j in jobs) == sorted([(best, RESEEDS + 1), ("ce", RESEEDS + 1)])
-    assert all(j.run_id == info["best"][j.trick][1] and j.choices["loss"] for j in jobs)
+    # seeds 1..3 exist already: only seed 4, of the best arm and of the baseline
+    assert sorted((j.arm, j.seed) for j in jobs) == sorted([(best, RESEEDS + 1), ("ce", RESEEDS + 1)])
+    assert all(j.run_id == info["best"][j.arm][1] and j.choices["loss"] for j in jobs)
     assert reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS, work / "mlruns", None) == []
+    # replicates that also vary data.seed are another kind: none of them exist yet
+    split = reseed_jobs(record, "val/balanced_acc", "maximize", 2, work / "mlruns", None, vary_split=True)
+    assert sorted((j.arm, j.seed) for j in split) == sorted((t, s) for t in TRICKS for s in (1, 2))
+    assert all(j.vary_split for j in split)
 
 
 def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> None:
@@ -296,7 +327,7 @@ def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> Non
         "imbsweep.trick": "ldam", "imbsweep.state": "pruned"})
     client.set_terminated(run.info.run_id)
     c = compare(load_study("p", uri))
-    row = display_frame(c).set_index("trick").loc["ldam"]
+    row = display_frame(c).set_index("arm").loc["ldam"]
     assert (row["trial"], row["best val"], row["pruned"], row["seeds"]) == ("", "", 1, 0)
     buf = io.StringIO()
     print_table(c, buf)

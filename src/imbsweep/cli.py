@@ -2,7 +2,7 @@
 
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
     imbsweep sweep NAME [OVERRIDES...]  run the study sweeps/NAME.yaml (= run -m sweep=NAME)
-    imbsweep compare STUDY [--reseed K] which trick wins: one row per trick, mean ± 95% CI over seeds
+    imbsweep compare STUDY [--reseed K] which arm wins: paired seeds, Holm-adjusted tests, verdicts
     imbsweep export STUDY [--top-k K]   the best trial(s) as conf/best/STUDY.yaml (run +best=STUDY)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
     imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
@@ -180,7 +180,7 @@ def _study_command(fn: Any, args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     from .compare import compare as make
-    from .compare import print_table, reseed, sweep_jobs, to_csv, to_html, to_markdown, write_report
+    from .compare import print_table, reseed, resolve_baseline, sweep_jobs, to_csv, to_html, to_markdown, write_report
     from .errors import ImbsweepError
     from .export import safe_name
     from .results import load_study
@@ -188,15 +188,16 @@ def compare(args: argparse.Namespace) -> int:
     record = load_study(args.study, args.tracking_uri, args.state_dir)
     if args.reseed is not None:
         if args.reseed < 1:
-            raise ImbsweepError(f"--reseed={args.reseed}: must be an integer >= 1 (seeds per trick)")
+            raise ImbsweepError(f"--reseed={args.reseed}: must be an integer >= 1 (seeds per arm)")
         jobs = args.jobs or sweep_jobs(record)
         if jobs < 1:
             raise ImbsweepError(f"--jobs={jobs}: must be an integer >= 1")
         if args.top is not None and args.top < 1:
-            raise ImbsweepError(f"--top={args.top}: must be an integer >= 1 (tricks to re-run)")
-        if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, args.baseline):
+            raise ImbsweepError(f"--top={args.top}: must be an integer >= 1 (arms to re-run)")
+        baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
+        if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
             record = load_study(args.study, args.tracking_uri, args.state_dir)
-    c = make(record, args.metric, args.baseline)
+    c = make(record, args.metric, args.baseline, args.test, args.vary_split)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []
     if args.format == "table" and args.out is None:
@@ -219,9 +220,11 @@ def compare(args: argparse.Namespace) -> int:
                 Path(args.out).write_text(content)
             except OSError as exc:
                 raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
+    if c.warning and args.format != "table":
+        _say(f"warning: {c.warning}")
     if report:
         parent = record.parent_run_id
-        where = f"; also in MLflow: parent run {parent}, artifacts report/" if parent else ""
+        where = f"; also in MLflow: parent run {parent}, artifacts report/, metrics compare/<arm>/..." if parent else ""
         print(f"report: {report}/ (report.html, comparison.csv/.md, plots){where}", file=sys.stderr)
     return 0
 
@@ -234,7 +237,7 @@ def export(args: argparse.Namespace) -> int:
 
     record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False)
     out = Path(args.out) if args.out else conf_dir() / "best"
-    done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick)
+    done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick, args.arm)
     for e in done:
         scores = ", ".join(f"{m} {v:.4f}" for m, v in e.values)
         print(f"{e.path}: trial {e.trial} ({scores}), MLflow run {e.run_id}")
@@ -276,15 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
-    c = _store(sub.add_parser("compare", help="compare the tricks of a study: table, CIs over seeds, plots"))
+    c = _store(sub.add_parser("compare", help="compare the arms of a study: paired seeds, tests, verdicts, plots"))
     c.add_argument("--format", choices=("table", "csv", "md", "html"), default="table")
     c.add_argument("--out", default=None, help="write the table (or the HTML report) to this file")
     c.add_argument("--reseed", type=int, default=None, metavar="K",
-                   help="first re-run each trick's best configuration with K fresh seeds (child runs)")
+                   help="first re-run each arm's best configuration with trainer.seed = 1..K, the same seeds "
+                        "in every arm (paired; child runs; seeds already done are skipped)")
+    c.add_argument("--vary-split", action="store_true",
+                   help="replicates also set data.seed = k (the same in every arm), so split variance enters "
+                        "the intervals; compare then reads these replicates")
     c.add_argument("--top", type=int, default=None, metavar="N",
-                   help="with --reseed: only the N best tricks by validation, and the baseline")
+                   help="with --reseed: only the N best arms by validation, and the baseline")
     c.add_argument("--jobs", type=int, default=None, help="worker processes for --reseed (default: the sweep's n_jobs)")
-    c.add_argument("--baseline", default="ce", help="the trick the others are tested against (default ce)")
+    c.add_argument("--baseline", default=None,
+                   help="the arm the others are tested against (default: the sweep's baseline_arm, else ce)")
+    c.add_argument("--test", choices=("t", "wilcoxon"), default="t",
+                   help="the paired test against the baseline: t (scipy ttest_rel, default) or wilcoxon "
+                        "(signed-rank; needs >= 6 seeds to reach p < 0.05)")
     c.add_argument("--report-dir", default="reports", help="the report goes to REPORT_DIR/STUDY/ (default reports)")
     c.add_argument("--no-report", action="store_true", help="print the table only: no files, nothing logged")
     e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under conf/best/"))
@@ -293,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("yaml", "json"), default="yaml")
     e.add_argument("--force", action="store_true", help="overwrite existing files")
     e.add_argument("--trick", default=None, help="only trials of this trick (its imbsweep.trick label)")
+    e.add_argument("--arm", default=None, help="only trials of this arm of a tournament (its imbsweep.arm tag)")
     return p
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .results import StudyError, StudyRecord, choices_of, download_text
+from .results import ARM, StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
 SKIP_KEYS = ("tracking", "state_dir", "hydra", "imbsweep_trial")
@@ -48,10 +48,12 @@ def pareto_front(df: Any, objectives: list[tuple[str, str]]) -> Any:
     return df[keep]
 
 
-def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | None) -> tuple[Any, list[tuple[str, str]]]:
-    """The complete trials to export, best first, and the objective(s) they were ranked on.
-    A single objective asks MLflow for the best ``top_k`` only; a multi-objective study
-    (no ``metric`` given) reads its complete trials and exports their Pareto front."""
+def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | None,
+           arm: str | None = None) -> tuple[Any, list[tuple[str, str]]]:
+    """The complete trials to export, best first, and the objective(s) they were ranked on
+    (only those of ``trick`` / of ``arm`` when given). A single objective asks MLflow for the
+    best ``top_k`` only; a multi-objective study (no ``metric`` given) reads its complete
+    trials and exports their Pareto front."""
     from .results import ranked_trials
 
     if top_k < 1:
@@ -61,26 +63,28 @@ def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | Non
     if metric is None and len(record.objectives) > 1:  # a multi-objective study: its Pareto front
         objectives = record.objectives
         cols = [f"metrics.{m}" for m, _ in objectives]
-        trials = ranked_trials(record, objectives[0][0], objectives[0][1], 10**9, trick).dropna(subset=cols)
-        _check_trick(record, trials, trick)
+        trials = ranked_trials(record, objectives[0][0], objectives[0][1], 10**9, trick, arm).dropna(subset=cols)
+        _check_trick(record, trials, trick, arm)
         front = pareto_front(trials, objectives)
         return front.sort_values(cols[0], ascending=objectives[0][1] == "minimize"), objectives
     m, d = record.metric_direction(metric)
-    ranked = ranked_trials(record, m, d, top_k, trick)
-    _check_trick(record, ranked, trick)
+    ranked = ranked_trials(record, m, d, top_k, trick, arm)
+    _check_trick(record, ranked, trick, arm)
     if ranked.empty:
         raise StudyError(f"--metric={m!r}: no complete trial of study {record.name!r} logged it")
     return ranked, [(m, d)]
 
 
-def _check_trick(record: StudyRecord, found: Any, trick: str | None) -> None:
-    if trick is None or not found.empty:
+def _check_trick(record: StudyRecord, found: Any, trick: str | None, arm: str | None = None) -> None:
+    """No trial found for ``--trick`` / ``--arm``: an error listing the values that exist."""
+    if (trick is None and arm is None) or not found.empty:
         return
     flt = "tags.`imbsweep.state` = 'complete'"
-    tricks = sorted({str(r.data.tags.get("imbsweep.trick")) for r in record.client.search_runs(
-        [record.experiment_id], flt, max_results=1000) if "imbsweep.trick" in r.data.tags})
-    raise StudyError(f"--trick={trick!r}: no complete trial of study {record.name!r} used it; "
-                     f"tricks: {', '.join(tricks)}")
+    runs = record.client.search_runs([record.experiment_id], flt, max_results=1000)
+    option, value, tag = ("--arm", arm, ARM) if arm is not None else ("--trick", trick, "imbsweep.trick")
+    known = sorted({str(r.data.tags.get(tag)) for r in runs if tag in r.data.tags})
+    raise StudyError(f"{option}={value!r}: no complete trial of study {record.name!r} used it; "
+                     f"{option[2:]}s: {', '.join(known) or 'none (a study without arms: use --trick)'}")
 
 
 def safe_name(name: str) -> str:
@@ -161,17 +165,20 @@ def reproduce_command(out_dir: Path, name: str) -> str:
 
 
 def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k: int = 1,
-           fmt: str = "yaml", force: bool = False, trick: str | None = None) -> list[Exported]:
+           fmt: str = "yaml", force: bool = False, trick: str | None = None, arm: str | None = None) -> list[Exported]:
     """Write the selected trials (see ``select``); nothing is written when any target exists
     without ``force`` or a trial cannot be exported."""
     if fmt not in ("yaml", "json"):
         raise ImbsweepError(f"--format={fmt!r}: must be one of yaml, json")
-    rows, objectives = select(record, metric, top_k, trick)
+    rows, objectives = select(record, metric, top_k, trick, arm)
     multi = len(objectives) > 1
     stem = safe_name(record.name)
     planned: list[tuple[Path, str, Any]] = []
     for rank, (_, r) in enumerate(rows.iterrows(), start=1):
-        name = f"{stem}_trial{int(r['trial'])}" if multi else (stem if rank == 1 else f"{stem}_{rank}")
+        # trial numbers count within an arm of a tournament: the arm is part of the name
+        tagged = r.get(f"tags.{ARM}")
+        which = f"{safe_name(str(tagged))}_trial" if isinstance(tagged, str) else "trial"
+        name = f"{stem}_{which}{int(r['trial'])}" if multi else (stem if rank == 1 else f"{stem}_{rank}")
         planned.append((out_dir / f"{name}.{fmt}", name, r))
     existing = [str(p) for p, _, _ in planned if p.exists()]
     if existing and not force:
@@ -188,6 +195,12 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
     except OSError as exc:
         raise ImbsweepError(f"--out={str(out_dir)!r}: cannot write there ({exc.strerror or exc})") from None
     return [e for _, _, e in rendered]
+
+
+def arm_words(r: Any) -> str:
+    """``arm focal, `` for a tournament's trial, nothing otherwise."""
+    tagged = r.get(f"tags.{ARM}")
+    return f"arm {tagged}, " if isinstance(tagged, str) else ""
 
 
 def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list[tuple[str, str]],
@@ -211,14 +224,14 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
     shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
     header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
-              f"trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
+              f"{arm_words(r)}trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
               f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"reproduce: {reproduce_command(out_dir, name)}"]
     if fmt == "yaml":
         content = render_yaml(header, choices, values)
     else:
         content = json.dumps({"study": record.name, "trial": int(r["trial"]), "run_id": run_id,
-                              "trick": r["trick"], "objectives": [
+                              "trick": r["trick"], "arm": r["arm"], "objectives": [
                                   {"metric": m, "direction": d, "value": v}
                                   for (m, v), (_, d) in zip(scores, objectives, strict=True)],
                               "choices": choices, "values": values}, indent=2) + "\n"

@@ -7,7 +7,11 @@ any process. The frame has one row per run in MLflow's ``search_runs`` column co
 
 - ``role``: ``trial`` (a sweep trial) or ``reseed`` (``compare --reseed``); the parent run
   is kept apart;
-- ``trial`` (int), ``state`` (complete/pruned/failed/running/killed), ``trick``.
+- ``trial`` (int), ``state`` (complete/pruned/failed/running/killed), ``trick``;
+- ``arm``: the ``imbsweep.arm`` tag of a tournament's runs, else the trick label (a study
+  without arms compares its tricks). Trial numbers count within an arm: (arm, trial) is a key;
+- ``replicate``: the seed index of a ``--reseed`` run (the ``imbsweep.replicate`` tag, else its
+  ``trainer.seed``): replicates are paired across arms on it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
 
 RESEED_OF = "imbsweep.reseed_of"
+ARM = "imbsweep.arm"  # a tournament's arm (the sweeper tags every trial run with it)
+BASELINE_ARM = "imbsweep.baseline_arm"  # on the parent run: the arm the others are tested against
+REPLICATE = "imbsweep.replicate"  # on a reseed run: k of seeds 1..K, the key of the pairing
+VARY_SPLIT = "imbsweep.vary_split"  # on a reseed run: "true" when data.seed varied with the seed too
 #: metrics where smaller is better, for a ``--metric`` that is not the study's objective
 MINIMIZED = ("loss", "ece", "nll", "brier", "time")
 
@@ -47,6 +55,13 @@ class StudyRecord:
     runs: Any  # pandas.DataFrame, see the module docstring (a one-row sample when not read)
     objectives: list[tuple[str, str]] = field(default_factory=list)
     complete: bool = True  # the study has a complete trial
+    parent_tags: dict[str, str] = field(default_factory=dict)
+    sweep_settings: dict[str, Any] | None = None  # the parent's sweep.yaml, once read (compare)
+
+    @property
+    def baseline_arm(self) -> str | None:
+        """The sweep's declared baseline arm (its parent run's tag), None without one."""
+        return self.parent_tags.get(BASELINE_ARM) or None
 
     @property
     def trials(self) -> Any:
@@ -147,6 +162,10 @@ def to_frame(runs: list[Any]) -> Any:
                                 errors="coerce").astype("Int64")
     df["state"] = tag("tags.imbsweep.state", pd.Series(index=df.index, dtype=object)).fillna("running")
     df["trick"] = tag("tags.imbsweep.trick", pd.Series(index=df.index, dtype=object)).fillna("?")
+    df["arm"] = tag(f"tags.{ARM}", pd.Series(index=df.index, dtype=object)).fillna(df["trick"])
+    seed = pd.to_numeric(tag("params.trainer.seed", pd.Series(index=df.index, dtype=float)), errors="coerce")
+    df["replicate"] = pd.to_numeric(tag(f"tags.{REPLICATE}", pd.Series(index=df.index, dtype=float)),
+                                    errors="coerce").fillna(seed).astype("Int64")
     return df
 
 
@@ -174,6 +193,7 @@ def _open_lazily(record: StudyRecord) -> StudyRecord:
     """The parent run and one complete trial (for the objectives) instead of every run."""
     parent = _query(record, f"tags.`{ROLE}` = 'parent'", order_by=["attributes.start_time ASC"])
     record.parent_run_id = str(parent[0].info.run_id) if parent else None
+    record.parent_tags = dict(parent[0].data.tags) if parent else {}
     sample = _query(record, "tags.`imbsweep.state` = 'complete'")
     if not sample:
         if not any(_query(record, f"tags.`imbsweep.state` = '{s}'") for s in ("pruned", "failed")):
@@ -185,14 +205,17 @@ def _open_lazily(record: StudyRecord) -> StudyRecord:
     return record
 
 
-def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, trick: str | None = None) -> Any:
+def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, trick: str | None = None,
+                  arm: str | None = None) -> Any:
     """The ``limit`` best complete trials on ``metric`` (ties: the lower trial number first),
-    read with ordered ``search_runs`` pages instead of the whole study."""
+    read with ordered ``search_runs`` pages instead of the whole study; only those of
+    ``trick`` (the ``imbsweep.trick`` tag) and of ``arm`` (the ``imbsweep.arm`` tag) when given."""
     import pandas as pd
 
     flt = "tags.`imbsweep.state` = 'complete'"
-    if trick is not None:
-        flt += " and tags.`imbsweep.trick` = '" + trick.replace("'", "\\'") + "'"
+    for key, value in (("imbsweep.trick", trick), (ARM, arm)):
+        if value is not None:
+            flt += f" and tags.`{key}` = '" + value.replace("'", "\\'") + "'"
     order = [f"metrics.`{metric}` {'ASC' if direction == 'minimize' else 'DESC'}"]
     rows: list[Any] = []
     token = None
@@ -207,7 +230,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
             break  # NULLs sort last; past the k-th value no tie can follow
     df = to_frame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["run_id", "trial", "trick", f"metrics.{metric}"])
+        return pd.DataFrame(columns=["run_id", "trial", "trick", "arm", f"metrics.{metric}"])
     return rank(df, metric, direction).head(limit)
 
 
@@ -228,13 +251,16 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
     if not read_runs:
         return _open_lazily(StudyRecord(name, uri, client, str(exp.experiment_id), None, None))
     df = to_frame(search_all(client, [exp.experiment_id]))
-    parent_id = None
+    parent_id, parent_tags = None, {}
     if not df.empty:
         parents = df[df["role"] == "parent"]
         if not parents.empty:
-            parent_id = str(parents.sort_values("start_time").iloc[0]["run_id"])
+            first = parents.sort_values("start_time").iloc[0]
+            parent_id = str(first["run_id"])
+            parent_tags = {str(c)[len("tags."):]: v for c, v in first.items()
+                           if str(c).startswith("tags.") and isinstance(v, str)}
         df = df[df["role"] != "parent"].reset_index(drop=True)
-    record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df)
+    record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df, parent_tags=parent_tags)
     if df.empty or not (record.trials["state"].isin(["complete", "pruned", "failed"])).any():
         raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
                          "or was stopped before the first trial ended)")
@@ -260,12 +286,12 @@ def rank(df: Any, metric: str, direction: str) -> Any:
     return df.sort_values([f"metrics.{metric}", "trial"], ascending=[direction == "minimize", True])
 
 
-def best_runs(record: StudyRecord, metric: str, direction: str, by_trick: bool = True) -> Any:
-    """Complete trials ranked best first on ``metric`` (one per trick when ``by_trick``)."""
+def best_runs(record: StudyRecord, metric: str, direction: str, by_arm: bool = True) -> Any:
+    """Complete trials ranked best first on ``metric`` (one per arm when ``by_arm``)."""
     col = f"metrics.{metric}"
     ranked = rank(record.trials[(record.trials["state"] == "complete") & record.trials[col].notna()], metric,
                   direction)
-    return ranked.drop_duplicates("trick") if by_trick else ranked
+    return ranked.drop_duplicates("arm") if by_arm else ranked
 
 
 def download_text(client: Any, run_id: str, path: str) -> str | None:

@@ -1,0 +1,243 @@
+"""The Comparison: one row per arm of a study, built from its record.
+
+Per arm: its trials (complete / pruned / failed), the best validation value and the trial
+that gave it, its tuning curve (expected best after n trials) and whether that curve still
+rises; then, over the paired seed replicates of that best configuration (``--reseed K``:
+``trainer.seed`` 1..K in every arm), the test metric's mean with an interval inside the
+metric's range, and against the baseline arm the mean paired difference with its 95% CI,
+the paired test's p, the Holm-adjusted p, the probability of improvement and a verdict.
+The lucky best trial itself never enters the replicate statistics: it was selected on
+validation, and its seed is part of that luck.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..results import RESEED_OF, VARY_SPLIT, StudyError, StudyRecord, best_runs
+from . import _stats
+from ._configs import arm_fixed, describe_config, reported_metric, searched_keys, sweep_space, varying_params
+
+#: the machine columns, in the order ``--format csv`` writes them (issue 10's contract first)
+COLUMNS = ("arm", "trials", "complete", "pruned", "failed", "best_val", "best_trial", "seeds", "mean", "ci_low",
+           "ci_high", "delta", "delta_ci_low", "delta_ci_high", "p", "p_holm", "p_improve", "verdict",
+           "seed_values", "seed_ids", "vs_best", "under_tuned", "best_test", "trick", "config", "run_id")
+#: budgets further apart than this (max / min finished trials), or a baseline with fewer
+#: trials than MIN_BASELINE_TRIALS: the table shows numbers but no verdicts
+MAX_BUDGET_RATIO, MIN_BASELINE_TRIALS = 2.0, 3
+DEFAULT_BASELINE = "ce"
+
+
+@dataclass
+class Comparison:
+    study: str
+    metric: str  # the validation metric the best trials were picked on
+    direction: str
+    test_metric: str  # what the replicates report
+    baseline: str | None
+    table: Any  # pandas.DataFrame: COLUMNS plus ``_values`` (seed -> value), best first
+    test: str = "t"  # the paired test: "t" or "wilcoxon"
+    curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    warning: str | None = None  # the fairness guard's line (no verdicts were given)
+    vary_split: bool = False
+    alpha: float = _stats.ALPHA
+
+    @property
+    def replicated(self) -> bool:
+        """Some arm has >= 2 seed replicates."""
+        return bool((self.table["seeds"] >= 2).any())
+
+    @property
+    def test_name(self) -> str:
+        return _stats.TESTS[self.test]
+
+    @property
+    def note(self) -> str:
+        """How to read the table, with the tests named."""
+        bounds = _stats.metric_range(self.test_metric)
+        interval = ("Student t on the logit scale, mapped back (stays inside [0, 1])" if bounds
+                    else "Student t")
+        split = " and data.seed" if self.vary_split else ""
+        base = self.baseline or "(no baseline)"
+        return (f"best val: {self.metric} of the arm's best trial (its curve: expected best after n trials, "
+                f"Dodge et al. 2019; under-tuned when the last trial still adds > {_stats.RISE:.0%} of the arm's "
+                f"value range). Replicates: that configuration re-run with trainer.seed{split} = 1..K in every "
+                f"arm, paired by seed; mean ± 95% CI: {interval}; Δ: mean paired difference to {base} with its "
+                f"Student-t 95% CI; p: two-sided {self.test_name} against {base}; p Holm: Holm-adjusted over "
+                f"the {self.n_tested} arms tested; P(better): share of seeds where the arm beats {base} (ties "
+                f"half); verdict at α = {self.alpha} after Holm; 'tied with best' = not told apart from the "
+                f"best: no arm beats it in a one-sided paired {self.test_name.replace('paired ', '')} at α/(k-1) "
+                f"(the set holds the truly best arm with {1 - self.alpha:.0%} confidence); no ranks among them")
+
+    @property
+    def n_tested(self) -> int:
+        return int(self.table["p"].notna().sum())
+
+    @property
+    def conclusion(self) -> str:
+        """What the table concludes, in one sentence."""
+        t = self.table
+        if self.warning:
+            return f"No verdicts: {self.warning}."
+        if not self.replicated:
+            return f"No seed replicates yet, so no verdicts: imbsweep compare {self.study} --reseed 5."
+        parts = []
+        if self.baseline is not None and self.n_tested:
+            for v in ("better", "worse"):
+                arms = list(t.loc[t["verdict"] == v, "arm"])
+                if arms:
+                    parts.append(f"{', '.join(arms)} {v} than {self.baseline}")
+            rest = int((t["verdict"] == "no evidence").sum())
+            if rest:
+                parts.append(f"{rest} arm{'s' if rest > 1 else ''} without evidence of a difference")
+        best = list(t.loc[t["vs_best"] == "best", "arm"])
+        tied = list(t.loc[t["vs_best"] == "tied", "arm"])
+        if best:
+            parts.append(f"best mean: {best[0]}" + (f", not told apart from {', '.join(tied)}" if tied else ""))
+        seeds = int(t["seeds"].max())
+        return (f"On {seeds} paired seeds of {self.test_metric} ({self.test_name}, Holm, α = {self.alpha}): "
+                + "; ".join(parts) + ".")
+
+
+def resolve_baseline(record: StudyRecord, arms: list[str], baseline: str | None) -> str | None:
+    """``baseline`` when given, else the sweep's declared baseline arm, else ``ce`` when the
+    study has it (else None: no tests against a baseline). A baseline given or declared that
+    is not one of the arms is an error that lists them."""
+    chosen = baseline or record.baseline_arm
+    if chosen is None:
+        return DEFAULT_BASELINE if DEFAULT_BASELINE in arms else None
+    if chosen not in arms:
+        raise StudyError(f"--baseline={chosen!r}: not an arm of study {record.name!r}; "
+                         f"arms: {', '.join(sorted(arms))}")
+    return chosen
+
+
+def fairness_warning(counts: Mapping[str, int], baseline: str | None) -> str | None:
+    """The one line shown instead of verdicts when the arms' budgets are not comparable."""
+    if not counts:
+        return None
+    lo, hi = min(counts, key=lambda a: counts[a]), max(counts, key=lambda a: counts[a])
+    if counts[hi] > MAX_BUDGET_RATIO * counts[lo]:
+        return (f"budgets differ more than {MAX_BUDGET_RATIO:g}x ({hi}: {counts[hi]} trials, {lo}: {counts[lo]}), "
+                "so differences may be tuning, not the trick; tune every arm alike (hydra.sweeper.arms, "
+                "trials_per_arm)")
+    if baseline is not None and counts.get(baseline, 0) < MIN_BASELINE_TRIALS:
+        return (f"the baseline {baseline} had {counts.get(baseline, 0)} trials (< {MIN_BASELINE_TRIALS}): an untuned "
+                "baseline makes every trick look good; tune it like the others (hydra.sweeper.arms, trials_per_arm)")
+    return None
+
+
+def replicate_runs(record: StudyRecord, run_id: str, vary_split: bool) -> Any:
+    """The complete replicate runs of the run ``run_id`` of the kind asked (data.seed varied
+    or not), oldest first."""
+    r = record.reseeds
+    if r.empty or f"tags.{RESEED_OF}" not in r.columns:
+        return r.iloc[:0]
+    mine = r[(r["state"] == "complete") & (r[f"tags.{RESEED_OF}"] == run_id) & r["replicate"].notna()]
+    if f"tags.{VARY_SPLIT}" in mine.columns:
+        mine = mine[(mine[f"tags.{VARY_SPLIT}"] == "true") == vary_split]
+    elif vary_split:
+        return mine.iloc[:0]
+    return mine.sort_values("start_time")
+
+
+def replicate_values(record: StudyRecord, run_id: str, test_col: str, vary_split: bool) -> dict[int, float]:
+    """seed index -> the test value of the complete replicates of the run ``run_id``; the
+    first run of a seed when one ran twice."""
+    mine = replicate_runs(record, run_id, vary_split)
+    out: dict[int, float] = {}
+    if test_col not in mine.columns:
+        return out
+    for k, v in zip(mine["replicate"], mine[test_col], strict=True):
+        if v == v:
+            out.setdefault(int(k), float(v))
+    return out
+
+
+def compare(record: StudyRecord, metric: str | None = None, baseline: str | None = None, test: str = "t",
+            vary_split: bool = False, alpha: float = _stats.ALPHA) -> Comparison:
+    """The per-arm table of a study (see the module docstring).
+
+    Args:
+        record: the study, as ``results.load_study`` read it.
+        metric: the validation metric to pick each arm's best trial on (default: the objective).
+        baseline: the arm the others are tested against (default: the sweep's baseline arm, else ``ce``).
+        test: ``t`` (paired t-test) or ``wilcoxon`` (signed-rank).
+        vary_split: use the replicates that also varied ``data.seed``.
+        alpha: the family-wise error rate of the verdicts.
+    """
+    import pandas as pd
+
+    if test not in _stats.TESTS:
+        raise StudyError(f"--test={test!r}: must be one of {', '.join(_stats.TESTS)}")
+    metric, direction = record.metric_direction(metric)
+    test_metric = reported_metric(metric)
+    col, tcol = f"metrics.{metric}", f"metrics.{test_metric}"
+    trials = record.trials
+    arms = list(dict.fromkeys(trials["arm"]))
+    baseline = resolve_baseline(record, arms, baseline)
+    space = sweep_space(record)
+    fixed = arm_fixed(record)
+    varying = varying_params(trials) if space is None else []
+    best = best_runs(record, metric, direction).set_index("arm")
+    rows: list[dict[str, Any]] = []
+    values: dict[str, dict[int, float]] = {}
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for arm, group in trials.groupby("arm", sort=False):
+        arm = str(arm)
+        states = group["state"]
+        row: dict[str, Any] = {"arm": arm, "trick": ", ".join(sorted(set(map(str, group["trick"])))),
+                               "complete": int((states == "complete").sum()),
+                               "pruned": int((states == "pruned").sum()), "failed": int((states == "failed").sum())}
+        row["trials"] = row["complete"] + row["pruned"] + row["failed"]
+        done = [float(v) for v in group.loc[(states == "complete"), col].dropna()] if col in group else []
+        if done:
+            curves[arm] = _stats.expected_max(done, direction)
+            row["under_tuned"] = _stats.under_tuned(done, direction)
+        if arm in best.index:
+            b = best.loc[arm]
+            keys = varying if space is None else searched_keys(space, b)
+            keys = [k for k in keys if k not in fixed.get(arm, ())]
+            row.update({"best_val": float(b[col]), "best_trial": int(b["trial"]),
+                        "best_test": float(b.get(tcol, math.nan)), "config": describe_config(b, keys),
+                        "run_id": str(b["run_id"])})
+            values[arm] = replicate_values(record, str(b["run_id"]), tcol, vary_split)
+        rows.append(row)
+    counts = {r["arm"]: r["trials"] for r in rows}
+    warning = fairness_warning(counts, baseline)
+    stats = _stats.arm_statistics(values, baseline, direction, _stats.metric_range(test_metric), test, alpha,
+                                  verdicts=warning is None)
+    for row in rows:
+        s = stats.get(row["arm"])
+        by_seed = values.get(row["arm"], {})
+        order = sorted(by_seed)
+        row.update({"seed_values": " ".join(f"{by_seed[k]:.6g}" for k in order),
+                    "seed_ids": " ".join(str(k) for k in order), "_values": by_seed})
+        if s is None:
+            row.update({"seeds": 0, "verdict": ""})
+            continue
+        row.update({k: getattr(s, k) for k in ("seeds", "mean", "ci_low", "ci_high", "delta", "delta_ci_low",
+                                               "delta_ci_high", "p", "p_holm", "p_improve", "verdict")})
+        row["vs_best"] = "best" if s.is_best else {True: "tied", False: "behind", None: ""}[s.tied_with_best]
+        if row["arm"] == baseline:
+            row["verdict"] = "baseline"
+    df = pd.DataFrame(rows)
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    for c in ("mean", "ci_low", "ci_high", "delta", "delta_ci_low", "delta_ci_high", "p", "p_holm", "p_improve",
+              "best_val", "best_test"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["best_trial"] = pd.to_numeric(df["best_trial"], errors="coerce").astype("Int64")
+    for c in ("verdict", "vs_best", "config", "run_id"):
+        df[c] = df[c].fillna("")
+    df["under_tuned"] = df["under_tuned"].astype("boolean")
+    sign = direction == "minimize"
+    df["_has"] = df["seeds"] >= 2
+    df = df.sort_values(["_has", "mean", "best_val"], ascending=[False, sign, sign], na_position="last")
+    table = df[[*COLUMNS, "_values"]].reset_index(drop=True)
+    return Comparison(record.name, metric, direction, test_metric, baseline, table, test, curves, warning,
+                      vary_split, alpha)
