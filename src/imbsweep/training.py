@@ -93,7 +93,7 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     seed_everything(t.seed)  # after data: model init depends on the seed only
     model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,
                                         n_classes=ds.n_classes).to(device)
-    loss = build_loss(cfg.loss, ds.train_class_counts)
+    loss = build_loss(cfg.loss, ds.train_class_counts, int(t.epochs))
     if loss.reweight_from_epoch is not None and loss.reweight_from_epoch > t.epochs:
         raise ConfigError("loss.reweight_from_epoch", loss.reweight_from_epoch,
                           f"must be <= trainer.epochs ({t.epochs}), or the weights never switch on")

@@ -27,7 +27,8 @@ def trick_label(cfg: Any) -> str:
     scheme = loss.get("class_weights", "none")
     if scheme not in (None, "none"):
         parts.append(f"w={scheme}")
-        if (loss.get("reweight_from_epoch") or 1) > 1:  # from epoch 1 is plain weighting
+        # from epoch 1 (or fraction 0) is plain weighting
+        if (loss.get("reweight_from_epoch") or 1) > 1 or (loss.get("reweight_from_fraction") or 0) > 0:
             parts.append("drw")
     resampling = (cfg.get("resampling") or {}).get("name", "none")
     if resampling not in (None, "none"):

@@ -18,14 +18,23 @@ class ImbsweepOptunaSweeperConf:
             path (``….log``); by default ``$OPTUNA_STORAGE`` (as the ``optuna`` CLI), else the
             local journal ``${state_dir}/optuna/journal.log``. The environment variable keeps
             credentials out of the overrides Hydra saves in the sweep folder.
-        n_trials: the study's total target, across restarts (not "this many more").
+        n_trials: the study's total target, across restarts (not "this many more"); 20 when
+            unset. In a tournament: unset, or arms x ``trials_per_arm``.
         n_jobs: worker processes (1 for now).
         sampler: ``{name: tpe|random|gp|cmaes|qmc|nsgaii|grid, seed: 0, …sampler kwargs}``.
         pruner: ``{name: none|median|percentile|successive_halving|hyperband|wilcoxon, …}``.
         params: ``key: expression`` (``choice``, ``range``, ``interval``, ``tag(log, …)``).
         conditional: ``key: {when: {param: value(s)}, space: expression}``.
         baseline: values of the baseline trial evaluated first (others: the config's
-            defaults); null switches the baseline off.
+            defaults); null switches the baseline off. In a tournament it must be {} (each
+            arm's first trial is the config's defaults for what the arm does not fix) or null.
+        arms: a tournament: ``{arm name: {key: value or search expression}}``. Each arm is
+            an Optuna study of its own (``<study_name>/<arm>``) with its own sampler and
+            pruner over the sweep's space minus what it fixes; a search expression in an
+            arm searches that key in this arm only.
+        trials_per_arm: every arm's number of finished trials (complete, pruned, failed).
+        baseline_arm: the arm the others are compared with; default ``ce`` if an arm has that
+            name, else the first arm.
         max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
         heartbeat_interval: seconds between heartbeats on RDB storages (PostgreSQL, MySQL,
             SQLite URLs), so that a trial whose worker died on another machine is re-queued;
@@ -35,7 +44,7 @@ class ImbsweepOptunaSweeperConf:
     _target_: str = "hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper.ImbsweepOptunaSweeper"
     study_name: Optional[str] = None  # noqa: UP045
     storage: Optional[str] = "${oc.env:OPTUNA_STORAGE,null}"  # noqa: UP045 - the optuna CLI's variable
-    n_trials: int = 20
+    n_trials: Optional[int] = None  # noqa: UP045
     n_jobs: int = 1
     sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe", "seed": 0})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
@@ -44,6 +53,9 @@ class ImbsweepOptunaSweeperConf:
     baseline: Optional[dict[str, Any]] = field(default_factory=lambda: {})  # noqa: UP045
     max_failure_rate: float = 0.5
     heartbeat_interval: Optional[int] = 60  # noqa: UP045
+    arms: dict[str, Any] = field(default_factory=lambda: {})
+    trials_per_arm: Optional[int] = None  # noqa: UP045
+    baseline_arm: Optional[str] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="imbsweep_optuna",

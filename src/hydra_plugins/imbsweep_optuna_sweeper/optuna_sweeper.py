@@ -16,12 +16,14 @@ class ImbsweepOptunaSweeper(Sweeper):
         self.conf = conf
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
         self.config = config
+        self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
 
@@ -29,4 +31,5 @@ class ImbsweepOptunaSweeper(Sweeper):
         from imbsweep.sweep import run_sweep
 
         assert self.config is not None
-        return run_sweep(self.conf, self.config, self.launcher, arguments)
+        loader = self.hydra_context.config_loader if self.hydra_context is not None else None
+        return run_sweep(self.conf, self.config, self.launcher, arguments, loader)

@@ -25,14 +25,21 @@ __all__ = ["LDAM", "LOSSES", "SCHEMES", "BalancedSoftmax", "ClassBalanced", "Cro
            "ImbalanceLoss", "LogitAdjusted", "build_loss", "class_weights", "focal_loss", "ldam_margins"]
 
 
-def build_loss(loss_cfg: Any, class_counts: np.ndarray) -> ImbalanceLoss:
+def build_loss(loss_cfg: Any, class_counts: np.ndarray, epochs: int | None = None) -> ImbalanceLoss:
     """Build the loss a ``loss`` config node names.
+
+    ``reweight_from_fraction`` (deferred re-weighting relative to the run's length) becomes
+    ``reweight_from_epoch = floor(fraction * epochs) + 1``: 0.75 of 40 epochs switches the
+    weights on at epoch 31, and the same setting stays valid for ``trainer.epochs=15``.
 
     Raises:
         ConfigError: unknown ``loss.name`` or an argument the loss does not take.
     """
     cfg = dict(loss_cfg)
     name = cfg.pop("name", None)
+    fraction = cfg.pop("reweight_from_fraction", None)
+    if fraction is not None:
+        cfg["reweight_from_epoch"] = drw_epoch(fraction, epochs, cfg.get("reweight_from_epoch"))
     if name not in LOSSES:
         raise ConfigError("loss.name", name, f"must be one of {', '.join(sorted(LOSSES))}")
     cls = LOSSES[name]
@@ -42,3 +49,21 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray) -> ImbalanceLoss:
             raise ConfigError(f"loss.{k}", v, f"not an argument of loss {name!r}; allowed: "
                                               f"{', '.join(params)}")
     return cls(class_counts=class_counts, **cfg)
+
+
+def drw_epoch(fraction: Any, epochs: int | None, from_epoch: Any = None) -> int:
+    """The first epoch with class weights on for ``loss.reweight_from_fraction``.
+
+    Raises:
+        ConfigError: a fraction outside [0, 1), or set together with ``reweight_from_epoch``.
+    """
+    key = "loss.reweight_from_fraction"
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
+        raise ConfigError(key, fraction, "must be a number in [0, 1) (the share of trainer.epochs "
+                                         "trained without class weights) or null")
+    if from_epoch is not None:
+        raise ConfigError(key, fraction, f"cannot be set together with loss.reweight_from_epoch={from_epoch}; "
+                                         "set one of them to null")
+    if epochs is None:
+        raise ConfigError(key, fraction, "needs trainer.epochs to be known")
+    return int(fraction * epochs) + 1

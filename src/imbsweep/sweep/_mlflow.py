@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
+from ..tracking import TAG_BASELINE_ARM
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ..tracking import connect
@@ -25,12 +26,14 @@ class ParentRun:
     FAILED (the sweep stopped on an error)."""
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
-                 owner: bool = True) -> None:
+                 owner: bool = True, baseline_arm: str | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
         self.run_id = self._find_or_create()
+        if baseline_arm is not None and owner:
+            self.client.set_tag(self.run_id, TAG_BASELINE_ARM, baseline_arm)
 
     def _find_or_create(self) -> str:
         found = self.client.search_runs(
@@ -62,21 +65,28 @@ class ParentRun:
             self.client.log_artifact(self.run_id, str(path))
         return self
 
-    def log_progress(self, study: optuna.Study) -> None:
-        from ._runner import counts
+    def log_progress(self, studies: Sequence[optuna.Study]) -> None:
+        from ._runner import best_trial, counts
 
-        c = counts(study)
+        c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
                                      "trials_failed": c["fail"]}
-        if len(study.directions) == 1 and c["complete"]:
-            metrics["best_value"] = float(study.best_value)
-            self.client.set_tag(self.run_id, "imbsweep.best_trial", str(study.best_trial.number))
+        directions = studies[0].directions
+        if len(directions) == 1 and c["complete"]:
+            best = best_trial(studies, directions[0].name.lower())
+            assert best is not None
+            metrics["best_value"] = float(best.values[0])
+            arm = best.user_attrs.get("imbsweep:arm")
+            self.client.set_tag(self.run_id, "imbsweep.best_trial",
+                                f"{arm} {best.number}" if arm else str(best.number))
         for k, v in metrics.items():
             self.client.log_metric(self.run_id, k, float(v), step=int(c["finished"]))
 
-    def log_study_artifacts(self, study: optuna.Study, results: Path | None) -> None:
-        """Optuna's optimization history and parameter importances (PNG, single objective),
-        and ``optimization_results.yaml``, as artifacts of the parent run."""
+    def log_study_artifacts(self, studies: Sequence[optuna.Study], results: Path | None) -> None:
+        """Optuna's optimization history (every arm's, in a tournament) and parameter
+        importances (a plain study: importances across arms would compare knobs that exist
+        in one arm only) as PNGs (single objective), and ``optimization_results.yaml``, as
+        artifacts of the parent run."""
         import warnings
 
         import matplotlib
@@ -90,15 +100,18 @@ class ParentRun:
             out = Path(tmp)
             if results is not None and results.exists():
                 (out / results.name).write_text(results.read_text())
-            complete = [t for t in study.get_trials(deepcopy=False)
+            complete = [t for s in studies for t in s.get_trials(deepcopy=False)
                         if t.state == optuna.trial.TrialState.COMPLETE]
-            if len(study.directions) == 1 and complete:
+            single = len(studies) == 1
+            if len(studies[0].directions) == 1 and complete:
                 for name, draw in (("optimization_history.png", ov.plot_optimization_history),
                                    ("param_importances.png", ov.plot_param_importances)):
-                    if name == "param_importances.png" and (len(complete) < 2 or not complete[0].params):
+                    if name == "param_importances.png" and (not single or len(complete) < 2
+                                                            or not complete[0].params):
                         continue
                     try:
-                        ax = draw(study)
+                        ax = draw(studies[0] if single else [s for s in studies
+                                                             if s.get_trials(deepcopy=False)])
                     except (ValueError, RuntimeError) as exc:  # e.g. importances of a constant space
                         self.client.set_tag(self.run_id, f"imbsweep.{name}.skipped", str(exc)[:500])
                         continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
 import optuna
@@ -26,16 +27,18 @@ class SweepProgress:
         if self.show:
             self.progress.stop()
 
-    def update(self, study: optuna.Study) -> None:
-        from ._runner import counts
+    def update(self, studies: optuna.Study | Sequence[optuna.Study]) -> None:
+        from ._runner import best_trial, counts
 
-        c = counts(study)
+        studies = [studies] if isinstance(studies, optuna.Study) else list(studies)
+        c = counts(studies)
         detail = f"· {c['pruned']} pruned · {c['fail']} failed"
         if len(self.objectives) == 1 and c["complete"]:
-            detail += f" · best {self.objectives[0][0]} {study.best_value:.4f}"
+            best = best_trial(studies, self.objectives[0][1])
+            assert best is not None
+            arm = best.user_attrs.get("imbsweep:arm")
+            detail += f" · best {self.objectives[0][0]} {best.values[0]:.4f}" + (f" ({arm})" if arm else "")
         elif c["complete"]:
-            detail += f" · {len(study.best_trials)} on the Pareto front"
+            detail += f" · {sum(len(s.best_trials) for s in studies)} on the Pareto front(s)"
         self.progress.update(self.task, completed=min(c["finished"], self.progress.tasks[0].total or 0),
                              status=detail)
-
-

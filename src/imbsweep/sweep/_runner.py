@@ -3,6 +3,13 @@
 The study's target ``n_trials`` counts every finished trial across restarts (complete,
 pruned and failed, but not those re-queued after an interruption), so running the same
 command again resumes towards the target instead of adding ``n_trials`` more.
+
+A tournament (``hydra.sweeper.arms``) is one Optuna study per arm, named ``<study>/<arm>``:
+each arm's sampler and pruner see only its own trials, so one arm's results never steer or
+prune another's. Every arm gets exactly ``trials_per_arm`` finished trials; a free worker
+takes the arm with the fewest finished + running trials (declaration order breaks ties), so
+a sweep stopped at any moment is balanced to within one trial per arm. All arms share one
+MLflow experiment and parent run, and one budget lock.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +33,21 @@ from omegaconf import DictConfig, OmegaConf
 from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
-from ._space import SearchSpace, override
+from ._space import SearchSpace, override, parse
 from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
-from ._workers import ATTR_BASELINE, ATTR_REQUEUED, budget_lock, mark_running, recover_dead, requeue
+from ._workers import (
+    ATTR_ARM,
+    ATTR_BASELINE,
+    ATTR_REQUEUED,
+    ATTR_TOURNAMENT,
+    budget_lock,
+    mark_running,
+    recover_dead,
+    requeue,
+)
+
+ATTR_ARM_TRIAL = "imbsweep:arm"  # a trial's arm (the study of an arm carries it too)
 
 log = logging.getLogger(__name__)
 WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"
@@ -42,48 +61,101 @@ class SweepStopped(ImbsweepError):
     exit_code = 1
 
 
-def counts(study: optuna.Study) -> Counter[str]:
-    """Trials by state; failed trials that were re-queued do not count."""
+def counts(study: optuna.Study | Sequence[optuna.Study]) -> Counter[str]:
+    """Trials by state (summed over several studies: a tournament's arms); failed trials
+    that were re-queued do not count."""
     c: Counter[str] = Counter()
-    for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(ATTR_REQUEUED):
-            continue
-        c[t.state.name.lower()] += 1
+    for s in ([study] if isinstance(study, optuna.Study) else study):
+        for t in s.get_trials(deepcopy=False):
+            if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(ATTR_REQUEUED):
+                continue
+            c[t.state.name.lower()] += 1
     c["finished"] = c["complete"] + c["pruned"] + c["fail"]
     return c  # also "running" and "waiting"
 
 
+def best_trial(studies: Sequence[optuna.Study], direction: str) -> optuna.trial.FrozenTrial | None:
+    """The best complete trial over several single-objective studies (None: none complete)."""
+    done = [t for s in studies for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if not done:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(done, key=lambda t: float(t.values[0]))
+
+
+def _inside(key: str, dist: Any, value: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when ``value`` lies in ``dist``; a number outside an interval is
+    moved to its nearest bound (a weight decay of 0 under ``tag(log, interval(1e-6, …))``
+    starts at 1e-6, about 0); ``(False, None)`` otherwise."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return (value in dist.choices), value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number:
+        return False, None
+    try:
+        if dist._contains(dist.to_internal_repr(value)):
+            return True, value
+    except (TypeError, ValueError):  # 0 under a log interval
+        pass
+    if getattr(dist, "step", None) is None:
+        bound = dist.low if value < dist.low else dist.high
+        log.info("%s: the config's %r lies outside %r; the first trial starts at %r", key, value, dist, bound)
+        return True, bound
+    return False, None
+
+
 def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: Mapping[str, Any],
                     ) -> dict[str, Any]:
-    """The baseline trial: the sweep's ``baseline`` values, else the config's defaults."""
+    """The baseline trial: the sweep's ``baseline`` values, else the config's defaults, each
+    kept only when it lies inside its search space (a default outside a ``choice`` is left to
+    the sampler, with a warning naming the key)."""
     out: dict[str, Any] = {}
-    for key in space.params:
+
+    def take(key: str, dist: Any, value: Any) -> bool:
+        ok, value = _inside(key, dist, value)
+        if ok:
+            out[key] = value
+        else:
+            log.warning("hydra.sweeper: %s=%r (%s) is outside its search space %r; the sampler picks "
+                        "it in the first trial", key, value, "the baseline's" if key in baseline
+                        else "the config's default", dist)
+        return ok
+
+    for key, dist in space.params.items():
         value = baseline.get(key, defaults.get(key))
         if value is not None:
-            out[key] = value
+            take(key, dist, value)
     known = {**space.fixed_for_conditions, **space.fixed, **out}
     for key, cond in space.conditional.items():
         if cond.active(known) and (key in baseline or defaults.get(key) is not None):
-            out[key] = known[key] = baseline.get(key, defaults.get(key))
+            if take(key, cond.distribution, baseline.get(key, defaults.get(key))):
+                known[key] = out[key]
     return out
 
 
+@dataclass
+class Arm:
+    """One arm of a tournament (or, with ``name`` None, the whole sweep of a plain study)."""
+
+    name: str | None
+    study_name: str
+    space: SearchSpace
+    budget: int
+    values: dict[str, Any] = field(default_factory=dict)  # what the arm fixes (or searches), as written
+    defaults: dict[str, Any] = field(default_factory=dict)  # each searched key's value in its config
+    study: Any = None  # optuna.Study, opened in Sweep.run
+
+
 class Sweep:
-    """One worker's sweep over one study (see the module docstring)."""
+    """One worker's sweep over one study, or over a tournament's arms (see the module docstring)."""
 
     def __init__(self, conf: Mapping[str, Any], config: DictConfig, launcher: Any,
-                 arguments: Sequence[str]) -> None:
+                 arguments: Sequence[str], config_loader: Any = None) -> None:
         self.conf, self.config, self.launcher = conf, config, launcher
-        self.n_trials = int(conf.get("n_trials", 20))
-        if self.n_trials < 1:
-            raise ConfigError("hydra.sweeper.n_trials", self.n_trials, "must be an integer >= 1")
-        self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), list(arguments))
-        if (conf.get("sampler") or {}).get("name") == "grid":
-            cap = grid_size(self.space) + (0 if conf.get("baseline") is None else 1)
-            if self.n_trials > cap:
-                log.warning("the grid has %d points (+ the baseline): n_trials %d lowered to %d",
-                            cap - (conf.get("baseline") is not None), self.n_trials, cap)
-                self.n_trials = cap
+        self.config_loader = config_loader
+        self.arguments = list(arguments)
         self.max_failure_rate = float(conf.get("max_failure_rate", 0.5))
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError("hydra.sweeper.max_failure_rate", self.max_failure_rate, "must be in [0, 1]")
@@ -91,99 +163,214 @@ class Sweep:
         self.objectives = objective_metrics(config)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
         self.study_name = str(conf.get("study_name") or choices.get("sweep") or "imbsweep")
+        self.n_jobs = int(conf.get("n_jobs", 1))
+        if self.n_jobs < 1:
+            raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        if conf.get("arms"):
+            self.arms = self._build_arms(conf["arms"])
+            self.n_trials = sum(a.budget for a in self.arms)
+        else:
+            for key in ("trials_per_arm", "baseline_arm"):
+                if conf.get(key) is not None:
+                    raise ConfigError(f"hydra.sweeper.{key}", conf[key], "needs hydra.sweeper.arms")
+            self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments)
+            n = conf.get("n_trials")
+            self.n_trials = 20 if n is None else _positive_int("hydra.sweeper.n_trials", n)
+            if (conf.get("sampler") or {}).get("name") == "grid":
+                cap = grid_size(self.space) + (0 if conf.get("baseline") is None else 1)
+                if self.n_trials > cap:
+                    log.warning("the grid has %d points (+ the baseline): n_trials %d lowered to %d",
+                                cap - (conf.get("baseline") is not None), self.n_trials, cap)
+                    self.n_trials = cap
+            self.arms = [Arm(None, self.study_name, self.space, self.n_trials,
+                             defaults=self._defaults(choices, keys=list(self.space.names())))]
+        self.baseline_arm = self.arms[0].name if self.arms[0].name is None else self._baseline_arm()
         self.state = state_dir(config.get("state_dir") or "mlruns")
         self.storage = open_storage(conf.get("storage"), self.state, conf.get("heartbeat_interval"))
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
-        self.n_jobs = int(conf.get("n_jobs", 1))
-        if self.n_jobs < 1:
-            raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
         self.threads = _threads(self.n_jobs, config)
         storage_url = conf.get("storage")
         self.journal = (Path(storage_url) if storage_url else local_storage_path(self.state)) \
             if not storage_url or str(storage_url).endswith(JOURNAL_SUFFIXES) else None
-        self.defaults = self._defaults(choices)
 
-    def _defaults(self, choices: Mapping[str, Any]) -> dict[str, Any]:
-        """Each searched key's value in the composed config (group keys: the chosen option)."""
+    def _defaults(self, choices: Mapping[str, Any], config: Any = None, keys: Any = ()) -> dict[str, Any]:
+        """Each of ``keys``' value in the composed config (group keys: the chosen option)."""
+        config = self.config if config is None else config
         out = {}
-        for key in self.space.names():
+        for key in keys:
             if key in choices:
                 out[key] = choices[key]
             else:
-                value = OmegaConf.select(self.config, key, default=None)
+                value = OmegaConf.select(config, key, default=None)
                 if value is not None and not OmegaConf.is_config(value):
                     out[key] = value
         return out
 
+    # -- a tournament's arms ----------------------------------------------------------------
+    def _build_arms(self, arms_conf: Any) -> list[Arm]:
+        """Each arm's search space: the sweep's space with the arm's values applied as if
+        typed before the command line's overrides (a plain value fixes a key, a search
+        expression searches it in this arm only), conditions decided on the config that the
+        arm composes to."""
+        conf = self.conf
+        if not isinstance(arms_conf, Mapping):
+            raise ConfigError("hydra.sweeper.arms", arms_conf, "must map an arm's name to the values it fixes")
+        per_arm = conf.get("trials_per_arm")
+        if per_arm is None:
+            raise ConfigError("hydra.sweeper.trials_per_arm", None,
+                              "must be an integer >= 1 with hydra.sweeper.arms (every arm's budget)")
+        per_arm = _positive_int("hydra.sweeper.trials_per_arm", per_arm)
+        n = conf.get("n_trials")
+        if n is not None and n != per_arm * len(arms_conf):
+            raise ConfigError("hydra.sweeper.n_trials", n,
+                              f"must be unset (null) or {len(arms_conf)} arms x trials_per_arm {per_arm} = "
+                              f"{per_arm * len(arms_conf)} in a tournament; set trials_per_arm instead")
+        if conf.get("baseline"):
+            raise ConfigError("hydra.sweeper.baseline", dict(conf["baseline"]),
+                              "must be {} or null with hydra.sweeper.arms: each arm's first trial is the "
+                              "config's defaults for what the arm does not fix (null: no such trials)")
+        if (conf.get("sampler") or {}).get("name") == "grid":
+            raise ConfigError("hydra.sweeper.sampler.name", "grid", "cannot run a tournament; use tpe or random")
+        arms = []
+        for name, values in arms_conf.items():
+            name = str(name)
+            where = f"hydra.sweeper.arms.{name}"
+            if not name or "/" in name or name != name.strip():
+                raise ConfigError("hydra.sweeper.arms", name, "an arm's name must be non-empty, without '/' "
+                                  "or surrounding spaces")
+            if values is not None and not isinstance(values, Mapping):
+                raise ConfigError(where, values, "must map config keys to values or search expressions")
+            values = {str(k): v for k, v in (values or {}).items()}
+            texts = []
+            for key, value in values.items():
+                text = value if isinstance(value, str) else override(key, value).partition("=")[2]
+                parse(key, text, where=where)  # a bad expression names the arm
+                texts.append(f"{key}={text}")
+            arm_cfg, arm_choices = self._compose(name, [t for t in texts if not _is_sweep(t)])
+            cond_keys = {str(k) for spec in (conf.get("conditional") or {}).values()
+                         if isinstance(spec, Mapping) for k in dict(spec.get("when") or {})}
+            space = SearchSpace.build(conf.get("params"), conf.get("conditional"), [*texts, *self.arguments],
+                                      config_values=_none_for_missing(
+                                          self._defaults(arm_choices, arm_cfg, cond_keys), cond_keys))
+            arms.append(Arm(name, f"{self.study_name}/{name}", space, per_arm, values,
+                            self._defaults(arm_choices, arm_cfg, list(space.names()))))
+        return arms
+
+    def _compose(self, arm: str, overrides: list[str]) -> tuple[Any, Mapping[str, Any]]:
+        """The config one of the arm's trials starts from (the arm's fixed values and the
+        command line's), and its group choices; an unknown key or option names the arm."""
+        if self.config_loader is None:
+            choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
+            return self.config, choices
+        from hydra.errors import HydraException
+
+        fixed = [o for o in self.arguments if not _is_sweep(o)]
+        try:
+            cfg = self.config_loader.load_sweep_config(self.config, [*overrides, *fixed])
+        except HydraException as exc:
+            msg = " ".join(str(exc).split())
+            raise ConfigError(f"hydra.sweeper.arms.{arm}", overrides, f"does not compose: {msg}") from None
+        return cfg, OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
+
+    def _baseline_arm(self) -> str:
+        names = [a.name for a in self.arms]
+        wanted = self.conf.get("baseline_arm")
+        if wanted is None:
+            return "ce" if "ce" in names else str(names[0])
+        if wanted not in names:
+            raise ConfigError("hydra.sweeper.baseline_arm", wanted, f"must be one of the arms: {', '.join(map(str, names))}")
+        return str(wanted)
+
+    def _open(self, arm: Arm, directions: list[str]) -> optuna.Study:
+        study = optuna.create_study(study_name=arm.study_name, storage=self.storage, pruner=self.pruner,
+                                    directions=directions, load_if_exists=True)
+        if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+            raise ConfigError("objective.direction", directions,
+                              f"study {arm.study_name!r} already exists with other directions")
+        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)), arm.space)
+        if arm.name is not None and study.user_attrs.get(ATTR_ARM) != arm.name:
+            # what the dashboard shows beside the arm's study
+            study.set_user_attr(ATTR_TOURNAMENT, self.study_name)
+            study.set_user_attr(ATTR_ARM, arm.name)
+            study.set_user_attr("imbsweep:arm_values", {k: str(v) for k, v in arm.values.items()})
+            study.set_user_attr("imbsweep:metric", self.objectives[0][0])
+        return study
+
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> optuna.Study:
+    def run(self) -> optuna.Study | list[optuna.Study]:
         from ._mlflow import ParentRun
         from ._progress import SweepProgress
 
         directions: list[Any] = [d for _, d in self.objectives]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(study_name=self.study_name, storage=self.storage,
-                                    pruner=self.pruner, directions=directions, load_if_exists=True)
-        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
-        if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
-            raise ConfigError("objective.direction", directions,
-                              f"study {self.study_name!r} already exists with other directions")
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
-            self._enqueue_baseline(study)
-            parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker)
+            for arm in self.arms:
+                arm.study = self._open(arm, directions)
+                self._enqueue_baseline(arm)
+            parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
+                               baseline_arm=self.baseline_arm if self.arms[0].name is not None else None)
+        studies = [a.study for a in self.arms]
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
-        log.info("study %s: %d/%d trials finished; storage %s", self.study_name,
-                 counts(study)["finished"], self.n_trials, _describe(self.conf.get("storage"), self.state))
+        log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
+                 self.n_trials, f" ({len(self.arms)} arms)" if self.arms[0].name is not None else "",
+                 _describe(self.conf.get("storage"), self.state))
         workers: list[subprocess.Popen[bytes]] = []
         try:
             with parent, progress:
                 workers = self._start_workers()
-                progress.update(study)
+                progress.update(studies)
                 while True:
-                    trial, c = self._claim(study, parent)
+                    arm, trial = self._claim(parent)
                     if trial is None:
-                        if c["finished"] >= self.n_trials:
+                        if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
                             break
                         time.sleep(0.5)  # the rest of the budget runs elsewhere; watch it
                     else:
-                        self._one_trial(study, trial, parent)
-                        parent.log_progress(study)
-                        self._check_failures(study)
-                    progress.update(study)
+                        assert arm is not None
+                        self._one_trial(arm, trial, parent)
+                        parent.log_progress(studies)
+                        self._check_failures(studies)
+                    progress.update(studies)
                 self._join(workers)
         except BaseException:
             self._stop(workers)
             raise
         finally:
             if not self.worker:
-                results = self._write_results(study)
+                results = self._write_results(self.arms)
                 try:
-                    parent.log_study_artifacts(study, results)
+                    parent.log_study_artifacts(studies, results)
                 except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
                     log.warning("could not log the study's plots to MLflow: %s", exc)
         if not self.worker:
             from ._summary import print_summary
 
-            print_summary(study, self.objectives, self.n_trials)
-        return study
+            print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
+                          self.n_trials, self.baseline_arm)
+        return studies[0] if self.arms[0].name is None else studies
 
-    def _claim(self, study: optuna.Study, parent: Any) -> tuple[optuna.Trial | None, Counter[str]]:
+    def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
         """Under the study's budget lock: recover dead workers' trials, then ask for a trial
-        only if finished + running trials are still below the target."""
+        of the arm with the fewest finished + running trials, if one is below its budget."""
         with budget_lock(self.storage, self.study_name, self.journal):
-            parent.end_dead_runs(recover_dead(study))
-            c = counts(study)
-            if c["finished"] + c["running"] >= self.n_trials:
-                return None, c
+            taken = {}
+            for arm in self.arms:
+                parent.end_dead_runs(recover_dead(arm.study))
+                c = counts(arm.study)
+                if c["finished"] + c["running"] < arm.budget:
+                    taken[arm.study_name] = c["finished"] + c["running"]
+            if not taken:
+                return None, None
+            arm = min((a for a in self.arms if a.study_name in taken), key=lambda a: taken[a.study_name])
             with warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
-                trial = study.ask()
+                trial = arm.study.ask()
             mark_running(trial)
-            return trial, c
+            return arm, trial
 
     def _start_workers(self) -> list[subprocess.Popen[bytes]]:
         """``n_jobs - 1`` more processes running this same command as plain workers."""
@@ -217,29 +404,36 @@ class Sweep:
             except subprocess.TimeoutExpired:
                 w.kill()
 
-    def _sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+    def _sampler(self, n_existing: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed is offset by the trials the study already has, so
-        a fresh study is reproducible and a resumed one does not replay the same draws."""
+        a fresh study is reproducible and a resumed one does not replay the same draws. Arms
+        start from the same seed: arms with the same free parameters draw the same start-up
+        points (common random numbers), until each arm's own results steer its sampler."""
         spec = dict(self.conf.get("sampler") or {"name": "tpe"})
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + n_existing
-        return make_sampler(spec, self.space)
+        return make_sampler(spec, space)
 
-    def _enqueue_baseline(self, study: optuna.Study) -> None:
-        if any(t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials(deepcopy=False)):
-            return
-        baseline = dict(self.conf.get("baseline") or {})
+    def _enqueue_baseline(self, arm: Arm) -> None:
+        """The first trial of the study (of each arm): the config's defaults for what is
+        searched (a plain study: the sweep's ``baseline`` values first)."""
+        study = arm.study
         if self.conf.get("baseline") is None:  # explicitly switched off
             return
-        params = baseline_params(self.space, self.defaults, baseline)
+        if any(t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials(deepcopy=False)):
+            return
+        baseline = dict(self.conf.get("baseline") or {}) if arm.name is None else {}
+        params = baseline_params(arm.space, arm.defaults, baseline)
         study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True}, skip_if_exists=True)
 
-    def _one_trial(self, study: optuna.Study, trial: optuna.Trial, parent: Any) -> None:
-        sampled = self.space.sample(trial)
-        ctx = {"study": self.study_name, "number": trial.number, "trial_id": trial._trial_id,
+    def _one_trial(self, arm: Arm, trial: optuna.Trial, parent: Any) -> None:
+        study = arm.study
+        sampled = arm.space.sample(trial)
+        ctx = {"study": self.study_name, "optuna_study": arm.study_name, "arm": arm.name or "",
+               "number": trial.number, "trial_id": trial._trial_id,
                "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
-        overrides = [*self.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
-        if self.threads and "trainer.num_threads" not in self.space.names():
+        overrides = [*arm.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
+        if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
         try:
             (ret,) = self.launcher.launch([overrides], initial_job_idx=self.job_idx)
@@ -271,32 +465,65 @@ class Sweep:
         reason = f"{type(value).__name__}: {value}"
         trial.set_user_attr("fail_reason", reason[:2000])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        log.warning("trial %d failed: %s", trial.number, reason)
+        log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
         self.last_error = reason
 
-    def _check_failures(self, study: optuna.Study) -> None:
-        c = counts(study)
+    def _check_failures(self, studies: Sequence[optuna.Study]) -> None:
+        c = counts(studies)
         if c["fail"] > self.max_failure_rate * self.n_trials:
             raise SweepStopped(
                 f"study {self.study_name!r} stopped: {c['fail']} of {self.n_trials} trials failed "
                 f"(more than hydra.sweeper.max_failure_rate={self.max_failure_rate}); last error: "
                 f"{getattr(self, 'last_error', '?')}")
 
-    def _write_results(self, study: optuna.Study) -> Path | None:
-        """``optimization_results.yaml`` in the official plugin's format."""
-        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-        if not done:
+    def _write_results(self, arms: Sequence[Arm]) -> Path | None:
+        """``optimization_results.yaml`` in the official plugin's format (a tournament adds
+        each arm's best under ``arms``)."""
+        studies = [a.study for a in arms]
+        if not counts(studies)["complete"]:
             return None
         if len(self.objectives) == 1:
-            best = study.best_trial
+            best = best_trial(studies, self.objectives[0][1])
+            assert best is not None
             results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            if arms[0].name is not None:
+                results["best_arm"] = best.user_attrs.get(ATTR_ARM_TRIAL)
+                results["arms"] = {}
+                for a in arms:
+                    b = best_trial([a.study], self.objectives[0][1])
+                    if b is not None:
+                        results["arms"][a.name] = {"best_params": b.params, "best_value": b.value,
+                                                   "best_trial": b.number}
         else:
-            results = {"name": "optuna", "solutions": [{"params": t.params, "values": t.values}
-                                                       for t in study.best_trials]}
+            results = {"name": "optuna", "solutions": [
+                {**({"arm": a.name} if a.name is not None else {}), "params": t.params, "values": t.values}
+                for a in arms if counts([a.study])["complete"] for t in a.study.best_trials]}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         path = self.sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), path)
         return path
+
+
+def _none_for_missing(values: dict[str, Any], keys: Any) -> dict[str, Any]:
+    """A key the arm's config lacks (``loss.class_weights`` of logit_adjusted) is known to
+    hold none of a condition's values."""
+    return {k: values.get(k) for k in keys}
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "must be an integer >= 1")
+    return value
+
+
+def _is_sweep(override_text: str) -> bool:
+    """Whether an override (``key=expr``) is a search expression rather than a value."""
+    key, eq, expr = override_text.partition("=")
+    if not eq:
+        return False
+    from optuna.distributions import BaseDistribution
+
+    return isinstance(parse(key.lstrip("+~"), expr, where=None), BaseDistribution)
 
 
 def _threads(n_jobs: int, config: DictConfig) -> int | None:
@@ -321,8 +548,10 @@ def _describe(storage: Any, state: Path) -> str:
     return redact(str(storage)) if storage else f"{local_storage_path(state)} (journal file)"
 
 
-def run_sweep(conf: Mapping[str, Any], config: DictConfig, launcher: Any, arguments: Sequence[str]) -> Any:
+def run_sweep(conf: Mapping[str, Any], config: DictConfig, launcher: Any, arguments: Sequence[str],
+              config_loader: Any = None) -> Any:
     t0 = time.monotonic()
-    study = Sweep(conf, config, launcher, arguments).run()
-    log.info("study %s done in %.1f s", study.study_name, time.monotonic() - t0)
-    return study
+    sweep = Sweep(conf, config, launcher, arguments, config_loader)
+    result = sweep.run()
+    log.info("study %s done in %.1f s", sweep.study_name, time.monotonic() - t0)
+    return result

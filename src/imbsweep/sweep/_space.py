@@ -144,10 +144,15 @@ class SearchSpace:
 
     @classmethod
     def build(cls, params: Mapping[str, Any] | None, conditional: Mapping[str, Any] | None,
-              cli_overrides: list[str] | None = None) -> SearchSpace:
+              cli_overrides: list[str] | None = None,
+              config_values: Mapping[str, Any] | None = None) -> SearchSpace:
         """From the sweeper's ``params`` and ``conditional`` and the command line's
-        overrides (which win: a fixed value on the command line removes the parameter)."""
+        overrides (which win: a fixed value on the command line removes the parameter,
+        conditional or not). ``config_values``: the composed config's value of keys that
+        are neither searched nor fixed here, so that a condition on them is decided by the
+        config (an arm of a tournament that does not fix ``loss.class_weights``)."""
         space = cls()
+        searched_here: dict[str, BaseDistribution] = {}  # search expressions given as overrides
         for key, expr in (params or {}).items():
             space._add(str(key), parse(str(key), expr))
         for ov in cli_overrides or []:
@@ -156,12 +161,17 @@ class SearchSpace:
             value = parse(bare, expr, where=None) if eq else None
             if isinstance(value, BaseDistribution):
                 space._add(bare, value)
+                searched_here[bare] = value
             else:
                 space.params.pop(bare, None)
                 space.fixed.pop(bare, None)
                 space.passthrough.append(ov)
                 if eq and not key.startswith("~"):
                     space.fixed_for_conditions[bare] = value
+        removed = {ov.partition("=")[0].lstrip("+~") for ov in space.passthrough}
+        for key, value in (config_values or {}).items():
+            if key not in space.params and key not in space.fixed and key not in removed:
+                space.fixed_for_conditions.setdefault(key, value)
         for key, spec in (conditional or {}).items():
             where = f"hydra.sweeper.conditional.{key}"
             if not isinstance(spec, Mapping) or "when" not in spec or "space" not in spec:
@@ -169,6 +179,8 @@ class SearchSpace:
             dist = parse(str(key), spec["space"], where="hydra.sweeper.conditional")
             if not isinstance(dist, BaseDistribution):
                 raise ConfigError(f"{where}.space", spec["space"], "must be a search expression")
+            if str(key) in removed or str(key) in space.fixed:
+                continue  # fixed on the command line (or by an arm): never sampled over it
             when = {}
             for cond_key, allowed in dict(spec["when"]).items():
                 if cond_key not in space.params and cond_key not in space.fixed \
@@ -178,7 +190,8 @@ class SearchSpace:
                                       "parameter listed before it, or a fixed value")
                 many = isinstance(allowed, Sequence) and not isinstance(allowed, str)  # list or ListConfig
                 when[str(cond_key)] = tuple(allowed) if many else (allowed,)
-            space.conditional[str(key)] = Conditional(dist, when)
+            # a search expression on the command line replaces the file's space, keeps its condition
+            space.conditional[str(key)] = Conditional(searched_here.get(str(key), dist), when)
             space.params.pop(str(key), None)
         return space
 

@@ -11,9 +11,25 @@ import optuna
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
     """Per trick: trials complete/pruned/failed and its best trial (by the first objective)."""
     by: dict[str, list[optuna.trial.FrozenTrial]] = defaultdict(list)
-    for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued"):
-            by[str(t.user_attrs.get("imbsweep:trick", "?"))].append(t)
+    for t in _finished(study):
+        by[str(t.user_attrs.get("imbsweep:trick", "?"))].append(t)
+    return _rows(by, metric_index, direction)
+
+
+def arm_rows(arms: list[tuple[str, optuna.Study]], metric_index: int = 0,
+             direction: str = "maximize") -> list[dict[str, Any]]:
+    """The same per arm of a tournament, in the arms' order (no ranking: a validation best
+    after tuning is not a comparison)."""
+    return _rows({name: _finished(study) for name, study in arms}, metric_index, direction, sort=False)
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
+
+
+def _rows(by: dict[str, list[optuna.trial.FrozenTrial]], metric_index: int, direction: str,
+          sort: bool = True) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     pick = max if direction == "maximize" else min
     for trick, trials in by.items():
@@ -26,8 +42,9 @@ def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "max
             "best": best.values[metric_index] if best else None,
             "trial": best.number if best else None, "params": best.params if best else {},
         })
-    sign = -1.0 if direction == "maximize" else 1.0
-    rows.sort(key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0)))
+    if sort:
+        sign = -1.0 if direction == "maximize" else 1.0
+        rows.sort(key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0)))
     return rows
 
 
@@ -38,35 +55,56 @@ def _short(key: str) -> str:
     return short_key(key)
 
 
-def print_summary(study: optuna.Study, objectives: list[tuple[str, str]], n_trials: int) -> None:
+def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], objectives: list[tuple[str, str]],
+                  n_trials: int, baseline_arm: str | None = None) -> None:
+    """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study."""
     import sys
 
     from rich.console import Console
     from rich.table import Table
 
+    from ._runner import best_trial
+
     console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     metric, direction = objectives[0]
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    studies = [s for _, s in arms]
+    tournament = arms[0][0] is not None
+    done = [t for s in studies for t in s.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
-        console.print(f"study {study.study_name}: no completed trial yet")
+        console.print(f"study {name}: no completed trial yet")
         return
     if len(objectives) == 1:
-        best = study.best_trial
-        console.print(f"best trial #{best.number}: {metric} = {best.value:.4f}  "
-                      f"({best.user_attrs.get('imbsweep:trick', '?')}) {best.params}")
+        best = best_trial(studies, direction)
+        assert best is not None
+        where = f"arm {best.user_attrs.get('imbsweep:arm')}, " if tournament else ""
+        console.print(f"best trial #{best.number}: {metric} = {best.values[0]:.4f}  "
+                      f"({where}{best.user_attrs.get('imbsweep:trick', '?')}) {best.params}")
     else:
-        console.print(f"Pareto front of {', '.join(m for m, _ in objectives)}: {len(study.best_trials)} trials")
-        for t in study.best_trials:
-            console.print(f"  #{t.number}: {t.values} {t.params}")
-    table = Table(title=f"study {study.study_name}: best {metric} per trick (validation)")
-    for col in ("trick", "best", "trial", "complete", "pruned", "failed", "its parameters"):
-        table.add_column(col, justify="left" if col in ("trick", "its parameters") else "right")
-    for r in trick_rows(study, 0, direction):
+        for arm, study in arms:
+            if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                continue
+            console.print(f"Pareto front of {', '.join(m for m, _ in objectives)}"
+                          f"{f' (arm {arm})' if arm else ''}: {len(study.best_trials)} trials")
+            for t in study.best_trials:
+                console.print(f"  #{t.number}: {t.values} {t.params}")
+    if tournament:
+        rows = arm_rows([(str(a), s) for a, s in arms], 0, direction)
+        title = f"study {name}: best {metric} per arm (validation, after tuning; not yet a comparison)"
+    else:
+        rows = trick_rows(studies[0], 0, direction)
+        title = f"study {name}: best {metric} per trick (validation)"
+    table = Table(title=title)
+    first = "arm" if tournament else "trick"
+    for col in (first, "best", "trial", "complete", "pruned", "failed", "its parameters"):
+        table.add_column(col, justify="left" if col in (first, "its parameters") else "right")
+    for r in rows:
         params = ", ".join(f"{_short(k)}={v:.3g}" if isinstance(v, float) else f"{_short(k)}={v}"
                            for k, v in r["params"].items() if k not in ("loss", "loss.class_weights"))
-        table.add_row(r["trick"], "-" if r["best"] is None else f"{r['best']:.4f}",
+        label = r["trick"] + (" (baseline)" if tournament and r["trick"] == baseline_arm else "")
+        table.add_row(label, "-" if r["best"] is None else f"{r['best']:.4f}",
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
-    console.print("one trial per trick is not a comparison: re-run the best of each with fresh seeds "
-                  f"and compare: imbsweep compare {study.study_name} --reseed 5", style="dim")
+    what = "arm" if tournament else "trick"
+    console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
+                  f"and compare: imbsweep compare {name} --reseed 5", style="dim")

@@ -15,7 +15,7 @@ import optuna
 from omegaconf import DictConfig
 
 from ..reporting import Reporter
-from ..tracking import signals_held
+from ..tracking import TAG_ARM, signals_held
 from ..training import Result
 
 log = logging.getLogger(__name__)
@@ -73,18 +73,24 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"),
                            sweeper.get("heartbeat_interval"))
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
-    study = optuna.load_study(study_name=str(ctx.study), storage=storage,
+    # a tournament's arm is a study of its own (``<study>/<arm>``): its pruner sees only its trials
+    arm = str(ctx.get("arm") or "")
+    study = optuna.load_study(study_name=str(ctx.get("optuna_study") or ctx.study), storage=storage,
                               pruner=make_pruner(sweeper.get("pruner") or {"name": "none"}))
     trial = optuna.trial.Trial(study, int(ctx.trial_id))
     objectives = objective_metrics(cfg)
     reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None)
     tags = {"imbsweep.study": str(ctx.study), "imbsweep.trial": str(ctx.number)}
+    if arm:
+        tags[TAG_ARM] = arm
     with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                   tags=tags, run_name=f"trial-{ctx.number}") as recorder:
+                   tags=tags, run_name=f"{arm} trial-{ctx.number}" if arm else f"trial-{ctx.number}") as recorder:
         from ..reporting import CompositeReporter
 
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
         trial.set_user_attr("imbsweep:trick", trick_label(cfg))
+        if arm:
+            trial.set_user_attr("imbsweep:arm", arm)
         heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
         heartbeat.start()
         try:

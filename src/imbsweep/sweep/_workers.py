@@ -28,6 +28,7 @@ import optuna
 log = logging.getLogger(__name__)
 ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid_start"
 ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
+ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # an arm's study: its arm and tournament
 
 
 def _proc_start(pid: int) -> str | None:

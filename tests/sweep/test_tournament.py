@@ -1,0 +1,177 @@
+"""Tournaments (``hydra.sweeper.arms``) through the real CLI: an exact, balanced budget per
+arm, each arm its own Optuna study (sampler and pruner), read back from the Optuna storage
+and from MLflow."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from ..conftest import CLI, cli_env, mlflow_client, run_cli
+
+ARMS = ("ce", "ce_weighted", "logit_adjusted")  # sweeps/smoke_arms.yaml
+
+
+def _storage(workdir: Path) -> optuna.storages.BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(workdir / "mlruns" / "optuna" / "journal.log")))
+
+
+def _arm_studies(workdir: Path, name: str) -> dict[str, optuna.Study]:
+    storage = _storage(workdir)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(name + "/")]
+    return {n.split("/", 1)[1]: optuna.load_study(study_name=n, storage=storage) for n in names}
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
+
+
+def _children(workdir: Path, experiment: str) -> tuple[object, list]:  # type: ignore[type-arg]
+    client = mlflow_client(workdir)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
+    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def _check_arm_runs(studies: dict[str, optuna.Study], children: list, skip: set[tuple[str, int]] = set()) -> None:  # type: ignore[type-arg]  # noqa: B006
+    """Every finished trial of every arm has exactly one MLflow run, tagged with its arm and
+    in the same state."""
+    by_key = {(r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])): r for r in children
+              if (r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])) not in skip}
+    want = {(arm, t.number): t for arm, s in studies.items() for t in s.trials
+            if t.state.is_finished() and (arm, t.number) not in skip}
+    assert sorted(by_key) == sorted(want)
+    for key, run in by_key.items():
+        trial = want[key]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert trial.user_attrs["imbsweep:arm"] == key[0]
+        state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[trial.state.name]
+        assert run.data.tags["imbsweep.state"] == state
+
+
+def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.n_jobs=2")
+    assert p.returncode == 0, p.stderr
+    studies = _arm_studies(tmp_path, "smoke_arms")
+    assert sorted(studies) == sorted(ARMS)
+    for arm, study in studies.items():
+        assert len(_finished(study)) == 3, arm
+        assert study.user_attrs["imbsweep:tournament"] == "smoke_arms" and study.user_attrs["imbsweep:arm"] == arm
+        first = study.trials[0]
+        assert first.user_attrs["imbsweep:baseline"] is True
+        # the config's defaults for what the arm does not fix (smoke_arms sets batch_size 64)
+        want = {"optimizer.lr": 0.005, "trainer.batch_size": 64}
+        if arm == "logit_adjusted":
+            want["loss.tau"] = 1.0
+        assert first.params == want
+        assert "loss" not in first.params  # fixed by the arm, never searched
+    parent, children = _children(tmp_path, "smoke_arms")
+    assert parent.info.status == "FINISHED" and parent.data.tags["imbsweep.baseline_arm"] == "ce"
+    assert Counter(r.data.tags["imbsweep.arm"] for r in children) == {a: 3 for a in ARMS}
+    _check_arm_runs(studies, children)
+    fixed = {r.data.tags["imbsweep.arm"]: (r.data.params["loss.name"], r.data.params.get("loss.class_weights"))
+             for r in children}
+    assert fixed == {"ce": ("ce", "none"), "ce_weighted": ("ce", "inverse"), "logit_adjusted": ("logit_adjusted", None)}
+    assert "per arm" in p.stdout and "ce (baseline)" in p.stdout
+
+
+def _wait(proc: subprocess.Popen[str], ready, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if ready():
+            return
+        time.sleep(0.3)
+    raise AssertionError("the sweep never reached the expected state")
+
+
+def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budget(tmp_path: Path) -> None:
+    args = ("sweep", "smoke_arms", "trainer.epochs=12")
+    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+    def four_done_one_running() -> bool:
+        if not (tmp_path / "mlruns" / "optuna" / "journal.log").exists():
+            return False
+        studies = _arm_studies(tmp_path, "smoke_arms")
+        trials = [t for s in studies.values() for t in s.trials]
+        return sum(t.state.name == "COMPLETE" for t in trials) >= 4 and any(
+            t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs for t in trials)
+
+    try:
+        _wait(proc, four_done_one_running)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+    done = {arm: len(_finished(s)) for arm, s in _arm_studies(tmp_path, "smoke_arms").items()}
+    assert sum(done.values()) >= 4 and max(done.values()) - min(done.values()) <= 1, done  # balanced
+
+    p = run_cli(tmp_path, *args)
+    assert p.returncode == 0, p.stderr
+    studies = _arm_studies(tmp_path, "smoke_arms")
+    assert {arm: len(_finished(s)) for arm, s in studies.items()} == {a: 3 for a in ARMS}
+    assert not [t for s in studies.values() for t in s.trials if t.state.name in ("RUNNING", "WAITING")]
+    requeued = {(arm, t.number) for arm, s in studies.items() for t in s.trials if t.user_attrs.get("imbsweep:requeued")}
+    assert len(requeued) == 1  # the trial Ctrl-C cut, re-run under a new number
+    parent, children = _children(tmp_path, "smoke_arms")
+    assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
+    _check_arm_runs(studies, children, skip=requeued)
+
+
+def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
+    # Arm `frozen` learns nothing (lr 1e-7, nothing left to search): its trials are identical
+    # and far below arm `ce` at every epoch. The median pruner (1 start-up trial, no warm-up)
+    # prunes a trial below the median of earlier trials at the same epoch: against `ce`'s
+    # trials every `frozen` trial would be pruned; against its own (equal) ones, none is.
+    p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.study_name=prune_arms", "trainer.epochs=4",
+                "++hydra.sweeper.arms={frozen:{optimizer.lr:1e-7,trainer.batch_size:32}}",
+                "~hydra.sweeper.arms.ce_weighted", "~hydra.sweeper.arms.logit_adjusted",
+                "hydra.sweeper.trials_per_arm=4",
+                "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
+                "+hydra.sweeper.pruner.n_warmup_steps=0")
+    assert p.returncode == 0, p.stderr
+    studies = _arm_studies(tmp_path, "prune_arms")
+    assert sorted(studies) == ["ce", "frozen"]
+    frozen, ce = studies["frozen"], studies["ce"]
+    assert [t.state.name for t in frozen.trials] == ["COMPLETE"] * 4
+    ce_done = [t for t in ce.trials if t.state.name == "COMPLETE"]
+    assert ce_done
+    for t in frozen.trials:  # what makes the test able to fail: frozen is far worse at every epoch
+        for step, value in t.intermediate_values.items():
+            assert all(value < c.intermediate_values[step] - 0.2 for c in ce_done)
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (("hydra.sweeper.n_trials=10",), ["hydra.sweeper.n_trials=10", "3 arms x trials_per_arm 3 = 9"]),
+    (("hydra.sweeper.baseline_arm=nope",), ["hydra.sweeper.baseline_arm='nope'", "ce, ce_weighted, logit_adjusted"]),
+    (("hydra.sweeper.trials_per_arm=0",), ["hydra.sweeper.trials_per_arm=0", ">= 1"]),
+    (("++hydra.sweeper.arms={odd:{loss:hinge}}",), ["hydra.sweeper.arms.odd", "hinge"]),
+    (("++hydra.sweeper.arms={odd:{optimizer.lr:'interval(1,0)'}}",), ["hydra.sweeper.arms.odd", "low < high"]),
+    (("++hydra.sweeper.baseline={loss:ce}",), ["hydra.sweeper.baseline", "{} or null"]),
+])
+def test_bad_tournament_settings_fail_before_any_trial(tmp_path: Path, overrides: tuple[str, ...],
+                                                       words: list[str]) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke_arms", *overrides)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
+
+
+def test_trials_per_arm_without_arms_is_an_error(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "++hydra.sweeper.trials_per_arm=3")
+    assert p.returncode == 2
+    assert "hydra.sweeper.trials_per_arm=3: needs hydra.sweeper.arms" in p.stderr
