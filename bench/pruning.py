@@ -7,7 +7,7 @@ and each ``--pruner`` variant is measured against it.
 
 e.g. ``--pruner "" --pruner "hydra.sweeper.pruner.name=median +hydra.sweeper.pruner.n_startup_trials=8
 +hydra.sweeper.pruner.n_warmup_steps=10"`` (each variant: space-separated Hydra overrides; "" is
-tricks.yaml's pruner as it is).
+tricks_joint.yaml's pruner as it is).
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the random sampler's seed")
     ap.add_argument("--pruner", action="append", metavar="OVERRIDES",
                     help="a pruned variant, as Hydra overrides separated by spaces (repeatable; "
-                         "default: tricks.yaml's pruner as it is)")
+                         "default: tricks_joint.yaml's pruner as it is)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     variants = args.pruner or [""]
-    common = ["tricks", "hydra.sweeper.sampler.name=random", f"hydra.sweeper.sampler.seed={args.seed}",
+    common = ["tricks_joint", "hydra.sweeper.sampler.name=random", f"hydra.sweeper.sampler.seed={args.seed}",
               f"hydra.sweeper.n_trials={args.trials}", *args.overrides]
     runs = [("unpruned", ["hydra.sweeper.pruner.name=none"])]
     runs += [(f"pruned{i}", v.split()) for i, v in enumerate(variants)]
@@ -83,7 +83,7 @@ def main() -> None:
         ts = trials[name]
         n_pruned = sum(t.state.name == "PRUNED" for t in ts)
         w1 = epochs(ts)
-        label = variant or "tricks.yaml's pruner"
+        label = variant or "tricks_joint.yaml's pruner"
         print(f"{label}: whole sweep {seconds[name]:.1f} s ({seconds['unpruned'] / seconds[name]:.2f}x), "
               f"{w1} epochs ({w0 / w1:.2f}x); {n_pruned} pruned")
         hit = reaching(ts, best.value)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a packa
 from _common import config, machine  # noqa: E402
 from _sweeps import loop_seconds, study, sweep  # noqa: E402
 
-SWEEP = ["tricks", "hydra.sweeper.study_name=overhead", "hydra.sweeper.sampler.name=random",
+SWEEP = ["tricks_joint", "hydra.sweeper.study_name=overhead", "hydra.sweeper.sampler.name=random",
          "hydra.sweeper.pruner.name=none", "hydra.sweeper.baseline=null"]
 
 

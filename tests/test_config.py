@@ -83,6 +83,10 @@ def test_trick_label() -> None:
                                  "reweight_from_epoch": 30}}) == "ldam+w=effective_number+drw"
     assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_epoch": 1}}
                        ) == "ce+w=inverse"  # weights from the first epoch are not deferred
+    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_fraction": 0.75}}
+                       ) == "ce+w=inverse+drw"
+    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_fraction": 0.0}}
+                       ) == "ce+w=inverse"
     # knobs of a trick are not part of it; DRW without weights is not a trick (and an error)
     assert trick_label({"loss": {"name": "logit_adjusted", "tau": 1.5}, "eval": {"posthoc_tau": 0.0}}
                        ) == "logit_adjusted"

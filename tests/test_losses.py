@@ -262,3 +262,22 @@ def test_bad_loss_arguments_are_one_line_errors(name: str, args: dict, key: str,
     with pytest.raises(ConfigError, match=message) as err:
         build_loss(conf_loss(name, **args), COUNTS)
     assert err.value.key == key and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("fraction", "epochs", "first"),
+                         [(0.75, 40, 31), (0.75, 15, 12), (0.0, 15, 1), (0.99, 15, 15)])
+def test_drw_relative_to_the_run_length_switches_on_inside_it(fraction: float, epochs: int, first: int) -> None:
+    loss = build_loss(conf_loss("ce", class_weights="inverse", reweight_from_fraction=fraction), COUNTS, epochs)
+    assert loss.reweight_from_epoch == first and first <= epochs
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"reweight_from_fraction": 1.0}, "loss.reweight_from_fraction=1.0: must be a number in [0, 1)"),
+    ({"reweight_from_fraction": -0.1}, "loss.reweight_from_fraction=-0.1: must be a number in [0, 1)"),
+    ({"reweight_from_fraction": 0.5, "reweight_from_epoch": 3},
+     "cannot be set together with loss.reweight_from_epoch=3"),
+])
+def test_bad_drw_fractions_are_one_line_errors(extra: dict[str, object], words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_loss(conf_loss("ce", class_weights="inverse", **extra), COUNTS, 10)
+    assert words in str(err.value)

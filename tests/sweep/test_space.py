@@ -94,7 +94,7 @@ def test_the_sweep_files_conditions_work_as_composed_config() -> None:
 
     from imbsweep._paths import PROJECT_ROOT
 
-    sweeper = OmegaConf.load(PROJECT_ROOT / "sweeps" / "tricks.yaml").hydra.sweeper
+    sweeper = OmegaConf.load(PROJECT_ROOT / "sweeps" / "tricks_joint.yaml").hydra.sweeper
     space = SearchSpace.build(sweeper.params, sweeper.conditional)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     by_loss: dict[str, set[str]] = {}
@@ -105,7 +105,7 @@ def test_the_sweep_files_conditions_work_as_composed_config() -> None:
         study.tell(trial, 0.0)
     assert {"loss.gamma", "loss.class_weights"} <= by_loss["focal"]
     assert "loss.label_smoothing" not in by_loss["focal"]  # focal's form has none
-    assert {"loss.label_smoothing", "loss.class_weights", "loss.reweight_from_epoch",
+    assert {"loss.label_smoothing", "loss.class_weights", "loss.reweight_from_fraction",
             "eval.posthoc_tau"} <= by_loss["ce"]
     assert {"loss.max_m", "loss.s", "loss.class_weights"} <= by_loss["ldam"]
     assert {"loss.beta", "loss.gamma"} <= by_loss["class_balanced"]
@@ -144,3 +144,33 @@ def test_overrides_read_back_as_the_same_value(value: object) -> None:
 
     (text,) = SearchSpace().overrides({"a": value})
     assert OverridesParser.create().parse_override(text).value() == value
+
+
+COND = {"loss.class_weights": {"when": {"loss": ["ce", "focal"]}, "space": "choice(none, inverse)"},
+        "loss.reweight_from_fraction": {"when": {"loss.class_weights": ["inverse"]}, "space": "interval(0.5, 0.9)"}}
+
+
+def test_a_search_expression_on_the_command_line_replaces_a_conditional_space() -> None:
+    space = SearchSpace.build({"loss": "choice(ce, focal)"}, COND, ["loss.reweight_from_fraction=interval(0.6,0.7)"])
+    cond = space.conditional["loss.reweight_from_fraction"]
+    assert (cond.distribution.low, cond.distribution.high) == (0.6, 0.7)  # the command line's
+    assert cond.when == {"loss.class_weights": ("inverse",)}  # the file's condition kept
+
+
+def test_a_value_on_the_command_line_fixes_a_conditional_key() -> None:
+    space = SearchSpace.build({"loss": "choice(ce, focal)"}, COND, ["loss.class_weights=inverse"])
+    assert "loss.class_weights" not in space.conditional and "loss.class_weights=inverse" in space.passthrough
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(10):
+        values = space.sample(study.ask())
+        assert "loss.class_weights" not in values and "loss.reweight_from_fraction" in values
+
+
+def test_a_condition_on_an_unsearched_key_is_decided_by_the_config() -> None:
+    # an arm that fixes loss=logit_adjusted, whose config has no class weights at all
+    arm = SearchSpace.build({}, COND, ["loss=logit_adjusted"], config_values={"loss.class_weights": None})
+    study = optuna.create_study()
+    assert arm.sample(study.ask()) == {}
+    arm = SearchSpace.build({}, COND, ["loss=ce", "loss.class_weights=inverse"],
+                            config_values={"loss.class_weights": "none"})  # the arm's value wins
+    assert set(arm.sample(study.ask())) == {"loss.reweight_from_fraction"}

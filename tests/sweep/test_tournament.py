@@ -123,7 +123,8 @@ def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budge
     studies = _arm_studies(tmp_path, "smoke_arms")
     assert {arm: len(_finished(s)) for arm, s in studies.items()} == {a: 3 for a in ARMS}
     assert not [t for s in studies.values() for t in s.trials if t.state.name in ("RUNNING", "WAITING")]
-    requeued = {(arm, t.number) for arm, s in studies.items() for t in s.trials if t.user_attrs.get("imbsweep:requeued")}
+    requeued = {(arm, t.number) for arm, s in studies.items() for t in s.trials
+                if t.user_attrs.get("imbsweep:requeued")}
     assert len(requeued) == 1  # the trial Ctrl-C cut, re-run under a new number
     parent, children = _children(tmp_path, "smoke_arms")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]

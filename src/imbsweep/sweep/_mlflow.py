@@ -15,10 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import TAG_BASELINE_ARM
+from ..tracking import TAG_BASELINE_ARM, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
-from ..tracking import connect
 
 
 class ParentRun:
@@ -109,9 +108,9 @@ class ParentRun:
                     if name == "param_importances.png" and (not single or len(complete) < 2
                                                             or not complete[0].params):
                         continue
+                    target: Any = studies[0] if single else [s for s in studies if s.get_trials(deepcopy=False)]
                     try:
-                        ax = draw(studies[0] if single else [s for s in studies
-                                                             if s.get_trials(deepcopy=False)])
+                        ax = draw(target)
                     except (ValueError, RuntimeError) as exc:  # e.g. importances of a constant space
                         self.client.set_tag(self.run_id, f"imbsweep.{name}.skipped", str(exc)[:500])
                         continue

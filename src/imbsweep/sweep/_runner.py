@@ -129,9 +129,9 @@ def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: M
             take(key, dist, value)
     known = {**space.fixed_for_conditions, **space.fixed, **out}
     for key, cond in space.conditional.items():
-        if cond.active(known) and (key in baseline or defaults.get(key) is not None):
-            if take(key, cond.distribution, baseline.get(key, defaults.get(key))):
-                known[key] = out[key]
+        if cond.active(known) and (key in baseline or defaults.get(key) is not None) \
+                and take(key, cond.distribution, baseline.get(key, defaults.get(key))):
+            known[key] = out[key]
     return out
 
 
@@ -281,10 +281,11 @@ class Sweep:
         if wanted is None:
             return "ce" if "ce" in names else str(names[0])
         if wanted not in names:
-            raise ConfigError("hydra.sweeper.baseline_arm", wanted, f"must be one of the arms: {', '.join(map(str, names))}")
+            raise ConfigError("hydra.sweeper.baseline_arm", wanted,
+                              f"must be one of the arms: {', '.join(map(str, names))}")
         return str(wanted)
 
-    def _open(self, arm: Arm, directions: list[str]) -> optuna.Study:
+    def _open(self, arm: Arm, directions: list[Any]) -> optuna.Study:
         study = optuna.create_study(study_name=arm.study_name, storage=self.storage, pruner=self.pruner,
                                     directions=directions, load_if_exists=True)
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
@@ -324,14 +325,14 @@ class Sweep:
                 workers = self._start_workers()
                 progress.update(studies)
                 while True:
-                    arm, trial = self._claim(parent)
+                    claimed, trial = self._claim(parent)
                     if trial is None:
                         if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
                             break
                         time.sleep(0.5)  # the rest of the budget runs elsewhere; watch it
                     else:
-                        assert arm is not None
-                        self._one_trial(arm, trial, parent)
+                        assert claimed is not None
+                        self._one_trial(claimed, trial, parent)
                         parent.log_progress(studies)
                         self._check_failures(studies)
                     progress.update(studies)
