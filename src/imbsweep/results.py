@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
+from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags every trial run with it)
+from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
 from .tracking import TAG_CHOICE
 from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
 
 RESEED_OF = "imbsweep.reseed_of"
-ARM = "imbsweep.arm"  # a tournament's arm (the sweeper tags every trial run with it)
-BASELINE_ARM = "imbsweep.baseline_arm"  # on the parent run: the arm the others are tested against
 REPLICATE = "imbsweep.replicate"  # on a reseed run: k of seeds 1..K, the key of the pairing
 VARY_SPLIT = "imbsweep.vary_split"  # on a reseed run: "true" when data.seed varied with the seed too
 #: metrics where smaller is better, for a ``--metric`` that is not the study's objective
