@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install imbsweep with its dev tools
 
-demo: $(STAMP) ## sweep the tricks on MNIST-1D-LT (40 trials, 2 workers), re-run the 4 best and ce with 3 seeds, compare
-	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.n_trials=40 \
-		hydra.sweeper.n_jobs=2
-	$(BIN)/imbsweep compare demo --reseed 3 --top 4
+# the demo tournament: 6 of tricks.yaml's 9 arms, 8 trials each (Hyperband within each arm), 20 epochs
+DEMO_ARMS := ~hydra.sweeper.arms.focal ~hydra.sweeper.arms.class_balanced ~hydra.sweeper.arms.ce_posthoc
+
+demo: $(STAMP) ## a fair tournament on MNIST-1D-LT (6 arms incl. tuned CE x 8 trials, 2 workers), then paired re-runs on 3 seeds and the comparison
+	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.trials_per_arm=8 \
+		hydra.sweeper.n_jobs=2 trainer.epochs=20 $(DEMO_ARMS)
+	$(BIN)/imbsweep compare demo --reseed 3
 
 test: $(STAMP) ## run the test suite (tests marked slow are skipped)
 	$(BIN)/python -m pytest

@@ -430,9 +430,10 @@ class Sweep:
     def _one_trial(self, arm: Arm, trial: optuna.Trial, parent: Any) -> None:
         study = arm.study
         sampled = arm.space.sample(trial)
-        ctx = {"study": self.study_name, "optuna_study": arm.study_name, "arm": arm.name or "",
-               "number": trial.number, "trial_id": trial._trial_id,
-               "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
+        ctx: dict[str, Any] = {"study": self.study_name, "number": trial.number, "trial_id": trial._trial_id,
+                               "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
+        if arm.name is not None:
+            ctx.update({"optuna_study": arm.study_name, "arm": arm.name})
         overrides = [*arm.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
