@@ -46,6 +46,7 @@ bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/parallel.py
 	$(BIN)/python bench/pruning.py
 	$(BIN)/python bench/tricks_mnist1d.py --trials 30 --seeds 5
+	bash bench/tournament.sh
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench

@@ -157,20 +157,33 @@ def test_a_search_expression_on_the_command_line_replaces_a_conditional_space() 
     assert cond.when == {"loss.class_weights": ("inverse",)}  # the file's condition kept
 
 
-def test_a_value_on_the_command_line_fixes_a_conditional_key() -> None:
-    space = SearchSpace.build({"loss": "choice(ce, focal)"}, COND, ["loss.class_weights=inverse"])
-    assert "loss.class_weights" not in space.conditional and "loss.class_weights=inverse" in space.passthrough
+def test_a_value_on_the_command_line_fixes_a_conditional_key_where_its_condition_holds() -> None:
+    space = SearchSpace.build({"loss": "choice(ce, balanced_softmax)"}, COND, ["loss.class_weights=inverse"])
+    assert "loss.class_weights=inverse" not in space.passthrough  # not sent to balanced_softmax trials
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(10):
+    seen = Counter()
+    for _ in range(30):
         values = space.sample(study.ask())
-        assert "loss.class_weights" not in values and "loss.reweight_from_fraction" in values
+        seen[values["loss"]] += 1
+        if values["loss"] == "ce":
+            assert values["loss.class_weights"] == "inverse" and "loss.reweight_from_fraction" in values
+        else:
+            assert set(values) == {"loss"}
+    assert seen["ce"] > 5 and seen["balanced_softmax"] > 5
+
+
+def test_what_an_arm_fixes_or_searches_applies_to_it_unconditionally() -> None:
+    arm = SearchSpace.build({}, COND, [], config_values={"loss": "logit_adjusted"},
+                            arm_overrides=["loss.class_weights=choice(none, inverse)"])
+    assert "loss.class_weights" in arm.params and "loss.class_weights" not in arm.conditional
 
 
 def test_a_condition_on_an_unsearched_key_is_decided_by_the_config() -> None:
     # an arm that fixes loss=logit_adjusted, whose config has no class weights at all
-    arm = SearchSpace.build({}, COND, ["loss=logit_adjusted"], config_values={"loss.class_weights": None})
+    arm = SearchSpace.build({}, COND, [], config_values={"loss.class_weights": None},
+                            arm_overrides=["loss=logit_adjusted"])
     study = optuna.create_study()
     assert arm.sample(study.ask()) == {}
-    arm = SearchSpace.build({}, COND, ["loss=ce", "loss.class_weights=inverse"],
-                            config_values={"loss.class_weights": "none"})  # the arm's value wins
+    arm = SearchSpace.build({}, COND, [], config_values={"loss.class_weights": "none"},
+                            arm_overrides=["loss=ce", "loss.class_weights=inverse"])  # the arm's value wins
     assert set(arm.sample(study.ask())) == {"loss.reweight_from_fraction"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from ..conftest import CLI, cli_env, mlflow_client, run_cli
 
@@ -83,6 +84,13 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
              for r in children}
     assert fixed == {"ce": ("ce", "none"), "ce_weighted": ("ce", "inverse"), "logit_adjusted": ("logit_adjusted", None)}
     assert "per arm" in p.stdout and "ce (baseline)" in p.stdout
+    (results,) = tmp_path.glob("multirun/*/*/optimization_results.yaml")
+    saved = yaml.safe_load(results.read_text())
+    assert set(saved["arms"]) == set(ARMS) and saved["arms"]["ce_weighted"]["fixed"] == {
+        "loss": "ce", "loss.class_weights": "inverse"}
+    for arm, study in studies.items():
+        assert saved["arms"][arm]["best_value"] == study.best_value
+    assert saved["best_value"] == max(s.best_value for s in studies.values())
 
 
 def _wait(proc: subprocess.Popen[str], ready, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
@@ -161,6 +169,10 @@ def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
     (("++hydra.sweeper.arms={odd:{loss:hinge}}",), ["hydra.sweeper.arms.odd", "hinge"]),
     (("++hydra.sweeper.arms={odd:{optimizer.lr:'interval(1,0)'}}",), ["hydra.sweeper.arms.odd", "low < high"]),
     (("++hydra.sweeper.baseline={loss:ce}",), ["hydra.sweeper.baseline", "{} or null"]),
+    (("loss.gamma=interval(1,2)",), ["hydra.sweeper.arms.ce='loss.gamma'", "does not have"]),
+    (("++hydra.sweeper.conditional={loss.beta:{when:{los:ce},space:'choice(0.9,0.99)'}}",),
+     ["hydra.sweeper.conditional.loss.beta.when='los'", "names no key"]),
+    (("++hydra.sweeper.arms={'a${x}':{loss:ce}}",), ["hydra.sweeper.arms='a${x}'", "'${'"]),
 ])
 def test_bad_tournament_settings_fail_before_any_trial(tmp_path: Path, overrides: tuple[str, ...],
                                                        words: list[str]) -> None:
@@ -176,3 +188,35 @@ def test_trials_per_arm_without_arms_is_an_error(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "++hydra.sweeper.trials_per_arm=3")
     assert p.returncode == 2
     assert "hydra.sweeper.trials_per_arm=3: needs hydra.sweeper.arms" in p.stderr
+
+
+def _make_study(workdir: Path, name: str, **attrs: object) -> None:
+    study = optuna.create_study(study_name=name, storage=_storage(workdir))
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+
+
+@pytest.mark.parametrize(("existing", "sweep", "words"), [
+    ("mixed", "smoke_arms", "exists as a study without arms"),
+    ("mixed/ce", "smoke", "is a tournament (mixed/ce)"),
+])
+def test_a_tournament_and_a_plain_study_never_share_a_name(tmp_path: Path, existing: str, sweep: str,
+                                                           words: str) -> None:
+    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    _make_study(tmp_path, existing)
+    p = run_cli(tmp_path, "sweep", sweep, "hydra.sweeper.study_name=mixed")
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0] and "hydra.sweeper.study_name='mixed'" in lines[0]
+    assert [s.study_name for s in optuna.get_all_study_summaries(_storage(tmp_path))] == [existing]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) -> None:
+    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    _make_study(tmp_path, "smoke_arms/ce", **{"imbsweep:arm_values": {"loss": "focal"}})
+    p = run_cli(tmp_path, "sweep", "smoke_arms")
+    assert p.returncode == 2, p.stderr
+    assert "hydra.sweeper.arms.ce={'loss': 'ce'}: this arm of study 'smoke_arms' already ran with " \
+           "{'loss': 'focal'}" in p.stderr
+    assert not _storage(tmp_path).get_all_studies()[0].user_attrs.get("imbsweep:tournament")

@@ -56,9 +56,19 @@ def sweep_jobs(record: StudyRecord) -> int:
 def arm_fixed(record: StudyRecord) -> dict[str, set[str]]:
     """arm -> the keys it fixes (``arms`` of the sweep), so the config column shows only what
     the arm's own search chose."""
+    from optuna.distributions import BaseDistribution
+
+    from ..sweep._space import parse
+
+    def fixes(key: str, value: Any) -> bool:  # a search expression is searched, not fixed
+        try:
+            return not isinstance(parse(key, value, where=None), BaseDistribution)
+        except ImbsweepError:
+            return True
+
     arms = sweep_conf(record).get("arms") or {}
-    return {str(a): set(map(str, v)) for a, v in arms.items() if isinstance(v, Mapping)} if isinstance(
-        arms, Mapping) else {}
+    return {str(a): {str(k) for k, x in v.items() if fixes(str(k), x)} for a, v in arms.items()
+            if isinstance(v, Mapping)} if isinstance(arms, Mapping) else {}
 
 
 def varying_params(trials: Any) -> list[str]:
@@ -75,22 +85,34 @@ def varying_params(trials: Any) -> list[str]:
     return out
 
 
-def sweep_space(record: StudyRecord) -> Any:
-    """The study's search space, from its parent run's ``sweep.yaml``; None without one."""
+def sweep_space(record: StudyRecord, arm: str | None = None) -> Any:
+    """The study's search space (an arm's, in a tournament), from its parent run's
+    ``sweep.yaml``; None without one."""
     from ..sweep._space import SearchSpace
 
     conf = sweep_conf(record)
-    if not conf.get("params") and not conf.get("conditional"):
+    if not conf.get("params") and not conf.get("conditional") and not conf.get("arms"):
         return None
-    try:
-        return SearchSpace.build(conf.get("params"), conf.get("conditional"))
+    conditional = conf.get("conditional") or {}
+    when_keys = {str(k): None for spec in conditional.values() if isinstance(spec, Mapping)
+                 for k in dict(spec.get("when") or {})}
+    arms = conf.get("arms") or {}
+    texts = []
+    if arm is not None and isinstance(arms, Mapping) and isinstance(arms.get(arm), Mapping):
+        from ..sweep._space import override
+
+        texts = [f"{k}={v}" if isinstance(v, str) else override(str(k), v) for k, v in arms[arm].items()]
+    try:  # conditions are decided on each run's own values (searched_keys), not here
+        return SearchSpace.build(conf.get("params"), conditional, [], config_values=when_keys,
+                                 arm_overrides=texts)
     except (ImbsweepError, TypeError, ValueError):
         return None
 
 
 def searched_keys(space: Any, row: Mapping[str, Any]) -> list[str]:
     """The keys the sweep sampled for this run: its unconditional params, and the
-    conditional ones whose condition held (group keys such as ``loss`` name the trick)."""
+    conditional ones whose condition held on the run's own values (group keys such as
+    ``loss`` name the trick, unless an arm searches them: ``resampling`` of a resampling arm)."""
     import yaml
 
     groups = choices_of(row)
@@ -101,20 +123,24 @@ def searched_keys(space: Any, row: Mapping[str, Any]) -> list[str]:
         raw = row.get(f"params.{key}")
         return yaml.safe_load(raw) if isinstance(raw, str) else raw
 
-    known = {**space.fixed_for_conditions, **space.fixed, **{k: value(k) for k in space.params}}
+    when_keys = {k for cond in space.conditional.values() for k in cond.when}
+    known = {**space.fixed_for_conditions, **space.fixed, **{k: value(k) for k in when_keys},
+             **{k: value(k) for k in space.params}}
     keys = list(space.params)
     for key, cond in space.conditional.items():
         if cond.active(known):
             known[key] = value(key)
             keys.append(key)
-    return [k for k in keys if k not in groups and k not in NOT_CONFIG and not k.startswith(NOT_CONFIG)]
+    return [k for k in keys if k in space.params or (k not in groups and k not in NOT_CONFIG
+                                                     and not k.startswith(NOT_CONFIG))]
 
 
 def describe_config(row: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``lr=0.0031 batch=128 tau=1.2``: the searched values of one run."""
     parts = []
+    groups = choices_of(row)
     for key in keys:
-        v = row.get(f"params.{key}")
+        v = groups.get(key, row.get(f"params.{key}"))
         if v is None or (isinstance(v, float) and math.isnan(v)) or v in ("None", "null"):
             continue
         try:

@@ -179,9 +179,9 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     trials = record.trials
     arms = list(dict.fromkeys(trials["arm"]))
     baseline = resolve_baseline(record, arms, baseline)
-    space = sweep_space(record)
+    spaces = {str(a): sweep_space(record, str(a)) for a in arms}
     fixed = arm_fixed(record)
-    varying = varying_params(trials) if space is None else []
+    varying = varying_params(trials) if any(sp is None for sp in spaces.values()) else []
     best = best_runs(record, metric, direction).set_index("arm")
     rows: list[dict[str, Any]] = []
     values: dict[str, dict[int, float]] = {}
@@ -199,6 +199,7 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
             row["under_tuned"] = _stats.under_tuned(done, direction)
         if arm in best.index:
             b = best.loc[arm]
+            space = spaces.get(arm)
             keys = varying if space is None else searched_keys(space, b)
             keys = [k for k in keys if k not in fixed.get(arm, ())]
             row.update({"best_val": float(b[col]), "best_trial": int(b["trial"]),

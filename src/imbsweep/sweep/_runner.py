@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
+from ..tracking import signals_held
 from ._space import SearchSpace, override, parse
 from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
@@ -48,6 +49,7 @@ from ._workers import (
 )
 
 ATTR_ARM_TRIAL = "imbsweep:arm"  # a trial's arm (the study of an arm carries it too)
+ATTR_ARM_VALUES = "imbsweep:arm_values"  # on an arm's study: what the arm fixes or searches, as written
 
 log = logging.getLogger(__name__)
 WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"
@@ -99,7 +101,10 @@ def _inside(key: str, dist: Any, value: Any) -> tuple[bool, Any]:
             return True, value
     except (TypeError, ValueError):  # 0 under a log interval
         pass
-    if getattr(dist, "step", None) is None:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if (isinstance(dist, FloatDistribution) and dist.step is None) or \
+            (isinstance(dist, IntDistribution) and dist.step == 1 and isinstance(value, int)):
         bound = dist.low if value < dist.low else dist.high
         log.info("%s: the config's %r lies outside %r; the first trial starts at %r", key, value, dist, bound)
         return True, bound
@@ -114,7 +119,10 @@ def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: M
     out: dict[str, Any] = {}
 
     def take(key: str, dist: Any, value: Any) -> bool:
-        ok, value = _inside(key, dist, value)
+        if key in baseline:  # an explicit baseline value is used as given, or not at all
+            ok = _inside(key, dist, value) == (True, value)
+        else:
+            ok, value = _inside(key, dist, value)
         if ok:
             out[key] = value
         else:
@@ -185,6 +193,8 @@ class Sweep:
             self.arms = [Arm(None, self.study_name, self.space, self.n_trials,
                              defaults=self._defaults(choices, keys=list(self.space.names())))]
         self.baseline_arm = self.arms[0].name if self.arms[0].name is None else self._baseline_arm()
+        for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
+            self._sampler(0, arm.space)
         self.state = state_dir(config.get("state_dir") or "mlruns")
         self.storage = open_storage(conf.get("storage"), self.state, conf.get("heartbeat_interval"))
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
@@ -235,12 +245,13 @@ class Sweep:
         if (conf.get("sampler") or {}).get("name") == "grid":
             raise ConfigError("hydra.sweeper.sampler.name", "grid", "cannot run a tournament; use tpe or random")
         arms = []
+        seen_keys: set[str] = set()
         for name, values in arms_conf.items():
             name = str(name)
             where = f"hydra.sweeper.arms.{name}"
-            if not name or "/" in name or name != name.strip():
-                raise ConfigError("hydra.sweeper.arms", name, "an arm's name must be non-empty, without '/' "
-                                  "or surrounding spaces")
+            if not name or "/" in name or "${" in name or name != name.strip():
+                raise ConfigError("hydra.sweeper.arms", name, "an arm's name must be non-empty, without '/', "
+                                  "'${' or surrounding spaces")
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(where, values, "must map config keys to values or search expressions")
             values = {str(k): v for k, v in (values or {}).items()}
@@ -252,12 +263,37 @@ class Sweep:
             arm_cfg, arm_choices = self._compose(name, [t for t in texts if not _is_sweep(t)])
             cond_keys = {str(k) for spec in (conf.get("conditional") or {}).values()
                          if isinstance(spec, Mapping) for k in dict(spec.get("when") or {})}
-            space = SearchSpace.build(conf.get("params"), conf.get("conditional"), [*texts, *self.arguments],
+            space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments,
+                                      arm_overrides=texts,
                                       config_values=_none_for_missing(
                                           self._defaults(arm_choices, arm_cfg, cond_keys), cond_keys))
+            self._check_keys(name, space, arm_cfg, arm_choices)
+            seen_keys.update(k for k in cond_keys if _in_config(k, arm_cfg, arm_choices))
+            seen_keys.update(space.names())
             arms.append(Arm(name, f"{self.study_name}/{name}", space, per_arm, values,
                             self._defaults(arm_choices, arm_cfg, list(space.names()))))
+        for key, spec in (conf.get("conditional") or {}).items():
+            for cond_key in dict(spec.get("when") or {}) if isinstance(spec, Mapping) else {}:
+                if str(cond_key) not in seen_keys:
+                    raise ConfigError(f"hydra.sweeper.conditional.{key}.when", str(cond_key),
+                                      "names no key of any arm's config and no searched parameter")
         return arms
+
+    @staticmethod
+    def _check_keys(arm: str, space: SearchSpace, cfg: Any, choices: Mapping[str, Any]) -> None:
+        """A key the arm searches must exist in the config the arm composes to (else every
+        trial of the arm would fail to compose); a conditional key is checked where its
+        condition is decided by what the arm fixes."""
+        keys = list(space.params)
+        fixed = {**space.fixed_for_conditions, **space.fixed}
+        for key, cond in space.conditional.items():
+            if all(k in fixed for k in cond.when) and cond.active(fixed):
+                keys.append(key)
+        for key in keys:
+            if not key.startswith("+") and not _in_config(key, cfg, choices):
+                raise ConfigError(f"hydra.sweeper.arms.{arm}", key,
+                                  "searches a key that this arm's config does not have (add it with + on the "
+                                  "command line, or fix it in the arms that have it)")
 
     def _compose(self, arm: str, overrides: list[str]) -> tuple[Any, Mapping[str, Any]]:
         """The config one of the arm's trials starts from (the arm's fixed values and the
@@ -267,7 +303,8 @@ class Sweep:
             return self.config, choices
         from hydra.errors import HydraException
 
-        fixed = [o for o in self.arguments if not _is_sweep(o)]
+        conditional = {str(k) for k in (self.conf.get("conditional") or {})}
+        fixed = [o for o in self.arguments if not _is_sweep(o) and o.partition("=")[0].lstrip("+~") not in conditional]
         try:
             cfg = self.config_loader.load_sweep_config(self.config, [*overrides, *fixed])
         except HydraException as exc:
@@ -285,6 +322,20 @@ class Sweep:
                               f"must be one of the arms: {', '.join(map(str, names))}")
         return str(wanted)
 
+    def _check_kind(self) -> None:
+        """A tournament and a plain study never share a name (their runs would mix in one
+        MLflow experiment); checked under the budget lock, before anything is written."""
+        names = {s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)}
+        tournament = self.arms[0].name is not None
+        arm_studies = sorted(n for n in names if n.startswith(self.study_name + "/"))
+        if tournament and self.study_name in names:
+            raise ConfigError("hydra.sweeper.study_name", self.study_name,
+                              "exists as a study without arms; a tournament needs a name of its own")
+        if not tournament and arm_studies:
+            raise ConfigError("hydra.sweeper.study_name", self.study_name,
+                              f"is a tournament ({', '.join(arm_studies)}); a study without arms needs "
+                              "a name of its own")
+
     def _open(self, arm: Arm, directions: list[Any]) -> optuna.Study:
         study = optuna.create_study(study_name=arm.study_name, storage=self.storage, pruner=self.pruner,
                                     directions=directions, load_if_exists=True)
@@ -292,12 +343,18 @@ class Sweep:
             raise ConfigError("objective.direction", directions,
                               f"study {arm.study_name!r} already exists with other directions")
         study.sampler = self._sampler(len(study.get_trials(deepcopy=False)), arm.space)
-        if arm.name is not None and study.user_attrs.get(ATTR_ARM) != arm.name:
-            # what the dashboard shows beside the arm's study
-            study.set_user_attr(ATTR_TOURNAMENT, self.study_name)
-            study.set_user_attr(ATTR_ARM, arm.name)
-            study.set_user_attr("imbsweep:arm_values", {k: str(v) for k, v in arm.values.items()})
-            study.set_user_attr("imbsweep:metric", self.objectives[0][0])
+        if arm.name is not None:
+            values = {k: str(v) for k, v in arm.values.items()}
+            before = study.user_attrs.get(ATTR_ARM_VALUES)
+            if before is not None and before != values:
+                raise ConfigError(f"hydra.sweeper.arms.{arm.name}", values,
+                                  f"this arm of study {self.study_name!r} already ran with {before}; give the "
+                                  "changed arm a new name (its trials would mix with the old ones)")
+            if before is None:  # what the dashboard shows beside the arm's study
+                study.set_user_attr(ATTR_TOURNAMENT, self.study_name)
+                study.set_user_attr(ATTR_ARM, arm.name)
+                study.set_user_attr(ATTR_ARM_VALUES, values)
+                study.set_user_attr("imbsweep:metric", self.objectives[0][0])
         return study
 
     # -- the loop ---------------------------------------------------------------------------
@@ -309,6 +366,7 @@ class Sweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
+            self._check_kind()
             for arm in self.arms:
                 arm.study = self._open(arm, directions)
                 self._enqueue_baseline(arm)
@@ -367,10 +425,12 @@ class Sweep:
             if not taken:
                 return None, None
             arm = min((a for a in self.arms if a.study_name in taken), key=lambda a: taken[a.study_name])
-            with warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
+            # Ctrl-C lands after the trial knows its process: a RUNNING trial without one
+            # could never be recovered
+            with signals_held(), warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
                 trial = arm.study.ask()
-            mark_running(trial)
+                mark_running(trial)
             return arm, trial
 
     def _start_workers(self) -> list[subprocess.Popen[bytes]]:
@@ -494,7 +554,8 @@ class Sweep:
                 for a in arms:
                     b = best_trial([a.study], self.objectives[0][1])
                     if b is not None:
-                        results["arms"][a.name] = {"best_params": b.params, "best_value": b.value,
+                        results["arms"][a.name] = {"fixed": {k: str(v) for k, v in a.values.items()},
+                                                   "best_params": b.params, "best_value": b.value,
                                                    "best_trial": b.number}
         else:
             results = {"name": "optuna", "solutions": [
@@ -504,6 +565,15 @@ class Sweep:
         path = self.sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), path)
         return path
+
+
+def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:
+    """Whether ``key`` is a group (``loss``) or a key of the composed config (null counts)."""
+    if key in choices:
+        return True
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return OmegaConf.is_dict(node) and leaf in node
 
 
 def _none_for_missing(values: dict[str, Any], keys: Any) -> dict[str, Any]:

@@ -145,23 +145,42 @@ class SearchSpace:
     @classmethod
     def build(cls, params: Mapping[str, Any] | None, conditional: Mapping[str, Any] | None,
               cli_overrides: list[str] | None = None,
-              config_values: Mapping[str, Any] | None = None) -> SearchSpace:
+              config_values: Mapping[str, Any] | None = None,
+              arm_overrides: list[str] | None = None) -> SearchSpace:
         """From the sweeper's ``params`` and ``conditional`` and the command line's
-        overrides (which win: a fixed value on the command line removes the parameter,
-        conditional or not). ``config_values``: the composed config's value of keys that
-        are neither searched nor fixed here, so that a condition on them is decided by the
-        config (an arm of a tournament that does not fix ``loss.class_weights``)."""
+        overrides, which win: a fixed value removes an unconditional parameter; on a
+        conditional key it replaces the space and still applies only where the condition
+        holds (``loss.gamma=2.0`` reaches the focal trials only); a search expression
+        replaces the space and keeps the condition.
+
+        Args:
+            config_values: the composed config's value of keys that are neither searched nor
+                fixed here, so that a condition on them is decided by the config (an arm of
+                a tournament that does not fix ``loss.class_weights``).
+            arm_overrides: a tournament arm's values, applied before the command line's: what
+                an arm fixes or searches applies to the arm unconditionally.
+        """
         space = cls()
-        searched_here: dict[str, BaseDistribution] = {}  # search expressions given as overrides
+        conditional = conditional or {}
+        searched_here: dict[str, BaseDistribution] = {}  # command-line spaces of conditional keys
+        fixed_here: dict[str, Any] = {}  # command-line values of conditional keys
+        by_arm: set[str] = set()
         for key, expr in (params or {}).items():
             space._add(str(key), parse(str(key), expr))
-        for ov in cli_overrides or []:
+        for ov, from_arm in [(o, True) for o in arm_overrides or []] + [(o, False) for o in cli_overrides or []]:
             key, eq, expr = ov.partition("=")
             bare = key.lstrip("+~")
             value = parse(bare, expr, where=None) if eq else None
+            if from_arm:
+                by_arm.add(bare)
+            elif bare in conditional and bare not in by_arm and eq and not key.startswith(("~", "+")):
+                if isinstance(value, BaseDistribution):
+                    searched_here[bare] = value
+                else:
+                    fixed_here[bare] = value
+                continue
             if isinstance(value, BaseDistribution):
                 space._add(bare, value)
-                searched_here[bare] = value
             else:
                 space.params.pop(bare, None)
                 space.fixed.pop(bare, None)
@@ -172,15 +191,15 @@ class SearchSpace:
         for key, value in (config_values or {}).items():
             if key not in space.params and key not in space.fixed and key not in removed:
                 space.fixed_for_conditions.setdefault(key, value)
-        for key, spec in (conditional or {}).items():
+        for key, spec in conditional.items():
             where = f"hydra.sweeper.conditional.{key}"
             if not isinstance(spec, Mapping) or "when" not in spec or "space" not in spec:
                 raise ConfigError(where, spec, "must be {when: {param: value(s)}, space: <expression>}")
             dist = parse(str(key), spec["space"], where="hydra.sweeper.conditional")
             if not isinstance(dist, BaseDistribution):
                 raise ConfigError(f"{where}.space", spec["space"], "must be a search expression")
-            if str(key) in removed or str(key) in space.fixed:
-                continue  # fixed on the command line (or by an arm): never sampled over it
+            if str(key) in removed or str(key) in space.fixed or str(key) in by_arm:
+                continue  # fixed (or searched) by an arm or by the file: not conditional there
             when = {}
             for cond_key, allowed in dict(spec["when"]).items():
                 if cond_key not in space.params and cond_key not in space.fixed \
@@ -190,7 +209,8 @@ class SearchSpace:
                                       "parameter listed before it, or a fixed value")
                 many = isinstance(allowed, Sequence) and not isinstance(allowed, str)  # list or ListConfig
                 when[str(cond_key)] = tuple(allowed) if many else (allowed,)
-            # a search expression on the command line replaces the file's space, keeps its condition
+            if str(key) in fixed_here:  # one value, where the condition holds
+                dist = CategoricalDistribution([fixed_here[str(key)]])
             space.conditional[str(key)] = Conditional(searched_here.get(str(key), dist), when)
             space.params.pop(str(key), None)
         return space
