@@ -117,7 +117,8 @@ def plot_tuning_curves(c: Comparison, path: Path) -> None:
                 label=f"{arm} (under-tuned)" if rising else arm)
         ax.fill_between(n, [m - s for m, s in zip(mean, sd, strict=True)],
                         [m + s for m, s in zip(mean, sd, strict=True)], color=color, alpha=0.12, lw=0)
-    ax.set(xlabel="trials of the arm (n)", ylabel=f"expected best {c.metric}",
+    ax.set(xlabel="trials of the arm (n; pruned and failed ones count, never the best)",
+           ylabel=f"expected best {c.metric}",
            title=f"study {c.study}: expected best {c.metric} after n trials (± 1 sd)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))

@@ -9,7 +9,8 @@ tested against the baseline on the per-seed differences (the seed's own luck can
 - ``holm``: Holm's step-down adjustment over the arms of one table (family-wise error <= alpha);
 - ``t_interval``: the mean paired difference with its Student-t 95% interval;
 - ``bounded_interval``: an arm's own mean with a 95% interval that never leaves the metric's
-  range: the t interval of the logit-transformed values mapped back (for metrics in [0, 1]);
+  range: the Student-t interval of the mean, clipped to the range (the true mean lies in the
+  range, so clipping loses no coverage);
 - ``prob_improvement``: the share of paired replicates in which the arm beats the baseline
   (a tie counts one half);
 - ``verdict``: what may be said against the baseline at alpha after Holm;
@@ -32,11 +33,9 @@ TESTS = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
 #: metric names (after the split prefix) whose values live in [0, 1]
 UNIT_RANGE = ("acc", "balanced_acc", "macro_f1", "gmean", "worst_class_recall", "ece", "recall/", "precision/",
               "f1", "auc", "brier")
-#: logit(0) is -inf: values are kept this far inside (0, 1) before the transform
-EPS = 1e-6
-#: under-tuned: the last trial still lifts the expected best by more than this share of the
-#: arm's value range (max - min over its complete trials)
-RISE = 0.02
+#: under-tuned: the second half of the budget still lifts the expected best by more than this
+#: share of the arm's value range (max - min over its complete trials)
+RISE = 0.05
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:
@@ -63,30 +62,29 @@ def t_interval(xs: Sequence[float], level: float = 0.95) -> tuple[float, float, 
 
 def bounded_interval(xs: Sequence[float], bounds: tuple[float, float] | None,
                      level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): an arm's mean with an interval inside ``bounds``.
-
-    For a metric in ``(lo, hi)`` the values are mapped to the logit scale
-    (``log(u / (1 - u))`` of ``u = (x - lo) / (hi - lo)``, kept ``EPS`` inside), the Student-t
-    interval is taken there and mapped back: a transform-based interval, so it can never leave
-    the range, and it narrows on the side of a bound as the values crowd it. Without bounds
-    it is the plain t interval. The mean itself is the arithmetic mean of ``xs``.
+    """(mean, low, high): an arm's arithmetic mean with its Student-t interval, clipped to
+    ``bounds`` when the metric has a range. The true mean lies inside the range, so the
+    clipped interval covers it exactly as often as the t interval does, and the mean always
+    lies inside its interval. (A logit-scale interval mapped back, tried first, covers the
+    median-like back-transformed centre rather than the mean, and explodes at a value of 0 or 1,
+    which ``worst_class_recall`` often is.)
 
     Example:
         >>> m, lo, hi = bounded_interval([0.99, 0.995, 1.0], (0.0, 1.0))
-        >>> 0 <= lo <= hi <= 1
+        >>> 0 <= lo <= m <= hi == 1.0
         True
     """
-    if bounds is None or len(xs) < 2:
-        return t_interval(xs, level)
-    lo, hi = bounds
-    span = hi - lo
-    logits = []
-    for x in xs:
-        u = min(max((x - lo) / span, EPS), 1 - EPS)
-        logits.append(math.log(u / (1 - u)))
-    _, a, b = t_interval(logits, level)
-    back = [lo + span / (1 + math.exp(-v)) for v in (a, b)]
-    return statistics.fmean(xs), back[0], back[1]
+    m, lo, hi = t_interval(xs, level)
+    if bounds is None or math.isnan(lo):
+        return m, lo, hi
+    return m, min(max(lo, bounds[0]), bounds[1]), max(min(hi, bounds[1]), bounds[0])
+
+
+def hodges_lehmann(d: Sequence[float]) -> float:
+    """The median of the Walsh averages of the differences: the location estimate that goes
+    with Wilcoxon's signed-rank test (its sign is the side the test leans to)."""
+    walsh = [(d[i] + d[j]) / 2 for i in range(len(d)) for j in range(i, len(d))]
+    return statistics.median(walsh) if walsh else math.nan
 
 
 def paired_p(a: Sequence[float], b: Sequence[float], test: str = "t") -> float:
@@ -205,6 +203,11 @@ def arm_statistics(values: Mapping[str, Mapping[int, float]], baseline: str | No
         ``is_best``: the best mean over >= 2 seeds; ``tied_with_best``: the arm may be the
         best (see :func:`could_be_best`).
     """
+    # every statistic on the seeds every arm with replicates has: an arm that misses a seed
+    # (a replicate that failed) must not look better by skipping it
+    sets = [set(v) for v in values.values() if v]
+    common = set.intersection(*sets) if sets else set()
+    values = {a: {s: x for s, x in v.items() if s in common} for a, v in values.items()}
     out: dict[str, ArmStats] = {}
     for arm, by_seed in values.items():
         xs = [by_seed[s] for s in sorted(by_seed)]
@@ -226,17 +229,23 @@ def arm_statistics(values: Mapping[str, Mapping[int, float]], baseline: str | No
     for arm, p in zip(tested, holm([out[a].p for a in tested]), strict=True):
         out[arm].p_holm = p
         if verdicts:
-            out[arm].verdict = verdict(out[arm].delta, p, direction, alpha)
+            lean = out[arm].delta
+            if test == "wilcoxon":  # the rank test's own side, not the mean's
+                a, b = paired(values[arm], base)
+                lean = hodges_lehmann([x - y for x, y in zip(a, b, strict=True)])
+            out[arm].verdict = verdict(lean, p, direction, alpha)
     if not verdicts:
         return out
     ranked = [a for a in out if out[a].seeds >= 2]
     if not ranked:
         return out
-    sign = 1.0 if direction == "maximize" else -1.0
-    best = max(ranked, key=lambda a: sign * out[a].mean)
-    out[best].is_best = True
     for arm in ranked:
         out[arm].tied_with_best = could_be_best(arm, {a: values[a] for a in ranked}, direction, test, alpha)
+    sign = 1.0 if direction == "maximize" else -1.0
+    # the best mean among the arms that may be the best (on shared seeds the two agree)
+    best = max((a for a in ranked if out[a].tied_with_best), key=lambda a: sign * out[a].mean, default=None)
+    if best is not None:
+        out[best].is_best = True
     return out
 
 
@@ -308,18 +317,32 @@ def expected_max(values: Sequence[float], direction: str = "maximize") -> tuple[
     return means, sds
 
 
-def under_tuned(values: Sequence[float], direction: str = "maximize", rise: float = RISE) -> bool | None:
-    """Whether the arm's tuning curve still rises at its last trial: the expected best after
-    N trials exceeds that after N - 1 by more than ``rise`` times the arm's value range.
+def under_tuned(values: Sequence[float], direction: str = "maximize", rise: float = RISE,
+                budget: int | None = None) -> bool | None:
+    """Whether the arm's tuning curve was still rising: the expected best after its whole
+    budget exceeds that after half of it by more than ``rise`` times the arm's value range.
+    ``values``: the arm's complete trials; ``budget``: its finished trials (pruned and failed
+    ones count as trials that are never the best, so the curve's n is the budget spent).
     Fewer than 3 complete trials: True (no curve to speak of); all values equal: False.
 
-    The gain of the last trial is ``(v_(N) - v_(N-1)) / N`` (the best value is lost only when
-    the dropped trial is the best one): a best trial far ahead of the runner-up, in a small
-    budget, means another trial may well move the arm's best again."""
+    Values spread evenly gain about 3% of their range from n = N/2 to N (``n/(n+1)`` of a
+    uniform sample), so they pass; a best trial far ahead of the rest (a lucky draw the search
+    has not yet reproduced) is flagged: more budget could change the arm's best."""
     if len(values) < 3:
         return True
     spread = max(values) - min(values)
     if spread == 0:
         return False
-    means, _ = expected_max(values, direction)
-    return abs(means[-1] - means[-2]) > rise * spread
+    means, _ = expected_max(curve_values(values, budget, direction), direction)
+    half = max(1, math.ceil(len(means) / 2))
+    return abs(means[-1] - means[half - 1]) > rise * spread
+
+
+def curve_values(complete: Sequence[float], budget: int | None, direction: str = "maximize") -> list[float]:
+    """The values a tuning curve is drawn over: the complete trials, and each pruned or failed
+    one (``budget`` minus the complete ones) at the worst complete value, never the best."""
+    extra = max(0, (budget or 0) - len(complete))
+    if not complete or not extra:
+        return list(complete)
+    worst = min(complete) if direction == "maximize" else max(complete)
+    return [*complete, *([worst] * extra)]

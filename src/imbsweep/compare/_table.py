@@ -58,19 +58,20 @@ class Comparison:
     def note(self) -> str:
         """How to read the table, with the tests named."""
         bounds = _stats.metric_range(self.test_metric)
-        interval = ("Student t on the logit scale, mapped back (stays inside [0, 1])" if bounds
-                    else "Student t")
+        interval = "Student t, clipped to [0, 1]" if bounds else "Student t"
         split = " and data.seed" if self.vary_split else ""
         base = self.baseline or "(no baseline)"
         return (f"best val: {self.metric} of the arm's best trial (its curve: expected best after n trials, "
-                f"Dodge et al. 2019; under-tuned when the last trial still adds > {_stats.RISE:.0%} of the arm's "
-                f"value range). Replicates: that configuration re-run with trainer.seed{split} = 1..K in every "
-                f"arm, paired by seed; mean ± 95% CI: {interval}; Δ: mean paired difference to {base} with its "
-                f"Student-t 95% CI; p: two-sided {self.test_name} against {base}; p Holm: Holm-adjusted over "
-                f"the {self.n_tested} arms tested; P(better): share of seeds where the arm beats {base} (ties "
-                f"half); verdict at α = {self.alpha} after Holm; 'tied with best' = not told apart from the "
-                f"best: no arm beats it in a one-sided paired {self.test_name.replace('paired ', '')} at α/(k-1) "
-                f"(the set holds the truly best arm with {1 - self.alpha:.0%} confidence); no ranks among them")
+                f"Dodge et al. 2019, pruned and failed trials counted as never best; under-tuned when the "
+                f"second half of its budget still adds > {_stats.RISE:.0%} of the arm's value range). "
+                f"Replicates: that configuration re-run with trainer.seed{split} = 1..K in every arm, paired "
+                f"by seed, statistics on the seeds every arm has; mean ± 95% CI: {interval}; Δ: mean paired "
+                f"difference to {base} with its Student-t 95% CI; p: two-sided {self.test_name} against "
+                f"{base}; p Holm: Holm-adjusted over the {self.n_tested} arms tested; P(better): share of "
+                f"seeds where the arm beats {base} (ties half); verdict at α = {self.alpha} after Holm; "
+                f"'tied with best' = not told apart from the best: no arm beats it in a one-sided paired "
+                f"{self.test_name.replace('paired ', '')} at α/(k-1) (the set holds the truly best arm with "
+                f"{1 - self.alpha:.0%} confidence); no ranks among them")
 
     @property
     def n_tested(self) -> int:
@@ -195,8 +196,9 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
         row["trials"] = row["complete"] + row["pruned"] + row["failed"]
         done = [float(v) for v in group.loc[(states == "complete"), col].dropna()] if col in group else []
         if done:
-            curves[arm] = _stats.expected_max(done, direction)
-            row["under_tuned"] = _stats.under_tuned(done, direction)
+            # pruned and failed trials count as trials that are never the best: n is the budget spent
+            curves[arm] = _stats.expected_max(_stats.curve_values(done, row["trials"], direction), direction)
+            row["under_tuned"] = _stats.under_tuned(done, direction, budget=row["trials"])
         if arm in best.index:
             b = best.loc[arm]
             space = spaces.get(arm)
