@@ -168,7 +168,10 @@ def _running_after_one_complete(study: optuna.Study) -> bool:
 LONG = ("trainer.epochs=60", "hydra.sweeper.n_trials=3")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+# Ctrl-C + resume runs in make test through the tournament (tests/sweep/test_tournament.py) and a
+# single run (tests/test_cli.py); the plain study's Ctrl-C case joins make test-all (15-minute line)
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGKILL],
+                         ids=["ctrl-c", "sigkill"])
 def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: Path, sig: int) -> None:
     proc = _popen(tmp_path, "sweep", "smoke", *LONG)
     try:
@@ -204,6 +207,7 @@ def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: 
     _check_one_to_one(study, finished, skip=(cut.number,))
 
 
+@pytest.mark.slow  # in make test: two commands on PostgreSQL (test_storages) and n_jobs=2 (test_tournament)
 def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> None:
     args = ("sweep", "smoke", "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=10",
             "trainer.epochs=25")
