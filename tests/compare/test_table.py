@@ -44,6 +44,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
     yield work, uri, fair
 
 
+def _compare_csv(work: Path, study: str, capsys: pytest.CaptureFixture[str],
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """``imbsweep compare STUDY --format csv --no-report`` in-process, from ``work``: (stdout, stderr)."""
+    from imbsweep.cli import main
+
+    monkeypatch.chdir(work)
+    assert main(["compare", study, "--format", "csv", "--no-report"]) == 0
+    out, err = capsys.readouterr()
+    return out, err
+
+
 def _csv(text: str) -> dict[str, dict[str, str]]:
     return {r["arm"]: r for r in csv.DictReader(io.StringIO(text))}
 
@@ -53,9 +64,7 @@ def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: p
     from imbsweep.cli import main
 
     work, uri, info = store
-    monkeypatch.chdir(work)
-    assert main(["compare", "fair", "--format", "csv", "--no-report"]) == 0
-    out, err = capsys.readouterr()
+    out, err = _compare_csv(work, "fair", capsys, monkeypatch)
     assert "warning" not in err
     header = out.splitlines()[0].split(",")
     assert header[:len(CONTRACT)] == CONTRACT
@@ -143,9 +152,7 @@ def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(store, capsys: 
     from imbsweep.cli import main
 
     work, uri, _ = store
-    monkeypatch.chdir(work)
-    assert main(["compare", "unfair", "--format", "csv", "--no-report"]) == 0
-    out, err = capsys.readouterr()
+    out, err = _compare_csv(work, "unfair", capsys, monkeypatch)
     lines = [line for line in err.splitlines() if "warning" in line]
     assert len(lines) == 1 and "la: 9 trials, plain: 3" in lines[0] and "more than 2x" in lines[0]
     table = _csv(out)

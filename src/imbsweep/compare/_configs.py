@@ -99,9 +99,9 @@ def sweep_space(record: StudyRecord, arm: str | None = None) -> Any:
     arms = conf.get("arms") or {}
     texts = []
     if arm is not None and isinstance(arms, Mapping) and isinstance(arms.get(arm), Mapping):
-        from ..sweep._space import override
+        from ..sweep._space import written_override
 
-        texts = [f"{k}={v}" if isinstance(v, str) else override(str(k), v) for k, v in arms[arm].items()]
+        texts = [written_override(str(k), v) for k, v in arms[arm].items()]
     try:  # conditions are decided on each run's own values (searched_keys), not here
         return SearchSpace.build(conf.get("params"), conditional, [], config_values=when_keys,
                                  arm_overrides=texts)

@@ -18,6 +18,7 @@ from .._paths import git_commit
 from ..tracking import TAG_BASELINE_ARM, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
+from ._workers import ATTR_ARM
 
 
 class ParentRun:
@@ -75,7 +76,7 @@ class ParentRun:
             best = best_trial(studies, directions[0].name.lower())
             assert best is not None
             metrics["best_value"] = float(best.values[0])
-            arm = best.user_attrs.get("imbsweep:arm")
+            arm = best.user_attrs.get(ATTR_ARM)
             self.client.set_tag(self.run_id, "imbsweep.best_trial",
                                 f"{arm} {best.number}" if arm else str(best.number))
         for k, v in metrics.items():

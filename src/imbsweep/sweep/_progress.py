@@ -7,6 +7,8 @@ from types import TracebackType
 
 import optuna
 
+from ._workers import ATTR_ARM
+
 
 class SweepProgress:
     def __init__(self, study_name: str, n_trials: int, objectives: list[tuple[str, str]],
@@ -36,7 +38,7 @@ class SweepProgress:
         if len(self.objectives) == 1 and c["complete"]:
             best = best_trial(studies, self.objectives[0][1])
             assert best is not None
-            arm = best.user_attrs.get("imbsweep:arm")
+            arm = best.user_attrs.get(ATTR_ARM)
             detail += f" · best {self.objectives[0][0]} {best.values[0]:.4f}" + (f" ({arm})" if arm else "")
         elif c["complete"]:
             detail += f" · {sum(len(s.best_trials) for s in studies)} on the Pareto front(s)"

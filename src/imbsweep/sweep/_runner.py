@@ -34,7 +34,7 @@ from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
 from ..tracking import signals_held
-from ._space import SearchSpace, override, parse
+from ._space import SearchSpace, override, parse, written_override
 from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
 from ._workers import (
@@ -48,7 +48,6 @@ from ._workers import (
     requeue,
 )
 
-ATTR_ARM_TRIAL = "imbsweep:arm"  # a trial's arm (the study of an arm carries it too)
 ATTR_ARM_VALUES = "imbsweep:arm_values"  # on an arm's study: what the arm fixes or searches, as written
 
 log = logging.getLogger(__name__)
@@ -244,6 +243,14 @@ class Sweep:
                               "config's defaults for what the arm does not fix (null: no such trials)")
         if (conf.get("sampler") or {}).get("name") == "grid":
             raise ConfigError("hydra.sweeper.sampler.name", "grid", "cannot run a tournament; use tpe or random")
+        from optuna.distributions import BaseDistribution
+
+        cond_keys = {str(k) for spec in (conf.get("conditional") or {}).values()
+                     if isinstance(spec, Mapping) for k in dict(spec.get("when") or {})}
+        # the command line's fixed values, less those of conditional keys (they apply only
+        # where their condition holds): what every arm's config is composed with
+        cli_fixed = [o for o in self.arguments if not _is_sweep(o)
+                     and o.partition("=")[0].lstrip("+~") not in (conf.get("conditional") or {})]
         arms = []
         seen_keys: set[str] = set()
         for name, values in arms_conf.items():
@@ -255,14 +262,13 @@ class Sweep:
             if values is not None and not isinstance(values, Mapping):
                 raise ConfigError(where, values, "must map config keys to values or search expressions")
             values = {str(k): v for k, v in (values or {}).items()}
-            texts = []
+            texts, fixed = [], []
             for key, value in values.items():
-                text = value if isinstance(value, str) else override(key, value).partition("=")[2]
-                parse(key, text, where=where)  # a bad expression names the arm
-                texts.append(f"{key}={text}")
-            arm_cfg, arm_choices = self._compose(name, [t for t in texts if not _is_sweep(t)])
-            cond_keys = {str(k) for spec in (conf.get("conditional") or {}).values()
-                         if isinstance(spec, Mapping) for k in dict(spec.get("when") or {})}
+                text = written_override(key, value)
+                texts.append(text)
+                if not isinstance(parse(key, text.partition("=")[2], where=where), BaseDistribution):
+                    fixed.append(text)  # (parsed here so that a bad expression names the arm)
+            arm_cfg, arm_choices = self._compose(name, fixed, cli_fixed)
             space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments,
                                       arm_overrides=texts,
                                       config_values=_none_for_missing(
@@ -295,18 +301,16 @@ class Sweep:
                                   "searches a key that this arm's config does not have (add it with + on the "
                                   "command line, or fix it in the arms that have it)")
 
-    def _compose(self, arm: str, overrides: list[str]) -> tuple[Any, Mapping[str, Any]]:
-        """The config one of the arm's trials starts from (the arm's fixed values and the
+    def _compose(self, arm: str, overrides: list[str], cli_fixed: list[str]) -> tuple[Any, Mapping[str, Any]]:
+        """The config one of the arm's trials starts from (the arm's fixed values, then the
         command line's), and its group choices; an unknown key or option names the arm."""
         if self.config_loader is None:
             choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
             return self.config, choices
         from hydra.errors import HydraException
 
-        conditional = {str(k) for k in (self.conf.get("conditional") or {})}
-        fixed = [o for o in self.arguments if not _is_sweep(o) and o.partition("=")[0].lstrip("+~") not in conditional]
         try:
-            cfg = self.config_loader.load_sweep_config(self.config, [*overrides, *fixed])
+            cfg = self.config_loader.load_sweep_config(self.config, [*overrides, *cli_fixed])
         except HydraException as exc:
             msg = " ".join(str(exc).split())
             raise ConfigError(f"hydra.sweeper.arms.{arm}", overrides, f"does not compose: {msg}") from None
@@ -416,15 +420,15 @@ class Sweep:
         """Under the study's budget lock: recover dead workers' trials, then ask for a trial
         of the arm with the fewest finished + running trials, if one is below its budget."""
         with budget_lock(self.storage, self.study_name, self.journal):
-            taken = {}
-            for arm in self.arms:
-                parent.end_dead_runs(recover_dead(arm.study))
-                c = counts(arm.study)
-                if c["finished"] + c["running"] < arm.budget:
-                    taken[arm.study_name] = c["finished"] + c["running"]
-            if not taken:
+            below: list[tuple[int, Arm]] = []
+            for a in self.arms:
+                parent.end_dead_runs(recover_dead(a.study))
+                c = counts(a.study)
+                if c["finished"] + c["running"] < a.budget:
+                    below.append((c["finished"] + c["running"], a))
+            if not below:
                 return None, None
-            arm = min((a for a in self.arms if a.study_name in taken), key=lambda a: taken[a.study_name])
+            _, arm = min(below, key=lambda u: u[0])  # the first of the least served, in the file's order
             # Ctrl-C lands after the trial knows its process: a RUNNING trial without one
             # could never be recovered
             with signals_held(), warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
@@ -549,7 +553,7 @@ class Sweep:
             assert best is not None
             results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
             if arms[0].name is not None:
-                results["best_arm"] = best.user_attrs.get(ATTR_ARM_TRIAL)
+                results["best_arm"] = best.user_attrs.get(ATTR_ARM)
                 results["arms"] = {}
                 for a in arms:
                     b = best_trial([a.study], self.objectives[0][1])

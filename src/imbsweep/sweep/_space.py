@@ -120,6 +120,13 @@ def override(key: str, value: Any) -> str:
     return f"{key}={_encode(value)}"
 
 
+def written_override(key: str, value: Any) -> str:
+    """``key=value`` for a value as a sweep file writes it (an arm's values): a string is
+    override text as it stands (``choice(a, b)`` stays a search expression), anything else
+    is encoded as a value."""
+    return f"{key}={value}" if isinstance(value, str) else override(key, value)
+
+
 @dataclass(frozen=True)
 class Conditional:
     """A parameter sampled only when every ``when`` condition holds."""

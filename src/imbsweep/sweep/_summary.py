@@ -7,6 +7,8 @@ from typing import Any
 
 import optuna
 
+from ._workers import ATTR_ARM
+
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
     """Per trick: trials complete/pruned/failed and its best trial (by the first objective)."""
@@ -76,7 +78,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
     if len(objectives) == 1:
         best = best_trial(studies, direction)
         assert best is not None
-        where = f"arm {best.user_attrs.get('imbsweep:arm')}, " if tournament else ""
+        where = f"arm {best.user_attrs.get(ATTR_ARM)}, " if tournament else ""
         console.print(f"best trial #{best.number}: {metric} = {best.values[0]:.4f}  "
                       f"({where}{best.user_attrs.get('imbsweep:trick', '?')}) {best.params}")
     else:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from ..reporting import Reporter
 from ..tracking import TAG_ARM, signals_held
 from ..training import Result
+from ._workers import ATTR_ARM
 
 log = logging.getLogger(__name__)
 CONTEXT_KEY = "imbsweep_trial"
@@ -90,7 +91,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
         trial.set_user_attr("imbsweep:trick", trick_label(cfg))
         if arm:
-            trial.set_user_attr("imbsweep:arm", arm)
+            trial.set_user_attr(ATTR_ARM, arm)
         heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
         heartbeat.start()
         try:
