@@ -29,10 +29,9 @@ class SweepProgress:
         if self.show:
             self.progress.stop()
 
-    def update(self, studies: optuna.Study | Sequence[optuna.Study]) -> None:
+    def update(self, studies: Sequence[optuna.Study]) -> None:
         from ._runner import best_trial, counts
 
-        studies = [studies] if isinstance(studies, optuna.Study) else list(studies)
         c = counts(studies)
         detail = f"· {c['pruned']} pruned · {c['fail']} failed"
         if len(self.objectives) == 1 and c["complete"]:
