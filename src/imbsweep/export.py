@@ -68,6 +68,9 @@ def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | Non
         front = pareto_front(trials, objectives)
         return front.sort_values(cols[0], ascending=objectives[0][1] == "minimize"), objectives
     m, d = record.metric_direction(metric)
+    source = record.posthoc_arms.get(arm) if arm is not None else None
+    if source is not None:  # a post-hoc arm: its source's trials, ranked on their post-hoc values
+        arm, m = source, m if m.endswith("_posthoc") else f"{m}_posthoc"
     ranked = ranked_trials(record, m, d, top_k, trick, arm)
     _check_trick(record, ranked, trick, arm)
     if ranked.empty:
@@ -82,7 +85,8 @@ def _check_trick(record: StudyRecord, found: Any, trick: str | None, arm: str | 
     flt = "tags.`imbsweep.state` = 'complete'"
     runs = record.client.search_runs([record.experiment_id], flt, max_results=1000)
     option, value, tag = ("--arm", arm, ARM) if arm is not None else ("--trick", trick, "imbsweep.trick")
-    known = sorted({str(r.data.tags.get(tag)) for r in runs if tag in r.data.tags})
+    known = sorted({str(r.data.tags.get(tag)) for r in runs if tag in r.data.tags}
+                   | (set(record.posthoc_arms) if arm is not None else set()))
     raise StudyError(f"{option}={value!r}: no complete trial of study {record.name!r} used it; "
                      f"{option[2:]}s: {', '.join(known) or 'none (a study without arms: use --trick)'}")
 
@@ -227,6 +231,10 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
               f"{arm_words(r)}trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
               f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"reproduce: {reproduce_command(out_dir, name)}"]
+    if objectives[0][0].endswith("_posthoc"):
+        tau = r.get("metrics.posthoc/tau")
+        header.append(f"post-hoc logit adjustment on this config's model (tau {float(tau):g} here, picked on "
+                      "validation in every run): a run of it reports the arm's value as val/test *_posthoc")
     if fmt == "yaml":
         content = render_yaml(header, choices, values)
     else:

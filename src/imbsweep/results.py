@@ -29,6 +29,7 @@ from .errors import ImbsweepError
 from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags every trial run with it)
 from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
 from .tracking import TAG_CHOICE
+from .tracking import TAG_POSTHOC_ARMS as POSTHOC_ARMS  # on the parent run: {post-hoc arm: source arm}
 from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
 
@@ -62,6 +63,15 @@ class StudyRecord:
     def baseline_arm(self) -> str | None:
         """The sweep's declared baseline arm (its parent run's tag), None without one."""
         return self.parent_tags.get(BASELINE_ARM) or None
+
+    @property
+    def posthoc_arms(self) -> dict[str, str]:
+        """``{arm: source arm}``: the sweep's arms that re-score their source arm's trials
+        after post-hoc logit adjustment (``hydra.sweeper.posthoc_arms``)."""
+        import json
+
+        text = self.parent_tags.get(POSTHOC_ARMS)
+        return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
 
     @property
     def trials(self) -> Any:
@@ -261,12 +271,39 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
                            if str(c).startswith("tags.") and isinstance(v, str)}
         df = df[df["role"] != "parent"].reset_index(drop=True)
     record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df, parent_tags=parent_tags)
+    if record.posthoc_arms and not df.empty:
+        record.runs = with_posthoc_arms(df, record.posthoc_arms)
     if df.empty or not (record.trials["state"].isin(["complete", "pruned", "failed"])).any():
         raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
                          "or was stopped before the first trial ended)")
     record.objectives = objectives_of(record.trials)
     record.complete = bool((record.trials["state"] == "complete").any())
     return record
+
+
+def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str]) -> Any:
+    """``df`` plus, per post-hoc arm, a copy of its source arm's trial rows under the post-hoc
+    arm's name, each metric replaced by its post-hoc twin (``metrics.val/balanced_acc`` <-
+    ``metrics.val/balanced_acc_posthoc``) and ``posthoc_of`` naming the source. The run ids
+    stay the source's: the post-hoc arm's replicates are its source's runs, read through
+    their post-hoc values (``posthoc_column``)."""
+    import pandas as pd
+
+    twins = [c for c in df.columns if c.startswith("metrics.") and f"{c}_posthoc" in df.columns]
+    parts = [df.assign(posthoc_of=None)]
+    for name, source in posthoc_arms.items():
+        rows = df[(df["role"] == "trial") & (df["arm"] == source)].copy()
+        rows["arm"], rows["posthoc_of"] = name, source
+        for c in twins:
+            rows[c] = rows[f"{c}_posthoc"]
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
+def posthoc_column(record: StudyRecord, arm: str, column: str) -> str:
+    """The column that holds ``arm``'s value of ``column`` in its runs (and replicates): the
+    post-hoc twin for a post-hoc arm."""
+    return f"{column}_posthoc" if arm in record.posthoc_arms else column
 
 
 def _redacted(uri: str) -> str:

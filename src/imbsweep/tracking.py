@@ -31,6 +31,7 @@ MAX_METRICS, MAX_PARAMS = 1000, 100  # MLflow's log_batch limits per request
 TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", "imbsweep.trick"
 TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs; the study of a run
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
+TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
 TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 

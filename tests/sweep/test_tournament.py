@@ -183,10 +183,14 @@ def test_bad_tournament_settings_fail_before_any_trial(tmp_path: Path, overrides
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
 
 
-def test_trials_per_arm_without_arms_is_an_error(tmp_path: Path) -> None:
-    p = run_cli(tmp_path, "sweep", "smoke", "++hydra.sweeper.trials_per_arm=3")
+@pytest.mark.parametrize(("override", "words"), [
+    ("++hydra.sweeper.trials_per_arm=3", "hydra.sweeper.trials_per_arm=3: needs hydra.sweeper.arms"),
+    ("++hydra.sweeper.posthoc_arms={ph:ce}", "hydra.sweeper.posthoc_arms={'ph': 'ce'}: needs hydra.sweeper.arms"),
+])
+def test_tournament_settings_without_arms_are_an_error(tmp_path: Path, override: str, words: str) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", override)
     assert p.returncode == 2
-    assert "hydra.sweeper.trials_per_arm=3: needs hydra.sweeper.arms" in p.stderr
+    assert words in p.stderr
 
 
 def _make_study(workdir: Path, name: str, **attrs: object) -> None:
@@ -219,3 +223,78 @@ def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) ->
     assert "hydra.sweeper.arms.ce={'loss': 'ce'}: this arm of study 'smoke_arms' already ran with " \
            "{'loss': 'focal'}" in p.stderr
     assert not _storage(tmp_path).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
+
+
+def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path: Path) -> None:
+    """``hydra.sweeper.posthoc_arms``: ce_posthoc trains nothing; it is CE's trials scored by
+    their post-hoc values, in the sweep's summary, in compare (with CE's replicate runs read
+    through their post-hoc values) and in export."""
+    import csv
+    import io
+
+    p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.study_name=ph", "~hydra.sweeper.arms.ce_weighted",
+                "++hydra.sweeper.posthoc_arms={ce_posthoc:ce}")
+    assert p.returncode == 0, p.stderr
+    studies = _arm_studies(tmp_path, "ph")
+    assert sorted(studies) == ["ce", "logit_adjusted"]  # no study, no trial of its own
+    parent, children = _children(tmp_path, "ph")
+    assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce"}
+    assert len(children) == 6 and {r.data.tags["imbsweep.arm"] for r in children} == {"ce", "logit_adjusted"}
+    runs = {r.info.run_id: r for r in children}
+    ce_done = [t for t in studies["ce"].trials if t.state.name == "COMPLETE"]
+    assert ce_done
+    for t in ce_done:  # the value the post-hoc arm ranks on is the run's own post-hoc metric
+        run = runs[t.user_attrs["mlflow_run_id"]]
+        assert t.user_attrs["imbsweep:posthoc_value"] == pytest.approx(run.data.metrics["val/balanced_acc_posthoc"])
+    for t in studies["logit_adjusted"].trials:
+        assert "imbsweep:posthoc_value" not in t.user_attrs
+    best = max(ce_done, key=lambda t: (t.user_attrs["imbsweep:posthoc_value"], -t.number))
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("│ ce_posthoc"))
+    assert "post-hoc on ce's models" in p.stdout and f"{best.user_attrs['imbsweep:posthoc_value']:.4f}" in line
+    results = yaml.safe_load(next(tmp_path.glob("multirun/**/optimization_results.yaml")).read_text())
+    assert results["arms"]["ce_posthoc"]["posthoc_of"] == "ce"
+    assert results["arms"]["ce_posthoc"]["best_trial"] == best.number
+
+    c = run_cli(tmp_path, "compare", "ph", "--reseed", "2", "--jobs", "1", "--format", "csv", "--no-report")
+    assert c.returncode == 0, c.stderr
+    rows = {r["arm"]: r for r in csv.DictReader(io.StringIO(c.stdout))}
+    assert sorted(rows) == ["ce", "ce_posthoc", "logit_adjusted"]
+    assert rows["ce_posthoc"]["trials"] == rows["ce"]["trials"] == "3"
+    assert float(rows["ce_posthoc"]["best_val"]) == pytest.approx(best.user_attrs["imbsweep:posthoc_value"])
+    assert rows["ce_posthoc"]["run_id"] == best.user_attrs["mlflow_run_id"]
+    _, children = _children(tmp_path, "ph")
+    reseeds = [r for r in children if r.data.tags.get("imbsweep.role") == "reseed"]
+    # one set of replicates per distinct best run: a post-hoc arm whose best is CE's best trains nothing more
+    best_runs = {rows[a]["run_id"] for a in rows}
+    assert len(reseeds) == 2 * len(best_runs)
+    mine = sorted((int(r.data.tags["imbsweep.replicate"]), r) for r in reseeds
+                  if r.data.tags["imbsweep.reseed_of"] == rows["ce_posthoc"]["run_id"])
+    assert [float(v) for v in rows["ce_posthoc"]["seed_values"].split()] == pytest.approx(
+        [r.data.metrics["test/balanced_acc_posthoc"] for _, r in mine])
+    ce_mine = sorted((int(r.data.tags["imbsweep.replicate"]), r) for r in reseeds
+                     if r.data.tags["imbsweep.reseed_of"] == rows["ce"]["run_id"])
+    assert [float(v) for v in rows["ce"]["seed_values"].split()] == pytest.approx(
+        [r.data.metrics["test/balanced_acc"] for _, r in ce_mine])
+    t = run_cli(tmp_path, "compare", "ph", "--no-report")
+    assert "ce_posthoc trains nothing of its own" in " ".join(t.stdout.split()), t.stdout
+
+    e = run_cli(tmp_path, "export", "ph", "--arm", "ce_posthoc", "--out", "best")
+    assert e.returncode == 0, e.stderr
+    text = (tmp_path / "best" / "ph.yaml").read_text()
+    assert f"val/balanced_acc_posthoc = {best.user_attrs['imbsweep:posthoc_value']:.6g}" in text
+    assert "post-hoc logit adjustment on this config's model" in text
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (("++hydra.sweeper.posthoc_arms={ph:nope}",), ["hydra.sweeper.posthoc_arms.ph='nope'", "ce, ce_weighted"]),
+    (("++hydra.sweeper.posthoc_arms={ce:ce}",), ["hydra.sweeper.posthoc_arms.ce='ce'", "not one of"]),
+    (("++hydra.sweeper.posthoc_arms={ph:ce}", "objective.metric=val/ece", "objective.direction=minimize"),
+     ["hydra.sweeper.posthoc_arms", "val/ece", "balanced_acc"]),
+])
+def test_bad_posthoc_arms_fail_before_any_trial(tmp_path: Path, overrides: tuple[str, ...], words: list[str]) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke_arms", *overrides)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()

@@ -35,6 +35,10 @@ class ImbsweepOptunaSweeperConf:
         trials_per_arm: every arm's number of finished trials (complete, pruned, failed).
         baseline_arm: the arm the others are compared with; default ``ce`` if an arm has that
             name, else the first arm.
+        posthoc_arms: ``{arm name: source arm}``: arms that train nothing of their own. Each
+            is scored on its source arm's trials (the same models, the same budget) by the
+            objective after post-hoc logit adjustment (``<objective>_posthoc``: the tau every
+            run picks on validation from ``eval.posthoc_grid``); not counted in ``n_trials``.
         max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
         heartbeat_interval: seconds between heartbeats on RDB storages (PostgreSQL, MySQL,
             SQLite URLs), so that a trial whose worker died on another machine is re-queued;
@@ -56,6 +60,7 @@ class ImbsweepOptunaSweeperConf:
     arms: dict[str, Any] = field(default_factory=lambda: {})
     trials_per_arm: Optional[int] = None  # noqa: UP045
     baseline_arm: Optional[str] = None  # noqa: UP045
+    posthoc_arms: dict[str, Any] = field(default_factory=lambda: {})
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="imbsweep_optuna",

@@ -79,7 +79,9 @@ def plot_per_class(c: Comparison, record: StudyRecord, path: Path) -> bool:
 
     fig, ax = _axes(9, 4.5)
     drawn = False
-    shown = c.table[(c.table["run_id"] != "") & c.table["arm"].isin(_shown(c))]
+    # a post-hoc arm's best run is its source's, whose per_class.csv holds the recall before adjustment
+    shown = c.table[(c.table["run_id"] != "") & c.table["arm"].isin(_shown(c))
+                    & ~c.table["arm"].isin(list(record.posthoc_arms))]
     for i, (_, r) in enumerate(shown.iterrows()):
         text = download_text(record.client, str(r["run_id"]), "per_class.csv")
         if not text:

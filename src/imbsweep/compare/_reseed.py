@@ -59,7 +59,9 @@ def reseed_jobs(record: StudyRecord, metric: str, direction: str, k: int, state:
     if top is not None:
         best = best[(best["arm"] == baseline) | (best["arm"].isin(list(best["arm"][:top])))]
     jobs = []
-    for _, b in best.iterrows():
+    # a post-hoc arm may share its source's best run: one set of replicates, tagged with the source
+    best = best.assign(_posthoc=best["arm"].isin(list(record.posthoc_arms))).sort_values("_posthoc", kind="stable")
+    for _, b in best.drop_duplicates("run_id").iterrows():
         have = {int(s) for s in replicate_runs(record, str(b["run_id"]), vary_split)["replicate"]}
         missing = [s for s in range(1, k + 1) if s not in have]
         if not missing:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results import RESEED_OF, VARY_SPLIT, StudyError, StudyRecord, best_runs
+from ..results import RESEED_OF, VARY_SPLIT, StudyError, StudyRecord, best_runs, posthoc_column
 from . import _stats
 from ._configs import arm_fixed, describe_config, reported_metric, searched_keys, sweep_space, varying_params
 
@@ -44,6 +44,7 @@ class Comparison:
     warning: str | None = None  # the fairness guard's line (no verdicts were given)
     vary_split: bool = False
     alpha: float = _stats.ALPHA
+    posthoc_arms: dict[str, str] = field(default_factory=dict)  # arm -> the arm whose models it re-scores
 
     @property
     def replicated(self) -> bool:
@@ -71,7 +72,10 @@ class Comparison:
                 f"seeds where the arm beats {base} (ties half); verdict at α = {self.alpha} after Holm; "
                 f"'tied with best' = not told apart from the best: no arm beats it in a one-sided paired "
                 f"{self.test_name.replace('paired ', '')} at α/(k-1) (the set holds the truly best arm with "
-                f"{1 - self.alpha:.0%} confidence); no ranks among them")
+                f"{1 - self.alpha:.0%} confidence); no ranks among them"
+                + "".join(f"; {a} trains nothing of its own: {src}'s trials and models (same budget, same "
+                          f"replicate runs) scored after post-hoc logit adjustment, τ picked on validation "
+                          f"in each run" for a, src in self.posthoc_arms.items()))
 
     @property
     def n_tested(self) -> int:
@@ -180,8 +184,10 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     trials = record.trials
     arms = list(dict.fromkeys(trials["arm"]))
     baseline = resolve_baseline(record, arms, baseline)
-    spaces = {str(a): sweep_space(record, str(a)) for a in arms}
+    posthoc = record.posthoc_arms
+    spaces = {str(a): sweep_space(record, posthoc.get(str(a), str(a))) for a in arms}
     fixed = arm_fixed(record)
+    fixed.update({a: fixed[src] for a, src in posthoc.items() if src in fixed})
     varying = varying_params(trials) if any(sp is None for sp in spaces.values()) else []
     best = best_runs(record, metric, direction).set_index("arm")
     rows: list[dict[str, Any]] = []
@@ -204,10 +210,14 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
             space = spaces.get(arm)
             keys = varying if space is None else searched_keys(space, b)
             keys = [k for k in keys if k not in fixed.get(arm, ())]
+            config = describe_config(b, keys)
+            tau = b.get("metrics.posthoc/tau")
+            if arm in posthoc and tau is not None and tau == tau:
+                config = f"{config}, post-hoc τ {float(tau):g}" if config else f"post-hoc τ {float(tau):g}"
             row.update({"best_val": float(b[col]), "best_trial": int(b["trial"]),
-                        "best_test": float(b.get(tcol, math.nan)), "config": describe_config(b, keys),
+                        "best_test": float(b.get(tcol, math.nan)), "config": config,
                         "run_id": str(b["run_id"])})
-            values[arm] = replicate_values(record, str(b["run_id"]), tcol, vary_split)
+            values[arm] = replicate_values(record, str(b["run_id"]), posthoc_column(record, arm, tcol), vary_split)
         rows.append(row)
     counts = {r["arm"]: r["trials"] for r in rows}
     warning = fairness_warning(counts, baseline)
@@ -243,4 +253,4 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     df = df.sort_values(["_has", "mean", "best_val"], ascending=[False, sign, sign], na_position="last")
     table = df[[*COLUMNS, "_values"]].reset_index(drop=True)
     return Comparison(record.name, metric, direction, test_metric, baseline, table, test, curves, warning,
-                      vary_split, alpha)
+                      vary_split, alpha, posthoc)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import TAG_BASELINE_ARM, connect
+from ..tracking import TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
@@ -26,7 +26,8 @@ class ParentRun:
     FAILED (the sweep stopped on an error)."""
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
-                 owner: bool = True, baseline_arm: str | None = None) -> None:
+                 owner: bool = True, baseline_arm: str | None = None,
+                 posthoc_arms: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
@@ -34,6 +35,12 @@ class ParentRun:
         self.run_id = self._find_or_create()
         if baseline_arm is not None and owner:
             self.client.set_tag(self.run_id, TAG_BASELINE_ARM, baseline_arm)
+            if posthoc_arms:
+                import json
+
+                self.client.set_tag(self.run_id, TAG_POSTHOC_ARMS, json.dumps(dict(posthoc_arms)))
+            elif TAG_POSTHOC_ARMS in self.client.get_run(self.run_id).data.tags:  # resumed without them
+                self.client.delete_tag(self.run_id, TAG_POSTHOC_ARMS)
 
     def _find_or_create(self) -> str:
         found = self.client.search_runs(

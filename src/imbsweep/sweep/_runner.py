@@ -40,6 +40,7 @@ from ._task import CONTEXT_KEY, objective_metrics
 from ._workers import (
     ATTR_ARM,
     ATTR_BASELINE,
+    ATTR_POSTHOC,
     ATTR_REQUEUED,
     ATTR_TOURNAMENT,
     budget_lock,
@@ -173,12 +174,14 @@ class Sweep:
         self.n_jobs = int(conf.get("n_jobs", 1))
         if self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        self.posthoc_arms: dict[str, str] = {}
         if conf.get("arms"):
             self.arms = self._build_arms(conf["arms"])
             self.n_trials = sum(a.budget for a in self.arms)
+            self.posthoc_arms = self._posthoc_arms(conf.get("posthoc_arms"))
         else:
-            for key in ("trials_per_arm", "baseline_arm"):
-                if conf.get(key) is not None:
+            for key in ("trials_per_arm", "baseline_arm", "posthoc_arms"):
+                if conf.get(key) not in (None, {}):
                     raise ConfigError(f"hydra.sweeper.{key}", conf[key], "needs hydra.sweeper.arms")
             self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments)
             n = conf.get("n_trials")
@@ -316,6 +319,34 @@ class Sweep:
             raise ConfigError(f"hydra.sweeper.arms.{arm}", overrides, f"does not compose: {msg}") from None
         return cfg, OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
 
+    def _posthoc_arms(self, spec: Any) -> dict[str, str]:
+        """``{name: source arm}``: arms scored on their source arm's trials after post-hoc
+        logit adjustment; they need the objective's ``_posthoc`` twin, which every run logs
+        for the headline metrics (see ``training.posthoc_scan``)."""
+        if not spec:
+            return {}
+        key = "hydra.sweeper.posthoc_arms"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(key, spec, "must map an arm's name to the arm whose trials it re-scores")
+        names = [a.name for a in self.arms]
+        metric = self.objectives[0][0]
+        if len(self.objectives) > 1 or posthoc_metric(metric) is None:
+            from ..training import POSTHOC_METRICS
+
+            raise ConfigError(key, dict(spec), f"needs a single objective val/<m> with m one of "
+                              f"{', '.join(POSTHOC_METRICS)} (runs log its post-hoc twin); the objective is "
+                              + ", ".join(m for m, _ in self.objectives))
+        out = {}
+        for name, source in spec.items():
+            name, source = str(name), str(source)
+            if not name or "/" in name or "${" in name or name != name.strip() or name in names:
+                raise ConfigError(f"{key}.{name}", source, "needs a name of its own: non-empty, without '/', "
+                                  "'${' or surrounding spaces, and not one of hydra.sweeper.arms")
+            if source not in names:
+                raise ConfigError(f"{key}.{name}", source, f"must name one of the arms: {', '.join(map(str, names))}")
+            out[name] = source
+        return out
+
     def _baseline_arm(self) -> str:
         names = [a.name for a in self.arms]
         wanted = self.conf.get("baseline_arm")
@@ -375,7 +406,8 @@ class Sweep:
                 arm.study = self._open(arm, directions)
                 self._enqueue_baseline(arm)
             parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
-                               baseline_arm=self.baseline_arm if self.arms[0].name is not None else None)
+                               baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
+                               posthoc_arms=self.posthoc_arms)
         studies = [a.study for a in self.arms]
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
@@ -413,7 +445,7 @@ class Sweep:
             from ._summary import print_summary
 
             print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
-                          self.n_trials, self.baseline_arm)
+                          self.n_trials, self.baseline_arm, self.posthoc_arms)
         return studies[0] if self.arms[0].name is None else studies
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
@@ -498,6 +530,8 @@ class Sweep:
                                "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         if arm.name is not None:
             ctx.update({"optuna_study": arm.study_name, "arm": arm.name})
+            if arm.name in self.posthoc_arms.values():
+                ctx["posthoc"] = True  # the trial keeps its post-hoc value for the post-hoc arms
         overrides = [*arm.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
@@ -561,6 +595,13 @@ class Sweep:
                         results["arms"][a.name] = {"fixed": {k: str(v) for k, v in a.values.items()},
                                                    "best_params": b.params, "best_value": b.value,
                                                    "best_trial": b.number}
+                for name, source in self.posthoc_arms.items():
+                    src = next(a for a in arms if a.name == source)
+                    b = best_posthoc(src.study, self.objectives[0][1])
+                    if b is not None:
+                        results["arms"][name] = {"posthoc_of": source, "best_params": b.params,
+                                                 "best_value": b.user_attrs[ATTR_POSTHOC],
+                                                 "best_trial": b.number}
         else:
             results = {"name": "optuna", "solutions": [
                 {**({"arm": a.name} if a.name is not None else {}), "params": t.params, "values": t.values}
@@ -569,6 +610,24 @@ class Sweep:
         path = self.sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), path)
         return path
+
+
+def posthoc_metric(metric: str) -> str | None:
+    """The post-hoc twin every run logs for the objective ``metric`` (None: it has none)."""
+    from ..training import POSTHOC_METRICS
+
+    split, _, name = metric.partition("/")
+    return f"{metric}_posthoc" if split == "val" and name in POSTHOC_METRICS else None
+
+
+def best_posthoc(study: optuna.Study, direction: str) -> optuna.trial.FrozenTrial | None:
+    """The complete trial with the best post-hoc value (ties: the lower number)."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get(ATTR_POSTHOC) is not None]
+    if not done:
+        return None
+    sign = -1.0 if direction == "maximize" else 1.0
+    return min(done, key=lambda t: (sign * float(t.user_attrs[ATTR_POSTHOC]), t.number))
 
 
 def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from ._workers import ATTR_ARM
+from ._workers import ATTR_ARM, ATTR_POSTHOC
 
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
@@ -19,10 +19,35 @@ def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "max
 
 
 def arm_rows(arms: list[tuple[str, optuna.Study]], metric_index: int = 0,
-             direction: str = "maximize") -> list[dict[str, Any]]:
+             direction: str = "maximize", posthoc_arms: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The same per arm of a tournament, in the arms' order (no ranking: a validation best
-    after tuning is not a comparison)."""
-    return _rows({name: _finished(study) for name, study in arms}, metric_index, direction, sort=False)
+    after tuning is not a comparison); a post-hoc arm's row follows its source's and counts
+    the source's trials, scored by their post-hoc values."""
+    rows = _rows({name: _finished(study) for name, study in arms}, metric_index, direction, sort=False)
+    studies = dict(arms)
+    for name, source in (posthoc_arms or {}).items():
+        trials = [_posthoc_view(t) for t in _finished(studies[source])]
+        row = _rows({name: trials}, metric_index, direction, sort=False)[0]
+        row["posthoc_of"] = source
+        at = next(i for i, r in enumerate(rows) if r["trick"] == source)
+        rows.insert(at + 1 + sum(r.get("posthoc_of") == source for r in rows), row)
+    return rows
+
+
+def _posthoc_view(t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """The trial as its post-hoc arm sees it: the post-hoc value as its value (a complete
+    trial without one, e.g. recorded before the post-hoc arm was declared, counts as failed)."""
+    import copy
+
+    if t.state != optuna.trial.TrialState.COMPLETE:
+        return t
+    v = t.user_attrs.get(ATTR_POSTHOC)
+    view = copy.copy(t)
+    if v is None:
+        view.state, view.values = optuna.trial.TrialState.FAIL, None
+    else:
+        view.values = [float(v)]
+    return view
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -58,7 +83,7 @@ def _short(key: str) -> str:
 
 
 def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], objectives: list[tuple[str, str]],
-                  n_trials: int, baseline_arm: str | None = None) -> None:
+                  n_trials: int, baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None) -> None:
     """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study."""
     import sys
 
@@ -90,7 +115,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
             for t in study.best_trials:
                 console.print(f"  #{t.number}: {t.values} {t.params}")
     if tournament:
-        rows = arm_rows([(str(a), s) for a, s in arms], 0, direction)
+        rows = arm_rows([(str(a), s) for a, s in arms], 0, direction, posthoc_arms)
         title = f"study {name}: best {metric} per arm (validation, after tuning; not yet a comparison)"
     else:
         rows = trick_rows(studies[0], 0, direction)
@@ -103,10 +128,15 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
         params = ", ".join(f"{_short(k)}={v:.3g}" if isinstance(v, float) else f"{_short(k)}={v}"
                            for k, v in r["params"].items() if k not in ("loss", "loss.class_weights"))
         label = r["trick"] + (" (baseline)" if tournament and r["trick"] == baseline_arm else "")
+        if r.get("posthoc_of"):
+            label += f" (post-hoc on {r['posthoc_of']}'s models)"
         table.add_row(label, "-" if r["best"] is None else f"{r['best']:.4f}",
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
+    for name, source in (posthoc_arms or {}).items():
+        console.print(f"{name} trains nothing of its own: it re-scores {source}'s trials (the same models and "
+                      f"budget) after post-hoc logit adjustment, tau picked on validation", style="dim")
     what = "arm" if tournament else "trick"
     console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
                   f"and compare: imbsweep compare {name} --reseed 5", style="dim")
