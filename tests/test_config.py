@@ -108,3 +108,11 @@ def test_config_errors_survive_pickling() -> None:
     for err in (ConfigError("loss.tau", -1, "must be >= 0"), DataError("data.path", "x.csv", "not found")):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err) and back.key == err.key
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.9999, "0.9999"), (0.999, "0.999"), (0.013678412345, "0.0137"),
+                                             (1e-06, "1e-06"), (0.5, "0.5"), (2.0, "2"), (0.123456789, "0.123")])
+def test_short_numbers_keep_short_decimals_exact(value: float, text: str) -> None:
+    from imbsweep.trick import short_number
+
+    assert short_number(value) == text

@@ -13,6 +13,16 @@ def short_key(key: str, extra: dict[str, str] | None = None) -> str:
     return {**SHORT_KEYS, **(extra or {})}.get(key, key.rsplit(".", 1)[-1])
 
 
+def short_number(value: float) -> str:
+    """3 significant digits, or up to 6 when that writes the value exactly: a searched
+    ``beta`` of 0.9999 reads 0.9999, not 1; a sampled learning rate reads 0.0137."""
+    for digits in range(3, 7):
+        text = f"{value:.{digits}g}"
+        if float(text) == value:
+            return text
+    return f"{value:.3g}"
+
+
 def trick_label(cfg: Any) -> str:
     """``loss`` family, then ``+w=<scheme>`` for class weights (``+drw`` when they are
     deferred past epoch 1), ``+rs=<sampler>`` for resampling and ``+posthoc`` for post-hoc logit

@@ -215,6 +215,15 @@ def test_a_tournament_and_a_plain_study_never_share_a_name(tmp_path: Path, exist
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
+def test_a_posthoc_arm_never_takes_the_name_of_a_trained_arm_that_ran(tmp_path: Path) -> None:
+    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    _make_study(tmp_path, "smoke_arms/ph", **{"imbsweep:arm_values": {"loss": "ce"}})
+    p = run_cli(tmp_path, "sweep", "smoke_arms", "++hydra.sweeper.posthoc_arms={ph:ce}")
+    assert p.returncode == 2, p.stderr
+    assert "hydra.sweeper.posthoc_arms.ph='ce': study 'smoke_arms' already has a trained arm 'ph'" in p.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
 def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) -> None:
     (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
     _make_study(tmp_path, "smoke_arms/ce", **{"imbsweep:arm_values": {"loss": "focal"}})

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ImbsweepError
 from ..results import StudyRecord, choices_of, download_text
+from ..trick import short_number
 
 #: params never shown as "the configuration" (they name the trick, or are plumbing)
 NOT_CONFIG = ("loss.name", "loss.class_weights", "resampling.name", "trainer.num_threads", "trainer.seed",
@@ -145,7 +146,7 @@ def describe_config(row: Mapping[str, Any], keys: Sequence[str]) -> str:
             continue
         try:
             f = float(v)
-            text = v if f.is_integer() and "." not in str(v) else f"{f:.3g}"
+            text = v if f.is_integer() and "." not in str(v) else short_number(f)
         except (TypeError, ValueError):
             text = str(v)
         parts.append(f"{short(key)}={text}")

@@ -370,6 +370,11 @@ class Sweep:
             raise ConfigError("hydra.sweeper.study_name", self.study_name,
                               f"is a tournament ({', '.join(arm_studies)}); a study without arms needs "
                               "a name of its own")
+        for name, source in self.posthoc_arms.items():
+            if f"{self.study_name}/{name}" in names:  # its trained trials would mix with the re-scored ones
+                raise ConfigError(f"hydra.sweeper.posthoc_arms.{name}", source,
+                                  f"study {self.study_name!r} already has a trained arm {name!r}; give the "
+                                  "post-hoc arm another name, or the sweep another study_name")
 
     def _open(self, arm: Arm, directions: list[Any]) -> optuna.Study:
         study = optuna.create_study(study_name=arm.study_name, storage=self.storage, pruner=self.pruner,

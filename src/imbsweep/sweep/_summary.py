@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 
+from ..trick import short_number
 from ._workers import ATTR_ARM, ATTR_POSTHOC
 
 
@@ -125,7 +126,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
     for col in (first, "best", "trial", "complete", "pruned", "failed", "its parameters"):
         table.add_column(col, justify="left" if col in (first, "its parameters") else "right")
     for r in rows:
-        params = ", ".join(f"{_short(k)}={v:.3g}" if isinstance(v, float) else f"{_short(k)}={v}"
+        params = ", ".join(f"{_short(k)}={short_number(v)}" if isinstance(v, float) else f"{_short(k)}={v}"
                            for k, v in r["params"].items() if k not in ("loss", "loss.class_weights"))
         label = r["trick"] + (" (baseline)" if tournament and r["trick"] == baseline_arm else "")
         if r.get("posthoc_of"):
