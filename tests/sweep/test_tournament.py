@@ -260,6 +260,7 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     best = max(ce_done, key=lambda t: (t.user_attrs["imbsweep:posthoc_value"], -t.number))
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("│ ce_posthoc"))
     assert "post-hoc on ce's models" in p.stdout and f"{best.user_attrs['imbsweep:posthoc_value']:.4f}" in line
+    assert "imbsweep compare ph --reseed 5" in " ".join(p.stdout.split())
     results = yaml.safe_load(next(tmp_path.glob("multirun/**/optimization_results.yaml")).read_text())
     assert results["arms"]["ce_posthoc"]["posthoc_of"] == "ce"
     assert results["arms"]["ce_posthoc"]["best_trial"] == best.number

@@ -135,8 +135,8 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
-    for name, source in (posthoc_arms or {}).items():
-        console.print(f"{name} trains nothing of its own: it re-scores {source}'s trials (the same models and "
+    for arm, source in (posthoc_arms or {}).items():
+        console.print(f"{arm} trains nothing of its own: it re-scores {source}'s trials (the same models and "
                       f"budget) after post-hoc logit adjustment, tau picked on validation", style="dim")
     what = "arm" if tournament else "trick"
     console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
