@@ -79,3 +79,18 @@ def test_loss_is_the_mean_negative_log_likelihood() -> None:
 
 def test_metric_keys_are_mlflow_safe() -> None:
     assert metric_key("cat/dog (rare)!") == "cat/dog _rare__"
+
+
+def test_the_confusion_matrix_is_scikit_learns() -> None:
+    from sklearn.metrics import confusion_matrix
+
+    from imbsweep.metrics import confusion
+
+    rng = np.random.default_rng(0)
+    for n_classes, n in ((2, 1), (3, 50), (10, 2000), (7, 0)):
+        y, p = rng.integers(0, n_classes, n), rng.integers(0, n_classes, n)
+        y[: n // 2] = 0  # a class absent from the predictions or the truth must still get its row
+        want = confusion_matrix(y, p, labels=np.arange(n_classes)) if n else np.zeros((n_classes, n_classes))
+        assert np.array_equal(confusion(y, p, n_classes), want)
+    with pytest.raises(ValueError, match="class indices"):
+        confusion(np.array([0, 3]), np.array([0, 1]), 3)

@@ -1,7 +1,10 @@
 """Classification metrics for imbalanced labels.
 
-The confusion matrix comes from scikit-learn; every other metric is read off it (one pass
-over the predictions per evaluation), with the same conventions as scikit-learn's scorers:
+The confusion matrix is one ``np.bincount`` (scikit-learn's ``confusion_matrix`` gives the
+same matrix, checked in the tests, but spends ~1.5 ms validating its input, and a run builds
+one per epoch plus about 20 more: the test split and the post-hoc scan's 18); every other metric
+is read off it (one pass over the predictions per evaluation), with the same conventions
+as scikit-learn's scorers:
 balanced accuracy and G-mean average over classes present in ``y_true``, macro-F1 over
 classes present in ``y_true`` or ``y_pred`` with ``zero_division=0``. ECE (top-label,
 equal-width bins, Guo et al. 2017) has no scikit-learn scorer and is computed here.
@@ -61,10 +64,12 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
 
 
 def confusion(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's confusion matrix over all ``n_classes`` labels (rows: truth)."""
-    from sklearn.metrics import confusion_matrix
-
-    return confusion_matrix(y_true, pred, labels=np.arange(n_classes))
+    """The confusion matrix over all ``n_classes`` labels (rows: truth), as scikit-learn's
+    ``confusion_matrix(y_true, pred, labels=range(n_classes))``; labels are class indices."""
+    y, p = np.asarray(y_true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if y.shape != p.shape or (y.size and (min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= n_classes)):
+        raise ValueError(f"labels must be class indices 0..{n_classes - 1} of equal length")
+    return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 @dataclass(frozen=True)

@@ -263,8 +263,10 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     return result
 
 
-def _summary(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return headline(y, probs.argmax(axis=1), probs.shape[1])
+def _summary(logits: np.ndarray, log_prior: np.ndarray, tau: float, y: np.ndarray) -> dict[str, float]:
+    """The headline metrics of the predictions after post-hoc adjustment by ``tau``: the
+    argmax of the adjusted logits (that of their softmax, without computing it)."""
+    return headline(y, (logits - tau * log_prior if tau else logits).argmax(axis=1), logits.shape[1])
 
 
 def posthoc_scan(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndarray,
@@ -275,8 +277,8 @@ def posthoc_scan(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndar
     name = objective.removeprefix("val/")
     metric = name if name in POSTHOC_METRICS else "balanced_acc"
     taus = tuple(sorted(set(grid)))
-    val = tuple(_summary(posthoc_probs(val_logits, log_prior, g), y_val)[metric] for g in taus)
-    test = tuple(_summary(posthoc_probs(test_logits, log_prior, g), y_test)[metric] for g in taus)
+    val = tuple(_summary(val_logits, log_prior, g, y_val)[metric] for g in taus)
+    test = tuple(_summary(test_logits, log_prior, g, y_test)[metric] for g in taus)
     return PosthocScan(metric, taus, val, test, taus[int(np.argmax(val))])
 
 
@@ -285,6 +287,6 @@ def scan_metrics(scan: PosthocScan, val_logits: np.ndarray, test_logits: np.ndar
     """``posthoc/tau`` and the summary metrics at it, ``val/*_posthoc`` and ``test/*_posthoc``."""
     out = {"posthoc/tau": scan.tau}
     for split, logits, y in (("val", val_logits, ds.y_val), ("test", test_logits, ds.y_test)):
-        for k, v in _summary(posthoc_probs(logits, log_prior, scan.tau), y).items():
+        for k, v in _summary(logits, log_prior, scan.tau, y).items():
             out[f"{split}/{k}_posthoc"] = v
     return out
