@@ -58,6 +58,8 @@ def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/recall/9")] == [4]
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv", "posthoc.csv"}
+    # the MLflow 3 UI opens a model-training experiment on its runs, not on the GenAI overview
+    assert client.get_experiment_by_name("record").tags["mlflow.experimentKind"] == "custom_model_development"
     local = Path(client.download_artifacts(run.info.run_id, "", str(workdir / "dl")))
     cfg = yaml.safe_load((local / "config.yaml").read_text())
     assert cfg["loss"]["class_weights"] == "inverse" and cfg["trainer"]["epochs"] == 3
@@ -186,6 +188,9 @@ def test_ctrl_c_or_sigterm_ends_the_run_killed_and_keeps_its_metrics(workdir: Pa
     assert run.info.status == "KILLED"
     assert run.data.tags["imbsweep.state"] == "killed"
     assert len(mlflow_client(workdir).get_metric_history(run.info.run_id, "train/loss")) >= 1
+    assert run.info.run_name == f"{run.data.tags['imbsweep.trick']} killed"  # the trick, and how it ended
+    assert run.data.tags["mlflow.note.content"] == "killed: interrupted (Ctrl-C)"
+    assert {a.path for a in mlflow_client(workdir).list_artifacts(run.info.run_id)} == {"config.yaml"}
 
 
 def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
@@ -289,3 +294,14 @@ def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
 
     mode = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_an_experiment_from_before_is_tagged_as_model_training(tmp_path: Path) -> None:
+    from imbsweep.tracking import get_or_create_experiment
+
+    (tmp_path / "mlruns").mkdir()
+    client = mlflow_client(tmp_path)
+    old = client.create_experiment("older")  # as an earlier imbsweep created it: no kind
+    assert "mlflow.experimentKind" not in client.get_experiment(old).tags
+    assert get_or_create_experiment(client, "older", None) == old
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"

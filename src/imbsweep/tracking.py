@@ -32,6 +32,7 @@ TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", 
 TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs; the study of a run
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
 TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
+NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 
@@ -173,16 +174,25 @@ def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, 
     return uri, client, get_or_create_experiment(client, experiment, state / "artifacts" if local else None)
 
 
+#: the experiment tag the MLflow 3 UI reads to choose its view: without it, it may open an
+#: experiment as GenAI (traces, token usage) instead of on its runs
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
-    """The experiment's id; created (with local artifacts under ``artifact_root``) if new."""
+    """The experiment's id; created (with local artifacts under ``artifact_root``) if new,
+    and tagged as model training (:data:`EXPERIMENT_KIND`; an older one gets the tag too)."""
     from mlflow.exceptions import MlflowException
 
+    key, kind = EXPERIMENT_KIND
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, kind)
         return str(exp.experiment_id)
     location = (artifact_root / name).as_uri() if artifact_root else None
     try:
-        return str(client.create_experiment(name, artifact_location=location))
+        return str(client.create_experiment(name, artifact_location=location, tags={key: kind}))
     except MlflowException:  # another process created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -248,6 +258,9 @@ class MlflowRun(Reporter):
             tags["imbsweep.git_dirty"] = str(dirty).lower()
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
+        # a run's name says what it is: the trick when nothing else names it (MLflow's default
+        # is a random "bold-fox-123"); a run that does not complete gets its state appended
+        self.run_name = self.run_name or tags[TAG_TRICK]
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         params = [Param(k, v[:6000]) for k, v in _config.flatten(container)
@@ -277,10 +290,18 @@ class MlflowRun(Reporter):
         else:
             status, state, reason = "FINISHED", "complete", None
         reason_tag = "imbsweep.prune_reason" if state == "pruned" else TAG_REASON
-        tags = {TAG_STATE: state, **({reason_tag: str(reason)[:5000]} if reason else {})}
+        # the reason also as the run's description, which the UI shows in full on the run's page
+        tags = {TAG_STATE: state, **({reason_tag: str(reason)[:5000], NOTE: f"{state}: {reason}"[:5000]}
+                                    if reason else {})}
         try:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, v)
+            if state != "complete":
+                self.client.update_run(self.run_id, name=f"{self.run_name} {state}")
+                if self.log_artifacts:  # what it ran with, for every run (a complete one has it already)
+                    self._write_files(lambda out: (out / "config.yaml").write_text(_config.to_yaml(self._container)))
+        except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
+            log.exception("could not record how run %s ended", self.run_id)
         finally:
             self.client.set_terminated(self.run_id, status=status)
 
@@ -318,13 +339,17 @@ class MlflowRun(Reporter):
         self._last_flush = time.monotonic()
 
     def _write_artifacts(self, result: Result) -> None:
+        self._write_files(lambda out: self._artifact_files(result, out))
+
+    def _write_files(self, write: Any) -> None:
+        """``write(folder)`` writes files that become the run's artifacts."""
         local = _local_dir(self.artifact_uri)
         if local is not None:  # a local store: written in place (no copy, no get_run)
             local.mkdir(parents=True, exist_ok=True)
-            self._artifact_files(result, local)
+            write(local)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            self._artifact_files(result, Path(tmp))
+            write(Path(tmp))
             self.client.log_artifacts(self.run_id, tmp)
 
     def _artifact_files(self, result: Result, out: Path) -> None:

@@ -101,9 +101,16 @@ def test_pruning_really_stops_training(workdir: Path) -> None:
     _check_one_to_one(study, children)
     client = mlflow_client(workdir)
     for run in children:
-        if run.data.tags["imbsweep.state"] == "pruned":
-            assert run.info.status == "FINISHED" and "pruned at epoch 1" in run.data.tags["imbsweep.prune_reason"]
+        tags, name = run.data.tags, f"{run.data.tags['imbsweep.trick']} trial-{run.data.tags['imbsweep.trial']}"
+        if tags["imbsweep.state"] == "pruned":
+            assert run.info.status == "FINISHED" and "pruned at epoch 1" in tags["imbsweep.prune_reason"]
             assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 1  # not 5
+            # what it is and how it ended, readable in the UI; what it ran with, as every run has
+            assert run.info.run_name == f"{name} pruned"
+            assert tags["mlflow.note.content"].startswith("pruned: pruned at epoch 1")
+            assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"config.yaml"}
+        else:
+            assert run.info.run_name == name and "mlflow.note.content" not in tags
 
 
 def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(workdir: Path) -> None:
@@ -121,6 +128,12 @@ def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(wo
     assert [r.info.status for r in children] == ["FAILED"] * 3
     assert "loss.class_weights='bogus'" in children[0].data.tags["imbsweep.failure_reason"]
     _check_one_to_one(study, children)
+    client = mlflow_client(workdir)
+    for run in children:
+        assert run.info.run_name.endswith(" failed")
+        assert run.data.tags["mlflow.note.content"].startswith("failed: ConfigError: loss.class_weights='bogus'")
+        config = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir / run.info.run_id))
+        assert "class_weights: bogus" in Path(config).read_text()
 
 
 @pytest.mark.parametrize(("override", "words"), [

@@ -246,6 +246,7 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     assert p.returncode == 0, p.stderr
     studies = _arm_studies(tmp_path, "ph")
     assert sorted(studies) == ["ce", "logit_adjusted"]  # no study, no trial of its own
+    assert all(s.metric_names == ["val/balanced_acc"] for s in studies.values())  # what the dashboard shows
     parent, children = _children(tmp_path, "ph")
     assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce"}
     assert len(children) == 6 and {r.data.tags["imbsweep.arm"] for r in children} == {"ce", "logit_adjusted"}

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, connect
+from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
@@ -135,8 +135,11 @@ class ParentRun:
         for t in trials:
             run_id = t.user_attrs.get("mlflow_run_id")
             if run_id:
+                reason = "worker process died; trial re-queued"
                 self.client.set_tag(run_id, "imbsweep.state", "failed")
-                self.client.set_tag(run_id, "imbsweep.failure_reason", "worker process died; trial re-queued")
+                self.client.set_tag(run_id, "imbsweep.failure_reason", reason)
+                self.client.set_tag(run_id, NOTE, f"failed: {reason}")
+                self.client.update_run(run_id, name=f"{self.client.get_run(run_id).info.run_name} failed")
                 self.client.set_terminated(run_id, status="FAILED")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -383,6 +383,11 @@ class Sweep:
             raise ConfigError("objective.direction", directions,
                               f"study {arm.study_name!r} already exists with other directions")
         study.sampler = self._sampler(len(study.get_trials(deepcopy=False)), arm.space)
+        names = [m for m, _ in self.objectives]
+        if study.metric_names != names:  # optuna-dashboard and Optuna's plots name the objective
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(names)
         if arm.name is not None:
             values = {k: str(v) for k, v in arm.values.items()}
             before = study.user_attrs.get(ATTR_ARM_VALUES)

@@ -85,7 +85,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     if arm:
         tags[TAG_ARM] = arm
     with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                   tags=tags, run_name=f"{arm} trial-{ctx.number}" if arm else f"trial-{ctx.number}") as recorder:
+                   tags=tags, run_name=f"{arm or trick_label(cfg)} trial-{ctx.number}") as recorder:
         from ..reporting import CompositeReporter
 
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
