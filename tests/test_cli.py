@@ -245,7 +245,7 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
     assert run_cli(workdir, *RUN, "trainer.epochs=1", "tracking.experiment=ui").returncode == 0
     (run,) = _runs(workdir, "ui")
     port = _free_port()
-    proc = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=workdir, env=cli_env(),
+    proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "ui"], cwd=workdir, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -267,7 +267,29 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
         assert b"<html" in _get(f"{base}/").lower()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        out = proc.communicate(timeout=30)[0]
+    # the first line is the link that opens the study on its runs
+    assert out.splitlines()[0].startswith(f"MLflow UI: open {base}/#/experiments/{run.info.experiment_id} "), out
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--study", "nope"), "--study='nope': not in the MLflow store"),
+    (("--workers", "0"), "--workers=0: must be an integer >= 1"),
+    (("--port-in-use",), "--port={port}: cannot listen on 127.0.0.1:{port} (Address already in use)"),
+])
+def test_ui_refuses_what_it_cannot_open_in_one_line(workdir: Path, args: tuple[str, ...], words: str) -> None:
+    if not (workdir / "mlruns" / "mlflow.db").exists():  # a store without that study
+        assert run_cli(workdir, *RUN, "trainer.epochs=1").returncode == 0
+    port = _free_port()
+    if args == ("--port-in-use",):
+        with socket.create_server(("127.0.0.1", port)):
+            p = run_cli(workdir, "ui", "--port", str(port))
+        words = words.format(port=port)
+    else:
+        p = run_cli(workdir, "ui", "--port", str(port), *args)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0], p.stderr
 
 
 def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:

@@ -114,19 +114,49 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     return 0
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (None: it can). Checked before the
+    server starts: ``mlflow ui`` logs a bind error and still exits 0."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def ui(args: argparse.Namespace) -> int:
     """Replace this process with ``mlflow ui`` on the local store (or ``--backend-store-uri``)."""
     from ._paths import local_tracking_uri, state_dir
 
     state = state_dir(args.state_dir)
     uri = args.backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(state)
+    if args.workers < 1:
+        _say(f"error: --workers={args.workers}: must be an integer >= 1")
+        return 2
+    taken = _port_taken(args.host, args.port)
+    if taken:
+        _say(f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({taken}); pass another --port")
+        return 2
+    link = f"http://{args.host}:{args.port}"
+    if args.study:  # the link that opens the study's experiment on its runs
+        from .results import known_studies, tracking_client
+
+        _, client = tracking_client(uri, state)
+        exp = client.get_experiment_by_name(args.study)
+        if exp is None:
+            _say(f"error: --study={args.study!r}: not in the MLflow store {redact(uri)}; known studies: "
+                 f"{', '.join(known_studies(client)) or 'none yet'}")
+            return 2
+        link += f"/#/experiments/{exp.experiment_id}"
+    # one server worker: a local UI for one person starts several times faster than with four
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
+           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     if uri.startswith("sqlite:///") and not args.backend_store_uri:
         state.mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", (state / "artifacts").as_uri()]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it",
-          flush=True)
+    print(f"MLflow UI: open {link}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
     os.execv(sys.executable, cmd)
     return 0  # not reached
 
@@ -139,6 +169,10 @@ def dashboard(args: argparse.Namespace) -> int:
     exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which("optuna-dashboard")
     if exe is None:
         _say("error: optuna-dashboard is not installed (pip install optuna-dashboard)")
+        return 2
+    taken = _port_taken(args.host, args.port)
+    if taken:
+        _say(f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({taken}); pass another --port")
         return 2
     cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
     if storage.endswith((".log", ".journal", ".jsonl")):
@@ -276,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     u = _server(sub.add_parser("ui", help="start the stock MLflow UI on the local store"), 5000)
     u.add_argument("--backend-store-uri", default=None,
                    help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
+    u.add_argument("--study", default=None, help="print the link that opens this study's runs")
+    u.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
