@@ -66,3 +66,26 @@ def test_grid_refuses_intervals_and_conditionals() -> None:
     cond = SearchSpace.build({"a": "choice(p, q)"}, {"b": {"when": {"a": "q"}, "space": "choice(1, 2)"}})
     with pytest.raises(ConfigError, match="conditional"):
         make_sampler({"name": "grid"}, cond)
+
+
+def test_importances_are_computed_only_over_the_parameters_every_trial_has() -> None:
+    # loss.max_m exists only where loss=ldam: fANOVA over it would rank a knob that most
+    # trials never had (the parent run's param_importances.png once put it first)
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.importance import get_param_importances
+
+    from imbsweep.sweep._mlflow import common_params
+
+    study = optuna.create_study(direction="maximize")
+    lr, loss, m = (FloatDistribution(1e-4, 1e-1, log=True), CategoricalDistribution(["ce", "ldam"]),
+                   FloatDistribution(0.1, 0.8))
+    for i in range(12):
+        params: dict[str, object] = {"optimizer.lr": 10 ** (-4 + i / 4), "loss": "ldam" if i % 3 else "ce"}
+        dists = {"optimizer.lr": lr, "loss": loss}
+        if params["loss"] == "ldam":
+            params["loss.max_m"], dists["loss.max_m"] = 0.1 + i / 20, m
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(i)))
+    assert common_params(study.trials) == ["loss", "optimizer.lr"]
+    assert set(get_param_importances(study, params=common_params(study.trials))) == {"loss", "optimizer.lr"}
+    assert common_params([]) == []

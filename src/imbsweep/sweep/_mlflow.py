@@ -21,6 +21,11 @@ from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
 
 
+def common_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """The parameters every one of ``trials`` has: what importances are computed over."""
+    return sorted(set.intersection(*(set(t.params) for t in trials))) if trials else []
+
+
 class ParentRun:
     """Context manager: the parent run is RUNNING inside, then FINISHED, KILLED (Ctrl-C) or
     FAILED (the sweep stopped on an error)."""
@@ -117,8 +122,18 @@ class ParentRun:
                                                             or not complete[0].params):
                         continue
                     target: Any = studies[0] if single else [s for s in studies if s.get_trials(deepcopy=False)]
+                    kwargs: dict[str, Any] = {}
+                    if name == "param_importances.png":
+                        # over the parameters every trial has: a conditional one (an LDAM-only
+                        # knob) is seen only where its condition holds, and would mislead
+                        common = common_params(complete)
+                        if not common:
+                            self.client.set_tag(self.run_id, f"imbsweep.{name}.skipped",
+                                                "no parameter is searched in every trial")
+                            continue
+                        kwargs["params"] = common
                     try:
-                        ax = draw(target)
+                        ax = draw(target, **kwargs)
                     except (ValueError, RuntimeError) as exc:  # e.g. importances of a constant space
                         self.client.set_tag(self.run_id, f"imbsweep.{name}.skipped", str(exc)[:500])
                         continue
