@@ -157,6 +157,11 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     assert all(f.stat().st_size > 0 for f in files)
     html = (tmp_path / "syn" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "logit_adjusted" in html
+    # a page: the conclusion first, text left and numbers right, figures captioned with what they show
+    assert html.index('class="conclusion"') < html.index('<table class="cmp"')
+    assert '<td class="text">logit_adjusted</td>' in html and '<td class="num">' in html
+    assert html.count("<figcaption>") == 3 and ".png</figcaption>" not in html
+    assert "<figcaption>Tuning curves: the expected best validation value" in html
     logged = {a.path for a in make_client(uri).list_artifacts(info["parent_run_id"], "report")}
     assert {f"report/{n}" for n in names} == logged
     # the result on the parent run itself: per-arm metrics and the conclusion, no file to open
@@ -332,3 +337,17 @@ def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> Non
     buf = io.StringIO()
     print_table(c, buf)
     assert "ldam" in buf.getvalue() and "ldam" in to_markdown(c)
+
+
+def test_the_report_folds_arms_without_a_complete_trial_into_one_line(store) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from imbsweep.compare._formats import to_html
+
+    work, uri, info = store
+    c = compare(load_study("syn", uri))
+    gone = str(c.table["arm"].iloc[-1])
+    c.table.loc[c.table.index[-1], "best_val"] = math.nan  # as an arm whose trials were all pruned
+    page = to_html(c, [])
+    assert f"No complete trial (all pruned or failed), so no row: {gone}." in page
+    assert f'<td class="text">{gone}</td>' not in page

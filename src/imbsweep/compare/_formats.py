@@ -101,24 +101,79 @@ def print_table(c: Comparison, file: Any = None) -> None:
         console.print(c.conclusion, style="bold")
 
 
+#: what each figure of the report shows, by file name
+CAPTIONS = {
+    "metric_by_arm": "Test metric per arm: the mean over the paired seeds with its 95% interval, each "
+                     "seed as a dot, and the arm's best tuning trial as a cross; the dashed line is the "
+                     "baseline's mean.",
+    "per_class_recall": "Test recall per class against the class's training count (head classes left, "
+                        "tail classes right), for each arm's best trial.",
+    "tuning_curves": "Tuning curves: the expected best validation value after n trials of each arm "
+                     "(Dodge et al. 2019), with a band of ± one standard deviation; a dashed line is an "
+                     "arm still rising at its last trial (under-tuned).",
+}
+TEXT_COLUMNS = ("verdict", "vs best", "arm", "config")
+CONCLUSION = ' class="conclusion"'
+
+
 def to_html(c: Comparison, images: Sequence[Path]) -> str:
-    table = display_frame(c).to_html(index=False, border=0, classes="cmp")
+    """A page: the conclusion on top, a table with text left and numbers right that fits
+    1000 px (the config column wraps), arms without a complete trial folded into one line,
+    each figure captioned with what it shows; printable."""
+    frame = display_frame(c)
+    empty = frame["best val"] == ""
+    folded = list(frame.loc[empty, "arm"])
+    frame = frame[~empty].copy()
+    # narrower than the terminal's table, to fit 1000 px: the trial counts in one column, the
+    # tuning trial beside its value, an interval on the line below its mean
+    frame.insert(3, "trials: done / pruned / failed", [f"{t}: {d} / {p} / {f}" for t, d, p, f in zip(
+        frame["trials"], frame["done"], frame["pruned"], frame["failed"], strict=True)])
+    frame["best val"] = [f"{v} (#{n})" if n else v for v, n in zip(frame["best val"], frame["trial"], strict=True)]
+    configs = list(frame["config"])  # on a line of its own under each arm's numbers
+    frame = frame.drop(columns=["trials", "done", "pruned", "failed", "trial", "config"])
+
+    def cell(col: str, v: object) -> str:
+        text = html.escape(str(v)).replace(" [", "<br>[")
+        kind = "text" if col in TEXT_COLUMNS else "num"
+        return f'<td class="{kind}{" config" if col == "config" else ""}">{text}</td>'
+
+    head = "".join(f'<th class="{"text" if col in TEXT_COLUMNS else "num"}">{html.escape(str(col))}</th>'
+                   for col in frame.columns)
+    span = len(frame.columns) - 2
+    rows = "\n".join("<tr>" + "".join(cell(col, v) for col, v in zip(frame.columns, r, strict=True)) + "</tr>"
+                     + (f'<tr class="cfg"><td></td><td></td><td colspan="{span}">{html.escape(str(cfg))}</td></tr>'
+                        if cfg else "")
+                     for r, cfg in zip(frame.itertuples(index=False), configs, strict=True))
+    table = f'<table class="cmp"><thead><tr>{head}</tr></thead><tbody>\n{rows}\n</tbody></table>'
+    if folded:
+        table += (f"<p>No complete trial (all pruned or failed), so no row: {html.escape(', '.join(map(str, folded)))}."
+                  "</p>")
     imgs = "\n".join(f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-                     f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.name)}'
-                     f"</figcaption></figure>" for p in images)
-    lines = "\n".join(f"<p>{'<b>' if i == 0 else ''}{html.escape(s)}{'</b>' if i == 0 else ''}</p>"
-                      for i, s in enumerate(_lines(c)))
+                     f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>'
+                     f"{html.escape(CAPTIONS.get(p.stem, p.name))}</figcaption></figure>" for p in images)
+    lines = "\n".join(f"<p{CONCLUSION if i == 0 else ''}>{html.escape(s)}</p>" for i, s in enumerate(_lines(c)))
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>imbsweep: study {html.escape(c.study)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table.cmp{{border-collapse:collapse;font-size:13px}}
-table.cmp td,table.cmp th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
-figure{{display:inline-block;margin:1em}} img{{max-width:100%}}</style></head><body>
+<html lang="en"><head><meta charset="utf-8"><title>imbsweep: study {html.escape(c.study)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;line-height:1.4;color:#222}}
+p.conclusion{{font-weight:bold;font-size:1.1em}}
+table.cmp{{border-collapse:collapse;font-size:12px;width:100%}}
+table.cmp th,table.cmp td{{padding:3px 5px;border-bottom:1px solid #ddd;vertical-align:top}}
+table.cmp th{{border-bottom:2px solid #888;white-space:normal}}
+.text{{text-align:left}} .num{{text-align:right;white-space:nowrap}}
+tr.cfg td{{font-size:11px;color:#555;text-align:left;padding-top:0}}
+table.cmp tr:has(+ tr.cfg) td{{border-bottom:none}}
+p.note{{font-size:0.9em;color:#555}}
+figure{{margin:1.5em 0}} img{{max-width:100%;height:auto}} figcaption{{font-size:0.9em;color:#444}}
+@media print{{body{{margin:0;max-width:none}} table.cmp{{font-size:9px}} figure{{break-inside:avoid}}}}
+</style></head><body>
 <h1>Study {html.escape(c.study)}</h1>
+{lines}
 <p>Best configuration of each arm picked on validation <code>{html.escape(c.metric)}</code>
 ({c.direction}); reported: <code>{html.escape(c.test_metric)}</code> over paired seeds.</p>
-{lines}
 {table}
-<p>{html.escape(c.note)}.</p>
+<p class="note">{html.escape(c.note)}.</p>
 {imgs}
 </body></html>
 """
