@@ -269,7 +269,8 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=30)[0]
     # the first line is the link that opens the study on its runs
-    assert out.splitlines()[0].startswith(f"MLflow UI: open {base}/#/experiments/{run.info.experiment_id} "), out
+    link = f"{base}/#/experiments/{run.info.experiment_id}?workflowType=machine_learning"  # the runs, not GenAI
+    assert out.splitlines()[0].startswith(f"MLflow UI: open {link} "), out
 
 
 @pytest.mark.parametrize(("args", "words"), [

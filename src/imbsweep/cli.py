@@ -139,7 +139,10 @@ def ui(args: argparse.Namespace) -> int:
     if taken:
         _say(f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({taken}); pass another --port")
         return 2
-    link = f"http://{args.host}:{args.port}"
+    from .tracking import ui_link
+
+    base = f"http://{args.host}:{args.port}"
+    link = ui_link(base, "experiments")
     if args.study:  # the link that opens the study's experiment on its runs
         from .results import known_studies, tracking_client
 
@@ -149,7 +152,7 @@ def ui(args: argparse.Namespace) -> int:
             _say(f"error: --study={args.study!r}: not in the MLflow store {redact(uri)}; known studies: "
                  f"{', '.join(known_studies(client)) or 'none yet'}")
             return 2
-        link += f"/#/experiments/{exp.experiment_id}"
+        link = ui_link(base, f"experiments/{exp.experiment_id}")
     # one server worker: a local UI for one person starts several times faster than with four
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]

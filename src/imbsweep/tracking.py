@@ -179,6 +179,14 @@ def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
+def ui_link(base: str, route: str) -> str:
+    """A link into the MLflow UI at ``base`` that opens ``route`` (``experiments/1``) in its
+    model-training view: MLflow 3.17's UI picks its view from a global GenAI / model-training
+    switch (default GenAI, remembered in the browser), which the ``workflowType`` parameter
+    sets; the experiment tag alone does not."""
+    return f"{base}/#/{route}?workflowType=machine_learning"
+
+
 def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
     """The experiment's id; created (with local artifacts under ``artifact_root``) if new,
     and tagged as model training (:data:`EXPERIMENT_KIND`; an older one gets the tag too)."""

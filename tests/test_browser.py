@@ -1,0 +1,98 @@
+"""What a person sees, in a real browser: the stock MLflow UI on a finished study and our
+``report.html``, in Debian's Chromium (``apt-get install chromium``) driven by Playwright
+from PyPI (its own browser download cannot work here). Screenshots land in the test's
+folder. ``make test-all`` runs these."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLI, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    if CHROMIUM is None:
+        pytest.fail("no system Chromium: apt-get install chromium (Playwright drives it; it downloads none)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("browser")
+    p = run_cli(work, "sweep", "smoke_arms", "hydra.sweeper.study_name=seen", "~hydra.sweeper.arms.ce_weighted",
+                "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
+                "+hydra.sweeper.pruner.n_warmup_steps=0")
+    assert p.returncode == 0, p.stderr
+    c = run_cli(work, "compare", "seen", "--reseed", "2", "--jobs", "1")
+    assert c.returncode == 0, c.stderr
+    return work
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        link = proc.stdout.readline().split()[3]  # "MLflow UI: open <link> (...)"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)  # noqa: S310 - loopback
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the UI did not start"
+                time.sleep(0.5)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(link)
+        page.get_by_text("seen (study)").wait_for(timeout=60_000)  # the runs table, with the parent run
+        page.screenshot(path=str(tmp_path / "ui_runs.png"))
+        text = page.inner_text("body")
+        assert "matching runs" in text and "Detect Issues" not in text  # not the GenAI overview
+        # the trials are the parent run's children: its row's expander (left of the name) lists them
+        box = page.get_by_text("seen (study)").bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] - 32, box["y"] + box["height"] / 2)
+        page.get_by_text("ce trial-0").wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "ui_runs_expanded.png"))
+        names = page.inner_text("body")
+        assert all(f"{arm} trial-{n}" in names for arm in ("ce", "logit_adjusted") for n in range(3)), names
+        page.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_the_report_fits_1000_px_without_sideways_scroll(browser, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.goto((study / "reports" / "seen" / "report.html").as_uri())
+    page.screenshot(path=str(tmp_path / "report_1000px.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1000
+    assert page.locator("p.conclusion").inner_text().startswith("On 2 paired seeds")
+    assert page.locator("figcaption").count() >= 2
+    page.close()
