@@ -60,8 +60,9 @@ def test_minimize_direction_and_early_stopping(make_cfg) -> None:  # type: ignor
     res = fit(cfg, rec)
     ece = [m["val/ece"] for _, m in rec.epochs]
     assert res.best_epoch == int(np.argmin(ece)) + 1
-    if res.epochs_run < 40:  # stopped early: exactly `patience` epochs after the best
-        assert res.epochs_run - res.best_epoch == 2
+    # ECE rises after a few epochs at this learning rate (deterministic on CPU: best epoch 2), so
+    # training stops early, exactly `patience` epochs after the best
+    assert res.epochs_run < 40 and res.epochs_run - res.best_epoch == 2
 
 
 def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:  # type: ignore[no-untyped-def]

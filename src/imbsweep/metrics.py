@@ -18,10 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: metrics whose larger value is better (ECE and loss are smaller-is-better)
-LOWER_IS_BETTER = ("ece", "loss")
-SUMMARY = ("acc", "balanced_acc", "macro_f1", "gmean", "worst_class_recall", "ece", "loss")
-
 
 @dataclass(frozen=True)
 class ShotGroups:

@@ -143,10 +143,6 @@ def posthoc_probs(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.n
     return softmax(logits - tau * log_prior if tau else logits)
 
 
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
-    return softmax(predict_logits(model, x, batch_size))
-
-
 #: metrics reported after the post-hoc tau scan, as ``val/<name>_posthoc`` and ``test/<name>_posthoc``
 POSTHOC_METRICS = HEADLINE
 

@@ -20,7 +20,8 @@ class ImbsweepOptunaSweeperConf:
             credentials out of the overrides Hydra saves in the sweep folder.
         n_trials: the study's total target, across restarts (not "this many more"); 20 when
             unset. In a tournament: unset, or arms x ``trials_per_arm``.
-        n_jobs: worker processes (1 for now).
+        n_jobs: worker processes on this machine (this one and ``n_jobs - 1`` started ones);
+            workers on other machines run the same command against a shared storage.
         sampler: ``{name: tpe|random|gp|cmaes|qmc|nsgaii|grid, seed: 0, …sampler kwargs}``.
         pruner: ``{name: none|median|percentile|successive_halving|hyperband|wilcoxon, …}``.
         params: ``key: expression`` (``choice``, ``range``, ``interval``, ``tag(log, …)``).

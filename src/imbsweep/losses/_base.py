@@ -70,7 +70,7 @@ class ImbalanceLoss(nn.Module):
 
     @property
     def weight_scheme(self) -> str:
-        """The class-weight scheme, which the trick label reads."""
+        """The class-weight scheme the loss was built with (``none``, ``inverse``, …)."""
         return self.scheme
 
     @property

@@ -455,7 +455,7 @@ class Sweep:
             from ._summary import print_summary
 
             print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
-                          self.n_trials, self.baseline_arm, self.posthoc_arms)
+                          self.baseline_arm, self.posthoc_arms)
         return studies[0] if self.arms[0].name is None else studies
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:

@@ -84,7 +84,7 @@ def _short(key: str) -> str:
 
 
 def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], objectives: list[tuple[str, str]],
-                  n_trials: int, baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None) -> None:
+                  baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None) -> None:
     """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study."""
     import sys
 
