@@ -47,15 +47,20 @@ def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
     assert tags["mlflow.source.git.commit"] == head
     client = mlflow_client(workdir)
     history = client.get_metric_history(run.info.run_id, "val/balanced_acc")
-    # one point per epoch, then the selected epoch's value at step epochs + 1
-    assert [m.step for m in history] == [1, 2, 3, 4]
-    best = max(history[:3], key=lambda m: m.value)
-    assert history[-1].value == best.value == run.data.metrics["val/balanced_acc"]
+    # the curve holds one point per epoch, nothing more; the selected epoch's value is best/<metric>
+    assert [m.step for m in history] == [1, 2, 3]
+    best = max(history, key=lambda m: (m.value, -m.step))
+    (selected,) = client.get_metric_history(run.info.run_id, "best/val/balanced_acc")
+    assert (selected.step, selected.value) == (best.step, best.value)
     assert run.data.metrics["best_epoch"] == best.step
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [best.step]
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
-    # per-class values: the selected epoch's only, unless tracking.epoch_per_class=true
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/recall/9")] == [4]
+    assert "best/test/balanced_acc" not in run.data.metrics  # measured once: no curve, no best/
+    # per-class values: the selected epoch's only (under best/), unless tracking.epoch_per_class=true
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "best/val/recall/9")] == [best.step]
+    assert "val/recall/9" not in run.data.metrics
+    # without float noise: 12 significant digits at most
+    assert all(len(f"{v!r}".lstrip("-0.").replace(".", "").split("e")[0]) <= 12 for v in run.data.metrics.values())
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv", "posthoc.csv"}
     # the MLflow 3 UI opens a model-training experiment on its runs, not on the GenAI overview
@@ -77,7 +82,8 @@ def test_per_class_curves_on_request(workdir: Path) -> None:
     assert p.returncode == 0, p.stderr
     (run,) = _runs(workdir, "curves")
     history = mlflow_client(workdir).get_metric_history(run.info.run_id, "val/precision/0")
-    assert [m.step for m in history] == [1, 2, 3]
+    assert [m.step for m in history] == [1, 2]  # a curve of the epochs; the selected value is best/…
+    assert run.data.metrics["best/val/precision/0"] in [m.value for m in history]
 
 
 def test_same_config_and_seed_give_identical_metrics(workdir: Path) -> None:

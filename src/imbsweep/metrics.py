@@ -12,6 +12,7 @@ equal-width bins, Guo et al. 2017) has no scikit-learn scorer and is computed he
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class Evaluation:
     recall: np.ndarray
     precision: np.ndarray
     support: np.ndarray
+
+
+def clean(value: float) -> float:
+    """The value without float noise: 12 significant digits (0.7549999999999999 -> 0.755),
+    so that what MLflow shows, what Optuna is told and what compare reads are the same number."""
+    v = float(value)
+    return float(f"{v:.12g}") if math.isfinite(v) else v
 
 
 def metric_key(name: str) -> str:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
+from .tracking import BEST, TAG_CHOICE
 from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags every trial run with it)
 from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
-from .tracking import TAG_CHOICE
 from .tracking import TAG_POSTHOC_ARMS as POSTHOC_ARMS  # on the parent run: {post-hoc arm: source arm}
 from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
@@ -160,6 +160,8 @@ def to_frame(runs: list[Any]) -> Any:
     for r in runs:
         row: dict[str, Any] = {"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time}
         row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        # the selected epoch's value of a metric with a curve (tracking.BEST) is the run's value
+        row.update({f"metrics.{k[len(BEST):]}": v for k, v in r.data.metrics.items() if k.startswith(BEST)})
         row.update({f"params.{k}": v for k, v in r.data.params.items()})
         row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
         rows.append(row)
@@ -226,18 +228,22 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
     for key, value in (("imbsweep.trick", trick), (ARM, arm)):
         if value is not None:
             flt += f" and tags.`{key}` = '" + value.replace("'", "\\'") + "'"
-    order = [f"metrics.`{metric}` {'ASC' if direction == 'minimize' else 'DESC'}"]
     rows: list[Any] = []
-    token = None
-    while True:
-        page = _query(record, flt, max(50, 4 * limit), order, token)
-        rows += [r for r in page if "imbsweep.trial" in r.data.tags and ROLE not in r.data.tags
-                 and metric in r.data.metrics]
-        token = page.token
-        last = page[-1].data.metrics.get(metric) if page else None
-        kth = rows[limit - 1].data.metrics[metric] if len(rows) >= limit else None
-        if not token or last is None or (kth is not None and last != kth):
-            break  # NULLs sort last; past the k-th value no tie can follow
+    # runs log a curve's selected value as best/<metric>; runs recorded before that, as <metric>
+    for key in (f"{BEST}{metric}", metric):
+        order = [f"metrics.`{key}` {'ASC' if direction == 'minimize' else 'DESC'}"]
+        token = None
+        while True:
+            page = _query(record, flt, max(50, 4 * limit), order, token)
+            rows += [r for r in page if "imbsweep.trial" in r.data.tags and ROLE not in r.data.tags
+                     and key in r.data.metrics]
+            token = page.token
+            last = page[-1].data.metrics.get(key) if page else None
+            kth = rows[limit - 1].data.metrics[key] if len(rows) >= limit else None
+            if not token or last is None or (kth is not None and last != kth):
+                break  # NULLs sort last; past the k-th value no tie can follow
+        if rows:
+            break
     df = to_frame(rows)
     if df.empty:
         return pd.DataFrame(columns=["run_id", "trial", "trick", "arm", f"metrics.{metric}"])

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _config
 from ._paths import git_commit, local_tracking_uri, state_dir
+from .metrics import clean
 from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
@@ -33,6 +34,7 @@ TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs;
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
 TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
+BEST = "best/"  # + a metric with a curve: its value at the selected epoch (``best/val/balanced_acc``)
 TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 
@@ -248,6 +250,7 @@ class MlflowRun(Reporter):
         self.run_id = ""  # set when the run is created
         self.result: Result | None = None
         self._buffer: list[Any] = []
+        self._curves: set[str] = set()  # the metrics logged every epoch
         self._last_flush = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -321,21 +324,30 @@ class MlflowRun(Reporter):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, epoch) for k, v in metrics.items()
-                         if self.epoch_per_class or not _per_class(k)]
+        logged = [(k, v) for k, v in metrics.items() if self.epoch_per_class or not _per_class(k)]
+        self._curves.update(k for k, _ in logged)
+        self._buffer += [Metric(k, clean(v), now, epoch) for k, v in logged]
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
     def on_fit_end(self, result: Result) -> None:
-        """The selected epoch's metrics go in one more step after the last epoch (as MLflow's
-        Keras autologging does when it restores the best weights), so the value MLflow shows
-        for ``val/balanced_acc`` is the selected one and the curves stay as trained."""
+        """The selected epoch's values of what has a curve (and every ``val/`` value) go
+        under ``best/`` (``best/val/balanced_acc``), at the selected epoch's step: the curves
+        hold the epochs only, and the runs table can show the selected value beside the last
+        one. Values measured once (``test/…``, ``posthoc/tau``, ``best_epoch``) keep their
+        names. ``results`` reads ``best/<key>`` as ``<key>``."""
         from mlflow.entities import Metric
 
         self.result = result
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, result.epochs_run + 1)
-                         for k, v in result.metrics.items()]
+        complete = result.state == "complete"
+        step = result.best_epoch if complete else result.epochs_run
+        for k, v in result.metrics.items():
+            if k in self._curves or k.startswith("val/"):
+                if complete:
+                    self._buffer.append(Metric(f"{BEST}{k}", clean(v), now, step))
+            else:
+                self._buffer.append(Metric(k, clean(v), now, step))
         self._flush()
         if self.log_artifacts and result.state == "complete":
             self._write_artifacts(result)

@@ -19,7 +19,7 @@ from . import _config
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .losses import ImbalanceLoss, build_loss
-from .metrics import HEADLINE, Evaluation, ShotGroups, evaluate, headline
+from .metrics import HEADLINE, Evaluation, ShotGroups, clean, evaluate, headline
 from .reporting import FitInfo, Reporter
 from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
@@ -222,6 +222,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         val_logits = predict_logits(model, x_va, t.eval_batch_size)
         val = run_eval(val_logits, ds.y_val, "val")
         metrics.update(val.metrics)
+        metrics = {k: clean(v) for k, v in metrics.items()}  # what is logged is what is selected on
         if obj.metric not in metrics:
             raise ConfigError("objective.metric", obj.metric,
                               "is not a metric this run logs; it logs: "
@@ -252,6 +253,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         final = {**val.metrics, **test.metrics, **scan_metrics(scan, val_logits, test_logits, ds,
                                                                log_prior),
                  "best_epoch": float(best_epoch), "epochs_run": float(epoch), "fit_time_s": elapsed}
+        final = {k: clean(v) for k, v in final.items()}
         result = Result("complete", final, sign * score, best_epoch, epoch, val=val, test=test,
                         class_names=ds.class_names, train_class_counts=counts, shots=shots,
                         posthoc=scan)
