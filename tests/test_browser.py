@@ -74,6 +74,13 @@ def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_pat
         page.screenshot(path=str(tmp_path / "ui_runs.png"))
         text = page.inner_text("body")
         assert "matching runs" in text and "Detect Issues" not in text  # not the GenAI overview
+        # MLflow 3.17 opens a run linked from the table in its GenAI view unless the global switch
+        # says model training: the link set it for this page; one click makes the browser remember it
+        # (the README says so)
+        page.get_by_text("GenAI").first.click()  # (a click on the switch already set does not store it)
+        page.get_by_text("Model training").first.click()
+        page.goto(link)
+        page.get_by_text("seen (study)").wait_for(timeout=60_000)
         # the trials are the parent run's children: its row's expander (left of the name) lists them
         box = page.get_by_text("seen (study)").bounding_box()
         assert box is not None
@@ -82,6 +89,16 @@ def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_pat
         page.screenshot(path=str(tmp_path / "ui_runs_expanded.png"))
         names = page.inner_text("body")
         assert all(f"{arm} trial-{n}" in names for arm in ("ce", "logit_adjusted") for n in range(3)), names
+        # a trial's charts: the curves come before the selected epoch's single values
+        page.get_by_text("ce trial-0").click()
+        page.get_by_text("Model metrics").first.click()
+        page.get_by_text("val/selected").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "ui_run_metrics.png"))
+        assert "Evaluation runs" not in page.inner_text("body")  # still the model-training view
+        lines = page.inner_text("body").splitlines()
+        sections = [lines[i - 1] for i in range(1, len(lines)) if lines[i].startswith("(") and lines[i].endswith(")")]
+        assert sections.index("val") < sections.index("val/selected") and sections.index("train") < sections.index(
+            "val/selected"), sections
         page.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -47,17 +47,17 @@ def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
     assert tags["mlflow.source.git.commit"] == head
     client = mlflow_client(workdir)
     history = client.get_metric_history(run.info.run_id, "val/balanced_acc")
-    # the curve holds one point per epoch, nothing more; the selected epoch's value is best/<metric>
+    # the curve holds one point per epoch, nothing more; the selected epoch's value is val/selected/<name>
     assert [m.step for m in history] == [1, 2, 3]
     best = max(history, key=lambda m: (m.value, -m.step))
-    (selected,) = client.get_metric_history(run.info.run_id, "best/val/balanced_acc")
+    (selected,) = client.get_metric_history(run.info.run_id, "val/selected/balanced_acc")
     assert (selected.step, selected.value) == (best.step, best.value)
     assert run.data.metrics["best_epoch"] == best.step
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [best.step]
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
-    assert "best/test/balanced_acc" not in run.data.metrics  # measured once: no curve, no best/
-    # per-class values: the selected epoch's only (under best/), unless tracking.epoch_per_class=true
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "best/val/recall/9")] == [best.step]
+    assert "test/selected/balanced_acc" not in run.data.metrics  # measured once: no curve, no selected value
+    # per-class values: the selected epoch's only (val/selected/…), unless tracking.epoch_per_class=true
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/selected/recall/9")] == [best.step]
     assert "val/recall/9" not in run.data.metrics
     # without float noise: 12 significant digits at most
     assert all(len(f"{v!r}".lstrip("-0.").replace(".", "").split("e")[0]) <= 12 for v in run.data.metrics.values())
@@ -82,8 +82,8 @@ def test_per_class_curves_on_request(workdir: Path) -> None:
     assert p.returncode == 0, p.stderr
     (run,) = _runs(workdir, "curves")
     history = mlflow_client(workdir).get_metric_history(run.info.run_id, "val/precision/0")
-    assert [m.step for m in history] == [1, 2]  # a curve of the epochs; the selected value is best/…
-    assert run.data.metrics["best/val/precision/0"] in [m.value for m in history]
+    assert [m.step for m in history] == [1, 2]  # a curve of the epochs; the selected value is val/selected/…
+    assert run.data.metrics["val/selected/precision/0"] in [m.value for m in history]
 
 
 def test_same_config_and_seed_give_identical_metrics(workdir: Path) -> None:
@@ -334,3 +334,14 @@ def test_an_experiment_from_before_is_tagged_as_model_training(tmp_path: Path) -
     assert "mlflow.experimentKind" not in client.get_experiment(old).tags
     assert get_or_create_experiment(client, "older", None) == old
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.parametrize(("curve", "selected"), [("val/balanced_acc", "val/selected/balanced_acc"),
+                                                 ("val/recall/3", "val/selected/recall/3"),
+                                                 ("train/loss", "train/selected/loss"), ("loss", "selected/loss")])
+def test_a_selected_value_sorts_after_its_curve_and_maps_back(curve: str, selected: str) -> None:
+    from imbsweep.tracking import curve_key, selected_key
+
+    assert selected_key(curve) == selected and curve_key(selected) == curve
+    assert curve.split("/")[0] <= selected.rsplit("/", 1)[0]  # the UI's chart sections sort by name
+    assert curve_key(curve) is None and curve_key("test/balanced_acc") is None

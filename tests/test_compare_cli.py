@@ -76,7 +76,7 @@ def test_sweep_compare_reseed_export_and_reproduce(workdir: Path) -> None:
     trial_run = re.search(r"MLflow run ([0-9a-f]{32})", exported)  # the trial export picked
     assert trial_run is not None
     best_val = max(float(r["best_val"]) for r in table.values())
-    assert client.get_run(trial_run.group(1)).data.metrics["best/val/balanced_acc"] == best_val
+    assert client.get_run(trial_run.group(1)).data.metrics["val/selected/balanced_acc"] == best_val
     trial = client.get_run(trial_run.group(1)).data.metrics
     rerun = client.get_run(run_id.group(1)).data.metrics
     for key in ("val/balanced_acc", "test/balanced_acc", "test/macro_f1", "train/loss", "best_epoch"):

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .tracking import BEST, TAG_CHOICE
 from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags every trial run with it)
 from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
+from .tracking import TAG_CHOICE, curve_key, selected_key
 from .tracking import TAG_POSTHOC_ARMS as POSTHOC_ARMS  # on the parent run: {post-hoc arm: source arm}
 from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
@@ -160,8 +160,8 @@ def to_frame(runs: list[Any]) -> Any:
     for r in runs:
         row: dict[str, Any] = {"run_id": r.info.run_id, "status": r.info.status, "start_time": r.info.start_time}
         row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        # the selected epoch's value of a metric with a curve (tracking.BEST) is the run's value
-        row.update({f"metrics.{k[len(BEST):]}": v for k, v in r.data.metrics.items() if k.startswith(BEST)})
+        # the selected epoch's value of a metric with a curve (tracking.selected_key) is the run's value
+        row.update({f"metrics.{c}": v for k, v in r.data.metrics.items() if (c := curve_key(k)) is not None})
         row.update({f"params.{k}": v for k, v in r.data.params.items()})
         row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
         rows.append(row)
@@ -229,8 +229,8 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
         if value is not None:
             flt += f" and tags.`{key}` = '" + value.replace("'", "\\'") + "'"
     rows: list[Any] = []
-    # runs log a curve's selected value as best/<metric>; runs recorded before that, as <metric>
-    for key in (f"{BEST}{metric}", metric):
+    # runs log a curve's selected value as val/selected/<name>; runs recorded before, as the metric itself
+    for key in (selected_key(metric), metric):
         order = [f"metrics.`{key}` {'ASC' if direction == 'minimize' else 'DESC'}"]
         token = None
         while True:

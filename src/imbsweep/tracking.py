@@ -34,7 +34,25 @@ TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs;
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
 TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
-BEST = "best/"  # + a metric with a curve: its value at the selected epoch (``best/val/balanced_acc``)
+SELECTED = "selected"  # a curve's value at the selected epoch: val/balanced_acc -> val/selected/balanced_acc
+
+
+def selected_key(key: str) -> str:
+    """Where a metric with a curve logs its selected epoch's value: ``val/selected/balanced_acc``.
+    The MLflow UI sorts its chart sections by name, and ``val/selected`` follows ``val``, so
+    these single points come after the curves instead of before them."""
+    head, sep, rest = key.partition("/")
+    return f"{head}/{SELECTED}/{rest}" if sep else f"{SELECTED}/{key}"
+
+
+def curve_key(key: str) -> str | None:
+    """The metric whose selected value ``key`` holds (the inverse of :func:`selected_key`),
+    None for any other key."""
+    head, sep, rest = key.partition("/")
+    if head == SELECTED and sep:
+        return rest
+    mid, sep2, tail = rest.partition("/")
+    return f"{head}/{tail}" if sep and mid == SELECTED and sep2 else None
 TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 
@@ -332,10 +350,10 @@ class MlflowRun(Reporter):
 
     def on_fit_end(self, result: Result) -> None:
         """The selected epoch's values of what has a curve (and every ``val/`` value) go
-        under ``best/`` (``best/val/balanced_acc``), at the selected epoch's step: the curves
-        hold the epochs only, and the runs table can show the selected value beside the last
-        one. Values measured once (``test/…``, ``posthoc/tau``, ``best_epoch``) keep their
-        names. ``results`` reads ``best/<key>`` as ``<key>``."""
+        under :func:`selected_key` (``val/selected/balanced_acc``), at the selected epoch's
+        step: the curves hold the epochs only, and the runs table can show the selected value
+        beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
+        ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
         from mlflow.entities import Metric
 
         self.result = result
@@ -345,7 +363,7 @@ class MlflowRun(Reporter):
         for k, v in result.metrics.items():
             if k in self._curves or k.startswith("val/"):
                 if complete:
-                    self._buffer.append(Metric(f"{BEST}{k}", clean(v), now, step))
+                    self._buffer.append(Metric(selected_key(k), clean(v), now, step))
             else:
                 self._buffer.append(Metric(k, clean(v), now, step))
         self._flush()

@@ -37,7 +37,7 @@ def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
     _check_one_to_one(study, children)
     for run in children:  # each trial's values are the run's selected-epoch metrics
         trial = study.trials[int(run.data.tags["imbsweep.trial"])]
-        assert trial.values == [run.data.metrics["best/val/balanced_acc"], run.data.metrics["best/val/ece"]]
+        assert trial.values == [run.data.metrics["val/selected/balanced_acc"], run.data.metrics["val/selected/ece"]]
     assert "Pareto front of val/balanced_acc, val/ece" in p.stdout
 
 
