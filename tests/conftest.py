@@ -62,6 +62,15 @@ def run_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def mlflow_client(workdir: Path):  # type: ignore[no-untyped-def]
     """A client on a workdir's local store, opened under the same lock as the product's
     (a reader that opens the file while a run is creating it would race the migration)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI, cli_env, run_cli
+from .conftest import CLI, cli_env, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,16 +45,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     try:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from imbsweep._paths import PROJECT_ROOT
 
-from .conftest import CLI, TINY, cli_env, mlflow_client, run_cli
+from .conftest import CLI, TINY, cli_env, free_port, mlflow_client, run_cli
 
 RUN = ("run", *TINY)
 
@@ -236,12 +236,6 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
     real.set_terminated(run_id)  # the store is not locked
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback only
         return bytes(r.read())
@@ -250,7 +244,7 @@ def _get(url: str) -> bytes:
 def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
     assert run_cli(workdir, *RUN, "trainer.epochs=1", "tracking.experiment=ui").returncode == 0
     (run,) = _runs(workdir, "ui")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "ui"], cwd=workdir, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -287,7 +281,7 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
 def test_ui_refuses_what_it_cannot_open_in_one_line(workdir: Path, args: tuple[str, ...], words: str) -> None:
     if not (workdir / "mlruns" / "mlflow.db").exists():  # a store without that study
         assert run_cli(workdir, *RUN, "trainer.epochs=1").returncode == 0
-    port = _free_port()
+    port = free_port()
     if args == ("--port-in-use",):
         with socket.create_server(("127.0.0.1", port)):
             p = run_cli(workdir, "ui", "--port", str(port))

@@ -8,7 +8,6 @@ import csv
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import yaml
 
 from imbsweep._paths import PROJECT_ROOT
 
-from .conftest import CLI, cli_env
+from .conftest import CLI, cli_env, free_port
 from .sweep.test_sweep_cli import _check_one_to_one, _finished
 
 
@@ -49,16 +48,10 @@ def test_compose_file_describes_the_topology_the_code_expects() -> None:
     assert "torch==2.13.0" in dockerfile and "whl/cpu" in dockerfile
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
     from mlflow import MlflowClient
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from ..conftest import CLI, cli_env, run_cli
+from ..conftest import CLI, cli_env, free_port, run_cli
 from .test_sweep_cli import _check_one_to_one, _finished, _runs, _study
 
 
@@ -81,12 +80,6 @@ def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: st
             proc.kill()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> None:
     if not (workdir / "mlruns" / "optuna" / "journal.log").exists():
         assert run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=tools").returncode == 0
@@ -98,7 +91,7 @@ def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> N
     name = next(iter(studies))
     assert studies[name] == len(_study(workdir, name).trials)
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([*CLI, "dashboard", "--port", str(port)], cwd=workdir, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
