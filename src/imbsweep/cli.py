@@ -114,16 +114,17 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     return 0
 
 
-def _port_taken(host: str, port: int) -> str | None:
-    """Why the server could not listen on ``host:port`` (None: it can). Checked before the
-    server starts: ``mlflow ui`` logs a bind error and still exits 0."""
+def _port_error(args: argparse.Namespace) -> str | None:
+    """The one-line error when the server could not listen on ``--host:--port`` (None: it
+    can). Checked before the server starts: ``mlflow ui`` logs a bind error and exits 0."""
     import socket
 
     try:
-        with socket.create_server((host, port)):
+        with socket.create_server((args.host, args.port)):
             return None
     except OSError as exc:
-        return os.strerror(exc.errno) if exc.errno else str(exc)
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        return f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({why}); pass another --port"
 
 
 def ui(args: argparse.Namespace) -> int:
@@ -135,9 +136,9 @@ def ui(args: argparse.Namespace) -> int:
     if args.workers < 1:
         _say(f"error: --workers={args.workers}: must be an integer >= 1")
         return 2
-    taken = _port_taken(args.host, args.port)
-    if taken:
-        _say(f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({taken}); pass another --port")
+    port_error = _port_error(args)
+    if port_error:
+        _say(port_error)
         return 2
     from .tracking import ui_link
 
@@ -173,9 +174,9 @@ def dashboard(args: argparse.Namespace) -> int:
     if exe is None:
         _say("error: optuna-dashboard is not installed (pip install optuna-dashboard)")
         return 2
-    taken = _port_taken(args.host, args.port)
-    if taken:
-        _say(f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({taken}); pass another --port")
+    port_error = _port_error(args)
+    if port_error:
+        _say(port_error)
         return 2
     cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
     if storage.endswith((".log", ".journal", ".jsonl")):

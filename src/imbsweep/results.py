@@ -290,16 +290,15 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
 def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str]) -> Any:
     """``df`` plus, per post-hoc arm, a copy of its source arm's trial rows under the post-hoc
     arm's name, each metric replaced by its post-hoc twin (``metrics.val/balanced_acc`` <-
-    ``metrics.val/balanced_acc_posthoc``) and ``posthoc_of`` naming the source. The run ids
-    stay the source's: the post-hoc arm's replicates are its source's runs, read through
-    their post-hoc values (``posthoc_column``)."""
+    ``metrics.val/balanced_acc_posthoc``). The run ids stay the source's: the post-hoc arm's
+    replicates are its source's runs, read through their post-hoc values (``posthoc_column``)."""
     import pandas as pd
 
     twins = [c for c in df.columns if c.startswith("metrics.") and f"{c}_posthoc" in df.columns]
-    parts = [df.assign(posthoc_of=None)]
+    parts = [df]
     for name, source in posthoc_arms.items():
         rows = df[(df["role"] == "trial") & (df["arm"] == source)].copy()
-        rows["arm"], rows["posthoc_of"] = name, source
+        rows["arm"] = name
         for c in twins:
             rows[c] = rows[f"{c}_posthoc"]
         parts.append(rows)

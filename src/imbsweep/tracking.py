@@ -19,7 +19,6 @@ import numpy as np
 
 from . import _config
 from ._paths import git_commit, local_tracking_uri, state_dir
-from .metrics import clean
 from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
@@ -35,6 +34,7 @@ TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournam
 TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 SELECTED = "selected"  # a curve's value at the selected epoch: val/balanced_acc -> val/selected/balanced_acc
+TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 
 def selected_key(key: str) -> str:
@@ -53,7 +53,6 @@ def curve_key(key: str) -> str | None:
         return rest
     mid, sep2, tail = rest.partition("/")
     return f"{head}/{tail}" if sep and mid == SELECTED and sep2 else None
-TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
 
 
 def hydra_choices() -> dict[str, str]:
@@ -344,7 +343,7 @@ class MlflowRun(Reporter):
         now = int(time.time() * 1000)
         logged = [(k, v) for k, v in metrics.items() if self.epoch_per_class or not _per_class(k)]
         self._curves.update(k for k, _ in logged)
-        self._buffer += [Metric(k, clean(v), now, epoch) for k, v in logged]
+        self._buffer += [Metric(k, float(v), now, epoch) for k, v in logged]  # fit cleaned them
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
@@ -363,9 +362,9 @@ class MlflowRun(Reporter):
         for k, v in result.metrics.items():
             if k in self._curves or k.startswith("val/"):
                 if complete:
-                    self._buffer.append(Metric(selected_key(k), clean(v), now, step))
+                    self._buffer.append(Metric(selected_key(k), float(v), now, step))
             else:
-                self._buffer.append(Metric(k, clean(v), now, step))
+                self._buffer.append(Metric(k, float(v), now, step))
         self._flush()
         if self.log_artifacts and result.state == "complete":
             self._write_artifacts(result)

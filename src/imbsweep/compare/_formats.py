@@ -112,14 +112,14 @@ CAPTIONS = {
                      "(Dodge et al. 2019), with a band of ± one standard deviation; a dashed line is an "
                      "arm still rising at its last trial (under-tuned).",
 }
-TEXT_COLUMNS = ("verdict", "vs best", "arm", "config")
+TEXT_COLUMNS = ("verdict", "vs best", "arm")
 CONCLUSION = ' class="conclusion"'
 
 
 def to_html(c: Comparison, images: Sequence[Path]) -> str:
     """A page: the conclusion on top, a table with text left and numbers right that fits
-    1000 px (the config column wraps), arms without a complete trial folded into one line,
-    each figure captioned with what it shows; printable."""
+    1000 px (each arm's config on a line of its own), arms without a complete trial folded
+    into one line, each figure captioned with what it shows; printable."""
     frame = display_frame(c)
     empty = frame["best val"] == ""
     folded = list(frame.loc[empty, "arm"])
@@ -134,8 +134,7 @@ def to_html(c: Comparison, images: Sequence[Path]) -> str:
 
     def cell(col: str, v: object) -> str:
         text = html.escape(str(v)).replace(" [", "<br>[")
-        kind = "text" if col in TEXT_COLUMNS else "num"
-        return f'<td class="{kind}{" config" if col == "config" else ""}">{text}</td>'
+        return f'<td class="{"text" if col in TEXT_COLUMNS else "num"}">{text}</td>'
 
     head = "".join(f'<th class="{"text" if col in TEXT_COLUMNS else "num"}">{html.escape(str(col))}</th>'
                    for col in frame.columns)

@@ -84,12 +84,13 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     tags = {"imbsweep.study": str(ctx.study), "imbsweep.trial": str(ctx.number)}
     if arm:
         tags[TAG_ARM] = arm
+    trick = trick_label(cfg)
     with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                   tags=tags, run_name=f"{arm or trick_label(cfg)} trial-{ctx.number}") as recorder:
+                   tags=tags, run_name=f"{arm or trick} trial-{ctx.number}") as recorder:
         from ..reporting import CompositeReporter
 
         trial.set_user_attr("mlflow_run_id", recorder.run_id)
-        trial.set_user_attr("imbsweep:trick", trick_label(cfg))
+        trial.set_user_attr("imbsweep:trick", trick)
         if arm:
             trial.set_user_attr(ATTR_ARM, arm)
         heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
