@@ -87,7 +87,8 @@ def make_client(uri: str) -> Any:
 
     quiet_mlflow_logs()
     if not uri.startswith("sqlite:///"):
-        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=uri), attempts=1))
+        # a server retries its own 5xx answers; what is left to retry here is an insert race
+        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=uri), attempts=4, locked=False))
     import fcntl
 
     db = Path(uri[len("sqlite:///"):])
@@ -114,12 +115,22 @@ class _Client:
     timeout, retry after retry. Reads (``get_*``, ``search_*``, ``list_*``, ``download_*``)
     stay interruptible. Even in WAL mode SQLite answers a read-then-write transaction that
     meets another process's commit with SQLITE_BUSY at once, without its busy timeout; the
-    failed transaction was rolled back, so calling again is safe."""
+    failed transaction was rolled back, so calling again is safe.
+
+    On every store, local or behind ``mlflow server``, a write that lost an insert race is
+    retried too: MLflow's ``set_tag`` and its latest-metric update are a select-then-insert
+    (SQLAlchemy's ``merge``), so two workers tagging the study's parent run at the same moment
+    can both insert, and the second fails on the unique key (the server answers 400
+    BAD_REQUEST with the database's message). Its transaction was rolled back; the retry
+    finds the row and updates it."""
 
     _READS = ("get_", "search_", "list_", "download_")
+    # SQLite's and PostgreSQL's words for a unique key another writer inserted first
+    _RACES = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 
-    def __init__(self, client: Any, attempts: int = 8) -> None:
+    def __init__(self, client: Any, attempts: int = 8, locked: bool = True) -> None:
         self._client, self._attempts = client, attempts
+        self._retried = (("database is locked",) if locked else ()) + self._RACES
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -133,7 +144,7 @@ class _Client:
                     with guard():
                         return attr(*args, **kwargs)
                 except Exception as exc:
-                    if "database is locked" not in str(exc) or attempt == self._attempts - 1:
+                    if attempt == self._attempts - 1 or not any(r in str(exc) for r in self._retried):
                         raise
                     time.sleep(0.1 * (attempt + 1))
             raise AssertionError("unreachable")
