@@ -1,17 +1,25 @@
 """Sweep overhead: what the platform costs per trial, beyond training.
 
-1. In-run decomposition (robust on a noisy machine): the platform's sweep loop, from the
-   first trial's start to the last one's end (Optuna timestamps), against the training time
-   each trial logged itself (``fit_time_s`` in MLflow: the epoch loop of ``fit``). The rest
-   is the platform: Hydra composing and launching the job, building data/model (dataset
-   cached), MLflow recording, Optuna ask/tell on the journal file, test evaluation.
-2. Side by side, on the same N configurations (the platform's study picks them; the others
-   replay its parameters), interleaved per configuration to share the machine's noise:
-   B. ``fit`` called directly with a no-op reporter (config composed per trial);
-   C. what a user writes by hand: ``study.optimize`` calling ``fit``, with optuna-integration's
-      ``MLflowCallback`` recording params and the final value.
+Short trials are where it shows: by default ``model=logreg trainer.epochs=3`` on
+MNIST-1D-LT, 20 trials of ``tricks_joint`` with the random sampler, no pruning, no baseline
+trial, one worker. Each of ``--repeats`` paired repetitions runs, on the same configurations
+(the platform's study picks them; the others replay its parameters):
 
-    .venv/bin/python bench/sweep_overhead.py [--trials 10] [hydra overrides...]
+A. ``imbsweep sweep …`` (the real CLI, a fresh study): the sweep loop, from the first
+   trial's start to the last one's end (Optuna's timestamps), per trial;
+B. ``fit(cfg, Reporter())`` called directly, the config composed beforehand (outside the
+   timer): training, validation, test evaluation and the post-hoc scan, nothing recorded;
+B+. the same with composing the config (Hydra's compose API) inside the timer;
+C. what a user writes by hand: ``study.optimize`` whose objective composes the config and
+   calls ``fit``, with optuna-integration's ``MLflowCallback`` (a run with params and the
+   final value).
+
+B, B+ and C are interleaved configuration by configuration; A runs before them in even
+repetitions and after them in odd ones, so that a slow spell of this shared machine does not
+land on one variant. Reported: per repetition the mean per trial of each variant, then the
+median over repetitions of A − B, A − B+ and A − C.
+
+    .venv/bin/python bench/sweep_overhead.py [--trials 20] [--repeats 4] [hydra overrides...]
 """
 
 from __future__ import annotations
@@ -22,13 +30,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
 from _common import config, machine  # noqa: E402
 from _sweeps import loop_seconds, study, sweep  # noqa: E402
 
-SWEEP = ["tricks_joint", "hydra.sweeper.study_name=overhead", "hydra.sweeper.sampler.name=random",
-         "hydra.sweeper.pruner.name=none", "hydra.sweeper.baseline=null"]
+SWEEP = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
+         "hydra.sweeper.baseline=null"]
+DEFAULT = ["model=logreg", "trainer.epochs=3"]
 
 
 def overrides(params: dict[str, object], extra: list[str]) -> list[str]:
@@ -39,64 +49,82 @@ def overrides(params: dict[str, object], extra: list[str]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("overrides", nargs="*", help=f"hydra overrides (default: {' '.join(DEFAULT)})")
     args = ap.parse_args()
+    extra = args.overrides or DEFAULT
     import optuna
-    from mlflow import MlflowClient
     from optuna_integration.mlflow import MLflowCallback
 
     from imbsweep.reporting import Reporter
     from imbsweep.training import fit, prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    t_loop, t_cmd, train, t_b, t_c = [], [], [], [], []
+    rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base = [f"state_dir={work}/mlruns", *args.overrides]
+        base = [f"state_dir={work}/mlruns", *extra]
         prepare(config(base))  # the dataset cache is warm for every variant
         fit(config(base + ["trainer.epochs=1"]), Reporter())  # warm-up, untimed
-        client = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+        sweep(work, *SWEEP, "hydra.sweeper.study_name=warmup", "hydra.sweeper.n_trials=2", *extra)  # store made
         hand = optuna.create_study(direction="maximize")
         cb = MLflowCallback(tracking_uri=f"sqlite:///{work}/hand.db", metric_name="val/balanced_acc")
-        for block in range(2):  # A, then B/C, twice: whole blocks alternate over the machine's noise
-            name = f"overhead{block}"  # fresh study, same seed: the same configurations each time
-            t_cmd.append(sweep(work, *SWEEP, f"hydra.sweeper.study_name={name}",
-                               f"hydra.sweeper.n_trials={args.trials}", *args.overrides))
-            s = study(work, name)
-            trials = sorted(s.trials, key=lambda t: t.number)
-            t_loop.append(loop_seconds(s))
-            train.append(sum(client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics["fit_time_s"]
-                             for t in trials))
-            for i, tr in enumerate(trials):
-                hand.enqueue_trial(tr.params)
+        for rep in range(args.repeats):
+            name = f"overhead{rep}"  # a fresh study, the same seed: the same configurations each time
+            t_b: list[float] = []  # seconds per trial: fit, compose + fit, by hand
+            t_bc: list[float] = []
+            t_c: list[float] = []
 
-                def direct(tr: optuna.trial.FrozenTrial = tr) -> None:
-                    t = time.perf_counter()
-                    fit(config(overrides(tr.params, base)), Reporter())
-                    t_b.append(time.perf_counter() - t)
+            def run_a(name: str = name) -> float:
+                sweep(work, *SWEEP, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.n_trials={args.trials}",
+                      *extra)
+                return loop_seconds(study(work, name)) / args.trials
 
-                def by_hand() -> None:
-                    t = time.perf_counter()
-                    hand.optimize(lambda trial: float(fit(config(overrides(trial.params, base)),
-                                                          Reporter()).objective), n_trials=1, callbacks=[cb])
-                    t_c.append(time.perf_counter() - t)
+            def run_bc(params_list: list[dict[str, Any]], times: tuple[list[float], ...] = (t_b, t_bc, t_c)) -> None:
+                for i, params in enumerate(params_list):
+                    hand.enqueue_trial(params)
+                    cfg = config(overrides(params, base))
+                    variants = [
+                        (times[0], lambda cfg=cfg: fit(cfg, Reporter())),
+                        (times[1], lambda params=params: fit(config(overrides(params, base)), Reporter())),
+                        (times[2], lambda: hand.optimize(
+                            lambda trial: float(fit(config(overrides(trial.params, base)), Reporter()).objective),
+                            n_trials=1, callbacks=[cb])),
+                    ]
+                    for out, run in variants[i % 3:] + variants[:i % 3]:
+                        t = time.perf_counter()
+                        run()
+                        out.append(time.perf_counter() - t)
 
-                for run in ((direct, by_hand) if i % 2 == 0 else (by_hand, direct)):
-                    run()
-            print(f"block {block + 1}/2 done", file=sys.stderr, flush=True)
+            if rep % 2 == 0:
+                a = run_a()
+                params_list = [t.params for t in sorted(study(work, name).trials, key=lambda t: t.number)]
+                run_bc(params_list)
+            else:  # the configurations come from the seeded sampler: the previous study has them
+                prev = sorted(study(work, f"overhead{rep - 1}").trials, key=lambda t: t.number)
+                run_bc([t.params for t in prev])
+                a = run_a()
+            row = {"A": a, "B": statistics.mean(t_b), "B+": statistics.mean(t_bc), "C": statistics.mean(t_c)}
+            rows.append(row)
+            shown = "  ".join(f"{k} {1000 * v:.0f} ms" for k, v in row.items())
+            print(f"repetition {rep + 1}/{args.repeats}: {shown}", file=sys.stderr, flush=True)
 
-    n = 2 * args.trials
-    a, b, c = sum(t_loop), sum(t_b), sum(t_c)
+    def med(f: Any) -> float:
+        return 1000 * statistics.median(f(r) for r in rows)
+
     print(f"machine: {machine()}")
-    print(f"2 x {args.trials} trials of `imbsweep sweep {' '.join(SWEEP)}` {' '.join(args.overrides)}")
-    print(f"A platform sweep loop       : {a / n:.3f} s/trial (blocks {t_loop[0]:.1f} s, {t_loop[1]:.1f} s); "
-          f"command start-up + wrap-up once per sweep: {statistics.mean(t_cmd) - statistics.mean(t_loop):.1f} s")
-    print(f"B fit() directly            : {b / n:.3f} s/trial (median {statistics.median(t_b):.3f})")
-    print(f"C optimize + MLflowCallback : {c / n:.3f} s/trial (median {statistics.median(t_c):.3f})")
-    print(f"A vs B {a / b - 1:+.1%}   A vs C {a / c - 1:+.1%}   C vs B {c / b - 1:+.1%}")
-    print(f"inside A: training epochs (fit_time_s) {sum(train) / n:.3f} s/trial, everything else "
-          f"{(a - sum(train)) / n:.3f} s/trial")
+    print(f"{args.repeats} paired repetitions of {args.trials} trials: `imbsweep sweep {' '.join(SWEEP)} "
+          f"{' '.join(extra)}`")
+    print("| variant | ms per trial, per repetition | median |")
+    print("| --- | --- | --- |")
+    labels = {"A": "A `imbsweep sweep` loop", "B": "B `fit` (config composed before)",
+              "B+": "B+ compose + `fit`", "C": "C `study.optimize` + `fit` + `MLflowCallback`"}
+    for k, label in labels.items():
+        print(f"| {label} | {', '.join(f'{1000 * r[k]:.0f}' for r in rows)} | {med(lambda r, k=k: r[k]):.0f} |")
+    print(f"median of paired differences: A - B {med(lambda r: r['A'] - r['B']):+.0f} ms, "
+          f"A - B+ {med(lambda r: r['A'] - r['B+']):+.0f} ms, A - C {med(lambda r: r['A'] - r['C']):+.0f} ms")
+
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, exp
 
 log = logging.getLogger(__name__)
 
-MAX_METRICS, MAX_PARAMS = 1000, 100  # MLflow's log_batch limits per request
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits per request
+RUN_NAME = "mlflow.runName"  # a tag MLflow's log_batch turns into the run's name
 TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", "imbsweep.trick"
 TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs; the study of a run
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
@@ -278,6 +279,7 @@ class MlflowRun(Reporter):
         self.run_id = ""  # set when the run is created
         self.result: Result | None = None
         self._buffer: list[Any] = []
+        self._tags: dict[str, str] = {}  # written with the next batch of metrics
         self._curves: set[str] = set()  # the metrics logged every epoch
         self._last_flush = time.monotonic()
 
@@ -314,10 +316,6 @@ class MlflowRun(Reporter):
         if not self.run_id:
             return
         reason: str | None
-        try:
-            self._flush()
-        except Exception:  # noqa: BLE001 - ending the run matters more than the last metrics
-            log.exception("could not write the last metrics of run %s", self.run_id)
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", "killed", "interrupted (Ctrl-C)"
         elif exc is not None and getattr(exc, "imbsweep_state", None) == "pruned":
@@ -330,15 +328,14 @@ class MlflowRun(Reporter):
             status, state, reason = "FINISHED", "complete", None
         reason_tag = "imbsweep.prune_reason" if state == "pruned" else TAG_REASON
         # the reason also as the run's description, which the UI shows in full on the run's page
-        tags = {TAG_STATE: state, **({reason_tag: str(reason)[:5000], NOTE: f"{state}: {reason}"[:5000]}
-                                    if reason else {})}
+        self._tags.update({TAG_STATE: state, **({reason_tag: str(reason)[:5000], NOTE: f"{state}: {reason}"[:5000]}
+                                                if reason else {})})
+        if state != "complete":
+            self._tags[RUN_NAME] = f"{self.run_name} {state}"
         try:
-            for k, v in tags.items():
-                self.client.set_tag(self.run_id, k, v)
-            if state != "complete":
-                self.client.update_run(self.run_id, name=f"{self.run_name} {state}")
-                if self.log_artifacts:  # what it ran with, for every run (a complete one has it already)
-                    self._write_files(lambda out: (out / "config.yaml").write_text(_config.to_yaml(self._container)))
+            self._flush()  # the last metrics and the tags, in one write
+            if state != "complete" and self.log_artifacts:  # what it ran with (a complete run has it already)
+                self._write_files(lambda out: (out / "config.yaml").write_text(_config.to_yaml(self._container)))
         except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
             log.exception("could not record how run %s ended", self.run_id)
         finally:
@@ -346,7 +343,7 @@ class MlflowRun(Reporter):
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
-        self.client.set_tag(self.run_id, "imbsweep.device", info.device)
+        self._tags["imbsweep.device"] = info.device
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -376,14 +373,19 @@ class MlflowRun(Reporter):
                     self._buffer.append(Metric(selected_key(k), float(v), now, step))
             else:
                 self._buffer.append(Metric(k, float(v), now, step))
-        self._flush()
         if self.log_artifacts and result.state == "complete":
             self._write_artifacts(result)
 
     def _flush(self) -> None:
+        """The buffered metrics and tags, in as few ``log_batch`` calls as MLflow's limits allow."""
+        from mlflow.entities import RunTag
+
         buf, self._buffer = self._buffer, []
-        for i in range(0, len(buf), MAX_METRICS):
-            self.client.log_batch(self.run_id, metrics=buf[i:i + MAX_METRICS])
+        tags, self._tags = [RunTag(k, v) for k, v in self._tags.items()], {}
+        per = MAX_METRICS - MAX_TAGS  # a batch holds at most 1000 values in all
+        for i in range(max(-(-len(buf) // per), -(-len(tags) // MAX_TAGS))):
+            self.client.log_batch(self.run_id, metrics=buf[i * per:(i + 1) * per],
+                                  tags=tags[i * MAX_TAGS:(i + 1) * MAX_TAGS])
         self._last_flush = time.monotonic()
 
     def _write_artifacts(self, result: Result) -> None:
@@ -455,6 +457,37 @@ def posthoc_table(result: Result) -> Any:
                          "picked": [t == scan.tau for t in scan.taus]})
 
 
+_FONTS: dict[int, Any] = {}
+
+
+def _font(size: int) -> Any:
+    """matplotlib's DejaVu Sans at ``size`` px, loaded once per process, whose rendered glyph
+    masks are kept: a confusion matrix draws the same ~100 short labels in every run, and
+    FreeType's rendering of them was a third of drawing it (the pixels are the same)."""
+    if size not in _FONTS:
+        import matplotlib
+        from PIL import ImageFont
+
+        class CachedFont(ImageFont.FreeTypeFont):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._masks: dict[Any, Any] = {}
+
+            def getmask2(self, text: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+                try:
+                    key = (text, args, tuple(sorted(kwargs.items())))
+                    hash(key)
+                except TypeError:
+                    return super().getmask2(text, *args, **kwargs)
+                if key not in self._masks:
+                    self._masks[key] = super().getmask2(text, *args, **kwargs)
+                return self._masks[key]
+
+        ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        _FONTS[size] = CachedFont(str(ttf), size)
+    return _FONTS[size]
+
+
 def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Path) -> None:
     """Row-normalised confusion matrix (recall on the diagonal) as a PNG.
 
@@ -464,15 +497,13 @@ def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Pat
     and font (DejaVu Sans) are matplotlib's own, so it looks like the report's plots.
     """
     import matplotlib
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     n = len(names)
     cell = int(np.clip(560 // max(n, 1), 8, 44))
-    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    font = ImageFont.truetype(str(ttf), 12)
-    small = ImageFont.truetype(str(ttf), max(7, min(11, cell // 4)))
+    font, small = _font(12), _font(max(7, min(11, cell // 4)))
     label = max((font.getlength(s) for s in names), default=0.0)
     vertical = n > 12 or label > cell  # column labels that would overlap are turned 90 degrees
     col_h = int(label) + 6 if vertical else 18

@@ -88,7 +88,9 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
+    # = use_deterministic_algorithms(deterministic, warn_only=True), without importing
+    # torch._inductor (~2 s before a run's first epoch) for a flag only torch.compile reads
+    torch.set_deterministic_debug_mode("warn" if t.deterministic else "default")
     ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg))
     seed_everything(t.seed)  # after data: model init depends on the seed only
     model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,

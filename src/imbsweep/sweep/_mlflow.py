@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -78,21 +79,24 @@ class ParentRun:
         return self
 
     def log_progress(self, studies: Sequence[optuna.Study]) -> None:
+        from mlflow.entities import Metric, RunTag
+
         from ._runner import best_trial, counts
 
         c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
                                      "trials_failed": c["fail"]}
+        tags = []
         directions = studies[0].directions
         if len(directions) == 1 and c["complete"]:
             best = best_trial(studies, directions[0].name.lower())
             assert best is not None
             metrics["best_value"] = float(best.values[0])
             arm = best.user_attrs.get(ATTR_ARM)
-            self.client.set_tag(self.run_id, "imbsweep.best_trial",
-                                f"{arm} {best.number}" if arm else str(best.number))
-        for k, v in metrics.items():
-            self.client.log_metric(self.run_id, k, float(v), step=int(c["finished"]))
+            tags.append(RunTag("imbsweep.best_trial", f"{arm} {best.number}" if arm else str(best.number)))
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
+                                                    for k, v in metrics.items()], tags=tags)
 
     def log_study_artifacts(self, studies: Sequence[optuna.Study], results: Path | None) -> None:
         """Optuna's optimization history (every arm's, in a tournament) and parameter

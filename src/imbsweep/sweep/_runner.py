@@ -34,6 +34,7 @@ from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError
 from ..tracking import signals_held
+from ._jobs import make_jobs
 from ._space import SearchSpace, override, parse, written_override
 from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
 from ._task import CONTEXT_KEY, objective_metrics
@@ -202,6 +203,7 @@ class Sweep:
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
+        self.jobs = make_jobs(launcher, config)
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
         self.threads = _threads(self.n_jobs, config)
         storage_url = conf.get("storage")
@@ -546,7 +548,7 @@ class Sweep:
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
         try:
-            (ret,) = self.launcher.launch([overrides], initial_job_idx=self.job_idx)
+            ret = self.jobs.run(overrides, self.job_idx)
         except KeyboardInterrupt:
             # leave the study resumable: this trial fails uncounted, an identical one waits
             requeue(study, study._storage.get_trial(trial._trial_id), "interrupted (Ctrl-C)")

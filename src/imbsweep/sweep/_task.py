@@ -72,7 +72,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     ctx = cfg[CONTEXT_KEY]
     sweeper = HydraConfig.get().sweeper
     storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"),
-                           sweeper.get("heartbeat_interval"))
+                           sweeper.get("heartbeat_interval"), reuse=True)
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
     # a tournament's arm is a study of its own (``<study>/<arm>``): its pruner sees only its trials
     arm = str(ctx.get("arm") or "")

@@ -1,0 +1,134 @@
+"""The sweep's cached job path against Hydra's own basic launcher: for every job, the same
+task config (values and flags), the same Hydra config during the job, the same files in the
+job's ``.hydra`` folder, the same errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from imbsweep._paths import conf_dir
+from imbsweep.sweep._jobs import CachedJobs, LauncherJobs, make_jobs
+
+CONTEXT = "+imbsweep_trial={study:s,number:3,trial_id:7,experiment_id:'2',parent_run_id:abc}"
+JOBS = [  # group options (cached bases), values, a dict added, a cached base met again
+    ["optimizer.lr=0.003", "loss.class_weights=none", CONTEXT],
+    ["loss=focal", "loss.gamma=2.5", "trainer.batch_size=64", CONTEXT],
+    ["resampling=sqrt", "model=logreg", "optimizer.lr=0.02", "loss.class_weights=inverse", CONTEXT],
+    ["loss=focal", "loss.gamma=0.5", "optimizer.lr=1e-3", CONTEXT],
+    ["optimizer.lr=0.01", "loss.label_smoothing=0.1", "loss.class_weights=effective_number",
+     "+imbsweep_trial={study:'a b',number:0,trial_id:1,experiment_id:'2',parent_run_id:x}"],
+    ["loss.name=ce", "eval.posthoc_grid=[0.0,1.0]", "data.imbalance_ratio=10", CONTEXT],
+    ["loss=ldam", "resampling=sqrt", "optimizer=sgd", "loss.max_m=0.3", CONTEXT],  # files met before, anew
+    ["resampling=sqrt", "model=logreg", "optimizer.lr=0.05", CONTEXT],
+    ["loss=focal", "model=logreg", "loss.gamma=1.0", CONTEXT],
+    ["~loss.class_weights", CONTEXT],
+]
+
+
+@pytest.fixture
+def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[str, Any]]]]:
+    """Hydra's basic launcher, set up as ``imbsweep sweep smoke`` sets it up, with a task
+    function that records what it saw."""
+    from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+    from hydra.types import HydraContext
+
+    seen: list[dict[str, Any]] = []
+
+    def task(cfg: DictConfig) -> float:
+        hc = HydraConfig.get()
+        seen.append({"cfg": OmegaConf.to_container(cfg), "struct": OmegaConf.is_struct(cfg),
+                     "readonly": OmegaConf.is_readonly(cfg), "loss_struct": OmegaConf.is_struct(cfg.loss),
+                     "hydra": OmegaConf.to_container(hc), "hydra_readonly": OmegaConf.is_readonly(hc),
+                     "cwd": os.getcwd(), "output_dir": hc.runtime.output_dir})
+        return 0.5
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="app"):
+            hydra = GlobalHydra.instance().hydra
+            assert hydra is not None
+            cfg = hydra.compose_config("config", ["sweep=smoke", f"state_dir={tmp_path}/mlruns",
+                                                  f"hydra.sweep.dir={tmp_path}/multirun", "hydra.sweeper.n_jobs=2"],
+                                       run_mode=RunMode.MULTIRUN)
+            launcher = BasicLauncher()
+            context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
+            launcher.setup(hydra_context=context, task_function=task, config=cfg)
+            HydraConfig.instance().set_config(cfg)
+            yield launcher, cfg, seen
+    finally:
+        os.chdir(cwd)
+
+
+def _files(cfg: DictConfig, num: int) -> dict[str, str]:
+    folder = Path(str(cfg.hydra.sweep.dir)) / str(num) / ".hydra"
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+Fixture = tuple[Any, DictConfig, list[dict[str, Any]]]
+
+
+def test_every_job_is_the_job_hydras_launcher_runs(hydra_launcher: Fixture) -> None:
+    launcher, cfg, seen = hydra_launcher
+    cached = make_jobs(launcher, cfg)
+    assert isinstance(cached, CachedJobs)
+    plain = LauncherJobs(launcher)
+    for idx, job in enumerate(JOBS):
+        overrides = ["sweep=smoke", *job]  # as the sweeper sends them: the command line's overrides first
+        ret_h = plain.run(overrides, idx)
+        files_h = _files(cfg, idx)
+        ret_c = cached.run(overrides, idx)
+        files_c = _files(cfg, idx)
+        h, c = seen[-2], seen[-1]
+        assert c == h, overrides
+        assert c["cfg"]["imbsweep_trial"]["number"] in (0, 3)
+        assert files_c == files_h, overrides
+        assert set(files_c) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+        assert (ret_c.status, ret_c._return_value, ret_c.overrides, ret_c.working_dir, ret_c.task_name) == \
+            (ret_h.status, ret_h._return_value, ret_h.overrides, ret_h.working_dir, ret_h.task_name)
+        assert OmegaConf.to_container(ret_c.cfg) == OmegaConf.to_container(ret_h.cfg)
+    # Hydra composed the sweep's defaults and each group option once; combinations were put
+    # together from those (and matched Hydra's own composition above)
+    assert cached.composed == [("sweep=smoke",), ("sweep=smoke", "loss=focal"), ("sweep=smoke", "resampling=sqrt"),
+                               ("sweep=smoke", "model=logreg"), ("sweep=smoke", "loss=ldam"),
+                               ("sweep=smoke", "optimizer=sgd")]
+    assert ("sweep=smoke", "loss=ldam", "resampling=sqrt", "optimizer=sgd") in cached._bases
+    # the sweeper's own Hydra config is back after each job
+    assert OmegaConf.select(HydraConfig.get(), "runtime.output_dir") == \
+        OmegaConf.select(cfg, "hydra.runtime.output_dir")
+
+
+def test_a_failing_task_and_a_bad_override_fail_as_with_hydras_launcher(hydra_launcher: Fixture) -> None:
+    from hydra.core.utils import JobStatus
+    from hydra.errors import ConfigCompositionException
+
+    launcher, cfg, _ = hydra_launcher
+
+    def boom(_: DictConfig) -> float:
+        raise ValueError("no good")
+
+    launcher.task_function = boom
+    cached, plain = make_jobs(launcher, cfg), LauncherJobs(launcher)
+    for jobs in (plain, cached):
+        ret = jobs.run(["sweep=smoke", "optimizer.lr=0.1", CONTEXT], 0)
+        assert ret.status == JobStatus.FAILED and str(ret._return_value) == "no good"
+    messages = []
+    for jobs in (plain, cached):
+        with pytest.raises(ConfigCompositionException) as err:
+            jobs.run(["sweep=smoke", "optimizer.lrr=0.1", CONTEXT], 1)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and "optimizer.lrr" in messages[0]
+    for jobs in (plain, cached):  # a group option that does not exist
+        with pytest.raises(ConfigCompositionException, match="nope"):
+            jobs.run(["sweep=smoke", "loss=nope", CONTEXT], 1)
