@@ -16,7 +16,7 @@ from .errors import ConfigError, ImbsweepError
 DEVICES = ("auto", "cpu", "cuda")
 DIRECTIONS = ("maximize", "minimize")
 TRAINER_KEYS = ("epochs", "batch_size", "seed", "device", "patience", "deterministic",
-                "eval_batch_size", "num_threads")
+                "eval_batch_size", "num_threads", "amp")
 
 
 def _is_int(v: Any) -> bool:

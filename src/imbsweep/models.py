@@ -8,6 +8,7 @@ Config files (``conf/model/*.yaml``) hold ``_target_`` plus the constructor's ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +21,8 @@ class Classifier(nn.Module):
 
     features: nn.Module
     head: nn.Module
+    #: the kinds of data (``Dataset.kind``) the model takes; None: any, flattened
+    accepts: ClassVar[tuple[str, ...] | None] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -93,6 +96,8 @@ class CNN1D(Classifier):
         channels: feature maps per convolution (25 in the paper).
     """
 
+    accepts: ClassVar[tuple[str, ...] | None] = ("sequence",)
+
     def __init__(self, in_features: int, n_classes: int, channels: int = 25) -> None:
         super().__init__()
         if channels < 1:
@@ -108,3 +113,195 @@ class CNN1D(Classifier):
             width = conv(torch.zeros(1, in_features)).shape[1]
         self.features = conv
         self.head = nn.Linear(width, n_classes)
+
+
+# --- image models ---------------------------------------------------------------------------
+
+RESNET_ARCHS = ("resnet32", "resnet18")
+
+
+class _AsImage(nn.Module):
+    """Views each example as ``shape`` (``C, H, W``): image data may be stored flat."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), *self.shape)
+
+
+class _BasicBlock(nn.Module):
+    """The CIFAR ResNet's basic block (He et al. 2016, sec. 4.2) with the parameter-free
+    shortcut (option A): subsample by the stride, zero-pad the new channels."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.extra = stride, c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x[:, :, ::self.stride, ::self.stride] if self.stride != 1 else x
+        if self.extra:
+            short = nn.functional.pad(short, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        return nn.functional.relu(out + short)
+
+
+class ResNet(Classifier):
+    """ResNets for small images, trained from scratch.
+
+    ``resnet32`` (default): the CIFAR ResNet of He et al. 2016 (sec. 4.2) that the long-tail
+    papers report on (Cao et al. 2019's LDAM-DRW code): a 3x3 stem, three stages of
+    ``(depth - 2) / 6`` basic blocks with ``width``, 2x and 4x channels (16/32/64), the
+    parameter-free shortcut, global average pooling, Kaiming-normal initialisation; depth 32
+    has 0.46M parameters. ``resnet18``: torchvision's ResNet-18 adapted to small images (a
+    3x3 stride-1 stem, no max-pooling), as CIFAR work does.
+
+    Args:
+        in_features: flattened input size (from the data).
+        n_classes: number of classes (from the data).
+        input_shape: ``(C, H, W)`` of one image (from the data).
+        arch: ``resnet32`` or ``resnet18``.
+        depth: ``resnet32``'s depth, ``6n + 2`` (20, 32, 44, 56, 110).
+        width: ``resnet32``'s first stage channels.
+        weights: a local file of weights (a ``state_dict``, torchvision's ResNet-18 file or one
+            saved from this model); layers whose shapes differ (the classifier for another class
+            count, an ImageNet stem) keep their initialisation, with a warning naming them.
+            Nothing is downloaded.
+    """
+
+    accepts: ClassVar[tuple[str, ...] | None] = ("image",)
+
+    def __init__(self, in_features: int, n_classes: int, input_shape: Sequence[int] | None = None,
+                 arch: str = "resnet32", depth: int = 32, width: int = 16, weights: str | None = None) -> None:
+        super().__init__()
+        if arch not in RESNET_ARCHS:
+            raise ConfigError("model.arch", arch, f"must be one of {', '.join(RESNET_ARCHS)}")
+        if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
+            raise ConfigError("model.depth", depth, "must be 6n + 2 (20, 32, 44, 56, 110)")
+        if not (isinstance(width, int) and width >= 1):
+            raise ConfigError("model.width", width, "must be an integer >= 1")
+        if input_shape is None or len(input_shape) != 3:
+            raise ConfigError("model", "resnet", f"needs images (C, H, W); the data give {input_shape}")
+        shape = tuple(int(s) for s in input_shape)
+        if arch == "resnet32":
+            n = (depth - 2) // 6
+            stem = [nn.Conv2d(shape[0], width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            blocks: list[nn.Module] = []
+            c = width
+            for stage, stride in enumerate((1, 2, 2)):
+                out = width * 2 ** stage
+                for b in range(n):
+                    blocks.append(_BasicBlock(c, out, stride if b == 0 else 1))
+                    c = out
+            self.features = nn.Sequential(_AsImage(shape), *stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.head = nn.Linear(c, n_classes)
+            for m in self.modules():  # as the LDAM-DRW code's _weights_init
+                if isinstance(m, nn.Conv2d | nn.Linear):
+                    nn.init.kaiming_normal_(m.weight)
+        else:
+            from .data import import_torchvision
+
+            tv = import_torchvision().models.resnet18(weights=None, num_classes=n_classes)
+            tv.conv1 = nn.Conv2d(shape[0], 64, 3, 1, 1, bias=False)
+            tv.maxpool = nn.Identity()  # type: ignore[assignment]
+            if weights is not None and not _own_keys(_read_weights(weights)):
+                _load_matching(tv, _read_weights(weights), weights)
+                weights = None
+            self.features = nn.Sequential(_AsImage(shape), tv.conv1, tv.bn1, tv.relu, tv.maxpool, tv.layer1,
+                                          tv.layer2, tv.layer3, tv.layer4, tv.avgpool, nn.Flatten())
+            self.head = tv.fc
+        if weights is not None:
+            _load_matching(self, _read_weights(weights), weights)
+
+
+def _read_weights(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (``{"state_dict": ...}`` and ``module.`` prefixes allowed)."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError("model.weights", path, f"no such file (looked in {Path.cwd()}); nothing is downloaded")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same bad input
+        raise ConfigError("model.weights", path, f"not a PyTorch weights file ({exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError("model.weights", path, "must hold a state_dict (parameter name -> tensor)")
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def _own_keys(state: dict[str, torch.Tensor]) -> bool:
+    """Saved from this model (``features.*``/``head.*``) rather than from torchvision's."""
+    return any(k.startswith(("features.", "head.")) for k in state)
+
+
+def _load_matching(module: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """Load the tensors whose name and shape match; warn about the rest, by name."""
+    import logging
+
+    own = module.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise ConfigError("model.weights", path, "no tensor in it matches this model (another architecture?)")
+    module.load_state_dict(fits, strict=False)
+    skipped = sorted(set(state) - set(fits))
+    kept = sorted(set(own) - set(fits))
+    if skipped or kept:
+        logging.getLogger(__name__).warning(
+            "model.weights=%s: %d tensors loaded; not loaded (name or shape differ): %s; left at their "
+            "initialisation: %s", path, len(fits), ", ".join(skipped) or "none", ", ".join(kept) or "none")
+
+
+def build_model(node: Any, ds: Any) -> nn.Module:
+    """The model a ``model`` config node names, for dataset ``ds``: its input size, class count
+    and (for a model that takes ``input_shape``) the image shape come from the data.
+
+    Raises:
+        ConfigError: the model cannot take this kind of data (``Dataset.kind``), or a bad value.
+    """
+    import inspect
+
+    from hydra.utils import get_object
+
+    from ._config import instantiate_checked
+
+    try:
+        target = get_object(str(node.get("_target_")))
+    except Exception:  # noqa: BLE001 - instantiate_checked reports a bad target
+        target = None
+    runtime: dict[str, Any] = {"in_features": ds.n_features, "n_classes": ds.n_classes}
+    if target is not None:
+        accepts = getattr(target, "accepts", None)
+        if accepts is not None and ds.kind not in accepts:
+            raise ConfigError("model", _choice("model", target.__name__.lower()),
+                              f"takes {' or '.join(accepts)} data; data={_choice('data', ds.name)} is {ds.kind} "
+                              f"data: use {_fits(ds.kind)}")
+        if inspect.isclass(target) and "input_shape" in inspect.signature(target).parameters:
+            runtime["input_shape"] = ds.image_shape or tuple(ds.x_train.shape[1:])
+    model: nn.Module = instantiate_checked(node, "model", **runtime)
+    return model
+
+
+def _choice(group: str, fallback: str) -> str:
+    """The option Hydra composed for ``group`` (``cnn1d``), else ``fallback``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        picked = HydraConfig.get().runtime.choices.get(group)
+        if picked:
+            return str(picked)
+    return fallback
+
+
+def _fits(kind: str) -> str:
+    """The models that take data of ``kind``, as the user types them."""
+    return {"image": "model=resnet, model=mlp or model=logreg",
+            "sequence": "model=cnn1d, model=mlp or model=logreg"}.get(kind, "model=mlp or model=logreg")

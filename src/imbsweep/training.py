@@ -16,10 +16,12 @@ import torch
 from omegaconf import DictConfig
 
 from . import _config
-from .data import Dataset, load_dataset
+from ._amp import Amp
+from .data import DEFAULT_CACHE_MB, Dataset, image_augment, load_dataset
 from .errors import ConfigError
 from .losses import ImbalanceLoss, build_loss
 from .metrics import HEADLINE, Evaluation, ShotGroups, clean, evaluate, headline
+from .models import build_model
 from .reporting import FitInfo, Reporter
 from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
@@ -85,14 +87,15 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     """
     _config.validate(cfg)
     device = _config.resolve_device(cfg.trainer.device)
+    Amp(device, cfg.trainer.get("amp", "auto"))  # checks trainer.amp before any run is recorded
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     torch.use_deterministic_algorithms(bool(t.deterministic), warn_only=True)
-    ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg))
+    ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg),
+                                                          cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
     seed_everything(t.seed)  # after data: model init depends on the seed only
-    model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,
-                                        n_classes=ds.n_classes).to(device)
+    model = build_model(cfg.model, ds).to(device)  # a model that cannot take this data is an error
     loss = build_loss(cfg.loss, ds.train_class_counts, int(t.epochs))
     if loss.reweight_from_epoch is not None and loss.reweight_from_epoch > t.epochs:
         raise ConfigError("loss.reweight_from_epoch", loss.reweight_from_epoch,
@@ -189,13 +192,15 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     n, bs = len(y_tr), int(t.batch_size)
     gen = torch.Generator().manual_seed(int(t.seed))
     sign = 1.0 if obj.direction == "maximize" else -1.0
+    crop_flip = image_augment(cfg.data, ds, int(t.seed))  # image data: random crop + flip per batch
+    amp = Amp(dev, t.get("amp", "auto"))  # mixed precision on CUDA; nothing on the CPU
 
     def run_eval(logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
         return evaluate(posthoc_probs(logits, log_prior, tau), y, counts, ds.class_names, split,
                         shots, ece_bins)
 
     reporter.on_fit_start(FitInfo(int(t.epochs), str(obj.metric), str(obj.direction), dev, n,
-                                  tuple(int(c) for c in counts)))
+                                  tuple(int(c) for c in counts), ds))
     t0 = time.perf_counter()
     best: tuple[float, int, Evaluation, np.ndarray, dict[str, Any]] | None = None
     since_best, epoch, reason = 0, 0, None
@@ -206,10 +211,12 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         total = torch.zeros((), device=dev)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+            xb = x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])
+            with amp.autocast():
+                loss = loss_fn(model(xb), y_tr[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            amp.backward(loss)
+            amp.step(opt)
             sched.step()
             total += loss.detach() * len(idx)
         train_loss = float(total) / n
