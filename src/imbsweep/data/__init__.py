@@ -27,16 +27,26 @@ from ._longtail import (
     stratified_split,
     subsample_pool,
 )
-from ._record import dataset_input, identity, not_evaluated, profile, split_warnings, warnings_of
+from ._record import (
+    TAG_STUDY_DATA,
+    check_study_data,
+    dataset_input,
+    identity,
+    not_evaluated,
+    profile,
+    split_warnings,
+    warnings_of,
+)
 from ._sources import MNIST1DLT, DigitsLT, LongTailSource, Synthetic, scale
 from ._tabular import Tabular, column_list, file_digest
 
 __all__ = [
-    "DEFAULT_CACHE_MB", "KINDS", "MNIST1DLT", "Augment", "CacheEntry", "Dataset", "DigitsLT", "ImageFolder",
-    "LongTailSource", "Synthetic", "Tabular", "balanced_holdout", "image_augment", "cache_entries", "cache_key",
-    "cached", "clear_disk_cache", "clear_memory_cache", "column_list", "dataset_input", "evict", "file_digest",
-    "identity", "import_torchvision", "load_dataset", "longtail_counts", "longtail_subsample", "not_evaluated",
-    "profile", "scale", "split_warnings", "stratified_split", "subsample_pool", "warnings_of",
+    "Augment", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
+    "LongTailSource", "MNIST1DLT", "Synthetic", "TAG_STUDY_DATA", "Tabular", "balanced_holdout",
+    "cache_entries", "cache_key", "cached", "check_study_data", "clear_disk_cache", "clear_memory_cache",
+    "column_list", "dataset_input", "evict", "file_digest", "identity", "image_augment", "import_torchvision",
+    "load_dataset", "longtail_counts", "longtail_subsample", "not_evaluated", "profile", "scale",
+    "split_warnings", "stratified_split", "study_data", "subsample_pool", "warnings_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,3 +75,11 @@ def load_dataset(data_cfg: Any, cache_dir: Path | None, max_mb: Any = DEFAULT_CA
         for line in warnings_of(ds):
             log.warning(line)
     return ds
+
+
+def study_data(cfg: Any) -> dict[str, str]:
+    """:func:`identity` of the dataset a composed config trains on (built, or read from the
+    cache, as its first trial would): what a study remembers of its data."""
+    from ..training import cache_dir
+
+    return identity(load_dataset(cfg.data, cache_dir(cfg), cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB)))

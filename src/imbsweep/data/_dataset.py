@@ -98,6 +98,12 @@ def cache_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def spec_digest(spec: dict[str, Any]) -> str:
+    """A digest of what generated a dataset (its spec, without the cache's version): the
+    dataset record's digest for data generated offline."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def cached(spec: dict[str, Any], build: Callable[[], Dataset], cache_dir: Path | None,
            max_mb: float | None = DEFAULT_CACHE_MB) -> Dataset:
     """Return the dataset for ``spec`` from memory, then disk, else build and store it.

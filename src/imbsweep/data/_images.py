@@ -145,12 +145,10 @@ class ImageFolder:
     def _listing(self) -> tuple[list[Path], list[str], list[str]]:
         """Every image file, its label, and the class names in order."""
         if self._root.is_dir():
-            from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-            import_torchvision()
+            folder = import_torchvision().datasets.folder
             try:
-                classes, to_idx = find_classes(str(self._root))
-                samples = make_dataset(str(self._root), to_idx, extensions=IMG_EXTENSIONS)
+                classes, to_idx = folder.find_classes(str(self._root))
+                samples = folder.make_dataset(str(self._root), to_idx, extensions=folder.IMG_EXTENSIONS)
             except FileNotFoundError as exc:
                 raise DataError("data.path", self.path, f"not an image folder: {exc}") from None
             return [Path(p) for p, _ in samples], [classes[c] for _, c in samples], list(classes)

@@ -123,3 +123,34 @@ def dataset_input(ds: Dataset, context: str = "training") -> Any:
                            source_type=source._get_source_type(), source=source.to_json(),
                            schema=schema_json(ds), profile=json.dumps(profile(ds)))
     return DatasetInput(entity, [InputTag("mlflow.data.context", context)])
+
+
+#: the study parent run's tag holding :func:`identity` of the study's data (JSON)
+TAG_STUDY_DATA = "imbsweep.data"
+
+
+def check_study_data(recorded: str | None, data: dict[str, str], study: str) -> None:
+    """A study stays on one dataset: ``recorded`` (its parent run's :data:`TAG_STUDY_DATA`,
+    None for a new study or one recorded before the tag existed) must have ``data``'s digest.
+
+    Raises:
+        ConfigError: the study was run on other data (one line naming both, with a new name).
+    """
+    from ..errors import ConfigError
+
+    if not recorded:
+        return
+    try:
+        old = json.loads(recorded)
+    except ValueError:
+        return
+    if not isinstance(old, dict) or old.get("digest") == data["digest"]:
+        return
+
+    def say(d: dict[str, Any]) -> str:
+        return f"{d.get('name')} (digest {d.get('digest')}, {d.get('source')})"
+
+    raise ConfigError("hydra.sweeper.study_name", study,
+                      f"this study was run on {say(old)}; this sweep's data is {say(data)}: a study compares "
+                      f"trials on one dataset, so use a new study name, e.g. hydra.sweeper.study_name="
+                      f"{study}_{data['digest'][:6]}")

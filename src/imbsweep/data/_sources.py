@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ConfigError
-from ._dataset import Dataset, cache_key
+from ._dataset import Dataset, spec_digest
 from ._longtail import (
     PROFILES,
     balanced_holdout,
@@ -93,7 +93,7 @@ class LongTailSource:
         x = x.reshape(len(x), -1).astype(np.float64)
         xtr, (xva, xte) = scale(x[train], [x[val], x[test]], self.scaling)
         # generated offline: the digest of what generated it stands for the file's contents
-        meta = {"source": f"generated: {self.generator()}", "digest": cache_key(self.spec())}
+        meta = {"source": f"generated: {self.generator()}", "digest": spec_digest(self.spec())}
         return Dataset(self.name, xtr.astype(np.float32), y[train].astype(np.int64),
                        xva.astype(np.float32), y[val].astype(np.int64),
                        xte.astype(np.float32), y[test].astype(np.int64), names,

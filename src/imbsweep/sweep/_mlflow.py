@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,9 +33,10 @@ class ParentRun:
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
                  owner: bool = True, baseline_arm: str | None = None,
-                 posthoc_arms: Mapping[str, str] | None = None) -> None:
+                 posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
+        self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
         self.run_id = self._find_or_create()
@@ -53,6 +55,13 @@ class ParentRun:
             max_results=1, order_by=["attributes.start_time ASC"])
         if found:
             run_id = str(found[0].info.run_id)
+            if self.data:  # a study stays on one dataset; checked before the run is marked RUNNING
+                from ..data import TAG_STUDY_DATA, check_study_data
+
+                recorded = found[0].data.tags.get(TAG_STUDY_DATA)
+                check_study_data(recorded, self.data, self.study_name)
+                if recorded is None and self.owner:  # a study recorded before the tag existed
+                    self.client.set_tag(run_id, TAG_STUDY_DATA, json.dumps(self.data))
             if self.owner:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
@@ -61,6 +70,10 @@ class ParentRun:
                 "mlflow.source.name": "imbsweep sweep", "mlflow.source.type": "LOCAL"}
         if sha:
             tags["mlflow.source.git.commit"] = sha
+        if self.data:
+            from ..data import TAG_STUDY_DATA
+
+            tags[TAG_STUDY_DATA] = json.dumps(self.data)
         run = self.client.create_run(self.experiment_id, run_name=f"{self.study_name} (study)", tags=tags)
         return str(run.info.run_id)
 

@@ -409,6 +409,9 @@ class Sweep:
 
         directions: list[Any] = [d for _, d in self.objectives]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from ..data import study_data
+
+        data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
             self._check_kind()
@@ -417,7 +420,7 @@ class Sweep:
                 self._enqueue_baseline(arm)
             parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
                                baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
-                               posthoc_arms=self.posthoc_arms)
+                               posthoc_arms=self.posthoc_arms, data=data)
         studies = [a.study for a in self.arms]
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
