@@ -1,8 +1,12 @@
 """Classifiers. Each is ``features -> head``; ``head`` is a plain ``nn.Linear`` so that a loss
-that needs another classifier (LDAM's normalised one) can replace it.
+that needs another classifier (LDAM's normalised one) or a second stage (classifier
+re-training, :mod:`imbsweep.decoupling`) can replace it.
 
 Config files (``conf/model/*.yaml``) hold ``_target_`` plus the constructor's arguments;
-``in_features`` and ``n_classes`` come from the data at run time.
+``in_features`` and ``n_classes`` come from the data at run time. ``max_norm`` (every model)
+is the MaxNorm constraint of weight balancing (Alshammari et al. 2022): after each optimizer
+step, every class's weight row of the classifier is projected back onto the ball of that
+radius (:meth:`Classifier.apply_max_norm`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,35 @@ from torch import nn
 from .errors import ConfigError
 
 
+def check_max_norm(max_norm: float | None) -> float | None:
+    """``model.max_norm``: null (off) or a finite number > 0."""
+    if max_norm is None:
+        return None
+    if isinstance(max_norm, bool) or not isinstance(max_norm, int | float) or not 0 < max_norm < float("inf"):
+        raise ConfigError("model.max_norm", max_norm,
+                          "must be null (no MaxNorm) or a finite number > 0 (the largest norm of a class's "
+                          "classifier weights)")
+    return float(max_norm)
+
+
+def classifier_weight_name(head: nn.Module) -> str | None:
+    """The name, inside ``head``, of its per-class weight matrix ``[C, d]`` (``weight`` for a
+    linear or normalised head, ``base.weight`` under LWS scales); None when it has none."""
+    if isinstance(head, ScaledHead):
+        inner = classifier_weight_name(head.base)
+        return None if inner is None else f"base.{inner}"
+    w = getattr(head, "weight", None)
+    return "weight" if isinstance(w, nn.Parameter) and w.dim() == 2 else None
+
+
+def max_norm_(weight: torch.Tensor, max_norm: float) -> None:
+    """Project every row of ``weight`` onto the L2 ball of radius ``max_norm``, in place:
+    ``w_c <- w_c * min(1, max_norm / ||w_c||)`` (rows inside the ball are left as they are)."""
+    with torch.no_grad():
+        norms = weight.norm(dim=1, keepdim=True)
+        weight.mul_((max_norm / norms.clamp(min=1e-12)).clamp(max=1.0))
+
+
 class Classifier(nn.Module):
     """``head(features(x))``."""
 
@@ -23,9 +56,22 @@ class Classifier(nn.Module):
     head: nn.Module
     #: the kinds of data (``Dataset.kind``) the model takes; None: any, flattened
     accepts: ClassVar[tuple[str, ...] | None] = None
+    max_norm: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def apply_max_norm(self) -> None:
+        """MaxNorm (Alshammari et al. 2022, projected gradient descent): cap every class's
+        classifier weight norm at ``max_norm``; the bias is not constrained, as in their code.
+        Called after each optimizer step; does nothing when ``max_norm`` is None or the
+        classifier's weights are frozen."""
+        bound, name = self.max_norm, classifier_weight_name(self.head)
+        if bound is None or name is None:
+            return
+        weight = self.head.get_parameter(name)
+        if weight.requires_grad:
+            max_norm_(weight, bound)
 
 
 class NormedLinear(nn.Module):
@@ -41,18 +87,52 @@ class NormedLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, scale: float = 1.0) -> None:
         super().__init__()
         self.in_features, self.out_features, self.scale = in_features, out_features, float(scale)
-        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1, 1)
-                                   .renorm_(2, 0, 1e-5).mul_(1e5))
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The initialisation of Cao et al.'s code (used again by classifier re-training)."""
+        with torch.no_grad():
+            self.weight.uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
 
 
-class LogisticRegression(Classifier):
-    """Multinomial logistic regression: one linear layer on the flattened input."""
+class ScaledHead(nn.Module):
+    """Learnable weight scaling (LWS, Kang et al. 2020): ``scales * base(x)``, one scale per
+    class (initialised to 1) on a frozen classifier; its bias is scaled too, as in their code.
 
-    def __init__(self, in_features: int, n_classes: int) -> None:
+    Args:
+        base: the trained classifier; its parameters are frozen here.
+    """
+
+    def __init__(self, base: nn.Module) -> None:
         super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        out = getattr(base, "out_features", None)
+        if not isinstance(out, int):
+            raise TypeError(f"{type(base).__name__} has no out_features")
+        self.scales = nn.Parameter(torch.ones(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) * self.scales
+
+
+class LogisticRegression(Classifier):
+    """Multinomial logistic regression: one linear layer on the flattened input.
+
+    Args:
+        in_features: flattened input size.
+        n_classes: number of classes.
+        max_norm: MaxNorm radius of each class's weights; None: unconstrained.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, max_norm: float | None = None) -> None:
+        super().__init__()
+        self.max_norm = check_max_norm(max_norm)
         self.features = nn.Flatten()
         self.head = nn.Linear(in_features, n_classes)
 
@@ -65,11 +145,14 @@ class MLP(Classifier):
         n_classes: number of classes.
         hidden_sizes: width of each hidden layer.
         dropout: dropout probability after each hidden layer, in [0, 1).
+        max_norm: MaxNorm radius of each class's weights; None: unconstrained.
     """
 
     def __init__(self, in_features: int, n_classes: int,
-                 hidden_sizes: Sequence[int] = (256, 256), dropout: float = 0.0) -> None:
+                 hidden_sizes: Sequence[int] = (256, 256), dropout: float = 0.0,
+                 max_norm: float | None = None) -> None:
         super().__init__()
+        self.max_norm = check_max_norm(max_norm)
         if not 0 <= dropout < 1:
             raise ConfigError("model.dropout", dropout, "must be in [0, 1)")
         if not hidden_sizes or any(int(h) < 1 for h in hidden_sizes):
@@ -94,12 +177,15 @@ class CNN1D(Classifier):
         in_features: sequence length (40 for MNIST-1D).
         n_classes: number of classes.
         channels: feature maps per convolution (25 in the paper).
+        max_norm: MaxNorm radius of each class's weights; None: unconstrained.
     """
 
     accepts: ClassVar[tuple[str, ...] | None] = ("sequence",)
 
-    def __init__(self, in_features: int, n_classes: int, channels: int = 25) -> None:
+    def __init__(self, in_features: int, n_classes: int, channels: int = 25,
+                 max_norm: float | None = None) -> None:
         super().__init__()
+        self.max_norm = check_max_norm(max_norm)
         if channels < 1:
             raise ConfigError("model.channels", channels, "must be an integer >= 1")
         conv = nn.Sequential(
