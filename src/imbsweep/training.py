@@ -209,6 +209,10 @@ def posthoc_probs(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.n
 #: metrics reported after the post-hoc tau scan, as ``val/<name>_posthoc`` and ``test/<name>_posthoc``
 POSTHOC_METRICS = HEADLINE
 
+#: what every run scans after training, by the suffix of its metrics (``val/balanced_acc_<kind>``,
+#: with its tau as ``<kind>/tau``); a post-hoc arm re-scores its source arm's trials by one of them
+POSTHOC_KINDS = {"posthoc": "post-hoc logit adjustment", "taunorm": "tau-normalisation"}
+
 
 @dataclass(frozen=True)
 class PosthocScan:

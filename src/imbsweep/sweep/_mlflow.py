@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, connect
+from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
@@ -33,7 +33,8 @@ class ParentRun:
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
                  owner: bool = True, baseline_arm: str | None = None,
-                 posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None) -> None:
+                 posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
+                 posthoc_kinds: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
@@ -46,8 +47,13 @@ class ParentRun:
                 import json
 
                 self.client.set_tag(self.run_id, TAG_POSTHOC_ARMS, json.dumps(dict(posthoc_arms)))
-            elif TAG_POSTHOC_ARMS in self.client.get_run(self.run_id).data.tags:  # resumed without them
-                self.client.delete_tag(self.run_id, TAG_POSTHOC_ARMS)
+                self.client.set_tag(self.run_id, TAG_POSTHOC_KINDS, json.dumps(
+                    {a: (posthoc_kinds or {}).get(a, "posthoc") for a in posthoc_arms}))
+            else:
+                tags = self.client.get_run(self.run_id).data.tags
+                for tag in (TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS):
+                    if tag in tags:  # resumed without them
+                        self.client.delete_tag(self.run_id, tag)
 
     def _find_or_create(self) -> str:
         found = self.client.search_runs(
