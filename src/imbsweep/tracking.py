@@ -442,8 +442,8 @@ def _per_class(key: str) -> bool:
 
 
 def per_class_table(result: Result) -> Any:
-    """One row per class: its label and metric key (``val/recall/<key>``), training count,
-    shot group, val/test support, recall and precision; a class a split does not hold has no
+    """One row per class: its label, training count, shot group, val/test support, recall and
+    precision, and its metric key (``val/recall/<key>``); a class a split does not hold has no
     recall there (empty, not 0: it was not evaluated)."""
     import pandas as pd
 
@@ -452,7 +452,7 @@ def per_class_table(result: Result) -> Any:
     counts = result.train_class_counts
     groups = result.shots.of(counts)
     rows: dict[str, Any] = {
-        "class": list(result.class_names), "key": class_keys(result.class_names), "train_count": counts,
+        "class": list(result.class_names), "train_count": counts,
         "shot": [next(g for g, m in groups.items() if m[i]) for i in range(len(counts))],
     }
     for split, ev in (("val", result.val), ("test", result.test)):
@@ -460,6 +460,7 @@ def per_class_table(result: Result) -> Any:
             rows[f"{split}_support"] = ev.support
             rows[f"{split}_recall"] = np.where(ev.support > 0, np.round(ev.recall, 6), np.nan)
             rows[f"{split}_precision"] = np.round(ev.precision, 6)
+    rows["key"] = class_keys(result.class_names)  # last: readers of the older columns keep their order
     return pd.DataFrame(rows)
 
 
