@@ -53,6 +53,7 @@ bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/tricks_mnist1d.py --trials 30 --seeds 5
 	bash bench/tournament.sh
 	$(BIN)/python bench/ui_start.py
+	$(BIN)/python bench/image_folder.py
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench
