@@ -226,6 +226,10 @@ def test_missing_values_impute_drop_rows_or_error(tmp_path: Path) -> None:
     assert any(f"dropped {n_labeled - n_kept} of {n_labeled} labeled rows" in w for w in dropped.meta["warnings"])
     with pytest.raises(DataError, match=r"data.nan='error': missing values in 'x' 1, 'island' \d+"):
         D.Tabular(path=path, target="label", nan="error").build()
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"data.path='.*broken.parquet': cannot be read as a table"):
+        D.Tabular(path=str(broken), target="label").build()
 
 
 def test_rare_classes_are_warned_and_not_evaluated(tmp_path: Path) -> None:

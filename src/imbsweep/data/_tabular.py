@@ -136,9 +136,13 @@ class Tabular:
     def _read(self) -> Any:
         import pandas as pd
 
-        if self._file.suffix.lower() == ".csv":
-            return pd.read_csv(self._file)
-        return pd.read_parquet(self._file)
+        try:
+            if self._file.suffix.lower() == ".csv":
+                return pd.read_csv(self._file)
+            return pd.read_parquet(self._file)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError("data.path", self.path, f"cannot be read as a table: {first}") from None
 
     # -- columns ------------------------------------------------------------------------------
     def _columns(self, df: Any) -> tuple[list[str], list[str], dict[str, str], list[str]]:
