@@ -22,7 +22,7 @@ from .errors import ImbsweepError
 from .results import ARM, StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
-SKIP_KEYS = ("tracking", "state_dir", "hydra", "imbsweep_trial")
+SKIP_KEYS = ("tracking", "state_dir", "dataset_cache_mb", "hydra", "imbsweep_trial")
 SKIP_GROUPS = ("tracking", "sweep", "best")
 #: the defaults list's order in conf/config.yaml (other groups follow)
 GROUP_ORDER = ("data", "model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer")
