@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch first, pinned: 2.13.0 is a CPU wheel on this machine's disk; the project's range admits it.
 TORCH  ?= torch==2.13.0
+# torchvision right after it, pinned to the release built for torch 2.13.0 (0.29 wants torch 2.14 and
+# would pull a CUDA build); imbsweep uses its Python parts (transforms, models, ImageFolder)
+TORCHVISION ?= torchvision==0.28.0
 PORT   ?= 5000
 
 .DEFAULT_GOAL := help
@@ -17,6 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCHVISION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -49,6 +53,7 @@ bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/tricks_mnist1d.py --trials 30 --seeds 5
 	bash bench/tournament.sh
 	$(BIN)/python bench/ui_start.py
+	$(BIN)/python bench/image_folder.py
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests bench

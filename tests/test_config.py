@@ -17,8 +17,8 @@ GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
 
 
 def test_groups_have_the_documented_options() -> None:
-    assert GROUPS["data"] == ["digits_lt", "mnist1d_lt", "synthetic", "tabular"]
-    assert GROUPS["model"] == ["cnn1d", "logreg", "mlp"]
+    assert GROUPS["data"] == ["digits_lt", "image_folder", "mnist1d_lt", "synthetic", "tabular"]
+    assert GROUPS["model"] == ["cnn1d", "logreg", "mlp", "resnet"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
     assert GROUPS["scheduler"] == ["constant", "cosine", "step"]
     assert GROUPS["loss"] == ["balanced_softmax", "ce", "class_balanced", "focal", "ldam", "logit_adjusted"]
@@ -32,6 +32,11 @@ def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: s
     overrides = [f"{group}={option}", "data=digits_lt", "trainer.epochs=1"]
     if group != "model":
         overrides.append("model=logreg")
+    elif option == "cnn1d":  # a 1-D CNN takes sequences: MNIST-1D (digits are images)
+        overrides[1:2] = ["data=mnist1d_lt", "data.n_train_max=30", "data.n_val_per_class=5",
+                          "data.n_test_per_class=5"]
+    elif option == "resnet":  # digits are 8x8 images: a narrow ResNet-20 is enough to build and train
+        overrides += ["model.depth=20", "model.width=4"]
     res = fit(make_cfg(*overrides, tiny=False))
     assert res.state == "complete"
 

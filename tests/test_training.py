@@ -170,7 +170,7 @@ def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:  # type: i
 @pytest.mark.parametrize(("override", "message"), [
     ("eval.posthoc_tau=-1", "eval.posthoc_tau=-1: must be a finite number >= 0"),
     ("eval.posthoc_grid=[]", "eval.posthoc_grid=.*non-empty list"),
-    ("+eval.tau=1", "eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid"),
+    ("+eval.tau=1", "eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid, taunorm_tau, taunorm_grid"),
     ("resampling.name=smote", "resampling.name='smote': must be one of"),
     ("loss=focal loss.label_smoothing=0.1", "loss.label_smoothing=0.1: must be 0 for loss 'focal'"),
     ("loss.class_weights=inverse loss.reweight_from_epoch=3",

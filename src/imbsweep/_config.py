@@ -16,7 +16,7 @@ from .errors import ConfigError, ImbsweepError
 DEVICES = ("auto", "cpu", "cuda")
 DIRECTIONS = ("maximize", "minimize")
 TRAINER_KEYS = ("epochs", "batch_size", "seed", "device", "patience", "deterministic",
-                "eval_batch_size", "num_threads")
+                "eval_batch_size", "num_threads", "amp")
 
 
 def _is_int(v: Any) -> bool:
@@ -122,7 +122,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
 
 
-EVAL_KEYS = ("posthoc_tau", "posthoc_grid")
+EVAL_KEYS = ("posthoc_tau", "posthoc_grid", "taunorm_tau", "taunorm_grid")
 
 
 def _finite_nonneg(v: Any) -> bool:
@@ -130,16 +130,18 @@ def _finite_nonneg(v: Any) -> bool:
 
 
 def validate_eval(ev: Any) -> None:
-    """``eval.posthoc_tau`` (>= 0) and ``eval.posthoc_grid`` (a non-empty list of taus >= 0)."""
+    """``eval.posthoc_tau`` and ``eval.taunorm_tau`` (>= 0), ``eval.posthoc_grid`` and
+    ``eval.taunorm_grid`` (non-empty lists of taus >= 0)."""
     for k in ev:
         if k not in EVAL_KEYS:
             raise ConfigError(f"eval.{k!s}", ev[k], f"unknown key; allowed: {', '.join(EVAL_KEYS)}")
-    tau = ev.get("posthoc_tau", 0.0)
-    if not _finite_nonneg(tau):
-        raise ConfigError("eval.posthoc_tau", tau, "must be a finite number >= 0 (0: no adjustment)")
-    grid = ev.get("posthoc_grid", [0.0])
-    if not isinstance(grid, list | ListConfig) or not grid or not all(_finite_nonneg(g) for g in grid):
-        raise ConfigError("eval.posthoc_grid", grid, "must be a non-empty list of numbers >= 0")
+    for kind in ("posthoc", "taunorm"):
+        tau = ev.get(f"{kind}_tau", 0.0)
+        if not _finite_nonneg(tau):
+            raise ConfigError(f"eval.{kind}_tau", tau, "must be a finite number >= 0 (0: no adjustment)")
+        grid = ev.get(f"{kind}_grid", [0.0])
+        if not isinstance(grid, list | ListConfig) or not grid or not all(_finite_nonneg(g) for g in grid):
+            raise ConfigError(f"eval.{kind}_grid", grid, "must be a non-empty list of numbers >= 0")
 
 
 def validate_objective(cfg: DictConfig) -> None:

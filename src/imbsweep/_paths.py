@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 #: repository root of an editable install (src/imbsweep/_paths.py -> ../..)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,21 @@ def conf_dir() -> Path:
 def state_dir(configured: str | os.PathLike[str] = "mlruns") -> Path:
     """The local state folder, relative to the launch directory unless absolute."""
     return Path(configured).expanduser().resolve()
+
+
+#: config keys that name a local file or folder (group, key): recorded as absolute paths, so that
+#: an exported or re-run config finds them from any folder
+PATH_KEYS = (("data", "path"), ("model", "weights"))
+
+
+def absolute_paths(container: dict[str, Any]) -> None:
+    """Make the :data:`PATH_KEYS` of a resolved config (plain containers) absolute, in place,
+    relative to the launch folder as the run read them."""
+    for group, key in PATH_KEYS:
+        node = container.get(group)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value not in ("", "???"):
+            node[key] = str(Path(value).expanduser().resolve())  # type: ignore[index]
 
 
 def local_tracking_uri(state: Path) -> str:

@@ -6,6 +6,7 @@
     imbsweep export STUDY [--top-k K]   the best trial(s) as conf/best/STUDY.yaml (run +best=STUDY)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
     imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
+    imbsweep cache [--clear]            the dataset cache under mlruns/datasets: list it, or empty it
 
 Errors from bad input print one line (key, value, what is allowed) and exit non-zero;
 ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
@@ -284,6 +285,28 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cache(args: argparse.Namespace) -> int:
+    """``imbsweep cache``: the dataset cache's files, least recently used first, and their
+    total against the bound; ``--clear`` deletes them (they are rebuilt when next used)."""
+    from .data import DEFAULT_CACHE_MB, cache_entries, clear_disk_cache
+
+    folder = Path(args.state_dir).expanduser().resolve() / "datasets"
+    if args.clear:
+        n, size = clear_disk_cache(folder) if folder.is_dir() else (0, 0)
+        print(f"dataset cache {folder}: removed {n} file(s), {size / 1e6:.1f} MB")
+        return 0
+    entries = cache_entries(folder) if folder.is_dir() else []
+    import datetime as dt
+
+    for e in entries:
+        used = dt.datetime.fromtimestamp(e.last_used).isoformat(sep=" ", timespec="seconds")
+        print(f"{e.size / 1e6:9.2f} MB  last used {used}  {e.path.name}")
+    total = sum(e.size for e in entries)
+    print(f"dataset cache {folder}: {len(entries)} file(s), {total / 1e6:.2f} MB (bound: dataset_cache_mb, "
+          f"default {DEFAULT_CACHE_MB:g}; least recently used go first); imbsweep cache --clear empties it")
+    return 0
+
+
 def _store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("study", help="the study's name (its MLflow experiment)")
     p.add_argument("--metric", default=None, help="rank on this metric (default: the study's objective)")
@@ -338,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(signed-rank; needs >= 6 seeds to reach p < 0.05)")
     c.add_argument("--report-dir", default="reports", help="the report goes to REPORT_DIR/STUDY/ (default reports)")
     c.add_argument("--no-report", action="store_true", help="print the table only: no files, nothing logged")
+    k = sub.add_parser("cache", help="list the dataset cache (mlruns/datasets), or empty it with --clear")
+    k.add_argument("--clear", action="store_true", help="delete every cached dataset (rebuilt when next used)")
+    k.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
     e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under conf/best/"))
     e.add_argument("--top-k", type=int, default=1, help="the K best trials (default 1)")
     e.add_argument("--out", default=None, help="folder (default: conf/best, so that +best=STUDY finds it)")
@@ -363,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # freed nothing (same peak memory; bench/compare_scale.py). Not while --reseed runs.
         with gc_paused() if getattr(args, "reseed", None) is None else contextlib.nullcontext():
             return _study_command(compare if args.command == "compare" else export, args)
+    if args.command == "cache":
+        return cache(args)
     return dashboard(args) if args.command == "dashboard" else ui(args)
 
 

@@ -22,10 +22,10 @@ from .errors import ImbsweepError
 from .results import ARM, StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
-SKIP_KEYS = ("tracking", "state_dir", "hydra", "imbsweep_trial")
+SKIP_KEYS = ("tracking", "state_dir", "dataset_cache_mb", "hydra", "imbsweep_trial")
 SKIP_GROUPS = ("tracking", "sweep", "best")
 #: the defaults list's order in conf/config.yaml (other groups follow)
-GROUP_ORDER = ("data", "model", "loss", "resampling", "optimizer", "scheduler", "trainer")
+GROUP_ORDER = ("data", "model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer")
 
 
 @dataclass
@@ -70,7 +70,8 @@ def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | Non
     m, d = record.metric_direction(metric)
     source = record.posthoc_arms.get(arm) if arm is not None else None
     if source is not None:  # a post-hoc arm: its source's trials, ranked on their post-hoc values
-        arm, m = source, m if m.endswith("_posthoc") else f"{m}_posthoc"
+        suffix = "_" + record.posthoc_kinds[str(arm)]
+        arm, m = source, m if m.endswith(suffix) else f"{m}{suffix}"
     ranked = ranked_trials(record, m, d, top_k, trick, arm)
     _check_trick(record, ranked, trick, arm)
     if ranked.empty:
@@ -231,10 +232,13 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
               f"{arm_words(r)}trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
               f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"reproduce: {reproduce_command(out_dir, name)}"]
-    if objectives[0][0].endswith("_posthoc"):
-        tau = r.get("metrics.posthoc/tau")
-        header.append(f"post-hoc logit adjustment on this config's model (tau {float(tau):g} here, picked on "
-                      "validation in every run): a run of it reports the arm's value as val/test *_posthoc")
+    from .training import POSTHOC_KINDS
+
+    for kind, what in POSTHOC_KINDS.items():
+        if objectives[0][0].endswith(f"_{kind}"):
+            tau = r.get(f"metrics.{kind}/tau")
+            header.append(f"{what} on this config's model (tau {float(tau):g} here, picked on validation in "
+                          f"every run): a run of it reports the arm's value as val/test *_{kind}")
     if fmt == "yaml":
         content = render_yaml(header, choices, values)
     else:

@@ -57,6 +57,22 @@ def metric_key(name: str) -> str:
     return re.sub(r"[^\w\-. /:]", "_", name)
 
 
+def class_keys(class_names: Sequence[str]) -> list[str]:
+    """The metric-name part of each class (``val/recall/<key>``), one-to-one with the labels.
+
+    The labels themselves when every one is already a plain key (MLflow's characters, no
+    ``/``, which would nest it, and none empty): MNIST-1D's ``0`` ... ``9`` stay as they are.
+    Otherwise every class gets ``<index>_<label>`` with the label sanitised (``<4.8kg`` and
+    ``>4.8kg`` become ``0__4.8kg`` and ``1__4.8kg``, ``teacher/nurse`` ``2_teacher_nurse``), so
+    two labels never share a name; ``per_class.csv`` keeps the mapping.
+    """
+    safe = [re.sub(r"[^\w\-. :]", "_", str(n))[:100] for n in class_names]
+    if safe == [str(n) for n in class_names] and all(safe) and len(set(safe)) == len(safe):
+        return safe
+    width = len(str(max(len(safe) - 1, 0)))
+    return [f"{i:0{width}d}_{s}" for i, s in enumerate(safe)]
+
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """Top-label ECE: ``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` over bins ``(k/n, (k+1)/n]``."""
     conf = probs.max(axis=1)
@@ -127,7 +143,7 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray, train_counts: np.ndarray,
         probs: predicted class probabilities ``[N, C]``.
         y_true: labels ``[N]`` in ``0..C-1``.
         train_counts: training examples per class (for the shot groups).
-        class_names: names for ``recall/<class>`` and ``precision/<class>``.
+        class_names: the labels; ``recall/<key>`` and ``precision/<key>`` use :func:`class_keys`.
         prefix: ``val`` or ``test``.
     """
     n_classes = probs.shape[1]
@@ -143,8 +159,8 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray, train_counts: np.ndarray,
     for group, mask in shots.of(train_counts).items():
         if (mask & present).any():  # a group with no classes has no accuracy, not 0
             m[f"acc_{group}"] = float(tp[mask].sum() / support[mask].sum())
-    for c, name in enumerate(class_names):
-        if present[c]:
-            m[f"recall/{metric_key(name)}"] = float(recall[c])
-        m[f"precision/{metric_key(name)}"] = float(precision[c])
+    for c, key in enumerate(class_keys(class_names)):
+        if present[c]:  # a class this split does not hold is not evaluated: no recall, not 0
+            m[f"recall/{key}"] = float(recall[c])
+        m[f"precision/{key}"] = float(precision[c])
     return Evaluation({f"{prefix}/{k}": v for k, v in m.items()}, cm, recall, precision, support)

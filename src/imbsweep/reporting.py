@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -23,6 +23,7 @@ class FitInfo:
     device: str
     n_train: int
     class_counts: tuple[int, ...]
+    dataset: Any = None  # the Dataset trained on (what a recorder logs as the run's data)
 
 
 class Reporter:

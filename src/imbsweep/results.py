@@ -30,6 +30,7 @@ from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags eve
 from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
 from .tracking import TAG_CHOICE, curve_key, selected_key
 from .tracking import TAG_POSTHOC_ARMS as POSTHOC_ARMS  # on the parent run: {post-hoc arm: source arm}
+from .tracking import TAG_POSTHOC_KINDS as POSTHOC_KINDS  # on the parent run: {post-hoc arm: its kind}
 from .tracking import TAG_ROLE as ROLE
 from .tracking import TAG_STUDY as STUDY
 
@@ -72,6 +73,17 @@ class StudyRecord:
 
         text = self.parent_tags.get(POSTHOC_ARMS)
         return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+
+    @property
+    def posthoc_kinds(self) -> dict[str, str]:
+        """``{arm: kind}`` for every post-hoc arm: ``posthoc`` (logit adjustment; also every arm
+        recorded before there were other kinds) or ``taunorm`` (tau-normalisation), the suffix
+        of the metrics it reads."""
+        import json
+
+        text = self.parent_tags.get(POSTHOC_KINDS)
+        kinds = {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+        return {a: kinds.get(a, "posthoc") for a in self.posthoc_arms}
 
     @property
     def trials(self) -> Any:
@@ -278,7 +290,7 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
         df = df[df["role"] != "parent"].reset_index(drop=True)
     record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df, parent_tags=parent_tags)
     if record.posthoc_arms and not df.empty:
-        record.runs = with_posthoc_arms(df, record.posthoc_arms)
+        record.runs = with_posthoc_arms(df, record.posthoc_arms, record.posthoc_kinds)
     if df.empty or not (record.trials["state"].isin(["complete", "pruned", "failed"])).any():
         raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
                          "or was stopped before the first trial ended)")
@@ -287,28 +299,29 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
     return record
 
 
-def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str]) -> Any:
+def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str], posthoc_kinds: dict[str, str] | None = None) -> Any:
     """``df`` plus, per post-hoc arm, a copy of its source arm's trial rows under the post-hoc
-    arm's name, each metric replaced by its post-hoc twin (``metrics.val/balanced_acc`` <-
-    ``metrics.val/balanced_acc_posthoc``). The run ids stay the source's: the post-hoc arm's
-    replicates are its source's runs, read through their post-hoc values (``posthoc_column``)."""
+    arm's name, each metric replaced by its twin of the arm's kind (``metrics.val/balanced_acc``
+    <- ``metrics.val/balanced_acc_posthoc``, or ``_taunorm``). The run ids stay the source's:
+    the post-hoc arm's replicates are its source's runs, read through those values
+    (``posthoc_column``)."""
     import pandas as pd
 
-    twins = [c for c in df.columns if c.startswith("metrics.") and f"{c}_posthoc" in df.columns]
     parts = [df]
     for name, source in posthoc_arms.items():
+        suffix = "_" + (posthoc_kinds or {}).get(name, "posthoc")
         rows = df[(df["role"] == "trial") & (df["arm"] == source)].copy()
         rows["arm"] = name
-        for c in twins:
-            rows[c] = rows[f"{c}_posthoc"]
+        for c in [c for c in df.columns if c.startswith("metrics.") and f"{c}{suffix}" in df.columns]:
+            rows[c] = rows[f"{c}{suffix}"]
         parts.append(rows)
     return pd.concat(parts, ignore_index=True)
 
 
 def posthoc_column(record: StudyRecord, arm: str, column: str) -> str:
     """The column that holds ``arm``'s value of ``column`` in its runs (and replicates): the
-    post-hoc twin for a post-hoc arm."""
-    return f"{column}_posthoc" if arm in record.posthoc_arms else column
+    twin of its kind for a post-hoc arm (``..._posthoc``, ``..._taunorm``)."""
+    return f"{column}_{record.posthoc_kinds[arm]}" if arm in record.posthoc_arms else column
 
 
 def _redacted(uri: str) -> str:

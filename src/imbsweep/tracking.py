@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _config
-from ._paths import git_commit, local_tracking_uri, state_dir
+from ._paths import absolute_paths, git_commit, local_tracking_uri, state_dir
 from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
@@ -33,9 +33,12 @@ TAG_STATE, TAG_REASON, TAG_TRICK = "imbsweep.state", "imbsweep.failure_reason", 
 TAG_ROLE, TAG_STUDY = "imbsweep.role", "imbsweep.study"  # parent / reseed runs; the study of a run
 TAG_ARM, TAG_BASELINE_ARM = "imbsweep.arm", "imbsweep.baseline_arm"  # a tournament's arm; on the parent run
 TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # on the parent run: JSON {post-hoc arm: its source arm}
+TAG_POSTHOC_KINDS = "imbsweep.posthoc_kinds"  # on the parent run: JSON {post-hoc arm: posthoc | taunorm}
 NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 SELECTED = "selected"  # a curve's value at the selected epoch: val/balanced_acc -> val/selected/balanced_acc
 TAG_CHOICE = "imbsweep.choice."  # + group: the option Hydra composed (what `imbsweep export` writes)
+TAG_DATA_DIGEST = "imbsweep.data.digest"  # the digest of the data a run trained on (a user's file: its bytes)
+TAG_NOT_EVALUATED = "imbsweep.data.not_evaluated"  # classes a split holds no example of
 
 
 def selected_key(key: str) -> str:
@@ -289,6 +292,7 @@ class MlflowRun(Reporter):
 
         container = _config.redacted_container(self.cfg)
         container.pop("imbsweep_trial", None)  # a sweep's plumbing, not part of the run's config
+        absolute_paths(container)  # data.path as typed is relative to the launch folder: record it absolute
         sha, dirty = git_commit()
         tags = {TAG_TRICK: trick_label(container), TAG_STATE: "running",
                 "mlflow.user": getpass.getuser(), "mlflow.source.type": "LOCAL",
@@ -343,7 +347,16 @@ class MlflowRun(Reporter):
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
-        self._tags["imbsweep.device"] = info.device
+        self._tags["imbsweep.device"] = info.device  # written with the next metrics
+        if info.dataset is not None:  # what it trains on: an MLflow dataset input (the UI's Dataset column)
+            from .data import dataset_input, not_evaluated
+
+            ds = info.dataset
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(ds)])
+            self._tags[TAG_DATA_DIGEST] = str(ds.meta.get("digest", ""))
+            gone = "; ".join(f"{s}: {', '.join(c)}" for s, c in not_evaluated(ds).items() if c)
+            if gone:  # classes a split does not hold: no recall there (per_class.csv leaves it empty)
+                self._tags[TAG_NOT_EVALUATED] = gone[:5000]
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -428,8 +441,12 @@ def _per_class(key: str) -> bool:
 
 
 def per_class_table(result: Result) -> Any:
-    """One row per class: training count, shot group, val/test recall and precision."""
+    """One row per class: its label, training count, shot group, val/test support, recall and
+    precision, and its metric key (``val/recall/<key>``); a class a split does not hold has no
+    recall there (empty, not 0: it was not evaluated)."""
     import pandas as pd
+
+    from .metrics import class_keys
 
     counts = result.train_class_counts
     groups = result.shots.of(counts)
@@ -440,8 +457,9 @@ def per_class_table(result: Result) -> Any:
     for split, ev in (("val", result.val), ("test", result.test)):
         if ev is not None:
             rows[f"{split}_support"] = ev.support
-            rows[f"{split}_recall"] = np.round(ev.recall, 6)
+            rows[f"{split}_recall"] = np.where(ev.support > 0, np.round(ev.recall, 6), np.nan)
             rows[f"{split}_precision"] = np.round(ev.precision, 6)
+    rows["key"] = class_keys(result.class_names)  # last: readers of the older columns keep their order
     return pd.DataFrame(rows)
 
 

@@ -7,22 +7,29 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from . import _config
-from .data import Dataset, load_dataset
+from ._amp import Amp
+from .augment import Mixup, build_augment
+from .data import DEFAULT_CACHE_MB, Dataset, image_augment, load_dataset
+from .decoupling import Stage2, TauNorm, build_stage2, check_head, taunorm_logits
 from .errors import ConfigError
 from .losses import ImbalanceLoss, build_loss
 from .metrics import HEADLINE, Evaluation, ShotGroups, clean, evaluate, headline
+from .models import Classifier, NormedLinear, build_model, classifier_weight_name
 from .reporting import FitInfo, Reporter
 from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
+from .schedulers import cosine as cosine_schedule
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,9 @@ class Setup:
     device: str
     steps_per_epoch: int
     resampler: Resampler
+    make_optimizer: Callable[..., torch.optim.Optimizer] | None = None  # the optimizer, for other params
+    augment: Mixup | None = None  # batch mixing (mixup, Remix); None: none
+    stage2: Stage2 | None = None  # classifier re-training after the main run; None: none
 
 
 @dataclass
@@ -65,6 +75,7 @@ class Result:
     test: Evaluation | None = None
     shots: ShotGroups = field(default_factory=ShotGroups)
     posthoc: PosthocScan | None = None
+    taunorm: PosthocScan | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -85,16 +96,17 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     """
     _config.validate(cfg)
     device = _config.resolve_device(cfg.trainer.device)
+    Amp(device, cfg.trainer.get("amp", "auto"))  # checks trainer.amp before any run is recorded
     t = cfg.trainer
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     # = use_deterministic_algorithms(deterministic, warn_only=True), without importing
     # torch._inductor (~2 s before a run's first epoch) for a flag only torch.compile reads
     torch.set_deterministic_debug_mode("warn" if t.deterministic else "default")
-    ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg))
+    ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg),
+                                                          cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
     seed_everything(t.seed)  # after data: model init depends on the seed only
-    model = _config.instantiate_checked(cfg.model, "model", in_features=ds.n_features,
-                                        n_classes=ds.n_classes).to(device)
+    model = build_model(cfg.model, ds).to(device)  # a model that cannot take this data is an error
     loss = build_loss(cfg.loss, ds.train_class_counts, int(t.epochs))
     if loss.reweight_from_epoch is not None and loss.reweight_from_epoch > t.epochs:
         raise ConfigError("loss.reweight_from_epoch", loss.reweight_from_epoch,
@@ -111,6 +123,9 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
         if new_head is not None:
             model.head = new_head
     model, loss = model.to(device), loss.to(device)
+    augment = build_augment(cfg.get("augment"), ds.train_class_counts, int(t.seed))
+    stage2 = build_stage2(cfg.get("stage2"))
+    check_classifier(cfg, model, stage2)
     resampler = build_resampler(cfg.get("resampling"), torch.as_tensor(ds.y_train), int(t.epochs))
     opt_factory = _config.instantiate_checked(cfg.optimizer, "optimizer", params=None)
     steps = math.ceil(len(ds.y_train) / t.batch_size)
@@ -122,7 +137,43 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
                                                 **dict.fromkeys(RUNTIME_ARGS))
     scheduler = sched_factory(optimizer=optimizer, total_steps=steps * t.epochs,
                               steps_per_epoch=steps)
-    return Setup(ds, model, loss, optimizer, scheduler, device, steps, resampler)
+    return Setup(ds, model, loss, optimizer, scheduler, device, steps, resampler, opt_factory, augment, stage2)
+
+
+def decoupled(model: torch.nn.Module) -> TypeGuard[Classifier]:
+    """The model computes ``head(features(x))`` (a :class:`~imbsweep.models.Classifier` that keeps
+    its forward), so its features can be taken apart from its classifier."""
+    return isinstance(model, Classifier) and type(model).forward is Classifier.forward
+
+
+def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | None) -> None:
+    """MaxNorm, ``eval.taunorm_tau`` and a second stage need a classifier they act on.
+
+    Raises:
+        ConfigError: the setting has no classifier to act on, or no effect on this one.
+    """
+    head = getattr(model, "head", None)
+    weight = None if not isinstance(head, torch.nn.Module) else classifier_weight_name(head)
+    normed = f"with loss={cfg.loss.name}: its normalised classifier ignores the norms of its class weights"
+    bound = getattr(model, "max_norm", None)
+    if bound is not None:
+        if weight is None:
+            raise ConfigError("model.max_norm", bound, f"needs a head with per-class weights; "
+                                                       f"{type(head).__name__} has none")
+        if isinstance(head, NormedLinear):
+            raise ConfigError("model.max_norm", bound, f"has no effect {normed}; set model.max_norm=null")
+    tau = float((cfg.get("eval") or {}).get("taunorm_tau", 0.0))
+    if tau:
+        if not decoupled(model) or weight is None:
+            raise ConfigError("eval.taunorm_tau", tau, f"needs a model computing head(features(x)) with a linear "
+                                                       f"head; {cfg.model._target_} is not one")
+        if isinstance(head, NormedLinear):
+            raise ConfigError("eval.taunorm_tau", tau, f"has no effect {normed}; set eval.taunorm_tau=0")
+    if stage2 is not None:
+        if not decoupled(model) or not isinstance(head, torch.nn.Module):
+            raise ConfigError("stage2.name", stage2.name, f"needs a model computing head(features(x)); "
+                                                          f"{cfg.model._target_} is not one")
+        check_head(head, stage2)
 
 
 @torch.no_grad()
@@ -131,6 +182,18 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> 
     model.eval()
     out = [model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)]
     return torch.cat(out).cpu().double().numpy()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor | None, np.ndarray]:
+    """The model's features (None unless :func:`decoupled`) and logits ``[N, C]`` as float64, in
+    eval mode; for a decoupled model ``head(features(x))`` is what ``model(x)`` computes."""
+    if not decoupled(model):
+        return None, predict_logits(model, x, batch_size)
+    model.eval()
+    feats = [model.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    logits = [model.head(f).float() for f in feats]
+    return torch.cat(feats), torch.cat(logits).cpu().double().numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -148,6 +211,10 @@ def posthoc_probs(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.n
 #: metrics reported after the post-hoc tau scan, as ``val/<name>_posthoc`` and ``test/<name>_posthoc``
 POSTHOC_METRICS = HEADLINE
 
+#: what every run scans after training, by the suffix of its metrics (``val/balanced_acc_<kind>``,
+#: with its tau as ``<kind>/tau``); a post-hoc arm re-scores its source arm's trials by one of them
+POSTHOC_KINDS = {"posthoc": "post-hoc logit adjustment", "taunorm": "tau-normalisation"}
+
 
 @dataclass(frozen=True)
 class PosthocScan:
@@ -162,13 +229,29 @@ class PosthocScan:
     tau: float
 
 
+@dataclass
+class _Best:
+    """The selected epoch so far: its score (signed to maximize), validation, raw logits,
+    features and the weights to restore (the whole model, or stage 2's classifier)."""
+
+    score: float
+    epoch: int
+    val: Evaluation
+    logits: np.ndarray
+    features: torch.Tensor | None
+    state: dict[str, Any]
+
+
 def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None = None) -> Result:
     """Train one model as ``cfg`` says and return the selected epoch's metrics.
 
-    Each epoch: one pass over the shuffled training split (batches by tensor indexing),
-    then validation; the epoch with the best ``objective.metric`` is kept (early stopping
-    after ``trainer.patience`` epochs without improvement), and only its weights are
-    evaluated on the test split. A non-finite training loss ends the run as ``failed``.
+    Each epoch: one pass over the shuffled training split (batches by tensor indexing,
+    mixed when ``augment`` says so), then validation; the epoch with the best
+    ``objective.metric`` is kept (early stopping after ``trainer.patience`` epochs without
+    improvement). With ``stage2`` the classifier is then re-trained on the selected epoch's
+    frozen features (:func:`retrain_classifier`) and the best stage-2 epoch is kept instead.
+    Only the kept weights are evaluated on the test split. A non-finite training loss ends
+    the run as ``failed``.
 
     Args:
         cfg: the composed config (``conf/config.yaml``).
@@ -184,22 +267,42 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     ece_bins = int(cfg.get("metrics", {}).get("ece_bins", 15))
     ev = cfg.get("eval") or {}
     tau = float(ev.get("posthoc_tau", 0.0))
+    tn_tau = float(ev.get("taunorm_tau", 0.0))
     counts = ds.train_class_counts
     log_prior = np.log(np.maximum(counts, 1e-12) / counts.sum())
     x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
     x_va, x_te = torch.as_tensor(ds.x_val, device=dev), torch.as_tensor(ds.x_test, device=dev)
-    n, bs = len(y_tr), int(t.batch_size)
+    n, bs, ebs = len(y_tr), int(t.batch_size), int(t.eval_batch_size)
     gen = torch.Generator().manual_seed(int(t.seed))
     sign = 1.0 if obj.direction == "maximize" else -1.0
+    crop_flip = image_augment(cfg.data, ds, int(t.seed))  # image data: random crop + flip per batch
+    amp = Amp(dev, t.get("amp", "auto"))  # mixed precision on CUDA; nothing on the CPU
+    mixer, stage2 = setup.augment, setup.stage2
+    max_norm = getattr(model, "max_norm", None) is not None
 
-    def run_eval(logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
+    def run_eval(feats: torch.Tensor | None, logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
+        if tn_tau and feats is not None and decoupled(model):  # the metrics of the tau-normalised classifier
+            logits = taunorm_logits(model.head, feats, tn_tau, ebs).cpu().double().numpy()
         return evaluate(posthoc_probs(logits, log_prior, tau), y, counts, ds.class_names, split,
                         shots, ece_bins)
 
-    reporter.on_fit_start(FitInfo(int(t.epochs), str(obj.metric), str(obj.direction), dev, n,
-                                  tuple(int(c) for c in counts)))
+    def validate(epoch: int, metrics: dict[str, float], feats: torch.Tensor | None,
+                 logits: np.ndarray) -> tuple[float, Evaluation]:
+        """Evaluate on validation, report the epoch; its score, signed to maximize."""
+        val = run_eval(feats, logits, ds.y_val, "val")
+        metrics.update(val.metrics)
+        metrics = {k: clean(v) for k, v in metrics.items()}  # what is logged is what is selected on
+        if obj.metric not in metrics:
+            raise ConfigError("objective.metric", obj.metric,
+                              "is not a metric this run logs; it logs: "
+                              + ", ".join(k for k in metrics if k.startswith("val/")))
+        reporter.on_epoch_end(epoch, metrics)
+        return sign * metrics[obj.metric], val
+
+    reporter.on_fit_start(FitInfo(int(t.epochs) + (stage2.epochs if stage2 else 0), str(obj.metric),
+                                  str(obj.direction), dev, n, tuple(int(c) for c in counts), ds))
     t0 = time.perf_counter()
-    best: tuple[float, int, Evaluation, np.ndarray, dict[str, Any]] | None = None
+    best: _Best | None = None
     since_best, epoch, reason = 0, 0, None
     for epoch in range(1, int(t.epochs) + 1):
         loss_fn.set_epoch(epoch)
@@ -208,10 +311,14 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         total = torch.zeros((), device=dev)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+            xb = x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])
+            with amp.autocast():
+                loss = loss_fn(model(xb), y_tr[idx]) if mixer is None else mixer.loss(model, loss_fn, xb, y_tr[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            amp.backward(loss)
+            amp.step(opt)
+            if max_norm:
+                model.apply_max_norm()  # type: ignore[operator]
             sched.step()
             total += loss.detach() * len(idx)
         train_loss = float(total) / n
@@ -221,24 +328,28 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
             reason = f"train/loss is {train_loss} at epoch {epoch} (diverged)"
             reporter.on_epoch_end(epoch, metrics)
             break
-        val_logits = predict_logits(model, x_va, t.eval_batch_size)
-        val = run_eval(val_logits, ds.y_val, "val")
-        metrics.update(val.metrics)
-        metrics = {k: clean(v) for k, v in metrics.items()}  # what is logged is what is selected on
-        if obj.metric not in metrics:
-            raise ConfigError("objective.metric", obj.metric,
-                              "is not a metric this run logs; it logs: "
-                              + ", ".join(k for k in metrics if k.startswith("val/")))
-        reporter.on_epoch_end(epoch, metrics)
-        score = sign * metrics[obj.metric]
-        if best is None or score > best[0]:
-            best = (score, epoch, val, val_logits, copy.deepcopy(model.state_dict()))
+        val_feats, val_logits = predict(model, x_va, ebs)
+        score, val = validate(epoch, metrics, val_feats, val_logits)
+        if best is None or score > best.score:
+            best = _Best(score, epoch, val, val_logits, val_feats, copy.deepcopy(model.state_dict()))
             since_best = 0
         else:
             since_best += 1
             if t.patience is not None and since_best >= t.patience:
                 log.info("early stop at epoch %d: no improvement for %d epochs", epoch, since_best)
                 break
+
+    stages: dict[str, float] = {}
+    if reason is None and best is not None:
+        model.load_state_dict(best.state)
+        if stage2 is not None:
+            assert setup.make_optimizer is not None and best.features is not None and decoupled(model)
+            first = best
+            best, reason, ran = retrain_classifier(model, stage2, setup.make_optimizer, x_tr, y_tr, bs, ebs, gen,
+                                                   best.features, epoch, validate)
+            stages = {"stage1/best_epoch": float(first.epoch), "stage1/epochs_run": float(epoch),
+                      f"stage1/{obj.metric}": sign * first.score, "stage2/epochs_run": float(ran)}
+            epoch += ran
     elapsed = time.perf_counter() - t0
 
     if reason is not None or best is None:
@@ -246,21 +357,83 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
                         reason=reason or "no epoch finished", class_names=ds.class_names,
                         train_class_counts=counts, shots=shots)
     else:
-        score, best_epoch, val, val_logits, state = best
-        model.load_state_dict(state)
-        test_logits = predict_logits(model, x_te, t.eval_batch_size)
-        test = run_eval(test_logits, ds.y_test, "test")
-        scan = posthoc_scan(val_logits, ds.y_val, test_logits, ds.y_test, log_prior,
-                            [float(g) for g in ev.get("posthoc_grid", [0.0])], str(obj.metric))
-        final = {**val.metrics, **test.metrics, **scan_metrics(scan, val_logits, test_logits, ds,
-                                                               log_prior),
-                 "best_epoch": float(best_epoch), "epochs_run": float(epoch), "fit_time_s": elapsed}
+        test_feats, test_logits = predict(model, x_te, ebs)
+        test = run_eval(test_feats, test_logits, ds.y_test, "test")
+        grid = [float(g) for g in ev.get("posthoc_grid", [0.0])]
+        scan = posthoc_scan(best.logits, ds.y_val, test_logits, ds.y_test, log_prior, grid, str(obj.metric))
+        tn_scan: PosthocScan | None = None
+        tn_metrics: dict[str, float] = {}
+        if best.features is not None and test_feats is not None and decoupled(model):
+            tn_grid = [float(g) for g in ev.get("taunorm_grid", [0.0])]
+            tn_scan, tn_metrics = taunorm_scan(model.head, best.features, ds.y_val, test_feats, ds.y_test, tn_grid,
+                                               str(obj.metric), ebs)
+        final = {**best.val.metrics, **test.metrics,
+                 **scan_metrics(scan, best.logits, test_logits, ds, log_prior), **tn_metrics, **stages,
+                 "best_epoch": float(best.epoch), "epochs_run": float(epoch), "fit_time_s": elapsed}
         final = {k: clean(v) for k, v in final.items()}
-        result = Result("complete", final, sign * score, best_epoch, epoch, val=val, test=test,
+        result = Result("complete", final, sign * best.score, best.epoch, epoch, val=best.val, test=test,
                         class_names=ds.class_names, train_class_counts=counts, shots=shots,
-                        posthoc=scan)
+                        posthoc=scan, taunorm=tn_scan)
     reporter.on_fit_end(result)
     return result
+
+
+def retrain_classifier(model: Classifier, stage2: Stage2, make_optimizer: Callable[..., torch.optim.Optimizer],
+                       x_tr: torch.Tensor, y_tr: torch.Tensor, batch_size: int, eval_batch_size: int,
+                       gen: torch.Generator, val_features: torch.Tensor, after_epoch: int,
+                       validate: Callable[[int, dict[str, float], torch.Tensor, np.ndarray], tuple[float, Evaluation]],
+                       ) -> tuple[_Best | None, str | None, int]:
+    """Stage 2 (Kang et al. 2020): re-train ``model.head`` on the frozen features of ``model``.
+
+    The training features are computed once in eval mode; each stage-2 epoch draws
+    ``stage2.sampling`` indices, trains the head with plain cross-entropy (MaxNorm after each
+    step when the model has it), then ``validate`` reports it as epoch ``after_epoch + k``.
+    The best epoch's head is left in ``model``.
+
+    Returns:
+        The best stage-2 epoch (None if none finished), the failure reason (None), and the
+        stage-2 epochs run.
+    """
+    with torch.no_grad():
+        model.eval()
+        feats = torch.cat([model.features(x_tr[i:i + eval_batch_size])
+                           for i in range(0, len(x_tr), eval_batch_size)])
+    head, params = stage2.new_head(model.head)
+    model.head = head
+    opt = make_optimizer(params=params, lr=stage2.lr)
+    steps = math.ceil(len(y_tr) / batch_size)
+    sched = cosine_schedule(opt, total_steps=steps * stage2.epochs, steps_per_epoch=steps)
+    sampler = build_resampler({"name": stage2.sampling}, y_tr, stage2.epochs)
+    max_norm = getattr(model, "max_norm", None) is not None
+    best: _Best | None = None
+    for k in range(1, stage2.epochs + 1):
+        head.train()
+        perm = sampler.indices(k, gen).to(feats.device)
+        total = torch.zeros((), device=feats.device)
+        for s in range(0, len(perm), batch_size):
+            idx = perm[s:s + batch_size]
+            loss = F.cross_entropy(head(feats[idx]), y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if max_norm:
+                model.apply_max_norm()
+            sched.step()
+            total += loss.detach() * len(idx)
+        train_loss = float(total) / len(perm)
+        metrics = {"train/loss": train_loss, "train/lr": float(opt.param_groups[0]["lr"])}
+        if not math.isfinite(train_loss):
+            return best, f"train/loss is {train_loss} at stage-2 epoch {k} (diverged)", k
+        with torch.no_grad():
+            head.eval()
+            logits = torch.cat([head(val_features[i:i + eval_batch_size]).float()
+                                for i in range(0, len(val_features), eval_batch_size)]).cpu().double().numpy()
+        score, val = validate(after_epoch + k, metrics, val_features, logits)
+        if best is None or score > best.score:
+            best = _Best(score, after_epoch + k, val, logits, val_features, copy.deepcopy(head.state_dict()))
+    assert best is not None
+    head.load_state_dict(best.state)
+    return best, None, stage2.epochs
 
 
 def _summary(logits: np.ndarray, log_prior: np.ndarray, tau: float, y: np.ndarray) -> dict[str, float]:
@@ -290,3 +463,36 @@ def scan_metrics(scan: PosthocScan, val_logits: np.ndarray, test_logits: np.ndar
         for k, v in _summary(logits, log_prior, scan.tau, y).items():
             out[f"{split}/{k}_posthoc"] = v
     return out
+
+
+#: metrics reported after the tau-normalisation scan, as ``val/<name>_taunorm`` and ``test/<name>_taunorm``
+TAUNORM_METRICS = HEADLINE
+
+
+def taunorm_scan(head: torch.nn.Module, val_features: torch.Tensor, y_val: np.ndarray,
+                 test_features: torch.Tensor, y_test: np.ndarray, grid: list[float], objective: str,
+                 batch_size: int) -> tuple[PosthocScan, dict[str, float]]:
+    """Scan ``grid`` for the tau of tau-normalisation (Kang et al. 2020) on the selected
+    classifier and its stored features; pick tau on validation (first best on ties, so the
+    smallest change among equals).
+
+    Returns:
+        The scan (``metric`` as in :func:`posthoc_scan`), and ``taunorm/tau`` with the
+        headline metrics at it, ``val/<name>_taunorm`` and ``test/<name>_taunorm``.
+    """
+    name = objective.removeprefix("val/")
+    metric = name if name in TAUNORM_METRICS else "balanced_acc"
+    taus = tuple(sorted(set(grid)))
+    summaries: dict[str, list[dict[str, float]]] = {"val": [], "test": []}
+    for split, feats, y in (("val", val_features, y_val), ("test", test_features, y_test)):
+        norm = TauNorm(head, feats, batch_size)
+        for g in taus:
+            logits = norm.logits(g)
+            summaries[split].append(headline(y, logits.argmax(dim=1).cpu().numpy(), logits.shape[1]))
+    val = tuple(m[metric] for m in summaries["val"])
+    at = int(np.argmax(val))
+    scan = PosthocScan(metric, taus, val, tuple(m[metric] for m in summaries["test"]), taus[at])
+    out = {"taunorm/tau": scan.tau}
+    for split in ("val", "test"):
+        out.update({f"{split}/{k}_taunorm": v for k, v in summaries[split][at].items()})
+    return scan, out

@@ -25,12 +25,17 @@ def short_number(value: float) -> str:
 
 def trick_label(cfg: Any) -> str:
     """``loss`` family, then ``+w=<scheme>`` for class weights (``+drw`` when they are
-    deferred past epoch 1), ``+rs=<sampler>`` for resampling and ``+posthoc`` for post-hoc logit
-    adjustment when present. Knobs of the trick (gamma, tau, margins) are not part of it.
+    deferred past epoch 1), ``+rs=<sampler>`` for resampling, ``+mixup`` / ``+remix`` for batch
+    mixing (alpha > 0), ``+maxnorm`` for a MaxNorm bound on the classifier, ``+crt`` / ``+lws``
+    for classifier re-training, ``+posthoc`` for post-hoc logit adjustment and ``+taunorm`` for
+    tau-normalisation when present. Knobs of the trick (gamma, tau, margins) are not part of it.
 
     Example:
         >>> trick_label({"loss": {"name": "ce", "class_weights": "inverse"}})
         'ce+w=inverse'
+        >>> trick_label({"loss": {"name": "ce"}, "augment": {"name": "remix", "alpha": 1.0},
+        ...              "stage2": {"name": "crt"}})
+        'ce+remix+crt'
     """
     loss = cfg["loss"]
     parts = [str(loss["name"])]
@@ -43,6 +48,17 @@ def trick_label(cfg: Any) -> str:
     resampling = (cfg.get("resampling") or {}).get("name", "none")
     if resampling not in (None, "none"):
         parts.append(f"rs={resampling}")
-    if (cfg.get("eval") or {}).get("posthoc_tau"):
+    augment = cfg.get("augment") or {}
+    if augment.get("name", "none") not in (None, "none") and augment.get("alpha", 1.0):  # alpha 0: no mixing
+        parts.append(str(augment["name"]))
+    if (cfg.get("model") or {}).get("max_norm") is not None:
+        parts.append("maxnorm")
+    stage2 = (cfg.get("stage2") or {}).get("name", "none")
+    if stage2 not in (None, "none"):
+        parts.append(str(stage2))
+    ev = cfg.get("eval") or {}
+    if ev.get("posthoc_tau"):
         parts.append("posthoc")
+    if ev.get("taunorm_tau"):
+        parts.append("taunorm")
     return "+".join(parts)

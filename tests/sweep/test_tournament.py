@@ -237,18 +237,21 @@ def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) ->
 def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path: Path) -> None:
     """``hydra.sweeper.posthoc_arms``: ce_posthoc trains nothing; it is CE's trials scored by
     their post-hoc values, in the sweep's summary, in compare (with CE's replicate runs read
-    through their post-hoc values) and in export."""
+    through their post-hoc values) and in export. ce_taunorm is the same after
+    tau-normalisation (``{of: ce, by: taunorm}``), read through the runs' ``_taunorm`` values."""
     import csv
     import io
 
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.study_name=ph", "~hydra.sweeper.arms.ce_weighted",
-                "++hydra.sweeper.posthoc_arms={ce_posthoc:ce}")
+                "++hydra.sweeper.posthoc_arms={ce_posthoc:ce,ce_taunorm:{of:ce,by:taunorm}}")
     assert p.returncode == 0, p.stderr
     studies = _arm_studies(tmp_path, "ph")
     assert sorted(studies) == ["ce", "logit_adjusted"]  # no study, no trial of its own
     assert all(s.metric_names == ["val/balanced_acc"] for s in studies.values())  # what the dashboard shows
     parent, children = _children(tmp_path, "ph")
-    assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce"}
+    assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce", "ce_taunorm": "ce"}
+    assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_kinds"]) == {"ce_posthoc": "posthoc",
+                                                                         "ce_taunorm": "taunorm"}
     assert len(children) == 6 and {r.data.tags["imbsweep.arm"] for r in children} == {"ce", "logit_adjusted"}
     runs = {r.info.run_id: r for r in children}
     ce_done = [t for t in studies["ce"].trials if t.state.name == "COMPLETE"]
@@ -257,8 +260,14 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
         run = runs[t.user_attrs["mlflow_run_id"]]
         twin = run.data.metrics["val/selected/balanced_acc_posthoc"]
         assert t.user_attrs["imbsweep:posthoc_value"] == pytest.approx(twin)
+        assert t.user_attrs["imbsweep:taunorm_value"] == pytest.approx(
+            run.data.metrics["val/selected/balanced_acc_taunorm"])
     for t in studies["logit_adjusted"].trials:
-        assert "imbsweep:posthoc_value" not in t.user_attrs
+        assert "imbsweep:posthoc_value" not in t.user_attrs and "imbsweep:taunorm_value" not in t.user_attrs
+    tn_best = max(ce_done, key=lambda t: (t.user_attrs["imbsweep:taunorm_value"], -t.number))
+    tn_line = next(ln for ln in p.stdout.splitlines() if ln.startswith("│ ce_taunorm"))
+    assert f"{tn_best.user_attrs['imbsweep:taunorm_value']:.4f}" in tn_line
+    assert "after tau-normalisation" in " ".join(p.stdout.split())
     best = max(ce_done, key=lambda t: (t.user_attrs["imbsweep:posthoc_value"], -t.number))
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("│ ce_posthoc"))
     assert "post-hoc on ce's models" in p.stdout and f"{best.user_attrs['imbsweep:posthoc_value']:.4f}" in line
@@ -266,11 +275,13 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     results = yaml.safe_load(next(tmp_path.glob("multirun/**/optimization_results.yaml")).read_text())
     assert results["arms"]["ce_posthoc"]["posthoc_of"] == "ce"
     assert results["arms"]["ce_posthoc"]["best_trial"] == best.number
+    assert results["arms"]["ce_taunorm"]["posthoc_by"] == "taunorm"
+    assert results["arms"]["ce_taunorm"]["best_trial"] == tn_best.number
 
     c = run_cli(tmp_path, "compare", "ph", "--reseed", "2", "--jobs", "1", "--format", "csv", "--no-report")
     assert c.returncode == 0, c.stderr
     rows = {r["arm"]: r for r in csv.DictReader(io.StringIO(c.stdout))}
-    assert sorted(rows) == ["ce", "ce_posthoc", "logit_adjusted"]
+    assert sorted(rows) == ["ce", "ce_posthoc", "ce_taunorm", "logit_adjusted"]
     assert rows["ce_posthoc"]["trials"] == rows["ce"]["trials"] == "3"
     assert float(rows["ce_posthoc"]["best_val"]) == pytest.approx(best.user_attrs["imbsweep:posthoc_value"])
     assert rows["ce_posthoc"]["run_id"] == best.user_attrs["mlflow_run_id"]
@@ -287,6 +298,12 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
                      if r.data.tags["imbsweep.reseed_of"] == rows["ce"]["run_id"])
     assert [float(v) for v in rows["ce"]["seed_values"].split()] == pytest.approx(
         [r.data.metrics["test/balanced_acc"] for _, r in ce_mine])
+    assert float(rows["ce_taunorm"]["best_val"]) == pytest.approx(tn_best.user_attrs["imbsweep:taunorm_value"])
+    tn_mine = sorted((int(r.data.tags["imbsweep.replicate"]), r) for r in reseeds
+                     if r.data.tags["imbsweep.reseed_of"] == rows["ce_taunorm"]["run_id"])
+    assert [float(v) for v in rows["ce_taunorm"]["seed_values"].split()] == pytest.approx(
+        [r.data.metrics["test/balanced_acc_taunorm"] for _, r in tn_mine])
+    assert "τ-norm τ" in rows["ce_taunorm"]["config"]
     t = run_cli(tmp_path, "compare", "ph", "--no-report")
     assert "ce_posthoc trains nothing of its own" in " ".join(t.stdout.split()), t.stdout
 
@@ -295,11 +312,18 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     text = (tmp_path / "best" / "ph.yaml").read_text()
     assert f"val/balanced_acc_posthoc = {best.user_attrs['imbsweep:posthoc_value']:.6g}" in text
     assert "post-hoc logit adjustment on this config's model" in text
+    e = run_cli(tmp_path, "export", "ph", "--arm", "ce_taunorm", "--out", "best_tn")
+    assert e.returncode == 0, e.stderr
+    text = (tmp_path / "best_tn" / "ph.yaml").read_text()
+    assert f"val/balanced_acc_taunorm = {tn_best.user_attrs['imbsweep:taunorm_value']:.6g}" in text
+    assert "tau-normalisation on this config's model" in text
 
 
 @pytest.mark.parametrize(("overrides", "words"), [
     (("++hydra.sweeper.posthoc_arms={ph:nope}",), ["hydra.sweeper.posthoc_arms.ph='nope'", "ce, ce_weighted"]),
     (("++hydra.sweeper.posthoc_arms={ce:ce}",), ["hydra.sweeper.posthoc_arms.ce='ce'", "not one of"]),
+    (("++hydra.sweeper.posthoc_arms={ph:{of:ce,by:magic}}",),
+     ["hydra.sweeper.posthoc_arms.ph={'of': 'ce', 'by': 'magic'}", "by: <one of posthoc, taunorm>"]),
     (("++hydra.sweeper.posthoc_arms={ph:ce}", "objective.metric=val/ece", "objective.direction=minimize"),
      ["hydra.sweeper.posthoc_arms", "val/ece", "balanced_acc"]),
 ])

@@ -40,6 +40,8 @@ class ImbsweepOptunaSweeperConf:
             is scored on its source arm's trials (the same models, the same budget) by the
             objective after post-hoc logit adjustment (``<objective>_posthoc``: the tau every
             run picks on validation from ``eval.posthoc_grid``); not counted in ``n_trials``.
+            ``{arm name: {of: source arm, by: taunorm}}`` scores them after tau-normalisation
+            instead (``<objective>_taunorm``, from ``eval.taunorm_grid``).
         max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
         heartbeat_interval: seconds between heartbeats on RDB storages (PostgreSQL, MySQL,
             SQLite URLs), so that a trial whose worker died on another machine is re-queued;

@@ -45,6 +45,7 @@ class Comparison:
     vary_split: bool = False
     alpha: float = _stats.ALPHA
     posthoc_arms: dict[str, str] = field(default_factory=dict)  # arm -> the arm whose models it re-scores
+    posthoc_kinds: dict[str, str] = field(default_factory=dict)  # arm -> how (training.POSTHOC_KINDS)
 
     @property
     def replicated(self) -> bool:
@@ -74,8 +75,8 @@ class Comparison:
                 f"{self.test_name.replace('paired ', '')} at α/(k-1) (the set holds the truly best arm with "
                 f"{1 - self.alpha:.0%} confidence); no ranks among them"
                 + "".join(f"; {a} trains nothing of its own: {src}'s trials and models (same budget, same "
-                          f"replicate runs) scored after post-hoc logit adjustment, τ picked on validation "
-                          f"in each run" for a, src in self.posthoc_arms.items()))
+                          f"replicate runs) scored after {_posthoc_words(self.posthoc_kinds.get(a))}, τ picked "
+                          f"on validation in each run" for a, src in self.posthoc_arms.items()))
 
     @property
     def n_tested(self) -> int:
@@ -211,9 +212,11 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
             keys = varying if space is None else searched_keys(space, b)
             keys = [k for k in keys if k not in fixed.get(arm, ())]
             config = describe_config(b, keys)
-            tau = b.get("metrics.posthoc/tau")
+            kind = record.posthoc_kinds.get(arm, "posthoc")
+            tau = b.get(f"metrics.{kind}/tau")
             if arm in posthoc and tau is not None and tau == tau:
-                config = f"{config}, post-hoc τ {float(tau):g}" if config else f"post-hoc τ {float(tau):g}"
+                what = {"taunorm": "τ-norm"}.get(kind, "post-hoc") + f" τ {float(tau):g}"
+                config = f"{config}, {what}" if config else what
             row.update({"best_val": float(b[col]), "best_trial": int(b["trial"]),
                         "best_test": float(b.get(tcol, math.nan)), "config": config,
                         "run_id": str(b["run_id"])})
@@ -253,4 +256,11 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     df = df.sort_values(["_has", "mean", "best_val"], ascending=[False, sign, sign], na_position="last")
     table = df[[*COLUMNS, "_values"]].reset_index(drop=True)
     return Comparison(record.name, metric, direction, test_metric, baseline, table, test, curves, warning,
-                      vary_split, alpha, posthoc)
+                      vary_split, alpha, posthoc, record.posthoc_kinds)
+
+
+def _posthoc_words(kind: str | None) -> str:
+    """What a post-hoc arm's kind does, in words (``posthoc``: post-hoc logit adjustment)."""
+    from ..training import POSTHOC_KINDS
+
+    return POSTHOC_KINDS.get(kind or "posthoc", POSTHOC_KINDS["posthoc"])

@@ -102,3 +102,30 @@ def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float,
         test.append(idx[n_val:n_val + n_test])
         train.append(idx[n_val + n_test:])
     return np.concatenate(train), np.concatenate(val), np.concatenate(test)
+
+
+def longtail_subsample(train: np.ndarray, y: np.ndarray, imbalance_ratio: float, profile: str,
+                       rng: np.random.Generator, head_first: bool = True) -> np.ndarray:
+    """Subsample the training indices ``train`` to a long-tailed profile.
+
+    Args:
+        train: indices into ``y`` of the training split.
+        y: all labels.
+        imbalance_ratio: ``n_max / n_min`` of the result.
+        profile: ``exp`` or ``step``.
+        rng: the generator that picks the kept examples.
+        head_first: rank classes by their training count (the most frequent is the head);
+            False ranks them by index (class 0 is the head, as in CIFAR-LT).
+
+    Returns:
+        The kept indices, shuffled. A class keeps ``min(target, what it has)`` examples, where
+        the head's target is its own count.
+    """
+    counts = np.bincount(y[train], minlength=int(y.max()) + 1)
+    order = np.argsort(-counts, kind="stable") if head_first else np.arange(len(counts))
+    target = longtail_counts(int(counts[order[0]]), len(counts), float(imbalance_ratio), profile)
+    keep = []
+    for rank, c in enumerate(order):
+        idx = rng.permutation(train[y[train] == c])
+        keep.append(idx[:min(int(target[rank]), len(idx))])
+    return rng.permutation(np.concatenate(keep))

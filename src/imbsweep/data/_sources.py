@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ._dataset import Dataset
+from ..errors import ConfigError
+from ._dataset import Dataset, spec_digest
 from ._longtail import (
     PROFILES,
     balanced_holdout,
     longtail_counts,
-    stratified_split,
     subsample_pool,
 )
 
@@ -64,6 +61,8 @@ class LongTailSource:
     scaling: str = "standard"
     seed: int = 0
     name: ClassVar[str] = "longtail"
+    kind: ClassVar[str] = "vector"
+    image_shape: ClassVar[tuple[int, int, int] | None] = None
 
     def __post_init__(self) -> None:
         r = self.imbalance_ratio
@@ -93,9 +92,16 @@ class LongTailSource:
         train = rng.permutation(subsample_pool(pool, counts))
         x = x.reshape(len(x), -1).astype(np.float64)
         xtr, (xva, xte) = scale(x[train], [x[val], x[test]], self.scaling)
+        # generated offline: the digest of what generated it stands for the file's contents
+        meta = {"source": f"generated: {self.generator()}", "digest": spec_digest(self.spec())}
         return Dataset(self.name, xtr.astype(np.float32), y[train].astype(np.int64),
                        xva.astype(np.float32), y[val].astype(np.int64),
-                       xte.astype(np.float32), y[test].astype(np.int64), names)
+                       xte.astype(np.float32), y[test].astype(np.int64), names,
+                       kind=self.kind, image_shape=self.image_shape, meta=meta)
+
+    def generator(self) -> str:
+        """Where the raw examples come from, in words."""
+        return self.name
 
 
 @dataclass
@@ -108,6 +114,12 @@ class MNIST1DLT(LongTailSource):
 
     scaling: str = "global"
     name: ClassVar[str] = "mnist1d_lt"
+    kind: ClassVar[str] = "sequence"
+
+    def generator(self) -> str:
+        from importlib.metadata import version
+
+        return f"mnist1d {version('mnist1d')} make_dataset"
 
     def raw(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -135,6 +147,11 @@ class DigitsLT(LongTailSource):
     n_val_per_class: int = 20
     n_test_per_class: int = 50
     name: ClassVar[str] = "digits_lt"
+    kind: ClassVar[str] = "image"
+    image_shape: ClassVar[tuple[int, int, int] | None] = (1, 8, 8)  # stored flat: 64 pixels a row
+
+    def generator(self) -> str:
+        return "scikit-learn load_digits (bundled)"
 
     def raw(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         from sklearn.datasets import load_digits
@@ -155,6 +172,9 @@ class Synthetic(LongTailSource):
     class_sep: float = 1.0
     flip_y: float = 0.0
     name: ClassVar[str] = "synthetic"
+
+    def generator(self) -> str:
+        return "scikit-learn make_classification"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,112 +200,3 @@ class Synthetic(LongTailSource):
             n_clusters_per_class=self.n_clusters_per_class, weights=list(want / want.sum()),
             flip_y=self.flip_y, class_sep=self.class_sep, random_state=self.seed)
         return x, y.astype(np.int64), tuple(str(i) for i in range(self.n_classes))
-
-
-@dataclass
-class Tabular:
-    """A user's CSV or Parquet file.
-
-    Stratified train/val/test splits keep the file's class distribution; numeric columns are
-    median-imputed and standardised, categorical ones one-hot encoded, both fit on the
-    training split only. ``imbalance_ratio`` (optional) further subsamples the training split
-    to a long-tailed profile, head = the most frequent class.
-    """
-
-    path: str = "???"
-    target: str = "???"
-    features: list[str] | None = None
-    categorical: list[str] | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    imbalance_ratio: float | None = None
-    profile: str = "exp"
-    seed: int = 0
-    name: ClassVar[str] = "tabular"
-
-    def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            v = getattr(self, key)
-            _check(key, v, isinstance(v, int | float) and 0 < v < 1, "must be in (0, 1)")
-        _check("test_fraction", self.test_fraction, self.val_fraction + self.test_fraction < 1,
-               "val_fraction + test_fraction must be < 1")
-        r = self.imbalance_ratio
-        _check("imbalance_ratio", r, r is None or (isinstance(r, int | float) and r >= 1),
-               "must be null (keep the file's distribution) or a number >= 1")
-        self._file = Path(self.path).expanduser()
-        if not self._file.is_file():
-            raise DataError("data.path", self.path, f"no such file (looked in {Path.cwd()})")
-        if self._file.suffix.lower() not in (".csv", ".parquet", ".pq"):
-            raise DataError("data.path", self.path, "must be a .csv, .parquet or .pq file")
-
-    def spec(self) -> dict[str, Any]:
-        st = os.stat(self._file)
-        return {"name": self.name, **dataclasses.asdict(self), "file": str(self._file.resolve()),
-                "mtime_ns": st.st_mtime_ns, "size": st.st_size}
-
-    def _read(self) -> Any:
-        import pandas as pd
-
-        if self._file.suffix.lower() == ".csv":
-            return pd.read_csv(self._file)
-        return pd.read_parquet(self._file)
-
-    def build(self) -> Dataset:
-        df = self._read()
-        cols = list(df.columns)
-        if self.target not in df.columns:
-            raise DataError("data.target", self.target,
-                            f"no such column in {self.path}; columns are: {', '.join(map(str, cols))}")
-        features = self.features or [c for c in cols if c != self.target]
-        unknown = [c for c in [*features, *(self.categorical or [])] if c not in df.columns]
-        if unknown:
-            raise DataError("data.features", unknown,
-                            f"no such column(s) in {self.path}; columns are: {', '.join(map(str, cols))}")
-        df = df[df[self.target].notna()]
-        labels, y = np.unique(df[self.target].astype(str).to_numpy(), return_inverse=True)
-        n = np.bincount(y)
-        if len(labels) < 2:
-            raise DataError("data.target", self.target, "needs at least 2 classes")
-        if n.min() < 2:
-            c = labels[int(n.argmin())]
-            raise DataError("data.target", self.target,
-                            f"class {c!r} has {int(n.min())} example; every class needs at least 2")
-        rng = np.random.default_rng(self.seed)
-        train, val, test = stratified_split(y, self.val_fraction, self.test_fraction, rng)
-        if self.imbalance_ratio is not None:
-            train = self._longtail(train, y, rng)
-        x = df[features]
-        cat = self.categorical if self.categorical is not None else [
-            c for c in features if x[c].dtype.kind not in "biuf"]
-        xtr, xva, xte = self._encode(x, features, cat, train, val, test)
-        return Dataset(self.name, xtr, y[train].astype(np.int64), xva, y[val].astype(np.int64),
-                       xte, y[test].astype(np.int64), tuple(str(c) for c in labels))
-
-    def _longtail(self, train: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        counts = np.bincount(y[train], minlength=int(y.max()) + 1)
-        order = np.argsort(-counts, kind="stable")  # head first
-        target = longtail_counts(int(counts.max()), len(counts), float(self.imbalance_ratio or 1),
-                                 self.profile)
-        keep = []
-        for rank, c in enumerate(order):
-            idx = rng.permutation(train[y[train] == c])
-            keep.append(idx[:min(int(target[rank]), len(idx))])
-        return rng.permutation(np.concatenate(keep))
-
-    @staticmethod
-    def _encode(x: Any, features: list[str], cat: list[str], *parts: np.ndarray,
-                ) -> list[np.ndarray]:
-        from sklearn.compose import ColumnTransformer
-        from sklearn.impute import SimpleImputer
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        num = [c for c in features if c not in cat]
-        ct = ColumnTransformer([
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
-            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                  OneHotEncoder(handle_unknown="ignore", sparse_output=False)), cat),
-        ], sparse_threshold=0.0)
-        x = x.astype({c: str for c in cat})
-        ct.fit(x.iloc[parts[0]])
-        return [np.asarray(ct.transform(x.iloc[p]), dtype=np.float32) for p in parts]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, connect
+from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
@@ -33,9 +34,11 @@ class ParentRun:
 
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
                  owner: bool = True, baseline_arm: str | None = None,
-                 posthoc_arms: Mapping[str, str] | None = None) -> None:
+                 posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
+                 posthoc_kinds: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.study_name = study_name
+        self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
         self.run_id = self._find_or_create()
@@ -45,8 +48,13 @@ class ParentRun:
                 import json
 
                 self.client.set_tag(self.run_id, TAG_POSTHOC_ARMS, json.dumps(dict(posthoc_arms)))
-            elif TAG_POSTHOC_ARMS in self.client.get_run(self.run_id).data.tags:  # resumed without them
-                self.client.delete_tag(self.run_id, TAG_POSTHOC_ARMS)
+                self.client.set_tag(self.run_id, TAG_POSTHOC_KINDS, json.dumps(
+                    {a: (posthoc_kinds or {}).get(a, "posthoc") for a in posthoc_arms}))
+            else:
+                tags = self.client.get_run(self.run_id).data.tags
+                for tag in (TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS):
+                    if tag in tags:  # resumed without them
+                        self.client.delete_tag(self.run_id, tag)
 
     def _find_or_create(self) -> str:
         found = self.client.search_runs(
@@ -54,6 +62,13 @@ class ParentRun:
             max_results=1, order_by=["attributes.start_time ASC"])
         if found:
             run_id = str(found[0].info.run_id)
+            if self.data:  # a study stays on one dataset; checked before the run is marked RUNNING
+                from ..data import TAG_STUDY_DATA, check_study_data
+
+                recorded = found[0].data.tags.get(TAG_STUDY_DATA)
+                check_study_data(recorded, self.data, self.study_name)
+                if recorded is None and self.owner:  # a study recorded before the tag existed
+                    self.client.set_tag(run_id, TAG_STUDY_DATA, json.dumps(self.data))
             if self.owner:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
@@ -62,6 +77,10 @@ class ParentRun:
                 "mlflow.source.name": "imbsweep sweep", "mlflow.source.type": "LOCAL"}
         if sha:
             tags["mlflow.source.git.commit"] = sha
+        if self.data:
+            from ..data import TAG_STUDY_DATA
+
+            tags[TAG_STUDY_DATA] = json.dumps(self.data)
         run = self.client.create_run(self.experiment_id, run_name=f"{self.study_name} (study)", tags=tags)
         return str(run.info.run_id)
 

@@ -41,11 +41,11 @@ from ._task import CONTEXT_KEY, objective_metrics
 from ._workers import (
     ATTR_ARM,
     ATTR_BASELINE,
-    ATTR_POSTHOC,
     ATTR_REQUEUED,
     ATTR_TOURNAMENT,
     budget_lock,
     mark_running,
+    posthoc_attr,
     recover_dead,
     requeue,
 )
@@ -175,11 +175,12 @@ class Sweep:
         self.n_jobs = int(conf.get("n_jobs", 1))
         if self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
-        self.posthoc_arms: dict[str, str] = {}
+        self.posthoc_arms: dict[str, str] = {}  # post-hoc arm -> its source arm
+        self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (training.POSTHOC_KINDS)
         if conf.get("arms"):
             self.arms = self._build_arms(conf["arms"])
             self.n_trials = sum(a.budget for a in self.arms)
-            self.posthoc_arms = self._posthoc_arms(conf.get("posthoc_arms"))
+            self.posthoc_arms, self.posthoc_kinds = self._posthoc_arms(conf.get("posthoc_arms"))
         else:
             for key in ("trials_per_arm", "baseline_arm", "posthoc_arms"):
                 if conf.get(key) not in (None, {}):
@@ -321,12 +322,16 @@ class Sweep:
             raise ConfigError(f"hydra.sweeper.arms.{arm}", overrides, f"does not compose: {msg}") from None
         return cfg, OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
 
-    def _posthoc_arms(self, spec: Any) -> dict[str, str]:
-        """``{name: source arm}``: arms scored on their source arm's trials after post-hoc
-        logit adjustment; they need the objective's ``_posthoc`` twin, which every run logs
-        for the headline metrics (see ``training.posthoc_scan``)."""
+    def _posthoc_arms(self, spec: Any) -> tuple[dict[str, str], dict[str, str]]:
+        """``{name: source arm}`` and ``{name: kind}``: arms scored on their source arm's trials
+        after a post-hoc step every run scans, ``name: source`` for post-hoc logit adjustment
+        or ``name: {of: source, by: kind}`` (``by: taunorm``: tau-normalisation); they need the
+        objective's ``_<kind>`` twin, which every run logs for the headline metrics (see
+        ``training.posthoc_scan`` and ``training.taunorm_scan``)."""
+        from ..training import POSTHOC_KINDS
+
         if not spec:
-            return {}
+            return {}, {}
         key = "hydra.sweeper.posthoc_arms"
         if not isinstance(spec, Mapping):
             raise ConfigError(key, spec, "must map an arm's name to the arm whose trials it re-scores")
@@ -338,16 +343,22 @@ class Sweep:
             raise ConfigError(key, dict(spec), f"needs a single objective val/<m> with m one of "
                               f"{', '.join(POSTHOC_METRICS)} (runs log its post-hoc twin); the objective is "
                               + ", ".join(m for m, _ in self.objectives))
-        out = {}
-        for name, source in spec.items():
-            name, source = str(name), str(source)
+        out, kinds = {}, {}
+        for name, value in spec.items():
+            name, source, kind = str(name), value, "posthoc"
+            if isinstance(value, Mapping):
+                if set(value) != {"of", "by"} or str(value["by"]) not in POSTHOC_KINDS:
+                    raise ConfigError(f"{key}.{name}", dict(value), "must be a source arm's name, or {of: <source "
+                                      f"arm>, by: <one of {', '.join(POSTHOC_KINDS)}>}}")
+                source, kind = value["of"], str(value["by"])
+            source = str(source)
             if not name or "/" in name or "${" in name or name != name.strip() or name in names:
                 raise ConfigError(f"{key}.{name}", source, "needs a name of its own: non-empty, without '/', "
                                   "'${' or surrounding spaces, and not one of hydra.sweeper.arms")
             if source not in names:
                 raise ConfigError(f"{key}.{name}", source, f"must name one of the arms: {', '.join(map(str, names))}")
-            out[name] = source
-        return out
+            out[name], kinds[name] = source, kind
+        return out, kinds
 
     def _baseline_arm(self) -> str:
         names = [a.name for a in self.arms]
@@ -411,6 +422,9 @@ class Sweep:
 
         directions: list[Any] = [d for _, d in self.objectives]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from ..data import study_data
+
+        data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
             self._check_kind()
@@ -419,7 +433,7 @@ class Sweep:
                 self._enqueue_baseline(arm)
             parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
                                baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
-                               posthoc_arms=self.posthoc_arms)
+                               posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data)
         studies = [a.study for a in self.arms]
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
@@ -457,7 +471,7 @@ class Sweep:
             from ._summary import print_summary
 
             print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
-                          self.baseline_arm, self.posthoc_arms)
+                          self.baseline_arm, self.posthoc_arms, self.posthoc_kinds)
         return studies[0] if self.arms[0].name is None else studies
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
@@ -542,8 +556,9 @@ class Sweep:
                                "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         if arm.name is not None:
             ctx.update({"optuna_study": arm.study_name, "arm": arm.name})
-            if arm.name in self.posthoc_arms.values():
-                ctx["posthoc"] = True  # the trial keeps its post-hoc value for the post-hoc arms
+            kinds = sorted({self.posthoc_kinds[a] for a, src in self.posthoc_arms.items() if src == arm.name})
+            if kinds:
+                ctx["posthoc"] = kinds  # the trial keeps its post-hoc values for the post-hoc arms
         overrides = [*arm.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
@@ -609,10 +624,11 @@ class Sweep:
                                                    "best_trial": b.number}
                 for name, source in self.posthoc_arms.items():
                     src = next(a for a in arms if a.name == source)
-                    b = best_posthoc(src.study, self.objectives[0][1])
+                    kind = self.posthoc_kinds.get(name, "posthoc")
+                    b = best_posthoc(src.study, self.objectives[0][1], kind)
                     if b is not None:
-                        results["arms"][name] = {"posthoc_of": source, "best_params": b.params,
-                                                 "best_value": b.user_attrs[ATTR_POSTHOC],
+                        results["arms"][name] = {"posthoc_of": source, "posthoc_by": kind, "best_params": b.params,
+                                                 "best_value": b.user_attrs[posthoc_attr(kind)],
                                                  "best_trial": b.number}
         else:
             results = {"name": "optuna", "solutions": [
@@ -624,22 +640,24 @@ class Sweep:
         return path
 
 
-def posthoc_metric(metric: str) -> str | None:
-    """The post-hoc twin every run logs for the objective ``metric`` (None: it has none)."""
+def posthoc_metric(metric: str, kind: str = "posthoc") -> str | None:
+    """The post-hoc twin every run logs for the objective ``metric`` (None: it has none);
+    ``kind`` is one of ``training.POSTHOC_KINDS``, whose scans report the same metrics."""
     from ..training import POSTHOC_METRICS
 
     split, _, name = metric.partition("/")
-    return f"{metric}_posthoc" if split == "val" and name in POSTHOC_METRICS else None
+    return f"{metric}_{kind}" if split == "val" and name in POSTHOC_METRICS else None
 
 
-def best_posthoc(study: optuna.Study, direction: str) -> optuna.trial.FrozenTrial | None:
-    """The complete trial with the best post-hoc value (ties: the lower number)."""
+def best_posthoc(study: optuna.Study, direction: str, kind: str = "posthoc") -> optuna.trial.FrozenTrial | None:
+    """The complete trial with the best value after the post-hoc ``kind`` (ties: the lower number)."""
+    attr = posthoc_attr(kind)
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get(ATTR_POSTHOC) is not None]
+            if t.user_attrs.get(attr) is not None]
     if not done:
         return None
     sign = -1.0 if direction == "maximize" else 1.0
-    return min(done, key=lambda t: (sign * float(t.user_attrs[ATTR_POSTHOC]), t.number))
+    return min(done, key=lambda t: (sign * float(t.user_attrs[attr]), t.number))
 
 
 def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:

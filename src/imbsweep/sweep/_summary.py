@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from ..trick import short_number
-from ._workers import ATTR_ARM, ATTR_POSTHOC
+from ._workers import ATTR_ARM, posthoc_attr
 
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
@@ -20,14 +20,16 @@ def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "max
 
 
 def arm_rows(arms: list[tuple[str, optuna.Study]], metric_index: int = 0,
-             direction: str = "maximize", posthoc_arms: dict[str, str] | None = None) -> list[dict[str, Any]]:
+             direction: str = "maximize", posthoc_arms: dict[str, str] | None = None,
+             posthoc_kinds: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The same per arm of a tournament, in the arms' order (no ranking: a validation best
     after tuning is not a comparison); a post-hoc arm's row follows its source's and counts
-    the source's trials, scored by their post-hoc values."""
+    the source's trials, scored by their values after its post-hoc kind."""
     rows = _rows({name: _finished(study) for name, study in arms}, metric_index, direction, sort=False)
     studies = dict(arms)
     for name, source in (posthoc_arms or {}).items():
-        trials = [_posthoc_view(t) for t in _finished(studies[source])]
+        kind = (posthoc_kinds or {}).get(name, "posthoc")
+        trials = [_posthoc_view(t, kind) for t in _finished(studies[source])]
         row = _rows({name: trials}, metric_index, direction, sort=False)[0]
         row["posthoc_of"] = source
         at = next(i for i, r in enumerate(rows) if r["trick"] == source)
@@ -35,14 +37,15 @@ def arm_rows(arms: list[tuple[str, optuna.Study]], metric_index: int = 0,
     return rows
 
 
-def _posthoc_view(t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
-    """The trial as its post-hoc arm sees it: the post-hoc value as its value (a complete
-    trial without one, e.g. recorded before the post-hoc arm was declared, counts as failed)."""
+def _posthoc_view(t: optuna.trial.FrozenTrial, kind: str = "posthoc") -> optuna.trial.FrozenTrial:
+    """The trial as its post-hoc arm sees it: the value after the post-hoc ``kind`` as its
+    value (a complete trial without one, e.g. recorded before the post-hoc arm was declared,
+    counts as failed)."""
     import copy
 
     if t.state != optuna.trial.TrialState.COMPLETE:
         return t
-    v = t.user_attrs.get(ATTR_POSTHOC)
+    v = t.user_attrs.get(posthoc_attr(kind))
     view = copy.copy(t)
     if v is None:
         view.state, view.values = optuna.trial.TrialState.FAIL, None
@@ -84,7 +87,8 @@ def _short(key: str) -> str:
 
 
 def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], objectives: list[tuple[str, str]],
-                  baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None) -> None:
+                  baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None,
+                  posthoc_kinds: dict[str, str] | None = None) -> None:
     """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study."""
     import sys
 
@@ -116,7 +120,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
             for t in study.best_trials:
                 console.print(f"  #{t.number}: {t.values} {t.params}")
     if tournament:
-        rows = arm_rows([(str(a), s) for a, s in arms], 0, direction, posthoc_arms)
+        rows = arm_rows([(str(a), s) for a, s in arms], 0, direction, posthoc_arms, posthoc_kinds)
         title = f"study {name}: best {metric} per arm (validation, after tuning; not yet a comparison)"
     else:
         rows = trick_rows(studies[0], 0, direction)
@@ -135,9 +139,12 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
+    from ..training import POSTHOC_KINDS
+
     for arm, source in (posthoc_arms or {}).items():
+        what = POSTHOC_KINDS[(posthoc_kinds or {}).get(arm, "posthoc")]
         console.print(f"{arm} trains nothing of its own: it re-scores {source}'s trials (the same models and "
-                      f"budget) after post-hoc logit adjustment, tau picked on validation", style="dim")
+                      f"budget) after {what}, tau picked on validation", style="dim")
     what = "arm" if tournament else "trick"
     console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
                   f"and compare: imbsweep compare {name} --reseed 5", style="dim")

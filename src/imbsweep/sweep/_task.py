@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ..reporting import Reporter
 from ..tracking import TAG_ARM, signals_held
 from ..training import Result
-from ._workers import ATTR_ARM, ATTR_POSTHOC
+from ._workers import ATTR_ARM, posthoc_attr
 
 log = logging.getLogger(__name__)
 CONTEXT_KEY = "imbsweep_trial"
@@ -112,11 +112,12 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
 
             raise ConfigError("objective.metrics", metric, "is not a metric this run logs")
         values.append(float(result.metrics[metric]))
-    if ctx.get("posthoc"):  # the post-hoc arms re-score this trial (hydra.sweeper.posthoc_arms)
-        twin = result.metrics.get(f"{objectives[0][0]}_posthoc")
+    kinds = ctx.get("posthoc") or []  # the post-hoc arms re-score this trial (hydra.sweeper.posthoc_arms)
+    for kind in ["posthoc"] if kinds is True else kinds:
+        twin = result.metrics.get(f"{objectives[0][0]}_{kind}")
         if twin is not None:
             with signals_held():
-                trial.set_user_attr(ATTR_POSTHOC, float(twin))
+                trial.set_user_attr(posthoc_attr(str(kind)), float(twin))
     shown = ", ".join(f"{m}={v:.4f}" for (m, _), v in zip(objectives, values, strict=True))
     log.info("trial %s: %s", ctx.number, shown)
     return values[0] if len(values) == 1 else values

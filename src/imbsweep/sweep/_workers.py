@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid_start"
 ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
 ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # an arm's study: its arm and tournament
-ATTR_POSTHOC = "imbsweep:posthoc_value"  # on a trial of a post-hoc arm's source: its objective after adjustment
+
+
+def posthoc_attr(kind: str) -> str:
+    """The attribute on a trial of a post-hoc arm's source with its objective after the post-hoc
+    ``kind`` (``training.POSTHOC_KINDS``): ``imbsweep:posthoc_value`` for post-hoc logit
+    adjustment, ``imbsweep:taunorm_value`` for tau-normalisation."""
+    return f"imbsweep:{kind}_value"
 
 
 def _proc_start(pid: int) -> str | None:

@@ -1,0 +1,168 @@
+"""Decoupled classifier learning (Kang et al. 2020, "Decoupling representation and classifier
+for long-tailed recognition"): what is done to the classifier of a trained model.
+
+- **τ-normalisation**, post hoc: every class's weight row ``w_c`` becomes ``w_c / ||w_c||^τ``
+  (the bias is kept, so τ = 0 is the plain classifier); :class:`TauNorm`.
+- **Classifier re-training**, a second stage on frozen features (the group ``conf/stage2/``):
+  ``crt`` re-initialises the classifier and trains it again, ``lws`` keeps it and learns one
+  scale per class (:class:`~imbsweep.models.ScaledHead`); both with class-balanced sampling,
+  plain cross-entropy, their own epochs and learning rate (:class:`Stage2`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .models import ScaledHead, classifier_weight_name
+from .resampling import RESAMPLERS
+
+
+def taunorm_weight(weight: torch.Tensor, tau: float) -> torch.Tensor:
+    """``w_c / ||w_c||^tau`` for every row ``w_c`` of ``weight`` (Kang et al. 2020, eq. 3);
+    ``tau = 0`` returns the weights unchanged, ``tau = 1`` unit rows (a zero row stays zero)."""
+    if not tau:
+        return weight
+    return weight / weight.norm(dim=1, keepdim=True).clamp(min=1e-12).pow(tau)
+
+
+class TauNorm:
+    """The logits of ``head`` on fixed ``features`` with its class weights τ-normalised, for
+    any τ, as float32 computed in batches of ``batch_size``.
+
+    τ = 0 is ``head(features)`` in the batches the plain prediction uses, so exactly its
+    logits. For a linear head ``W f`` is computed once: ``(W / n^τ) f + b = (W f) / n^τ + b``
+    with ``n`` the row norms, so another τ costs a column scaling, not a matrix product
+    (a scan of 9 τ on MNIST-1D's 7000 validation and test examples: see docs/benchmarks.md).
+    Other heads (LWS's scales, a normalised classifier) are called with their weights
+    replaced.
+
+    Raises:
+        ValueError: ``head`` has no per-class weight matrix.
+    """
+
+    def __init__(self, head: nn.Module, features: torch.Tensor, batch_size: int) -> None:
+        name = classifier_weight_name(head)
+        if name is None:
+            raise ValueError(f"{type(head).__name__} has no per-class weight matrix")
+        self.head, self.name, self.features, self.batch_size = head, name, features, batch_size
+        self._wf: torch.Tensor | None = None
+        self._norms: torch.Tensor | None = None
+
+    def _batches(self, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        f, bs = self.features, self.batch_size
+        call = self.head if params is None else (lambda x: torch.func.functional_call(self.head, params, (x,)))
+        return torch.cat([call(f[i:i + bs]).float() for i in range(0, len(f), bs)])
+
+    @torch.no_grad()
+    def logits(self, tau: float) -> torch.Tensor:
+        """``[N, C]`` float32 logits at ``tau``."""
+        self.head.eval()
+        if not tau:
+            return self._batches()
+        weight = self.head.get_parameter(self.name)
+        if type(self.head) is not nn.Linear:
+            return self._batches({self.name: taunorm_weight(weight, tau)})
+        if self._wf is None:
+            self._wf = F.linear(self.features, weight).float()
+            self._norms = weight.norm(dim=1).clamp(min=1e-12).float()
+        assert self._norms is not None
+        out = self._wf / self._norms.pow(tau)
+        bias = self.head.bias
+        return out if bias is None else out + bias.float()
+
+
+def taunorm_logits(head: nn.Module, features: torch.Tensor, tau: float, batch_size: int) -> torch.Tensor:
+    """The logits of ``head`` on ``features`` at one τ (:class:`TauNorm`)."""
+    return TauNorm(head, features, batch_size).logits(tau)
+
+
+@dataclass(frozen=True)
+class Stage2:
+    """Classifier re-training after the main run (``stage2=crt|lws``; ``none`` is no second stage).
+
+    The features are frozen at the main run's selected epoch and computed once (eval mode);
+    the classifier is trained on them for ``epochs`` epochs with ``sampling`` (class-balanced,
+    as in Kang et al. 2020), plain cross-entropy, the run's optimizer and batch size at
+    learning rate ``lr`` with a cosine decay to 0 over the stage. Each epoch is validated and
+    reported after the main run's epochs; the best stage-2 epoch on ``objective.metric`` is kept.
+
+    Args:
+        name: ``crt`` (re-initialised classifier) or ``lws`` (learnable per-class scales).
+        epochs: stage-2 epochs, >= 1 (10 in the paper).
+        lr: its learning rate, > 0.
+        sampling: a resampling name (``class_balanced`` in the paper).
+    """
+
+    NAMES: ClassVar[tuple[str, ...]] = ("crt", "lws")
+
+    name: str
+    epochs: int = 10
+    lr: float = 0.01
+    sampling: str = "class_balanced"
+
+    def __post_init__(self) -> None:
+        if self.name not in self.NAMES:
+            raise ConfigError("stage2.name", self.name, f"must be one of none, {', '.join(self.NAMES)}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError("stage2.epochs", self.epochs, "must be an integer >= 1")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < float("inf"):
+            raise ConfigError("stage2.lr", self.lr, "must be a finite number > 0")
+        if self.sampling not in RESAMPLERS:
+            raise ConfigError("stage2.sampling", self.sampling, f"must be one of {', '.join(RESAMPLERS)}")
+
+    def new_head(self, head: nn.Module) -> tuple[nn.Module, list[nn.Parameter]]:
+        """The classifier stage 2 trains, and its trainable parameters: a re-initialised copy
+        of ``head`` (cRT) or ``head`` frozen under per-class scales (LWS)."""
+        if self.name == "crt":
+            fresh = copy.deepcopy(head)
+            for m in fresh.modules():
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+            return fresh, list(fresh.parameters())
+        scaled = ScaledHead(head)
+        return scaled, [scaled.scales]
+
+
+def build_stage2(node: Any) -> Stage2 | None:
+    """The second stage a ``stage2`` config node names (``None`` or ``name: none``: none).
+
+    Raises:
+        ConfigError: an unknown name, a bad value or a key the stage does not take.
+    """
+    cfg = dict(node or {"name": "none"})
+    name = cfg.pop("name", None)
+    if name == "none":
+        for k, v in cfg.items():
+            raise ConfigError(f"stage2.{k}", v, "not an argument of stage2 'none'; it takes none")
+        return None
+    allowed = ("epochs", "lr", "sampling")
+    for k, v in cfg.items():
+        if k not in allowed:
+            raise ConfigError(f"stage2.{k}", v, f"not an argument of stage2 {name!r}; allowed: {', '.join(allowed)}")
+    return Stage2(name=name, **cfg)
+
+
+def check_head(head: nn.Module, stage2: Stage2 | None) -> None:
+    """A second stage needs a classifier it can re-initialise (cRT) or scale (LWS).
+
+    Raises:
+        ConfigError: the model's head is not such a classifier.
+    """
+    if stage2 is None:
+        return
+    if stage2.name == "crt" and not any(callable(getattr(m, "reset_parameters", None)) for m in head.modules()):
+        raise ConfigError("stage2.name", stage2.name, f"needs a head that can be re-initialised; "
+                                                      f"{type(head).__name__} has no reset_parameters")
+    if stage2.name == "lws" and not isinstance(getattr(head, "out_features", None), int):
+        raise ConfigError("stage2.name", stage2.name, f"needs a head with out_features; {type(head).__name__} has none")
+
+
+__all__ = ["Stage2", "TauNorm", "build_stage2", "check_head", "taunorm_logits", "taunorm_weight"]
