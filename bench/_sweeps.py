@@ -13,9 +13,12 @@ import optuna
 CLI = [sys.executable, "-m", "imbsweep"]
 
 
-def sweep(workdir: Path, *overrides: str) -> float:
-    """``imbsweep sweep ...`` in ``workdir``; returns its wall time in seconds."""
+def sweep(workdir: Path, *overrides: str, src: str | None = None) -> float:
+    """``imbsweep sweep ...`` in ``workdir``; returns its wall time in seconds. ``src``: run
+    the imbsweep of another checkout's ``src/`` (a ``git worktree`` of an older commit)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if src:
+        env["PYTHONPATH"] = src
     t = time.perf_counter()
     subprocess.run([*CLI, "sweep", *overrides], cwd=workdir, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

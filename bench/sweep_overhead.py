@@ -19,7 +19,7 @@ repetitions and after them in odd ones, so that a slow spell of this shared mach
 land on one variant. Reported: per repetition the mean per trial of each variant, then the
 median over repetitions of A − B, A − B+ and A − C.
 
-    .venv/bin/python bench/sweep_overhead.py [--trials 20] [--repeats 4] [hydra overrides...]
+    .venv/bin/python bench/sweep_overhead.py [--trials 20] [--repeats 4] [--before SRC] [hydra overrides...]
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--before", metavar="SRC", help="also run A with the imbsweep in SRC (the src/ folder of "
+                    "a `git worktree` of an older commit), in the same repetitions: before and after side by side")
     ap.add_argument("overrides", nargs="*", help=f"hydra overrides (default: {' '.join(DEFAULT)})")
     args = ap.parse_args()
     extra = args.overrides or DEFAULT
@@ -76,9 +78,9 @@ def main() -> None:
             t_bc: list[float] = []
             t_c: list[float] = []
 
-            def run_a(name: str = name) -> float:
+            def run_a(name: str = name, src: str | None = None) -> float:
                 sweep(work, *SWEEP, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.n_trials={args.trials}",
-                      *extra)
+                      *extra, src=src)
                 return loop_seconds(study(work, name)) / args.trials
 
             def run_bc(params_list: list[dict[str, Any]], times: tuple[list[float], ...] = (t_b, t_bc, t_c)) -> None:
@@ -97,15 +99,22 @@ def main() -> None:
                         run()
                         out.append(time.perf_counter() - t)
 
+            a0 = None
             if rep % 2 == 0:
                 a = run_a()
+                if args.before:
+                    a0 = run_a(f"{name}before", args.before)
                 params_list = [t.params for t in sorted(study(work, name).trials, key=lambda t: t.number)]
                 run_bc(params_list)
             else:  # the configurations come from the seeded sampler: the previous study has them
                 prev = sorted(study(work, f"overhead{rep - 1}").trials, key=lambda t: t.number)
                 run_bc([t.params for t in prev])
+                if args.before:
+                    a0 = run_a(f"{name}before", args.before)
                 a = run_a()
             row = {"A": a, "B": statistics.mean(t_b), "B+": statistics.mean(t_bc), "C": statistics.mean(t_c)}
+            if a0 is not None:
+                row["A before"] = a0
             rows.append(row)
             shown = "  ".join(f"{k} {1000 * v:.0f} ms" for k, v in row.items())
             print(f"repetition {rep + 1}/{args.repeats}: {shown}", file=sys.stderr, flush=True)
@@ -120,10 +129,15 @@ def main() -> None:
     print("| --- | --- | --- |")
     labels = {"A": "A `imbsweep sweep` loop", "B": "B `fit` (config composed before)",
               "B+": "B+ compose + `fit`", "C": "C `study.optimize` + `fit` + `MLflowCallback`"}
+    if args.before:
+        labels["A before"] = f"A with {args.before}"
     for k, label in labels.items():
         print(f"| {label} | {', '.join(f'{1000 * r[k]:.0f}' for r in rows)} | {med(lambda r, k=k: r[k]):.0f} |")
     print(f"median of paired differences: A - B {med(lambda r: r['A'] - r['B']):+.0f} ms, "
           f"A - B+ {med(lambda r: r['A'] - r['B+']):+.0f} ms, A - C {med(lambda r: r['A'] - r['C']):+.0f} ms")
+    if args.before:
+        print(f"before: A - B {med(lambda r: r['A before'] - r['B']):+.0f} ms; "
+              f"A / A before {statistics.median(r['A'] / r['A before'] for r in rows):.2f}")
 
 
 if __name__ == "__main__":
