@@ -251,3 +251,59 @@ def test_four_local_workers_share_the_default_storage(tmp_path: Path) -> None:
     _check_one_to_one(study, children)
     # no oversubscription: the cores are split between the 4 workers' torch threads
     assert {r.data.params["trainer.num_threads"] for r in children} == {str(max(1, (os.cpu_count() or 1) // 4))}
+
+
+def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> None:
+    """SIGKILL of one of two workers: the sweep it belonged to reaps it (an unreaped child
+    stays a zombie whose /proc entry looked alive, and the sweep once waited for it for
+    ever), fails and re-queues its trial, and ends by itself with exactly n_trials."""
+    proc = _popen(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=reap", "hydra.sweeper.n_jobs=2",
+                  "hydra.sweeper.n_trials=4", "trainer.epochs=60")
+    try:
+        def worker_training(study: optuna.Study) -> bool:
+            return any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+                       and t.user_attrs["imbsweep:pid"] != proc.pid for t in study.trials)
+
+        _wait_for(tmp_path, "reap", worker_training, proc)
+        (victim,) = [t for t in _study(tmp_path, "reap").trials if t.state.name == "RUNNING"
+                     and t.user_attrs["imbsweep:pid"] != proc.pid]
+        os.kill(victim.user_attrs["imbsweep:pid"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=180)  # ends by itself
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    study = _study(tmp_path, "reap")
+    assert len(_finished(study)) == 4 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    cut = study.trials[victim.number]
+    assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
+    assert f"worker process {victim.user_attrs['imbsweep:pid']} died" in cut.user_attrs["fail_reason"]
+    (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
+    assert redo.state.name == "COMPLETE" and redo.params == cut.params
+    parent, children = _runs(tmp_path, "reap")
+    assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
+    (dead,) = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
+    assert dead.info.status == "FAILED" and dead.data.tags["imbsweep.state"] == "failed"
+    _check_one_to_one(study, [r for r in children if r is not dead], skip=(cut.number,))
+
+
+def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> None:
+    """Three commands on one study at the same moment: each process seeds its sampler from
+    the study's trial count at its first ask, under the budget lock, so no two draw the same
+    stream (with the count at start-up, all three drew the same points); the baseline
+    (the config's defaults) is the one point enqueued, once."""
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=together", "hydra.sweeper.n_trials=10",
+            "hydra.sweeper.sampler.name=random")
+    procs = [_popen(tmp_path, *args) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    study = _study(tmp_path, "together")
+    assert len(_finished(study)) == 10
+    lrs = [t.params["optimizer.lr"] for t in study.trials]
+    assert len(set(lrs)) == len(lrs), lrs
+    # and one process alone on a fresh study draws the same points every time
+    alone = [run_cli(tmp_path / d, "sweep", "smoke", "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.name=random")
+             for d in ("a", "b") if (tmp_path / d).mkdir() is None]
+    assert all(p.returncode == 0 for p in alone), [p.stderr for p in alone]
+    assert [t.params for t in _study(tmp_path / "a", "smoke").trials] == \
+        [t.params for t in _study(tmp_path / "b", "smoke").trials]

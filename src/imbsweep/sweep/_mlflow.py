@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import redact
 from .._paths import git_commit
-from ..tracking import NOTE, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS, connect
+from ..tracking import NOTE, TAG_ARM, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS, connect
 from ..tracking import TAG_ROLE as ROLE
 from ..tracking import TAG_STUDY as STUDY
 from ._workers import ATTR_ARM
@@ -168,11 +168,24 @@ class ParentRun:
             if any(out.iterdir()):
                 self.client.log_artifacts(self.run_id, str(out))
 
-    def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+    def _runs_of(self, trial: optuna.trial.FrozenTrial, arm: str | None) -> list[str]:
+        """The RUNNING MLflow runs of ``trial``: the one it names, else those tagged with its
+        study, arm and number (a worker killed between creating the run and naming it on the
+        trial left an orphan that only the tags find)."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            return [str(run_id)]
+        arm = trial.user_attrs.get(ATTR_ARM) or arm
+        query = (f"tags.`{STUDY}` = '{self.study_name}' and tags.`imbsweep.trial` = '{trial.number}' "
+                 "and attributes.status = 'RUNNING'")
+        found = self.client.search_runs([self.experiment_id], query, max_results=100)
+        return [str(r.info.run_id) for r in found if r.data.tags.get(TAG_ARM) == arm
+                and r.data.tags.get(ROLE) is None]
+
+    def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None) -> None:
         """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING)."""
         for t in trials:
-            run_id = t.user_attrs.get("mlflow_run_id")
-            if run_id:
+            for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
                 reason = "worker process died; trial re-queued"
                 self.client.set_tag(run_id, "imbsweep.state", "failed")
                 self.client.set_tag(run_id, "imbsweep.failure_reason", reason)

@@ -44,6 +44,7 @@ from ._workers import (
     ATTR_REQUEUED,
     ATTR_TOURNAMENT,
     budget_lock,
+    finish,
     mark_running,
     posthoc_attr,
     recover_dead,
@@ -155,6 +156,7 @@ class Arm:
     values: dict[str, Any] = field(default_factory=dict)  # what the arm fixes (or searches), as written
     defaults: dict[str, Any] = field(default_factory=dict)  # each searched key's value in its config
     study: Any = None  # optuna.Study, opened in Sweep.run
+    seeded: bool = False  # its sampler seeded at this process's first ask
 
 
 class Sweep:
@@ -445,6 +447,7 @@ class Sweep:
                 workers = self._start_workers()
                 progress.update(studies)
                 while True:
+                    self._reap(workers)
                     claimed, trial = self._claim(parent)
                     if trial is None:
                         if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
@@ -480,13 +483,18 @@ class Sweep:
         with budget_lock(self.storage, self.study_name, self.journal):
             below: list[tuple[int, Arm]] = []
             for a in self.arms:
-                parent.end_dead_runs(recover_dead(a.study))
+                parent.end_dead_runs(recover_dead(a.study), a.name)
                 c = counts(a.study)
                 if c["finished"] + c["running"] < a.budget:
                     below.append((c["finished"] + c["running"], a))
             if not below:
                 return None, None
             _, arm = min(below, key=lambda u: u[0])  # the first of the least served, in the file's order
+            if not arm.seeded:  # this process's own seed stream: see _sampler
+                # every ask adds a trial or takes a waiting one: the non-waiting count is unique
+                asked = [t for t in arm.study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+                arm.study.sampler = self._sampler(len(asked), arm.space)
+                arm.seeded = True
             # Ctrl-C lands after the trial knows its process: a RUNNING trial without one
             # could never be recovered
             with signals_held(), warnings.catch_warnings():  # we run the heartbeat thread ourselves (see _task)
@@ -511,9 +519,16 @@ class Sweep:
         log.info("started %d more worker process(es); torch threads per worker: %s", len(procs), self.threads)
         return procs
 
+    def _reap(self, workers: list[subprocess.Popen[bytes]]) -> None:
+        """Collect workers that exited (a killed one would otherwise stay a zombie that looks
+        alive to the liveness check); the next claim recovers their trials."""
+        for w in workers:
+            if w.returncode is None and w.poll() is not None and w.returncode != 0:
+                log.warning("worker pid %d exited with %s; its trial, if any, is re-queued", w.pid, w.returncode)
+
     def _join(self, workers: list[subprocess.Popen[bytes]]) -> None:
         for w in workers:
-            if w.wait() not in (0, None):
+            if w.returncode is None and w.wait() != 0:  # (those reaped before were reported then)
                 log.warning("worker pid %d exited with %s", w.pid, w.returncode)
 
     def _stop(self, workers: list[subprocess.Popen[bytes]]) -> None:
@@ -528,10 +543,14 @@ class Sweep:
                 w.kill()
 
     def _sampler(self, n_existing: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-        """The configured sampler; its seed is offset by the trials the study already has, so
-        a fresh study is reproducible and a resumed one does not replay the same draws. Arms
-        start from the same seed: arms with the same free parameters draw the same start-up
-        points (common random numbers), until each arm's own results steer its sampler."""
+        """The configured sampler; its seed is offset by the trials the study has (waiting ones
+        aside) when this process first asks for one, under the budget lock (:meth:`_claim`): every
+        ask adds one to that count, so a fresh study
+        run by one process is reproducible, a resumed one does not replay its draws, and
+        processes started together (workers, or the same command on several machines) each
+        draw their own stream: under the lock no two of them see the same count. Arms start
+        from the same seed: arms with the same free parameters draw the same start-up points
+        (common random numbers), until each arm's own results steer its sampler."""
         spec = dict(self.conf.get("sampler") or {"name": "tpe"})
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + n_existing
@@ -565,11 +584,15 @@ class Sweep:
         try:
             ret = self.jobs.run(overrides, self.job_idx)
         except KeyboardInterrupt:
-            # leave the study resumable: this trial fails uncounted, an identical one waits
-            requeue(study, study._storage.get_trial(trial._trial_id), "interrupted (Ctrl-C)")
+            # a run that ended before the interrupt keeps its outcome; else the study stays
+            # resumable: this trial fails uncounted, an identical one waits
+            frozen = study._storage.get_trial(trial._trial_id)
+            if not frozen.state.is_finished() and not finish(study, frozen):
+                requeue(study, frozen, "interrupted (Ctrl-C)")
             raise
         self.job_idx += 1
-        self._tell(study, trial, ret)
+        with signals_held():  # Ctrl-C lands after Optuna knows what MLflow recorded
+            self._tell(study, trial, ret)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         from hydra.core.utils import JobStatus

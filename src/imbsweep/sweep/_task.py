@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ..reporting import Reporter
 from ..tracking import TAG_ARM, signals_held
 from ..training import Result
-from ._workers import ATTR_ARM, posthoc_attr
+from ._workers import ATTR_ARM, ATTR_OUTCOME, posthoc_attr
 
 log = logging.getLogger(__name__)
 CONTEXT_KEY = "imbsweep_trial"
@@ -58,6 +58,27 @@ def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
     return [(str(obj.metric), str(obj.direction))]
 
 
+def _outcome(result: Result, objectives: list[tuple[str, str]]) -> tuple[list[float], dict[str, Any], Exception | None]:
+    """The objective values of a finished run, the outcome the trial records
+    (``{"state": "complete", "values": [...]}``, or ``fail`` with its reason) and, for a
+    failure, the error the job raises."""
+    from ..errors import ConfigError, TrainingFailed
+
+    error: Exception | None = None
+    values = []
+    if result.state == "failed":
+        error = TrainingFailed(result.reason or "failed")
+    else:
+        for metric, _ in objectives:
+            if metric not in result.metrics:
+                error = ConfigError("objective.metrics", metric, "is not a metric this run logs")
+                break
+            values.append(float(result.metrics[metric]))
+    if error is not None:
+        return [], {"state": "fail", "reason": f"{type(error).__name__}: {error}"[:2000]}, error
+    return values, {"state": "complete", "values": values}, None
+
+
 def run_trial(cfg: DictConfig) -> float | list[float]:
     """Train the trial the sweeper asked for; return its objective value(s)."""
     from hydra.core.hydra_config import HydraConfig
@@ -85,39 +106,52 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     if arm:
         tags[TAG_ARM] = arm
     trick = trick_label(cfg)
-    with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                   tags=tags, run_name=f"{arm or trick} trial-{ctx.number}") as recorder:
-        from ..reporting import CompositeReporter
+    # From the run's last MLflow writes until its outcome is on the Optuna trial, Ctrl-C waits:
+    # the sweeper (or, after a kill, the next worker's recovery) tells Optuna that outcome, so
+    # Optuna and MLflow agree on how the trial ended whatever the moment of the interrupt.
+    hold = signals_held()
+    held = False
+    outcome: dict[str, Any] | None = None
+    try:
+        with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
+                       tags=tags, run_name=f"{arm or trick} trial-{ctx.number}") as recorder:
+            from ..reporting import CompositeReporter
 
-        trial.set_user_attr("mlflow_run_id", recorder.run_id)
-        trial.set_user_attr("imbsweep:trick", trick)
-        if arm:
-            trial.set_user_attr(ATTR_ARM, arm)
-        heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
-        heartbeat.start()
-        try:
-            # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
-            setup = prepare(cfg)
-            result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
-        finally:
-            heartbeat.join()
-    if result.state == "failed":
-        from ..errors import TrainingFailed
-
-        raise TrainingFailed(result.reason or "failed")
-    values = []
-    for metric, _ in objectives:
-        if metric not in result.metrics:
-            from ..errors import ConfigError
-
-            raise ConfigError("objective.metrics", metric, "is not a metric this run logs")
-        values.append(float(result.metrics[metric]))
-    kinds = ctx.get("posthoc") or []  # the post-hoc arms re-score this trial (hydra.sweeper.posthoc_arms)
-    for kind in ["posthoc"] if kinds is True else kinds:
-        twin = result.metrics.get(f"{objectives[0][0]}_{kind}")
-        if twin is not None:
-            with signals_held():
+            trial.set_user_attr("mlflow_run_id", recorder.run_id)
+            trial.set_user_attr("imbsweep:trick", trick)
+            if arm:
+                trial.set_user_attr(ATTR_ARM, arm)
+            heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats
+            heartbeat.start()
+            try:
+                # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
+                setup = prepare(cfg)
+                result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
+            except optuna.TrialPruned:
+                hold.__enter__()
+                held, outcome = True, {"state": "pruned"}
+                raise
+            except Exception as exc:
+                hold.__enter__()
+                held, outcome = True, {"state": "fail", "reason": f"{type(exc).__name__}: {exc}"[:2000]}
+                raise
+            finally:
+                heartbeat.join()
+            hold.__enter__()
+            held = True
+        values, outcome, error = _outcome(result, objectives)
+        kinds = ctx.get("posthoc") or []  # the post-hoc arms re-score this trial (hydra.sweeper.posthoc_arms)
+        for kind in ["posthoc"] if kinds is True else kinds:
+            twin = result.metrics.get(f"{objectives[0][0]}_{kind}")
+            if twin is not None:
                 trial.set_user_attr(posthoc_attr(str(kind)), float(twin))
+    finally:
+        if outcome is not None:
+            trial.set_user_attr(ATTR_OUTCOME, outcome)
+        if held:
+            hold.__exit__(None, None, None)
+    if error is not None:
+        raise error
     shown = ", ".join(f"{m}={v:.4f}" for (m, _), v in zip(objectives, values, strict=True))
     log.info("trial %s: %s", ctx.number, shown)
     return values[0] if len(values) == 1 else values

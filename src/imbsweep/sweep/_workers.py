@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid_start"
 ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
 ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # an arm's study: its arm and tournament
+ATTR_OUTCOME = "imbsweep:outcome"  # how the trial's run ended, written with its last MLflow writes
 
 
 def posthoc_attr(kind: str) -> str:
@@ -39,12 +40,15 @@ def posthoc_attr(kind: str) -> str:
 
 
 def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a recycled pid."""
+    """The process's start time in clock ticks since boot (Linux), to tell a recycled pid;
+    None when it is gone or a zombie (dead, not yet reaped by its parent: its ``/proc`` entry
+    stays until then, and a killed worker must not count as alive)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def this_process() -> dict[str, Any]:
@@ -84,8 +88,31 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
     study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
+def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """Tell Optuna the outcome a trial's run recorded (``ATTR_OUTCOME``: its MLflow run has
+    ended) when its worker could not: False if it has none, or was finished meanwhile."""
+    outcome = trial.user_attrs.get(ATTR_OUTCOME)
+    if not outcome:
+        return False
+    state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+             "fail": optuna.trial.TrialState.FAIL}[outcome["state"]]
+    try:
+        if state == optuna.trial.TrialState.FAIL:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", outcome.get("reason", ""))
+        study.tell(trial.number, outcome.get("values") if state == optuna.trial.TrialState.COMPLETE else None,
+                   state=state)
+    except (RuntimeError, ValueError):  # finished meanwhile (another worker told it)
+        return False
+    return True
+
+
 def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Fail and re-queue RUNNING trials whose worker process is gone; return them."""
+    """Finish or re-queue RUNNING trials whose worker process is gone; return the re-queued.
+
+    A trial whose run recorded its outcome is told that outcome (its MLflow run ended
+    already); the others are failed and re-queued. Called under the budget lock, where a
+    RUNNING trial without a process is one whose worker died between asking for it and
+    recording itself on it (both happen under the lock)."""
     from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
     storage = study._storage
@@ -94,9 +121,15 @@ def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         stale = set(storage._get_stale_trial_ids(study._study_id))
     dead = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        alive = process_alive(t.user_attrs.get(ATTR_HOST), t.user_attrs.get(ATTR_PID),
-                              t.user_attrs.get(ATTR_START))
-        if alive is False or t._trial_id in stale:
+        if ATTR_HOST not in t.user_attrs:
+            alive: bool | None = False
+        else:
+            alive = process_alive(t.user_attrs.get(ATTR_HOST), t.user_attrs.get(ATTR_PID),
+                                  t.user_attrs.get(ATTR_START))
+        if (alive is False or t._trial_id in stale) and finish(study, t):
+            log.warning("trial %d: its worker died after its run ended; told Optuna its outcome (%s)",
+                        t.number, t.user_attrs[ATTR_OUTCOME]["state"])
+        elif alive is False or t._trial_id in stale:
             why = (f"worker process {t.user_attrs.get(ATTR_PID)} died" if alive is False else
                    f"no heartbeat from its worker on {t.user_attrs.get(ATTR_HOST)}")
             try:
