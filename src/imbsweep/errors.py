@@ -37,3 +37,10 @@ class TrainingFailed(ImbsweepError):
     """A run ended as failed (for example a NaN loss); its MLflow run is already FAILED."""
 
     exit_code = 1
+
+
+class StorageError(ImbsweepError):
+    """A store cannot be read or written (a full disk, a damaged file, a database gone);
+    what was recorded before is kept, and the same command resumes once it is fixed."""
+
+    exit_code = 1

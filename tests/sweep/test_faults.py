@@ -96,3 +96,153 @@ def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_
         else:
             assert mine == []
         _check_one_to_one(study, [r for r in children if r not in mine], skip=(cut.number,))
+
+
+def _journal_lines(path: Path) -> list[dict[str, object]]:
+    import json
+
+    text = path.read_bytes()
+    assert text.endswith(b"\n")
+    return [json.loads(line) for line in text.splitlines()]  # every line a whole record
+
+
+def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_path: Path) -> None:
+    """A record cut short (disk full, a kill inside a write) used to get the next append
+    glued onto it: a line no reader could parse, and every study in the file unreadable."""
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=torn", "hydra.sweeper.n_trials=2")
+    assert p.returncode == 0, p.stderr
+    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    fragment = b'{"op_code":5,"worker_id":"x","trial_id":1,"user_attr":{"imbs'
+    with open(journal, "ab") as f:
+        f.write(fragment)
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=torn", "hydra.sweeper.n_trials=4")
+    assert p.returncode == 0, p.stderr
+    (side,) = list(journal.parent.glob("journal.log.torn-*"))
+    assert side.read_bytes() == fragment
+    warned = [ln for ln in (p.stdout + p.stderr).splitlines() if "torn record" in ln]
+    assert len(warned) == 1 and str(journal) in warned[0] and str(side) in warned[0]  # one line, both files
+    _journal_lines(journal)
+    assert len(_finished(_study(tmp_path, "torn"))) == 4
+    # the stock optuna CLI reads the file
+    out = subprocess.run([str(Path(sys.executable).with_name("optuna")), "studies", "--storage", str(journal),
+                          "--storage-class", "JournalFileBackend"], capture_output=True, text=True, env=cli_env())
+    assert out.returncode == 0 and "torn" in out.stdout, out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 16 KiB filesystem (tmpfs) for the Optuna journal: it fills after a few trials."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tmp_path: Path,
+                                                                            small_disk: Path) -> None:
+    journal = small_disk / "journal.log"
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=full", "hydra.sweeper.n_trials=12",
+            f"hydra.sweeper.storage={journal}")
+    p = run_cli(tmp_path, *args)
+    assert p.returncode == 1, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert errors == [f"imbsweep: error: cannot write the Optuna journal {journal}: No space left on device; "
+                      "what it holds is intact: make room, then run the same command to resume"], p.stderr
+    assert "Traceback" not in p.stderr
+    parent, children = _runs(tmp_path, "full")
+    assert parent.info.status == "FAILED" and not [r for r in children if r.info.status == "RUNNING"]
+    _journal_lines(journal)  # no half record left
+    done = len(_finished(_study_at(journal, "full")))
+    assert 0 < done < 12
+
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)  # room made
+    p = run_cli(tmp_path, *args)
+    assert p.returncode == 0, p.stderr
+    study = _study_at(journal, "full")
+    assert len(_finished(study)) == 12 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    parent, children = _runs(tmp_path, "full")
+    assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
+
+
+def _study_at(journal: Path, name: str):  # type: ignore[no-untyped-def]
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
+
+
+def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=dmg", "hydra.sweeper.n_trials=1")
+    assert p.returncode == 0, p.stderr
+    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:5]) + b'{"op_code": garbage}\n' + b"".join(lines[5:]))
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=dmg", "hydra.sweeper.n_trials=2")
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert line.startswith(f"imbsweep: error: the Optuna journal {journal} is damaged at line 6 (")
+    assert f"its first 5 records are intact: `head -n 5 {journal} > fixed.log`" in line
+
+
+def test_a_postgresql_outage_of_a_few_seconds_is_survived(tmp_path: Path, pg_url: str) -> None:
+    """The database refuses connections for ~2 s mid-sweep and every open one is cut (what a
+    restart does): the sweep's storage calls and budget lock wait and retry, and it ends with
+    exactly n_trials (Optuna used to report "invalid data in the commit" and stop)."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    db = pg_url.rsplit("/", 1)[1]
+    admin = create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=outage", "hydra.sweeper.n_trials=6", "trainer.epochs=60")
+    env = {**cli_env(), "OPTUNA_STORAGE": pg_url}
+    proc = subprocess.Popen([sys.executable, "-m", "imbsweep", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def outage() -> None:
+        import optuna
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # into the trials: one done, the next training
+            try:
+                trials = optuna.load_study(study_name="outage", storage=pg_url).trials
+            except KeyError:
+                trials = []
+            if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
+                break
+            time.sleep(0.2)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": db})
+            time.sleep(2)
+            conn.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
+
+    cut = threading.Thread(target=outage)
+    cut.start()
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        cut.join()
+        admin.dispose()
+    assert proc.returncode == 0, err
+    assert "connection lost" in out + err  # the retries are logged
+    import optuna
+
+    study = optuna.load_study(study_name="outage", storage=pg_url)
+    finished = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
+    assert len(finished) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_a_lasting_outage_is_one_line_naming_the_storage_without_its_password(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.storage=postgresql+psycopg2://me:s3cret@127.0.0.1:9/db")
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "s3cret" not in p.stdout + p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert "postgresql+psycopg2://me:***@127.0.0.1:9/db" in line

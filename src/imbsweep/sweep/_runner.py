@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._config import validate_objective
 from .._paths import state_dir
-from ..errors import ConfigError, ImbsweepError
+from ..errors import ConfigError, ImbsweepError, StorageError
 from ..tracking import signals_held
 from ._jobs import make_jobs
 from ._space import SearchSpace, override, parse, written_override
@@ -598,6 +598,8 @@ class Sweep:
         from hydra.core.utils import JobStatus
 
         value = ret._return_value
+        if isinstance(value, StorageError):  # the store, not the trial: stop, the next run recovers it
+            raise value
         if study._storage.get_trial(trial._trial_id).state.is_finished():
             log.warning("trial %d was failed and re-queued by another worker (stale heartbeat) "
                         "before it finished; its result is dropped", trial.number)

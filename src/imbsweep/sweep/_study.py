@@ -13,6 +13,7 @@ import optuna
 
 from ..errors import ConfigError
 
+log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc", "nsgaii", "grid")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "wilcoxon")
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
@@ -45,21 +46,21 @@ def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | Non
 
 
 def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | None) -> Any:
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileOpenLock
 
     if not url or str(url).endswith(JOURNAL_SUFFIXES):
         path = Path(url) if url else local_storage_path(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+            return JournalStorage(_journal_backend()(str(path), lock_obj=JournalFileOpenLock(str(path))))
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)),
-                                  heartbeat_interval=heartbeat_interval or None)
+                return _retrying_rdb()(str(url), engine_kwargs=_engine_kwargs(str(url)),
+                                       heartbeat_interval=heartbeat_interval or None)
         except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
             # workers starting together on a fresh database race to create Optuna's schema;
             # the loser sees "already exists" and finds the schema there on the next try
@@ -71,6 +72,150 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
             raise ConfigError("hydra.sweeper.storage", redact(str(url)),
                               f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
     raise AssertionError("unreachable")
+
+
+def _journal_backend() -> type:
+    """Optuna's journal file backend that never appends to a torn record.
+
+    A record cut short (a full disk, a process killed inside its write) is skipped by
+    Optuna's reader as long as it is the last line; the next append used to land on the
+    fragment and make a line that no reader could parse again, so every later read of the
+    file failed for every study in it. Here each append, under the journal's lock, first
+    moves a partial last line aside into ``<journal>.torn-<time>`` (with a warning naming
+    both files), and a write that fails (no space left) is cut back to the last whole record
+    and reported as one line naming the file. A line that does not parse in the middle of
+    the file is reported with its path and line number."""
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+
+    from ..errors import StorageError
+
+    class SafeJournalFileBackend(JournalFileBackend):
+        def read_logs(self, log_number_from: int) -> Any:
+            try:
+                yield from super().read_logs(log_number_from)
+            except ValueError as exc:  # json.JSONDecodeError too
+                good = max(self._log_number_offset)
+                raise StorageError(
+                    f"the Optuna journal {self._file_path} is damaged at line {good + 1} ({exc}); its first {good} "
+                    f"records are intact: `head -n {good} {self._file_path} > fixed.log`, then point "
+                    "hydra.sweeper.storage at fixed.log") from None
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            import contextlib
+            import json
+            import os
+
+            with get_lock_file(self._lock):
+                self._cut_torn_tail()
+                size = os.path.getsize(self._file_path)
+                text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+                try:
+                    with open(self._file_path, "ab") as f:
+                        f.write(text.encode("utf-8"))
+                        f.flush()
+                        os.fsync(f.fileno())
+                except OSError as exc:
+                    with contextlib.suppress(OSError):  # (if not, the next append moves it aside)
+                        os.truncate(self._file_path, size)  # no half record left behind
+                    raise StorageError(f"cannot write the Optuna journal {self._file_path}: {exc.strerror or exc}; "
+                                       "what it holds is intact: make room, then run the same command "
+                                       "to resume") from None
+
+        def _cut_torn_tail(self) -> None:
+            import os
+            import time
+
+            size = os.path.getsize(self._file_path)
+            if not size:
+                return
+            with open(self._file_path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+                start = size
+                while start > 0:  # back to the last whole record
+                    step = min(start, 1 << 16)
+                    f.seek(start - step)
+                    chunk = f.read(step)
+                    cut = chunk.rfind(b"\n")
+                    if cut >= 0:
+                        start = start - step + cut + 1
+                        break
+                    start -= step
+                f.seek(start)
+                fragment = f.read()
+            side = f"{self._file_path}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            with open(side, "ab") as out:
+                out.write(fragment)
+            os.truncate(self._file_path, start)
+            log.warning("the Optuna journal %s ended in a torn record (%d bytes, from a full disk or a process "
+                        "killed while writing); it is kept in %s and cut from the journal, which holds every "
+                        "whole record", self._file_path, len(fragment), side)
+
+    return SafeJournalFileBackend
+
+
+#: RDBStorage's calls that read or write the database (what a dropped connection can cut)
+_RDB_CALLS = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+              "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+              "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies",
+              "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
+              "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+              "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
+              "record_heartbeat", "_get_stale_trial_ids")
+RDB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts: a restart of the database is survived
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a lost or refused database connection."""
+    from sqlalchemy import exc as sa_exc
+
+    while exc is not None:
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or \
+                (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
+
+
+def _retrying_rdb() -> type:
+    """Optuna's RDBStorage whose calls survive a database that goes away for a few seconds
+    (a restart, a failover): a call cut by a lost connection is retried on a fresh one, up
+    to :data:`RDB_RETRY_DELAYS`, each retry logged; a lasting outage is one line naming the
+    storage, its password hidden. (Optuna reports a lost connection as "invalid data in the
+    commit".) Each call is its own transaction, rolled back when it failed."""
+    from optuna.storages import RDBStorage
+
+    from .._config import redact
+    from ..errors import StorageError
+
+    def retrying(name: str) -> Any:
+        method = getattr(RDBStorage, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            for attempt, delay in enumerate((*RDB_RETRY_DELAYS, None)):
+                try:
+                    return method(self, *args, **kwargs)
+                except Exception as exc:
+                    if not _disconnected(exc):
+                        raise
+                    cause = str(exc.__cause__ or exc).strip().splitlines()[0] if str(exc.__cause__ or exc).strip() \
+                        else type(exc).__name__
+                    if delay is None:
+                        raise StorageError(f"the Optuna storage {redact(self.url)} is unreachable ({cause}); "
+                                           "what it holds is kept: run the same command to resume once it "
+                                           "is back") from None
+                    log.warning("Optuna storage %s: connection lost in %s (%s); retry %d of %d in %.1f s",
+                                redact(self.url), name, cause, attempt + 1, len(RDB_RETRY_DELAYS), delay)
+                    time.sleep(delay)
+            raise AssertionError("unreachable")
+
+        call.__name__ = name
+        call.__doc__ = method.__doc__
+        return call
+
+    return type("RetryingRDBStorage", (RDBStorage,), {name: retrying(name) for name in _RDB_CALLS})
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,20 +162,46 @@ def budget_lock(storage: Any, study_name: str, journal_path: Path | None) -> Ite
     if dialect in ("postgresql", "mysql", "mariadb"):
         from sqlalchemy import text
 
+        from ._study import RDB_RETRY_DELAYS, _disconnected
+
         assert engine is not None
-        with engine.connect() as conn:
-            if dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            else:
-                conn.execute(text("SELECT GET_LOCK(:k, 600)"), {"k": f"imbsweep:{study_name}"})
+        lock = ("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", {"k": key}) if \
+            dialect == "postgresql" else ("SELECT GET_LOCK(:k, 600)", "SELECT RELEASE_LOCK(:k)",
+                                          {"k": f"imbsweep:{study_name}"})
+        for delay in (*RDB_RETRY_DELAYS, None):  # a database restart is waited for, as in the storage
+            conn = None
             try:
-                yield
-            finally:
-                if dialect == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                else:
-                    conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"imbsweep:{study_name}"})
+                conn = engine.connect()
+                conn.execute(text(lock[0]), lock[2])
+                break
+            except Exception as exc:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                if not _disconnected(exc):
+                    raise
+                if delay is None:
+                    from .._config import redact
+                    from ..errors import StorageError
+
+                    raise StorageError(f"the Optuna storage {redact(str(engine.url))} is unreachable "
+                                       f"({str(exc).splitlines()[0]}); run the same command to resume once it "
+                                       "is back") from None
+                log.warning("budget lock: connection lost (%s); retry in %.1f s", str(exc).splitlines()[0], delay)
+                time.sleep(delay)
+        assert conn is not None
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(text(lock[1]), lock[2])
                 conn.commit()
+            except Exception as exc:
+                if not _disconnected(exc):
+                    raise
+                # the session is gone, and the database released its lock with it
+            finally:
+                conn.close()
         return
     log.warning("no lock for this storage: concurrent workers may overshoot n_trials")
     yield
