@@ -295,7 +295,7 @@ class ResNet(Classifier):
 
             tv = import_torchvision().models.resnet18(weights=None, num_classes=n_classes)
             tv.conv1 = nn.Conv2d(shape[0], 64, 3, 1, 1, bias=False)
-            tv.maxpool = nn.Identity()  # type: ignore[assignment]
+            tv.maxpool = nn.Identity()
             if weights is not None and not _own_keys(_read_weights(weights)):
                 _load_matching(tv, _read_weights(weights), weights)
                 weights = None
