@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install imbsweep with its dev tools
 
-# the demo tournament: 6 of tricks.yaml's 8 trained arms, 8 trials each (Hyperband within each arm),
-# 20 epochs, and the post-hoc arm on CE's models
-DEMO_ARMS := ~hydra.sweeper.arms.focal ~hydra.sweeper.arms.class_balanced
+# the demo tournament: 6 of tricks.yaml's 13 trained arms, 8 trials each (Hyperband within each arm),
+# 20 epochs, and the post-hoc logit-adjustment arm on CE's models
+DEMO_ARMS := ~hydra.sweeper.arms.focal ~hydra.sweeper.arms.class_balanced ~hydra.sweeper.arms.ce_maxnorm \
+	~hydra.sweeper.arms.ce_crt ~hydra.sweeper.arms.ce_lws ~hydra.sweeper.arms.ce_mixup \
+	~hydra.sweeper.arms.ce_remix ~hydra.sweeper.posthoc_arms.ce_taunorm
 
 demo: $(STAMP) ## a fair tournament on MNIST-1D-LT (6 arms incl. tuned CE x 8 trials, 2 workers), then paired re-runs on 3 seeds and the comparison
 	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.trials_per_arm=8 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The science check through the product path: the tricks tournament (sweeps/tricks.yaml: 8 trained arms x
+# The science check through the product path: the tricks tournament (sweeps/tricks.yaml: 13 trained arms x
 # 30 trials, MNIST-1D-LT ratio 100, cnn1d, 40 epochs, Hyperband within each arm, 2 workers), then
 # each arm's best on the same 5 seeds and the paired comparison. Times each step.
 #   bash bench/tournament.sh [WORKDIR] [extra sweep overrides...]

@@ -13,7 +13,8 @@ from imbsweep.training import fit, prepare
 from imbsweep.trick import trick_label
 
 GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
-          for g in ("data", "model", "loss", "resampling", "optimizer", "scheduler", "trainer", "tracking")}
+          for g in ("data", "model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer",
+                    "tracking")}
 
 
 def test_groups_have_the_documented_options() -> None:
@@ -23,11 +24,13 @@ def test_groups_have_the_documented_options() -> None:
     assert GROUPS["scheduler"] == ["constant", "cosine", "step"]
     assert GROUPS["loss"] == ["balanced_softmax", "ce", "class_balanced", "focal", "ldam", "logit_adjusted"]
     assert GROUPS["resampling"] == ["class_balanced", "none", "progressive", "sqrt"]
+    assert GROUPS["augment"] == ["mixup", "none", "remix"]
+    assert GROUPS["stage2"] == ["crt", "lws", "none"]
 
 
 @pytest.mark.parametrize(("group", "option"), [
     (g, o) for g, opts in GROUPS.items() for o in opts
-    if g in ("model", "loss", "resampling", "optimizer", "scheduler", "trainer", "tracking")])
+    if g in ("model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer", "tracking")])
 def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: str) -> None:  # type: ignore[no-untyped-def]
     overrides = [f"{group}={option}", "data=digits_lt", "trainer.epochs=1"]
     if group != "model":

@@ -430,6 +430,9 @@ def test_resnet32_has_the_papers_size_and_loads_local_weights(tmp_path: Path,
         ResNet(192, 3, (3, 8, 8), weights="nope.pt")
     with pytest.raises(ConfigError, match=r"model.depth=30: must be 6n \+ 2"):
         ResNet(192, 3, (3, 8, 8), depth=30)
+    capped = ResNet(192, 3, (3, 8, 8), depth=8, width=4, max_norm=0.1)  # weight balancing works on it too
+    capped.apply_max_norm()
+    assert float(capped.head.weight.detach().norm(dim=1).max()) <= 0.1 + 1e-6
 
 
 def test_amp_is_off_on_the_cpu_and_checked() -> None:

@@ -38,8 +38,7 @@ class TauNorm:
 
     τ = 0 is ``head(features)`` in the batches the plain prediction uses, so exactly its
     logits. For a linear head ``W f`` is computed once: ``(W / n^τ) f + b = (W f) / n^τ + b``
-    with ``n`` the row norms, so another τ costs a column scaling, not a matrix product
-    (a scan of 9 τ on MNIST-1D's 7000 validation and test examples: see docs/benchmarks.md).
+    with ``n`` the row norms, so another τ costs a column scaling, not a matrix product.
     Other heads (LWS's scales, a normalised classifier) are called with their weights
     replaced.
 

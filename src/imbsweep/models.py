@@ -259,13 +259,16 @@ class ResNet(Classifier):
             saved from this model); layers whose shapes differ (the classifier for another class
             count, an ImageNet stem) keep their initialisation, with a warning naming them.
             Nothing is downloaded.
+        max_norm: MaxNorm radius of each class's classifier weights; None: unconstrained.
     """
 
     accepts: ClassVar[tuple[str, ...] | None] = ("image",)
 
     def __init__(self, in_features: int, n_classes: int, input_shape: Sequence[int] | None = None,
-                 arch: str = "resnet32", depth: int = 32, width: int = 16, weights: str | None = None) -> None:
+                 arch: str = "resnet32", depth: int = 32, width: int = 16, weights: str | None = None,
+                 max_norm: float | None = None) -> None:
         super().__init__()
+        self.max_norm = check_max_norm(max_norm)
         if arch not in RESNET_ARCHS:
             raise ConfigError("model.arch", arch, f"must be one of {', '.join(RESNET_ARCHS)}")
         if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
@@ -295,7 +298,7 @@ class ResNet(Classifier):
 
             tv = import_torchvision().models.resnet18(weights=None, num_classes=n_classes)
             tv.conv1 = nn.Conv2d(shape[0], 64, 3, 1, 1, bias=False)
-            tv.maxpool = nn.Identity()  # type: ignore[assignment]
+            tv.maxpool = nn.Identity()
             if weights is not None and not _own_keys(_read_weights(weights)):
                 _load_matching(tv, _read_weights(weights), weights)
                 weights = None

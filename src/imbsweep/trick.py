@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 #: short column names of searched keys (other keys: their last segment)
-SHORT_KEYS = {"optimizer.lr": "lr", "trainer.batch_size": "batch", "loss.label_smoothing": "smoothing"}
+SHORT_KEYS = {"optimizer.lr": "lr", "trainer.batch_size": "batch", "loss.label_smoothing": "smoothing",
+              "stage2.lr": "stage2_lr", "stage2.epochs": "stage2_epochs"}
 
 
 def short_key(key: str, extra: dict[str, str] | None = None) -> str:
