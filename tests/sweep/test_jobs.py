@@ -31,6 +31,8 @@ JOBS = [  # group options (cached bases), values, a dict added, a cached base me
     ["resampling=sqrt", "model=logreg", "optimizer.lr=0.05", CONTEXT],
     ["loss=focal", "model=logreg", "loss.gamma=1.0", CONTEXT],
     ["~loss.class_weights", CONTEXT],
+    ["loss=focal", "stage2=crt", "stage2.lr=0.01", CONTEXT],  # the tournament's other groups
+    ["augment=mixup", "augment.alpha=0.5", "resampling=sqrt", CONTEXT],
 ]
 
 
@@ -102,7 +104,8 @@ def test_every_job_is_the_job_hydras_launcher_runs(hydra_launcher: Fixture) -> N
     # together from those (and matched Hydra's own composition above)
     assert cached.composed == [("sweep=smoke",), ("sweep=smoke", "loss=focal"), ("sweep=smoke", "resampling=sqrt"),
                                ("sweep=smoke", "model=logreg"), ("sweep=smoke", "loss=ldam"),
-                               ("sweep=smoke", "optimizer=sgd")]
+                               ("sweep=smoke", "optimizer=sgd"), ("sweep=smoke", "stage2=crt"),
+                               ("sweep=smoke", "augment=mixup")]
     assert ("sweep=smoke", "loss=ldam", "resampling=sqrt", "optimizer=sgd") in cached._bases
     # the sweeper's own Hydra config is back after each job
     assert OmegaConf.select(HydraConfig.get(), "runtime.output_dir") == \
