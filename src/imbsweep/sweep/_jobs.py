@@ -1,16 +1,19 @@
 """Launching a sweep's jobs: Hydra's own launcher, or the same work from a cached base.
 
 Hydra's ``BasicLauncher`` composes every job from scratch (the defaults tree, every group
-file read and merged: ~130 ms a trial on 2 cores) and its ``run_job`` copies the whole config
-four times and writes three YAML files with a pure-Python dumper (~60 ms more). For a
-small model that is more than its training. :class:`CachedJobs` does what the two do, in
+file read and merged: ~100-130 ms a trial on this project's 2 cores) and its ``run_job``
+copies the whole config four times and writes three YAML files with a pure-Python dumper
+(~50 ms more). For a small model that is more than its training. :class:`CachedJobs` does what the two do, in
 this process, for Hydra's basic launcher without callbacks:
 
 - the config of a job is composed by Hydra once per set of *group* overrides (``loss=focal``:
-  they pick files) and *hydra* overrides, then copied, and the job's value overrides
-  (``optimizer.lr=0.003``, ``+imbsweep_trial={…}``) are applied to the copy by Hydra's own
-  code, in their order, after the struct flag is set: what Hydra's ``load_configuration`` does
-  with them; ``hydra.overrides.task``, ``hydra.job.override_dirname``, ``id``, ``num`` and
+  they pick files) and *hydra* overrides; a combination of plain group files (a tournament's
+  ``loss=ce resampling=sqrt``) is put together from the bases of each option alone (see
+  :meth:`CachedJobs._base`). Each job takes a copy of its base (the large hydra node is
+  moved, not copied, and given back after the job), and its value overrides
+  (``optimizer.lr=0.003``, ``+imbsweep_trial={…}``) are applied by Hydra's own code, in their
+  order, after the struct flag is set: what Hydra's ``load_configuration`` does with them;
+  ``hydra.overrides.task``, ``hydra.job.override_dirname``, ``id``, ``num`` and
   ``runtime.output_dir`` are set as Hydra sets them;
 - the job then runs as in Hydra's ``run_job``: its output folder, ``.hydra/config.yaml``,
   ``hydra.yaml`` and ``overrides.yaml`` (the same text, dumped by libyaml with OmegaConf's
