@@ -40,3 +40,10 @@ def loop_seconds(s: optuna.Study) -> float:
     start = min(t.datetime_start for t in trials)  # type: ignore[type-var]
     end = max(t.datetime_complete for t in trials)  # type: ignore[type-var]
     return (end - start).total_seconds()
+
+
+def trial_periods(s: optuna.Study) -> list[float]:
+    """Seconds from each trial's start to the next one's: with one worker, the whole cost of a
+    trial in the sweep loop (its job, its records, the next ask)."""
+    starts = sorted(t.datetime_start for t in s.trials if t.datetime_start)
+    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]

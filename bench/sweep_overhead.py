@@ -5,8 +5,10 @@ MNIST-1D-LT, 20 trials of ``tricks_joint`` with the random sampler, no pruning, 
 trial, one worker. Each of ``--repeats`` paired repetitions runs, on the same configurations
 (the platform's study picks them; the others replay its parameters):
 
-A. ``imbsweep sweep …`` (the real CLI, a fresh study): the sweep loop, from the first
-   trial's start to the last one's end (Optuna's timestamps), per trial;
+A. ``imbsweep sweep …`` (the real CLI, a fresh study): the sweep loop, each trial's start to
+   the next one's (Optuna's timestamps): the median of these periods, and their mean (which
+   also carries the one-time costs of the process's first trial, such as torch's optimizer
+   importing ``torch._dynamo``, ~1 s);
 B. ``fit(cfg, Reporter())`` called directly, the config composed beforehand (outside the
    timer): training, validation, test evaluation and the post-hoc scan, nothing recorded;
 B+. the same with composing the config (Hydra's compose API) inside the timer;
@@ -17,7 +19,8 @@ C. what a user writes by hand: ``study.optimize`` whose objective composes the c
 B, B+ and C are interleaved configuration by configuration; A runs before them in even
 repetitions and after them in odd ones, so that a slow spell of this shared machine does not
 land on one variant. Reported: per repetition the mean per trial of each variant, then the
-median over repetitions of A − B, A − B+ and A − C.
+median over repetitions of A − B, A − B+ and A − C, where each variant is the median over its
+trials (the issue's measure), and A's mean beside it.
 
     .venv/bin/python bench/sweep_overhead.py [--trials 20] [--repeats 4] [--before SRC] [hydra overrides...]
 """
@@ -34,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
 from _common import config, machine  # noqa: E402
-from _sweeps import loop_seconds, study, sweep  # noqa: E402
+from _sweeps import loop_seconds, study, sweep, trial_periods  # noqa: E402
 
 SWEEP = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
          "hydra.sweeper.baseline=null"]
@@ -78,10 +81,11 @@ def main() -> None:
             t_bc: list[float] = []
             t_c: list[float] = []
 
-            def run_a(name: str = name, src: str | None = None) -> float:
+            def run_a(name: str = name, src: str | None = None) -> tuple[float, float]:
                 sweep(work, *SWEEP, f"hydra.sweeper.study_name={name}", f"hydra.sweeper.n_trials={args.trials}",
                       *extra, src=src)
-                return loop_seconds(study(work, name)) / args.trials
+                s = study(work, name)
+                return statistics.median(trial_periods(s)), loop_seconds(s) / args.trials
 
             def run_bc(params_list: list[dict[str, Any]], times: tuple[list[float], ...] = (t_b, t_bc, t_c)) -> None:
                 for i, params in enumerate(params_list):
@@ -112,9 +116,10 @@ def main() -> None:
                 if args.before:
                     a0 = run_a(f"{name}before", args.before)
                 a = run_a()
-            row = {"A": a, "B": statistics.mean(t_b), "B+": statistics.mean(t_bc), "C": statistics.mean(t_c)}
+            row = {"A": a[0], "A mean": a[1], "B": statistics.median(t_b), "B+": statistics.median(t_bc),
+                   "C": statistics.median(t_c)}
             if a0 is not None:
-                row["A before"] = a0
+                row["A before"], row["A before mean"] = a0
             rows.append(row)
             shown = "  ".join(f"{k} {1000 * v:.0f} ms" for k, v in row.items())
             print(f"repetition {rep + 1}/{args.repeats}: {shown}", file=sys.stderr, flush=True)
@@ -125,12 +130,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{args.repeats} paired repetitions of {args.trials} trials: `imbsweep sweep {' '.join(SWEEP)} "
           f"{' '.join(extra)}`")
-    print("| variant | ms per trial, per repetition | median |")
+    print("| variant | ms per trial (median over trials; A mean: mean), per repetition | median of repetitions |")
     print("| --- | --- | --- |")
-    labels = {"A": "A `imbsweep sweep` loop", "B": "B `fit` (config composed before)",
-              "B+": "B+ compose + `fit`", "C": "C `study.optimize` + `fit` + `MLflowCallback`"}
+    labels = {"A": "A `imbsweep sweep` loop (median period)", "A mean": "A, mean period",
+              "B": "B `fit` (config composed before)", "B+": "B+ compose + `fit`",
+              "C": "C `study.optimize` + `fit` + `MLflowCallback`"}
     if args.before:
-        labels["A before"] = f"A with {args.before}"
+        labels["A before"] = f"A with {args.before} (median period)"
+        labels["A before mean"] = f"A with {args.before}, mean period"
     for k, label in labels.items():
         print(f"| {label} | {', '.join(f'{1000 * r[k]:.0f}' for r in rows)} | {med(lambda r, k=k: r[k]):.0f} |")
     print(f"median of paired differences: A - B {med(lambda r: r['A'] - r['B']):+.0f} ms, "

@@ -231,8 +231,10 @@ class CachedJobs:
         if not self._started:  # what the basic launcher does before its jobs
             setup_globals()
             Path(str(self.master.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            # (the launcher configures Hydra's logging before each launch; after the first job
+            # it is already so, restored at the end of the previous one)
+            configure_log(self.master.hydra.hydra_logging, self.master.hydra.verbose)
             self._started = True
-        configure_log(self.master.hydra.hydra_logging, self.master.hydra.verbose)
         log.info("Launching 1 jobs locally")
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         config = self.compose(overrides, idx)
