@@ -32,6 +32,8 @@ def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | Non
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+    from .._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 here
+
     if not url or str(url).endswith(JOURNAL_SUFFIXES):
         path = Path(url) if url else local_storage_path(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | Non
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(str(url), engine_kwargs=_engine_kwargs(str(url)),
+                return RDBStorage(sqlalchemy_url(str(url)), engine_kwargs=_engine_kwargs(str(url)),
                                   heartbeat_interval=heartbeat_interval or None)
         except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
             # workers starting together on a fresh database race to create Optuna's schema;
