@@ -90,7 +90,7 @@ def test_a_reporter_can_stop_training(make_cfg) -> None:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("optimizer.lr=0", r"optimizer.lr=0: must be a number > 0"),
+    ("optimizer.lr=0", r"optimizer.lr=0: must be a finite number > 0"),
     ("trainer.batch_size=0", r"trainer.batch_size=0: must be an integer >= 1"),
     ("objective.metric=test/acc", r"objective.metric='test/acc': must be a validation metric"),
     ("objective.metric=val/nope", r"objective.metric='val/nope': is not a metric this run logs"),

@@ -4,6 +4,7 @@ that flatten and redact a resolved config for MLflow."""
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -12,6 +13,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, ImbsweepError
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 DIRECTIONS = ("maximize", "minimize")
@@ -69,10 +72,13 @@ def check_choice(key: str, value: Any, options: tuple[str, ...]) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check the keys that no constructor owns (trainer, objective, optimizer ranges).
+    """Check the keys that no constructor owns (state folder, tracking, trainer, objective,
+    optimizer ranges).
 
     Group constructors check their own arguments when they are built.
     """
+    validate_state_dir(cfg)
+    validate_tracking(cfg)
     t = cfg.trainer
     for k in t:
         if k not in TRAINER_KEYS:
@@ -112,14 +118,43 @@ def validate(cfg: DictConfig) -> None:
 
     opt = cfg.optimizer
     lr = opt.get("lr")
-    if not (_is_num(lr) and lr > 0):
-        raise ConfigError("optimizer.lr", lr, "must be a number > 0")
+    if not (_is_num(lr) and 0 < lr < float("inf")):
+        raise ConfigError("optimizer.lr", lr, "must be a finite number > 0")
     wd = opt.get("weight_decay", 0.0)
-    if not (_is_num(wd) and wd >= 0):
-        raise ConfigError("optimizer.weight_decay", wd, "must be a number >= 0")
+    if not _finite_nonneg(wd):
+        raise ConfigError("optimizer.weight_decay", wd, "must be a finite number >= 0")
     mom = opt.get("momentum", 0.0)
     if not (_is_num(mom) and 0 <= mom < 1):
         raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
+
+
+def validate_state_dir(cfg: DictConfig) -> None:
+    """``state_dir``: a folder this process can write (created if missing), not a file."""
+    from pathlib import Path
+
+    from ._stores import check_folder
+
+    value = cfg.get("state_dir") or "mlruns"
+    if not isinstance(value, str):
+        raise ConfigError("state_dir", value, "must be a folder's path")
+    check_folder("state_dir", Path(value).expanduser().resolve(), shown=value)
+
+
+def validate_tracking(cfg: DictConfig) -> None:
+    """``tracking.experiment`` (a name), ``tracking.connect_timeout_s`` and ``tracking.uri``:
+    a URI MLflow can use and, for a server, one that answers within the timeout."""
+    from ._stores import CONNECT_TIMEOUT_S, check_timeout, check_tracking_uri
+
+    tr = cfg.get("tracking") or {}
+    experiment = tr.get("experiment")  # (Hydra reads tracking.experiment=nan as a float: its name is "nan")
+    if experiment is None or isinstance(experiment, bool) or not str(experiment).strip():
+        raise ConfigError("tracking.experiment", experiment, "must be a non-empty name (the MLflow experiment)")
+    timeout = check_timeout("tracking.connect_timeout_s", tr.get("connect_timeout_s", CONNECT_TIMEOUT_S))
+    uri = tr.get("uri")
+    if uri not in (None, ""):  # unset (or MLFLOW_TRACKING_URI empty): the local store
+        if not isinstance(uri, str) or not uri.strip():
+            raise ConfigError("tracking.uri", uri, "must be null (the local store) or an MLflow tracking URI")
+        check_tracking_uri(uri, "tracking.uri", timeout)
 
 
 EVAL_KEYS = ("posthoc_tau", "posthoc_grid", "taunorm_tau", "taunorm_grid")
@@ -164,6 +199,78 @@ def validate_objective(cfg: DictConfig) -> None:
                 raise ConfigError(f"objective.metrics[{i}].metric", item["metric"],
                                   "must be a validation metric (val/...)")
             check_choice(f"objective.metrics[{i}].direction", item["direction"], DIRECTIONS)
+
+
+def val_metric_names(cfg: DictConfig, dataset: Any) -> list[str]:
+    """The ``val/…`` metrics a run of ``cfg`` on ``dataset`` logs every epoch, known before
+    training: :func:`metrics.evaluate` names them from the split's labels, the class names
+    and the shot groups, whatever the predictions."""
+    import numpy as np
+
+    from .metrics import ShotGroups, evaluate
+
+    metrics = cfg.get("metrics") or {}
+    n = len(dataset.class_names)
+    uniform = np.full((len(dataset.y_val), n), 1.0 / n)
+    ev = evaluate(uniform, np.asarray(dataset.y_val), dataset.train_class_counts, dataset.class_names, "val",
+                  ShotGroups(**(metrics.get("shots") or {})), int(metrics.get("ece_bins", 15)))
+    return list(ev.metrics)
+
+
+def _shown_metrics(names: list[str]) -> str:
+    """Metric names for a message: the per-class ones folded into ``val/recall/<class>``."""
+    per_class = [m for m in names if m.count("/") > 1]
+    plain = [m for m in names if m.count("/") <= 1]
+    if per_class:
+        plain.append("val/recall/<class>, val/precision/<class> (classes: "
+                     + ", ".join(dict.fromkeys(m.rsplit("/", 1)[1] for m in per_class)) + ")")
+    return ", ".join(plain)
+
+
+def validate_objective_logged(cfg: DictConfig, dataset: Any) -> None:
+    """``objective.metric`` (and each of ``objective.metrics``) is a metric a run on
+    ``dataset`` logs: found before any training, not after the first epoch."""
+    from .metrics import HEADLINE
+
+    logged = val_metric_names(cfg, dataset)
+    o = cfg.objective
+    if o.get("metric") not in logged:
+        raise ConfigError("objective.metric", o.get("metric"),
+                          f"is not a metric this run logs; it logs: {_shown_metrics(logged)}")
+    # after training, each run also logs the headline metrics after its post-hoc scans
+    twins = [f"val/{h}_{kind}" for kind in ("posthoc", "taunorm") for h in HEADLINE]
+    for i, item in enumerate(o.get("metrics") or []):
+        if item["metric"] not in logged and item["metric"] not in twins:
+            raise ConfigError(f"objective.metrics[{i}].metric", item["metric"],
+                              f"is not a metric this run logs; it logs: {_shown_metrics(logged)}, "
+                              "and val/<headline>_posthoc, val/<headline>_taunorm")
+
+
+def validate_batch_size(batch_size: Any, dataset: Any, key: str = "trainer.batch_size",
+                        explicit: bool = True) -> None:
+    """A batch no larger than the training split: one that is larger would silently be the
+    whole split, so a value the user gave is an error; the config's default (128 on a
+    table of 100 rows) is a warning."""
+    n = len(dataset.y_train)
+    if not (_is_int(batch_size) and batch_size > n):
+        return
+    name = getattr(dataset, "name", "this data")
+    if explicit:
+        raise ConfigError(key, batch_size, f"must be <= {n}, the size of the training split of {name} "
+                          "(one batch would be the whole split)")
+    log.warning("%s=%s (the default) is more than the %d examples of the training split of %s: each epoch is "
+                "one batch of all of them; set %s lower for smaller steps", key, batch_size, n, name, key)
+
+
+def overridden(key: str) -> bool:
+    """Whether the command line of this Hydra job sets ``key`` (``key=``, ``+key=``, ``++key=``);
+    False outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    task = HydraConfig.get().overrides.task or []
+    return any(str(o).lstrip("+").partition("=")[0] == key for o in task)
 
 
 def resolve_device(requested: str) -> str:
@@ -238,5 +345,6 @@ def to_yaml(container: Mapping[str, Any]) -> str:
     return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
-__all__ = ["check_choice", "flatten", "instantiate_checked", "redact",
-           "redacted_container", "resolve_device", "to_yaml", "validate"]
+__all__ = ["check_choice", "flatten", "instantiate_checked", "redact", "redacted_container", "resolve_device",
+           "overridden", "to_yaml", "val_metric_names", "validate", "validate_batch_size", "validate_objective_logged",
+           "validate_state_dir", "validate_tracking"]

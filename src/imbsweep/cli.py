@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import os
 import shutil
@@ -78,9 +79,10 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
 
     from .errors import ImbsweepError
 
-    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    full = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
-    sys.argv = [prog, *argv]
+    argv_before, sys.argv = sys.argv, [prog, *argv]
     previous = signal.signal(signal.SIGTERM, _terminate)
     stderr = sys.stderr
     if not {"-m", "--multirun"} & set(argv):
@@ -112,6 +114,11 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     finally:
         sys.stderr = stderr
         signal.signal(signal.SIGTERM, previous)
+        sys.argv = argv_before  # called in-process (tests, a notebook), the caller's state is kept
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
     return 0
 
 
@@ -120,19 +127,53 @@ def _port_error(args: argparse.Namespace) -> str | None:
     can). Checked before the server starts: ``mlflow ui`` logs a bind error and exits 0."""
     import socket
 
+    if not 1 <= args.port <= 65535:
+        return f"error: --port={args.port}: must be a TCP port, 1..65535"
+    try:
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:  # the name does not resolve: --host is wrong, not the port
+        return (f"error: --host={args.host!r}: no such host here ({getattr(exc, 'strerror', None) or exc}); "
+                "pass another --host (127.0.0.1: this machine only)")
     try:
         with socket.create_server((args.host, args.port)):
             return None
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRNOTAVAIL:  # an address of another machine
+            return f"error: --host={args.host!r}: cannot listen there ({why}); pass an address of this machine"
         return f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({why}); pass another --port"
+
+
+def _ui_store_error(uri: str, key: str, timeout: float | None = None) -> str | None:
+    """Why ``mlflow ui`` could not serve the store ``uri`` (None: it can): it reads a database
+    (a tracking server serves its own UI), whose driver must be installed and whose server,
+    or folder, must be there."""
+    from urllib.parse import urlsplit
+
+    from ._stores import CONNECT_TIMEOUT_S, check_timeout, check_tracking_uri
+    from .errors import ConfigError
+
+    scheme = urlsplit(uri).scheme.lower().partition("+")[0]
+    if scheme in ("http", "https"):
+        return (f"error: {key}={redact(uri)!r}: a tracking server serves its own UI: open {redact(uri)} in a "
+                "browser (imbsweep ui serves a database: sqlite:///…, postgresql://…)")
+    try:
+        seconds = CONNECT_TIMEOUT_S if timeout is None else check_timeout("--connect-timeout", timeout)
+        check_tracking_uri(uri, key, seconds, "--connect-timeout")
+    except ConfigError as exc:
+        return f"error: {exc}"
+    if scheme not in ("sqlite", "postgresql", "mysql", "mssql"):
+        return f"error: {key}={redact(uri)!r}: imbsweep ui serves a database (sqlite:///…, postgresql://…)"
+    return None
 
 
 def ui(args: argparse.Namespace) -> int:
     """Replace this process with ``mlflow ui`` on the local store (or ``--backend-store-uri``)."""
     from ._paths import local_tracking_uri, state_dir
+    from ._stores import sqlalchemy_url
 
     state = state_dir(args.state_dir)
+    key = "--backend-store-uri" if args.backend_store_uri else "MLFLOW_TRACKING_URI"
     uri = args.backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(state)
     if args.workers < 1:
         _say(f"error: --workers={args.workers}: must be an integer >= 1")
@@ -141,6 +182,14 @@ def ui(args: argparse.Namespace) -> int:
     if port_error:
         _say(port_error)
         return 2
+    local = uri == local_tracking_uri(state)
+    if local and state.exists() and not state.is_dir():
+        _say(f"error: --state-dir={args.state_dir!r}: must be a folder, and it is a file")
+        return 2
+    store_error = None if local else _ui_store_error(uri, key, args.connect_timeout)
+    if store_error:
+        _say(store_error)
+        return 2
     from .tracking import ui_link
 
     base = f"http://{args.host}:{args.port}"
@@ -148,7 +197,7 @@ def ui(args: argparse.Namespace) -> int:
     if args.study:  # the link that opens the study's experiment on its runs
         from .results import known_studies, tracking_client
 
-        _, client = tracking_client(uri, state)
+        _, client = tracking_client(uri, state, args.connect_timeout)
         exp = client.get_experiment_by_name(args.study)
         if exp is None:
             _say(f"error: --study={args.study!r}: not in the MLflow store {redact(uri)}; known studies: "
@@ -156,7 +205,7 @@ def ui(args: argparse.Namespace) -> int:
             return 2
         link = ui_link(base, f"experiments/{exp.experiment_id}")
     # one server worker: a local UI for one person starts several times faster than with four
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", sqlalchemy_url(uri),
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     if uri.startswith("sqlite:///") and not args.backend_store_uri:
         state.mkdir(parents=True, exist_ok=True)
@@ -166,9 +215,52 @@ def ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
+    """Why optuna-dashboard could not open ``--storage`` (None: it can): a journal file that
+    exists, or a database URL whose driver is installed and whose database answers."""
+    from ._stores import driver_error, sqlalchemy_url
+    from .sweep._study import JOURNAL_SUFFIXES
+
+    shown = redact(storage)
+    if storage.endswith(JOURNAL_SUFFIXES) and "://" not in storage:
+        path = Path(storage)
+        if path.is_dir():
+            return f"error: --storage={storage!r}: is a folder; name the journal file in it (optuna/journal.log)"
+        if not path.exists():
+            return (f"error: --storage={storage!r}: no such journal file; run a sweep first "
+                    "(imbsweep sweep smoke) or pass an Optuna storage URL")
+        return None
+    if "://" not in storage:
+        return (f"error: --storage={shown!r}: neither an Optuna storage URL (postgresql://…, sqlite:///…) nor a "
+                f"journal file ({', '.join('…' + s for s in JOURNAL_SUFFIXES)})")
+    url = sqlalchemy_url(storage)
+    missing = driver_error(url)
+    if missing:
+        return f"error: --storage={shown!r}: {missing}"
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):]
+        return None if Path(db).is_file() else (f"error: --storage={shown!r}: no such database file {db}; run a "
+                                                "sweep on it first")
+    from sqlalchemy import create_engine, text
+
+    connect_args = {"connect_timeout": max(1, int(timeout_s))} if url.startswith("postgresql") else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot connect is the user's to fix
+        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"error: --storage={shown!r}: cannot connect ({why[0] if why else type(exc).__name__})"
+    return None
+
+
 def dashboard(args: argparse.Namespace) -> int:
     """Replace this process with ``optuna-dashboard`` on the sweeps' storage."""
     from ._paths import state_dir
+    from ._stores import sqlalchemy_url
 
     storage = args.storage or str(state_dir(args.state_dir) / "optuna" / "journal.log")
     exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which("optuna-dashboard")
@@ -179,12 +271,13 @@ def dashboard(args: argparse.Namespace) -> int:
     if port_error:
         _say(port_error)
         return 2
-    cmd = [exe, storage, "--host", args.host, "--port", str(args.port)]
-    if storage.endswith((".log", ".journal", ".jsonl")):
-        if not Path(storage).exists():
-            _say(f"error: --storage={storage!r}: no such journal file; run a sweep first "
-                 "(imbsweep sweep smoke) or pass an Optuna storage URL")
-            return 2
+    storage_error = _storage_error(storage)
+    if storage_error:
+        _say(storage_error)
+        return 2
+    journal = storage.endswith((".log", ".journal", ".jsonl")) and "://" not in storage
+    cmd = [exe, storage if journal else sqlalchemy_url(storage), "--host", args.host, "--port", str(args.port)]
+    if journal:
         cmd += ["--storage-class", "JournalFileStorage"]
     print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {redact(storage)}); Ctrl-C stops it",
           flush=True)
@@ -224,18 +317,20 @@ def compare(args: argparse.Namespace) -> int:
     from .export import safe_name
     from .results import load_study
 
-    record = load_study(args.study, args.tracking_uri, args.state_dir)
+    _check_metric(args.metric)
+    for option, value, what in (("--reseed", args.reseed, "seeds per arm"), ("--jobs", args.jobs, "worker processes"),
+                                ("--top", args.top, "arms to re-run")):
+        if value is not None and value < 1:
+            raise ImbsweepError(f"{option}={value}: must be an integer >= 1 ({what})")
+        if value is not None and option != "--reseed" and args.reseed is None:
+            raise ImbsweepError(f"{option}={value}: only with --reseed K (the {what} for its re-runs); without "
+                                "--reseed, compare re-runs nothing")
+    record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
     if args.reseed is not None:
-        if args.reseed < 1:
-            raise ImbsweepError(f"--reseed={args.reseed}: must be an integer >= 1 (seeds per arm)")
-        jobs = args.jobs or sweep_jobs(record)
-        if jobs < 1:
-            raise ImbsweepError(f"--jobs={jobs}: must be an integer >= 1")
-        if args.top is not None and args.top < 1:
-            raise ImbsweepError(f"--top={args.top}: must be an integer >= 1 (arms to re-run)")
+        jobs = args.jobs if args.jobs is not None else sweep_jobs(record)
         baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
         if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
-            record = load_study(args.study, args.tracking_uri, args.state_dir)
+            record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
     c = make(record, args.metric, args.baseline, args.test, args.vary_split)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []
@@ -268,13 +363,26 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_metric(metric: str | None) -> None:
+    """``--metric`` picks the best trials, so it is a validation metric, as ``objective.metric``
+    is: selecting on the test split would report a number it was chosen by."""
+    from .errors import ImbsweepError
+
+    if metric is not None and not metric.startswith("val/"):
+        raise ImbsweepError(f"--metric={metric!r}: must be a validation metric (val/...): the best trials are "
+                            "selected on it, and the test split is only reported, never selected on "
+                            "(compare reports test/<name> of the trials selected on val/<name>)")
+
+
 def export(args: argparse.Namespace) -> int:
     from ._paths import conf_dir
     from .export import export as write
     from .export import reproduce_command
     from .results import load_study
 
-    record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False)
+    _check_metric(args.metric)
+    record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False,
+                        connect_timeout=args.connect_timeout)
     out = Path(args.out) if args.out else conf_dir() / "best"
     done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick, args.arm)
     for e in done:
@@ -313,6 +421,8 @@ def _store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None,
                    help="the MLflow store (default: $MLFLOW_TRACKING_URI, else the local store)")
     p.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    p.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                   help="seconds to wait for a tracking server to answer (default 8)")
     return p
 
 
@@ -324,9 +434,16 @@ def _server(p: argparse.ArgumentParser, port: int) -> argparse.ArgumentParser:
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one line too (``imbsweep: error: …``), exit code 2."""
+
+    def error(self, message: str) -> Any:  # argparse's NoReturn
+        _say(f"error: {message} ({self.prog} --help lists the options)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imbsweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="imbsweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"imbsweep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="train once (Hydra overrides follow; -m for multirun)",
@@ -339,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
     u.add_argument("--study", default=None, help="print the link that opens this study's runs")
     u.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    u.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                   help="seconds to wait for the store's database server to answer (default 8)")
     d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
@@ -380,7 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_hydra(argv[1:])
     if argv[:1] == ["sweep"] and len(argv) > 1 and not argv[1].startswith("-"):
         return run_hydra(["-m", f"sweep={argv[1]}", *argv[2:]], prog=f"imbsweep sweep {argv[1]}")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, and usage errors (one line, code 2)
+        return exc.code if isinstance(exc.code, int) else 0
     if args.command in ("compare", "export"):
         from .results import gc_paused
 
@@ -391,7 +513,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _study_command(compare if args.command == "compare" else export, args)
     if args.command == "cache":
         return cache(args)
-    return dashboard(args) if args.command == "dashboard" else ui(args)
+    from .errors import ImbsweepError
+
+    try:
+        return dashboard(args) if args.command == "dashboard" else ui(args)
+    except ImbsweepError as exc:  # a store that cannot be read (ui --study): one line
+        _say(f"error: {exc}")
+        return exc.exit_code
 
 
 def entry() -> None:

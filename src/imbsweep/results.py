@@ -111,16 +111,25 @@ class StudyRecord:
         return metric, "minimize" if name.startswith(MINIMIZED) else "maximize"
 
 
-def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = "mlruns") -> tuple[str, Any]:
-    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store in ``state``."""
+def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = "mlruns",
+                    connect_timeout: float | None = None) -> tuple[str, Any]:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store in ``state``; a
+    URI MLflow cannot use, or a server that does not answer within ``connect_timeout`` seconds
+    (default 8), is a one-line error naming where the URI came from."""
     from ._paths import state_dir
+    from ._stores import CONNECT_TIMEOUT_S, check_timeout, check_tracking_uri
     from .tracking import make_client
     from .tracking import tracking_uri as configured
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or configured({}, state_dir(state))
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    local = configured({}, state_dir(state))
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local
+    timeout = CONNECT_TIMEOUT_S if connect_timeout is None else check_timeout("--connect-timeout", connect_timeout)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise StudyError(f"no MLflow store at {uri}; run a sweep first (imbsweep sweep smoke) "
                          "or pass --tracking-uri / --state-dir")
+    if uri != local:
+        check_tracking_uri(uri, "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI", timeout,
+                           "--connect-timeout")
     return uri, make_client(uri)
 
 
@@ -263,12 +272,13 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
 
 
 def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = "mlruns",
-               client: Any = None, read_runs: bool = True) -> StudyRecord:
+               client: Any = None, read_runs: bool = True, connect_timeout: float | None = None) -> StudyRecord:
     """The study ``name``'s runs (its experiment, named after it); unknown study and a study
     with no finished trial are errors that say what exists. ``read_runs=False`` reads only
-    the parent run and one complete trial (``export`` then asks for the best ones)."""
+    the parent run and one complete trial (``export`` then asks for the best ones);
+    ``connect_timeout``: see :func:`tracking_client`."""
     if client is None:
-        uri, client = tracking_client(tracking_uri, state)
+        uri, client = tracking_client(tracking_uri, state, connect_timeout)
     else:
         uri = str(tracking_uri)
     exp = client.get_experiment_by_name(name)

@@ -91,8 +91,11 @@ def make_client(uri: str) -> Any:
 
     quiet_mlflow_logs()
     if not uri.startswith("sqlite:///"):
+        from ._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy: use psycopg2
+
         # a server retries its own 5xx answers; what is left to retry here is an insert race
-        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=uri), attempts=4, locked=False))
+        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=sqlalchemy_url(uri)), attempts=4,
+                                                locked=False))
     import fcntl
 
     db = Path(uri[len("sqlite:///"):])
@@ -221,6 +224,12 @@ def ui_link(base: str, route: str) -> str:
     return f"{base}/#/{route}?workflowType=machine_learning"
 
 
+def deleted_experiment(exp: Any) -> str:
+    """What to do about a deleted MLflow experiment (its name is taken until it is purged)."""
+    return (f"is a deleted MLflow experiment (id {exp.experiment_id}), whose name stays taken: restore it "
+            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or use another name")
+
+
 def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
     """The experiment's id; created (with local artifacts under ``artifact_root``) if new,
     and tagged as model training (:data:`EXPERIMENT_KIND`; an older one gets the tag too)."""
@@ -229,6 +238,10 @@ def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None)
     key, kind = EXPERIMENT_KIND
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.lifecycle_stage == "deleted":  # MLflow would refuse the run with "must be active"
+            from .errors import ConfigError
+
+            raise ConfigError("tracking.experiment", name, deleted_experiment(exp))
         if key not in exp.tags:
             client.set_experiment_tag(exp.experiment_id, key, kind)
         return str(exp.experiment_id)

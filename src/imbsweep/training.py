@@ -105,6 +105,8 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     torch.set_deterministic_debug_mode("warn" if t.deterministic else "default")
     ds = dataset if dataset is not None else load_dataset(cfg.data, cache_dir(cfg),
                                                           cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
+    _config.validate_objective_logged(cfg, ds)  # known from the data: found before training, not after it
+    _config.validate_batch_size(t.batch_size, ds, explicit=_config.overridden("trainer.batch_size"))
     seed_everything(t.seed)  # after data: model init depends on the seed only
     model = build_model(cfg.model, ds).to(device)  # a model that cannot take this data is an error
     loss = build_loss(cfg.loss, ds.train_class_counts, int(t.epochs))

@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +128,9 @@ class ImageFolder:
             check(key, isinstance(v, int | float) and 0 < v < 1, "must be in (0, 1)")
         check("test_fraction", self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction must be < 1")
         r = self.imbalance_ratio
-        check("imbalance_ratio", r is None or (isinstance(r, int | float) and r >= 1),
-              "must be null (keep the folder's distribution) or a number >= 1")
+        check("imbalance_ratio", r is None or (isinstance(r, int | float) and not isinstance(r, bool)
+                                               and 1 <= r < math.inf),
+              "must be null (keep the folder's distribution) or a finite number >= 1")
         check("profile", self.profile in PROFILES, f"must be one of {', '.join(PROFILES)}")
         check("n_train_max", self.n_train_max is None or (is_int(self.n_train_max) and self.n_train_max >= 1),
               "must be null or an integer >= 1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,8 +67,8 @@ class LongTailSource:
 
     def __post_init__(self) -> None:
         r = self.imbalance_ratio
-        _check("imbalance_ratio", r, isinstance(r, int | float) and r >= 1,
-               "must be a number >= 1 (1 = balanced)")
+        _check("imbalance_ratio", r, isinstance(r, int | float) and not isinstance(r, bool) and 1 <= r < math.inf,
+               "must be a finite number >= 1 (1 = balanced)")
         _check("profile", self.profile, self.profile in PROFILES,
                f"must be one of {', '.join(PROFILES)}")
         for key in ("n_train_max", "n_val_per_class", "n_test_per_class"):

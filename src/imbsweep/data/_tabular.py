@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,8 +109,9 @@ class Tabular:
         _check("test_fraction", self.test_fraction, self.val_fraction + self.test_fraction < 1,
                "val_fraction + test_fraction must be < 1")
         r = self.imbalance_ratio
-        _check("imbalance_ratio", r, r is None or (isinstance(r, int | float) and r >= 1),
-               "must be null (keep the file's distribution) or a number >= 1")
+        _check("imbalance_ratio", r, r is None or (isinstance(r, int | float) and not isinstance(r, bool)
+                                                   and 1 <= r < math.inf),
+               "must be null (keep the file's distribution) or a finite number >= 1")
         _check("profile", self.profile, self.profile in PROFILES, f"must be one of {', '.join(PROFILES)}")
         _check("nan", self.nan, self.nan in NAN_POLICIES, f"must be one of {', '.join(NAN_POLICIES)}")
         m = self.max_categories
@@ -122,6 +124,9 @@ class Tabular:
         self.drop = column_list("data.drop", self.drop)
         self.categorical = column_list("data.categorical", self.categorical)
         self._file = Path(self.path).expanduser()
+        if self._file.is_dir():
+            raise DataError("data.path", self.path, "is a folder; name a .csv or .parquet file in it "
+                            "(a folder of images per class is data=image_folder)")
         if not self._file.is_file():
             raise DataError("data.path", self.path, f"no such file (looked in {Path.cwd()})")
         if self._file.suffix.lower() not in (".csv", ".parquet", ".pq"):

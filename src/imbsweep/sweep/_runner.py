@@ -34,6 +34,7 @@ from .._config import validate_objective
 from .._paths import state_dir
 from ..errors import ConfigError, ImbsweepError, StorageError
 from ..tracking import signals_held
+from ._checks import check_resume, check_settings, describe, drop_new_studies, preflight
 from ._jobs import make_jobs
 from ._space import SearchSpace, override, parse, written_override
 from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
@@ -128,9 +129,9 @@ def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: M
         if ok:
             out[key] = value
         else:
-            log.warning("hydra.sweeper: %s=%r (%s) is outside its search space %r; the sampler picks "
+            log.warning("hydra.sweeper: %s=%r (%s) is outside its search space %s; the sampler picks "
                         "it in the first trial", key, value, "the baseline's" if key in baseline
-                        else "the config's default", dist)
+                        else "the config's default", describe(dist))
         return ok
 
     for key, dist in space.params.items():
@@ -167,6 +168,7 @@ class Sweep:
         self.conf, self.config, self.launcher = conf, config, launcher
         self.config_loader = config_loader
         self.arguments = list(arguments)
+        check_settings(conf)
         self.max_failure_rate = float(conf.get("max_failure_rate", 0.5))
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError("hydra.sweeper.max_failure_rate", self.max_failure_rate, "must be in [0, 1]")
@@ -202,6 +204,7 @@ class Sweep:
         for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
             self._sampler(0, arm.space)
         self.state = state_dir(config.get("state_dir") or "mlruns")
+        preflight(self)  # the space against the config and the data, the stores: before any study is opened
         self.storage = open_storage(conf.get("storage"), self.state, conf.get("heartbeat_interval"))
         self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -372,9 +375,10 @@ class Sweep:
                               f"must be one of the arms: {', '.join(map(str, names))}")
         return str(wanted)
 
-    def _check_kind(self) -> None:
+    def _check_kind(self) -> set[str]:
         """A tournament and a plain study never share a name (their runs would mix in one
-        MLflow experiment); checked under the budget lock, before anything is written."""
+        MLflow experiment); checked under the budget lock, before anything is written.
+        Returns the names of the storage's studies."""
         names = {s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)}
         tournament = self.arms[0].name is not None
         arm_studies = sorted(n for n in names if n.startswith(self.study_name + "/"))
@@ -390,6 +394,7 @@ class Sweep:
                 raise ConfigError(f"hydra.sweeper.posthoc_arms.{name}", source,
                                   f"study {self.study_name!r} already has a trained arm {name!r}; give the "
                                   "post-hoc arm another name, or the sweep another study_name")
+        return names
 
     def _open(self, arm: Arm, directions: list[Any]) -> optuna.Study:
         study = optuna.create_study(study_name=arm.study_name, storage=self.storage, pruner=self.pruner,
@@ -397,6 +402,7 @@ class Sweep:
         if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise ConfigError("objective.direction", directions,
                               f"study {arm.study_name!r} already exists with other directions")
+        check_resume(arm, study, self.study_name)  # a changed space: before anything is asked or written
         study.sampler = self._sampler(len(study.get_trials(deepcopy=False)), arm.space)
         names = [m for m, _ in self.objectives]
         if study.metric_names != names:  # optuna-dashboard and Optuna's plots name the objective
@@ -429,13 +435,17 @@ class Sweep:
         data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
-            self._check_kind()
-            for arm in self.arms:
-                arm.study = self._open(arm, directions)
-                self._enqueue_baseline(arm)
-            parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
-                               baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
-                               posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data)
+            existed = self._check_kind()
+            try:
+                for arm in self.arms:
+                    arm.study = self._open(arm, directions)
+                    self._enqueue_baseline(arm)
+                parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
+                                   baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
+                                   posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data)
+            except BaseException:
+                drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind
+                raise
         studies = [a.study for a in self.arms]
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],

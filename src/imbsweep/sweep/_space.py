@@ -63,6 +63,14 @@ def from_override(override: Any) -> BaseDistribution | Any:
     value = override.value()
     if not override.is_sweep_override():
         return value
+    tags = set(getattr(value, "tags", None) or ())
+    if tags - {"log"}:
+        raise ValueError(f"unknown tag {', '.join(sorted(tags - {'log'}))}; the one tag is log: "
+                         "tag(log, interval(low, high))")
+    if tags and not isinstance(value, IntervalSweep):
+        raise ValueError("tag(log, …) applies to interval(low, high) only: a choice or a range samples "
+                         "the values it lists, so a log scale would be ignored; use tag(log, interval(…)) "
+                         "or list the values")
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
         choices = list(override.sweep_iterator())
         if not choices:

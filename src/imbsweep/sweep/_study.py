@@ -49,6 +49,8 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileOpenLock
 
+    from .._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 here
+
     if not url or str(url).endswith(JOURNAL_SUFFIXES):
         path = Path(url) if url else local_storage_path(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,7 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return _retrying_rdb()(str(url), engine_kwargs=_engine_kwargs(str(url)),
+                return _retrying_rdb()(sqlalchemy_url(str(url)), engine_kwargs=_engine_kwargs(str(url)),
                                        heartbeat_interval=heartbeat_interval or None)
         except Exception as exc:  # noqa: BLE001 - any connection problem is reported as one line
             # workers starting together on a fresh database race to create Optuna's schema;

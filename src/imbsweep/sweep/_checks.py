@@ -1,0 +1,250 @@
+"""What a sweep checks before it touches a study or a store: its settings, where it writes,
+its search space against the config and the data, its baseline, and, on resume, the space
+the study was searched over. Each problem is one :class:`ConfigError` naming the key, the
+value and what is allowed; nothing has been created, asked or started when it is raised."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
+
+from .._config import redact
+from ..errors import ConfigError
+from ._space import SearchSpace
+
+if TYPE_CHECKING:
+    from ._runner import Arm, Sweep
+
+log = logging.getLogger(__name__)
+BATCH = "trainer.batch_size"
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in the search-expression syntax it was written in (``choice(a, b)``,
+    ``tag(log, interval(1e-3, 0.1))``, ``int(interval(1, 8))``)."""
+    if isinstance(dist, CategoricalDistribution):
+        return "choice(" + ", ".join(str(c) for c in dist.choices) + ")"
+    if isinstance(dist, IntDistribution | FloatDistribution):
+        if dist.step not in (None, 1):
+            text = f"range({dist.low}, {dist.high + dist.step}, {dist.step})"
+        else:
+            text = f"interval({dist.low:g}, {dist.high:g})"
+            if isinstance(dist, IntDistribution):
+                text = f"int({text})"
+        return f"tag(log, {text})" if dist.log else text
+    return repr(dist)
+
+
+def check_settings(conf: Mapping[str, Any]) -> None:
+    """The sweeper's own settings that Optuna would take and fail on later (or never)."""
+    sampler = conf.get("sampler") or {}
+    if isinstance(sampler, Mapping):
+        seed = sampler.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError("hydra.sweeper.sampler.seed", seed, "must be an integer, or null for a random seed")
+    beat = conf.get("heartbeat_interval")
+    if beat is not None and (isinstance(beat, bool) or not isinstance(beat, int) or beat < 1):
+        raise ConfigError("hydra.sweeper.heartbeat_interval", beat,
+                          "must be an integer >= 1 (seconds between heartbeats on RDB storages), or null for none")
+
+
+def check_stores(sweep: Sweep) -> None:
+    """The state folder, the MLflow tracking URI (a server must answer) and the Optuna storage
+    (a journal file's folder must be writable; a database URL needs its driver)."""
+    from .._config import validate_state_dir, validate_tracking
+    from .._stores import check_folder, driver_error, sqlalchemy_url
+    from ._study import JOURNAL_SUFFIXES
+
+    validate_state_dir(sweep.config)
+    validate_tracking(sweep.config)
+    from ..tracking import deleted_experiment, make_client, tracking_uri
+
+    uri = tracking_uri(sweep.config.tracking, sweep.state)
+    if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():  # (a new store has none)
+        exp = make_client(uri).get_experiment_by_name(sweep.study_name)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            raise ConfigError("hydra.sweeper.study_name", sweep.study_name, deleted_experiment(exp))
+    url = sweep.conf.get("storage")
+    key = "hydra.sweeper.storage"
+    if url is not None and not isinstance(url, str):
+        raise ConfigError(key, url, "must be an Optuna storage URL or a journal file's path")
+    if not url or url.endswith(JOURNAL_SUFFIXES):
+        if url and Path(url).is_dir():
+            raise ConfigError(key, url, "is a folder; name the journal file in it (e.g. optuna/journal.log)")
+        if url:
+            check_folder(key, Path(url).expanduser().resolve().parent, shown=url)
+        return
+    if "://" not in url:
+        raise ConfigError(key, url, "must be a database URL (postgresql://…, sqlite:///…) or a journal file "
+                          f"ending in {', '.join(JOURNAL_SUFFIXES)}")
+    missing = driver_error(sqlalchemy_url(url))
+    if missing:
+        raise ConfigError(key, redact(url), missing)
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):]
+        if db and db != ":memory:":
+            check_folder(key, Path(db).expanduser().resolve().parent, shown=url)
+
+
+def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:
+    from ._runner import _in_config as in_config
+
+    return in_config(key, cfg, choices)
+
+
+def _keys_decided(space: SearchSpace) -> list[str]:
+    """The searched keys known to be set in every trial: the unconditional ones, and the
+    conditional ones whose condition the fixed values decide, and hold."""
+    keys = list(space.params)
+    fixed = {**space.fixed_for_conditions, **space.fixed}
+    for key, cond in space.conditional.items():
+        if all(k in fixed for k in cond.when) and cond.active(fixed):
+            keys.append(key)
+    return keys
+
+
+def check_space(sweep: Sweep) -> None:
+    """Every searched key is a key of the config (a plain study; a tournament's arms check
+    theirs as they are built), and a searched config group lists options that exist."""
+    from omegaconf import OmegaConf
+
+    choices = OmegaConf.select(sweep.config, "hydra.runtime.choices", default={}) or {}
+    for arm in sweep.arms:
+        where = f" (arm {arm.name})" if arm.name is not None else ""
+        dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
+        for key, dist in dists.items():
+            if key in choices:
+                _check_group(sweep, key, dist, where)
+        if arm.name is None:
+            for key in _keys_decided(arm.space):
+                if not _in_config(key, sweep.config, choices):
+                    parent = key.rpartition(".")[0]
+                    node = OmegaConf.select(sweep.config, parent, default=None) if parent else sweep.config
+                    keys = [str(k) for k in node if not str(k).startswith("_")] if OmegaConf.is_dict(node) else None
+                    has = f"; {parent or 'the config'} has: {', '.join(keys)}" if keys is not None \
+                        else f"; {parent} is not a config node"
+                    raise ConfigError(key, describe(dists[key]),
+                                      f"is not a key of the config{has} (to search a new key, add it with a "
+                                      f"value first: +{key}=<value>)")
+
+
+def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -> None:
+    if not isinstance(dist, CategoricalDistribution):
+        raise ConfigError(group, describe(dist), f"is a config group{where}: search its options with choice(…)")
+    loader = sweep.config_loader
+    if loader is None or not hasattr(loader, "get_group_options"):
+        return
+    options = list(loader.get_group_options(group))
+    unknown = [str(c) for c in dist.choices if c is not None and str(c) not in options]
+    if unknown:
+        raise ConfigError(group, describe(dist), f"{', '.join(unknown)}: no such option of the config group "
+                          f"{group}{where}; options: {', '.join(sorted(options))}")
+
+
+def check_baseline(sweep: Sweep) -> None:
+    """A plain study's ``baseline:`` values: each names a searched parameter and lies inside
+    its space (the config's defaults outside it are left to the sampler, with a warning)."""
+    from ._runner import _inside
+
+    baseline = sweep.conf.get("baseline")
+    if not baseline or sweep.arms[0].name is not None:
+        return
+    if not isinstance(baseline, Mapping):
+        raise ConfigError("hydra.sweeper.baseline", baseline, "must map searched parameters to values, or be null")
+    space = sweep.arms[0].space
+    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
+    for key, value in baseline.items():
+        where = f"hydra.sweeper.baseline.{key}"
+        if str(key) not in dists:
+            raise ConfigError(where, value, "is not a searched parameter; searched: " + (", ".join(dists) or "none"))
+        if _inside(str(key), dists[str(key)], value) != (True, value):
+            raise ConfigError(where, value, f"lies outside the space searched, {describe(dists[str(key)])}; the "
+                              "baseline is the study's first trial, so it must be a point of the space")
+
+
+def check_data(sweep: Sweep) -> None:
+    """What needs the data, built (and cached) now as the first trial would: the objective
+    is a metric a run on it logs, and no batch size exceeds its training split."""
+    from .._config import validate_batch_size, validate_objective_logged
+    from ..data import DEFAULT_CACHE_MB, load_dataset
+    from ..training import cache_dir
+
+    cfg = sweep.config
+    ds = load_dataset(cfg.data, cache_dir(cfg), cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
+    validate_objective_logged(cfg, ds)
+    for arm in sweep.arms:
+        space = arm.space
+        dist = space.params.get(BATCH) or (space.conditional[BATCH].distribution if BATCH in space.conditional
+                                           else None)
+        if dist is None:  # fixed: by the sweep file, an arm or the command line, else the config's default
+            fixed = {**space.fixed_for_conditions, **space.fixed}
+            validate_batch_size(fixed.get(BATCH, cfg.trainer.get("batch_size")), ds, explicit=BATCH in fixed)
+            continue
+        biggest = max(dist.choices, key=lambda v: v if isinstance(v, int) else 0) \
+            if isinstance(dist, CategoricalDistribution) else getattr(dist, "high", None)
+        try:
+            validate_batch_size(biggest, ds, key=BATCH)
+        except ConfigError as exc:
+            where = f" in arm {arm.name}" if arm.name is not None else ""
+            raise ConfigError(BATCH, describe(dist), f"searches {biggest}{where}, more than the {len(ds.y_train)} "
+                              f"examples of the training split of {ds.name} (one batch would be the whole "
+                              "split)") from exc.__cause__
+
+
+def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
+    """On resume, every searched parameter's space is one Optuna can go on with: the same
+    kind, the same log scale, a choice with the same values in the same order (else Optuna
+    fails in the middle of the next trial that samples it)."""
+    space = arm.space
+    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
+    before: dict[str, BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False):
+        for key, old in t.distributions.items():
+            before[key] = old  # the latest trial's
+    for key, new in dists.items():
+        if key not in before:
+            continue
+        old = before[key]
+        try:
+            check_distribution_compatibility(old, new)
+        except ValueError:
+            what = ("a choice's values (and their order)" if isinstance(old, CategoricalDistribution)
+                    and isinstance(new, CategoricalDistribution) else
+                    "an interval's log scale" if type(old) is type(new) else "a parameter's kind")
+            raise ConfigError(key, describe(new), f"study {arm.study_name!r} searched it over {describe(old)}, and "
+                              f"Optuna cannot change {what} within a study: resume with {describe(old)}, or "
+                              f"start a new study (hydra.sweeper.study_name={study_name}_2)") from None
+
+
+def drop_new_studies(storage: Any, arms: list[Arm], existed: set[str]) -> None:
+    """Delete the studies of ``arms`` that did not exist before this sweep started (created
+    under its budget lock, so no other worker saw them) and still hold nothing but their
+    enqueued first trial: a sweep stopped by bad input leaves no empty study behind."""
+    for arm in arms:
+        if arm.study_name in existed or arm.study is None:
+            continue
+        try:
+            trials = arm.study.get_trials(deepcopy=False)
+            if all(t.state == optuna.trial.TrialState.WAITING for t in trials):
+                optuna.delete_study(study_name=arm.study_name, storage=storage)
+        except Exception as exc:  # noqa: BLE001 - the error that stopped the sweep is the one to show
+            log.warning("could not remove the empty study %s: %s", arm.study_name, exc)
+
+
+def preflight(sweep: Sweep) -> None:
+    """Every check above that needs no study, cheapest first; called as the sweep is built."""
+    check_space(sweep)
+    check_baseline(sweep)
+    check_stores(sweep)
+    check_data(sweep)
