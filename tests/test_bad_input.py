@@ -91,6 +91,8 @@ def _cases() -> list[Any]:
     c: list[tuple[str, list[str], list[str], dict[str, str]]] = []
 
     def add(name: str, argv: list[str], *names: str, env: dict[str, str] | None = None) -> None:
+        # a study of its own per case: one case's leftovers (if any) could not hide another's
+        argv = [a.replace("study_name=fresh", f"study_name={name}") for a in argv]
         c.append((name, argv, list(names), env or {}))
 
     # -- a single run -------------------------------------------------------------------------
@@ -219,7 +221,8 @@ def _cases() -> list[Any]:
     add("cli-study-deleted", [*SWEEP, "hydra.sweeper.study_name=gone"], "hydra.sweeper.study_name='gone'",
         "deleted")
     add("cli-ratio-inf", [*SWEEP, "data.imbalance_ratio=inf"], "data.imbalance_ratio=inf")
-    add("cli-csv-folder", [*SWEEP, "data=tabular", "data.path=adir", "data.target=y"], "data.path='adir'")
+    add("cli-csv-folder", [*SWEEP, "data=tabular", "data.path=adir", "data.target=y"], "data.path='adir'",
+        "is a folder")
     # resuming a finished study with another space: found before anything is touched
     add("resume-choice-values", [*RESUME, "loss.class_weights=choice(none,sqrt_inverse)"],
         "loss.class_weights='choice(none, sqrt_inverse)'", "choice(none, inverse)", "study_name=base_2")
@@ -391,7 +394,7 @@ def _stores(root: Path) -> dict[str, Any]:
             state[journal] = {}
             continue
         storage = JournalStorage(JournalFileBackend(str(path)))
-        state[journal] = {s.study_name: [(t.number, t.state.name, t.params, t.values, t.user_attrs,
+        state[journal] = {s.study_name: [(t.number, t.state.name, t.params, repr(t.values), t.user_attrs,
                                           t.system_attrs) for t in optuna.load_study(
                                               study_name=s.study_name, storage=storage).trials]
                           for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -399,8 +402,9 @@ def _stores(root: Path) -> dict[str, Any]:
     exps = client.search_experiments(view_type=ViewType.ALL)
     state["experiments"] = sorted((e.name, e.lifecycle_stage) for e in exps)
     runs = client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL, max_results=1000)
-    state["runs"] = {r.info.run_id: (r.info.status, r.info.end_time, r.data.tags, r.data.metrics, r.data.params)
-                     for r in runs}
+    # values as text: a NaN (a diverged run's loss) equals itself only so
+    state["runs"] = {r.info.run_id: (r.info.status, r.info.end_time, r.data.tags,
+                                     {k: repr(v) for k, v in r.data.metrics.items()}, r.data.params) for r in runs}
     return state
 
 

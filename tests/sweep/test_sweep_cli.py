@@ -257,8 +257,9 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
     """SIGKILL of one of two workers: the sweep it belonged to reaps it (an unreaped child
     stays a zombie whose /proc entry looked alive, and the sweep once waited for it for
     ever), fails and re-queues its trial, and ends by itself with exactly n_trials."""
+    # long enough trials that the worker, which starts a few seconds after the sweep, gets some
     proc = _popen(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=reap", "hydra.sweeper.n_jobs=2",
-                  "hydra.sweeper.n_trials=4", "trainer.epochs=60")
+                  "hydra.sweeper.n_trials=6", "trainer.epochs=200")
     try:
         def worker_training(study: optuna.Study) -> bool:
             return any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
@@ -273,7 +274,7 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
         proc.kill()
     assert proc.returncode == 0, err
     study = _study(tmp_path, "reap")
-    assert len(_finished(study)) == 4 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    assert len(_finished(study)) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     cut = study.trials[victim.number]
     assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
     assert f"worker process {victim.user_attrs['imbsweep:pid']} died" in cut.user_attrs["fail_reason"]
