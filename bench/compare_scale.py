@@ -46,10 +46,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    from imbsweep._client import make_client
     from imbsweep.compare import compare, write_report
     from imbsweep.export import export
     from imbsweep.results import load_study
-    from imbsweep.tracking import make_client
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -74,7 +74,7 @@ def free_port() -> int:
 def mlflow_client(workdir: Path):  # type: ignore[no-untyped-def]
     """A client on a workdir's local store, opened under the same lock as the product's
     (a reader that opens the file while a run is creating it would race the migration)."""
-    from imbsweep.tracking import make_client
+    from imbsweep._client import make_client
 
     return make_client(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
 

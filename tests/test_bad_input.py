@@ -375,7 +375,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def _client(root: Path) -> Any:
-    from imbsweep.tracking import make_client
+    from imbsweep._client import make_client
 
     return make_client(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
 
@@ -547,7 +547,7 @@ def test_the_bare_postgresql_url_works_as_an_mlflow_store(tmp_path: Path, pg_url
     monkeypatch.chdir(tmp_path)
     assert main(["run", *TINY, "trainer.epochs=1", f"tracking.uri={bare}", "tracking.experiment=pg"]) == 0, \
         capsys.readouterr().err
-    from imbsweep.tracking import make_client
+    from imbsweep._client import make_client
 
     client = make_client(pg_url)
     exp = client.get_experiment_by_name("pg")

@@ -206,8 +206,8 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
     pressed inside a real write, every time: the write completes, then KeyboardInterrupt."""
     from mlflow.entities import Metric
 
+    from imbsweep._client import _Client, make_client
     from imbsweep._paths import local_tracking_uri
-    from imbsweep.tracking import _Client, make_client
 
     real = make_client(local_tracking_uri(tmp_path / "mlruns"))
     run_id = real.create_run(real.create_experiment("x")).info.run_id
@@ -239,7 +239,7 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
 
 _RACER = """
 import sys, time
-from imbsweep.tracking import make_client
+from imbsweep._client import make_client
 from mlflow import MlflowClient
 uri, run_id, start, wrapped = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
 client = make_client(uri) if wrapped else MlflowClient(tracking_uri=uri)
@@ -264,8 +264,8 @@ def test_workers_tagging_one_run_at_once_never_fail_on_the_insert_race(tmp_path:
     ``mlflow server``. Three processes tag one run with the same fresh keys, started on the
     same instant: with the plain client some calls lose the race (measured while writing
     this test: 16 of 450 calls), through imbsweep's client none fails."""
+    from imbsweep._client import make_client
     from imbsweep._paths import local_tracking_uri
-    from imbsweep.tracking import make_client
 
     uri = local_tracking_uri(tmp_path / "mlruns")
     client = make_client(uri)
@@ -372,7 +372,7 @@ def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
 
 
 def test_an_experiment_from_before_is_tagged_as_model_training(tmp_path: Path) -> None:
-    from imbsweep.tracking import get_or_create_experiment
+    from imbsweep._client import get_or_create_experiment
 
     (tmp_path / "mlruns").mkdir()
     client = mlflow_client(tmp_path)
@@ -386,7 +386,7 @@ def test_an_experiment_from_before_is_tagged_as_model_training(tmp_path: Path) -
                                                  ("val/recall/3", "val/selected/recall/3"),
                                                  ("train/loss", "train/selected/loss"), ("loss", "selected/loss")])
 def test_a_selected_value_sorts_after_its_curve_and_maps_back(curve: str, selected: str) -> None:
-    from imbsweep.tracking import curve_key, selected_key
+    from imbsweep.names import curve_key, selected_key
 
     assert selected_key(curve) == selected and curve_key(selected) == curve
     assert curve.split("/")[0] <= selected.rsplit("/", 1)[0]  # the UI's chart sections sort by name

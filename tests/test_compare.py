@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from imbsweep._client import make_client
 from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import compare, holm, reported_metric, t_interval, to_csv, write_report
 from imbsweep.errors import ImbsweepError
 from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
 from imbsweep.results import load_study
-from imbsweep.tracking import make_client
 
 from .conftest import cli_env, run_cli
 

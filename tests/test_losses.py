@@ -75,7 +75,7 @@ def test_weighted_ce_by_hand() -> None:
 def test_registry_builds_by_name() -> None:
     assert LOSSES["ce"] is CrossEntropy
     loss = build_loss(OmegaConf.create({"name": "ce", "class_weights": "inverse"}), COUNTS)
-    assert isinstance(loss, CrossEntropy) and loss.weight_scheme == "inverse"
+    assert isinstance(loss, CrossEntropy) and loss.scheme == "inverse"
     with pytest.raises(ConfigError, match=r"loss.name='hinge': must be one of balanced_softmax, ce, "
                                           r"class_balanced, focal, ldam, logit_adjusted"):
         build_loss({"name": "hinge"}, COUNTS)
@@ -195,7 +195,7 @@ def test_class_balanced_uses_effective_number_weights() -> None:
     raw = (1 - 0.99) / (1 - 0.99 ** n)
     assert cb.weight is not None
     np.testing.assert_allclose(cb.weight.numpy(), raw * len(n) / raw.sum(), rtol=1e-6)
-    assert cb.weight_scheme == "effective_number"
+    assert cb.scheme == "effective_number"
     logits, y = tiny_batch()
     ref = F.cross_entropy(logits, y, weight=cb.weight.double())
     assert cb.double()(logits, y).item() == pytest.approx(ref.item(), rel=1e-12)

@@ -10,7 +10,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from imbsweep.metrics import ShotGroups, evaluate, expected_calibration_error, metric_key
+from imbsweep.metrics import ShotGroups, class_keys, evaluate, expected_calibration_error
 
 
 def _probs(rng: np.random.Generator, n: int, c: int) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_loss_is_the_mean_negative_log_likelihood() -> None:
 
 
 def test_metric_keys_are_mlflow_safe() -> None:
-    assert metric_key("cat/dog (rare)!") == "cat/dog _rare__"
+    assert class_keys(["cat/dog (rare)!", "0"]) == ["0_cat_dog _rare__", "1_0"]  # no "/" (it would nest)
 
 
 def test_the_confusion_matrix_is_scikit_learns() -> None:

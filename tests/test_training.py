@@ -134,7 +134,7 @@ def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> N
 
 
 def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    from imbsweep.training import POSTHOC_METRICS
+    from imbsweep.posthoc import POSTHOC_METRICS
 
     result = fit(make_cfg("trainer.epochs=3", "eval.posthoc_grid=[0.0,0.5,1.0,2.0]"))
     scan = result.posthoc
@@ -149,8 +149,10 @@ def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:  # type: ignore
 
 
 def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    from imbsweep._paths import cache_dir
     from imbsweep.data import load_dataset
-    from imbsweep.training import cache_dir, posthoc_probs, predict_logits
+    from imbsweep.posthoc import posthoc_probs
+    from imbsweep.training import predict_logits
 
     base = ("trainer.epochs=2", "trainer.patience=null")
     plain = fit(make_cfg(*base))

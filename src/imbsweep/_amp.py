@@ -10,8 +10,6 @@ import torch
 
 from .errors import ConfigError
 
-AMP_SETTINGS = ("auto", True, False)
-
 
 class Amp:
     """``torch.autocast`` around the forward pass and, for float16, a ``GradScaler`` around

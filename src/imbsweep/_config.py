@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ._stores import redact
 from .errors import ConfigError, ImbsweepError
+from .names import STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def validate_state_dir(cfg: DictConfig) -> None:
 
     from ._stores import check_folder
 
-    value = cfg.get("state_dir") or "mlruns"
+    value = cfg.get("state_dir") or STATE_DIR
     if not isinstance(value, str):
         raise ConfigError("state_dir", value, "must be a folder's path")
     check_folder("state_dir", Path(value).expanduser().resolve(), shown=value)
@@ -177,6 +179,15 @@ def validate_eval(ev: Any) -> None:
         grid = ev.get(f"{kind}_grid", [0.0])
         if not isinstance(grid, list | ListConfig) or not grid or not all(_finite_nonneg(g) for g in grid):
             raise ConfigError(f"eval.{kind}_grid", grid, "must be a non-empty list of numbers >= 0")
+
+
+def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
+    """``[(metric, direction), ...]``: ``objective.metrics`` if given, else the single one."""
+    obj = cfg.objective
+    many = obj.get("metrics")
+    if many:
+        return [(str(m.metric), str(m.direction)) for m in many]
+    return [(str(obj.metric), str(obj.direction))]
 
 
 def validate_objective(cfg: DictConfig) -> None:
@@ -288,16 +299,6 @@ def resolve_device(requested: str) -> str:
 # --- flattening and redaction for MLflow -------------------------------------------------
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<at>@)")
-
-
-def redact(value: Any) -> Any:
-    """Hide the password of ``scheme://user:password@host`` URLs inside a string."""
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\g<head>***\g<at>", value)
-    return value
-
-
 def redacted_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain containers, with credentials hidden."""
 
@@ -345,6 +346,6 @@ def to_yaml(container: Mapping[str, Any]) -> str:
     return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
-__all__ = ["check_choice", "flatten", "instantiate_checked", "redact", "redacted_container", "resolve_device",
-           "overridden", "to_yaml", "val_metric_names", "validate", "validate_batch_size", "validate_objective_logged",
-           "validate_state_dir", "validate_tracking"]
+__all__ = ["check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden", "redacted_container",
+           "resolve_device", "to_yaml", "val_metric_names", "validate", "validate_batch_size",
+           "validate_objective_logged", "validate_state_dir", "validate_tracking"]

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .names import DATASETS, JOURNAL, MLFLOW_DB, STATE_DIR
+
 #: repository root of an editable install (src/imbsweep/_paths.py -> ../..)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,9 +20,25 @@ def conf_dir() -> Path:
     return Path(env).resolve() if env else PROJECT_ROOT / "conf"
 
 
-def state_dir(configured: str | os.PathLike[str] = "mlruns") -> Path:
-    """The local state folder, relative to the launch directory unless absolute."""
-    return Path(configured).expanduser().resolve()
+def state_dir(configured: str | os.PathLike[str] | None = STATE_DIR) -> Path:
+    """The local state folder, relative to the launch directory unless absolute (unset or
+    empty: :data:`~imbsweep.names.STATE_DIR`)."""
+    return Path(configured or STATE_DIR).expanduser().resolve()
+
+
+def state_of(cfg: Any) -> Path:
+    """The local state folder a composed config names (``state_dir``)."""
+    return state_dir(cfg.get("state_dir"))
+
+
+def cache_dir(cfg: Any) -> Path:
+    """The on-disk dataset cache of a composed config's state folder."""
+    return state_of(cfg) / DATASETS
+
+
+def journal_path(state: Path) -> Path:
+    """The default Optuna storage: the journal file in the state folder."""
+    return state / JOURNAL
 
 
 #: config keys that name a local file or folder (group, key): recorded as absolute paths, so that
@@ -40,7 +58,7 @@ def absolute_paths(container: dict[str, Any]) -> None:
 
 def local_tracking_uri(state: Path) -> str:
     """MLflow on SQLite inside the state folder."""
-    return f"sqlite:///{state / 'mlflow.db'}"
+    return f"sqlite:///{state / MLFLOW_DB}"
 
 
 @functools.lru_cache(maxsize=1)

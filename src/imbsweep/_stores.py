@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from ._config import redact
 from .errors import ConfigError
 
 #: seconds to wait for a tracking server to answer at start-up (``tracking.connect_timeout_s``,
@@ -26,6 +27,16 @@ _BARE_DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "postgres": ("psycopg", 
                  "mysql": ("MySQLdb", "pymysql"), "mariadb": ("MySQLdb", "pymysql")}
 _DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
 _REACHED: set[str] = set()  # tracking URIs this process found answering (checked once each)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<at>@)")
+
+
+def redact(value: Any) -> Any:
+    """Hide the password of ``scheme://user:password@host`` URLs inside a string."""
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<head>***\g<at>", value)
+    return value
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -54,7 +54,7 @@ def print_summary(recorder: object, result: object, cfg: DictConfig) -> None:
         shown = dict.fromkeys(k for k in keys if k in m)
         print("  " + "   ".join(f"{k} {m[k]:.4f}" for k in shown))
     print(f"  MLflow store {recorder.uri}, experiment id {recorder.experiment_id}")
-    from .tracking import ui_link
+    from ._client import ui_link
 
     print("  open it: imbsweep ui  ->  "
           + ui_link("http://127.0.0.1:5000", f"experiments/{recorder.experiment_id}/runs/{recorder.run_id}"))

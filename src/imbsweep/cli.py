@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import gc
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._config import redact
+from ._paths import state_dir
+from ._servers import dashboard, ui
+from ._stores import redact
+from .errors import say
+from .names import DATASETS, STATE_DIR
 
 EXIT_INTERRUPTED = 130
-
-
-def _say(msg: str) -> None:
-    print(f"imbsweep: {msg}", file=sys.stderr)
 
 
 class _DropLines:
@@ -94,22 +92,22 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     except ImbsweepError as exc:
         if full:
             raise
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return exc.exit_code
     except (HydraException, OmegaConfBaseException) as exc:
         if full:
             raise
-        _say(f"error: {hydra_error_line(exc)}")
+        say(f"error: {hydra_error_line(exc)}")
         return 2
     except KeyboardInterrupt:
-        _say("interrupted; the MLflow run (if one started) is marked KILLED")
+        say("interrupted; the MLflow run (if one started) is marked KILLED")
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help, --cfg and Hydra's own exits
         return exc.code if isinstance(exc.code, int) else 0
     except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
         if full:
             raise
-        _say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
         return 1
     finally:
         sys.stderr = stderr
@@ -122,169 +120,6 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     return 0
 
 
-def _port_error(args: argparse.Namespace) -> str | None:
-    """The one-line error when the server could not listen on ``--host:--port`` (None: it
-    can). Checked before the server starts: ``mlflow ui`` logs a bind error and exits 0."""
-    import socket
-
-    if not 1 <= args.port <= 65535:
-        return f"error: --port={args.port}: must be a TCP port, 1..65535"
-    try:
-        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:  # the name does not resolve: --host is wrong, not the port
-        return (f"error: --host={args.host!r}: no such host here ({getattr(exc, 'strerror', None) or exc}); "
-                "pass another --host (127.0.0.1: this machine only)")
-    try:
-        with socket.create_server((args.host, args.port)):
-            return None
-    except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        if exc.errno == errno.EADDRNOTAVAIL:  # an address of another machine
-            return f"error: --host={args.host!r}: cannot listen there ({why}); pass an address of this machine"
-        return f"error: --port={args.port}: cannot listen on {args.host}:{args.port} ({why}); pass another --port"
-
-
-def _ui_store_error(uri: str, key: str, timeout: float | None = None) -> str | None:
-    """Why ``mlflow ui`` could not serve the store ``uri`` (None: it can): it reads a database
-    (a tracking server serves its own UI), whose driver must be installed and whose server,
-    or folder, must be there."""
-    from urllib.parse import urlsplit
-
-    from ._stores import CONNECT_TIMEOUT_S, check_timeout, check_tracking_uri
-    from .errors import ConfigError
-
-    scheme = urlsplit(uri).scheme.lower().partition("+")[0]
-    if scheme in ("http", "https"):
-        return (f"error: {key}={redact(uri)!r}: a tracking server serves its own UI: open {redact(uri)} in a "
-                "browser (imbsweep ui serves a database: sqlite:///…, postgresql://…)")
-    try:
-        seconds = CONNECT_TIMEOUT_S if timeout is None else check_timeout("--connect-timeout", timeout)
-        check_tracking_uri(uri, key, seconds, "--connect-timeout")
-    except ConfigError as exc:
-        return f"error: {exc}"
-    if scheme not in ("sqlite", "postgresql", "mysql", "mssql"):
-        return f"error: {key}={redact(uri)!r}: imbsweep ui serves a database (sqlite:///…, postgresql://…)"
-    return None
-
-
-def ui(args: argparse.Namespace) -> int:
-    """Replace this process with ``mlflow ui`` on the local store (or ``--backend-store-uri``)."""
-    from ._paths import local_tracking_uri, state_dir
-    from ._stores import sqlalchemy_url
-
-    state = state_dir(args.state_dir)
-    key = "--backend-store-uri" if args.backend_store_uri else "MLFLOW_TRACKING_URI"
-    uri = args.backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(state)
-    if args.workers < 1:
-        _say(f"error: --workers={args.workers}: must be an integer >= 1")
-        return 2
-    port_error = _port_error(args)
-    if port_error:
-        _say(port_error)
-        return 2
-    local = uri == local_tracking_uri(state)
-    if local and state.exists() and not state.is_dir():
-        _say(f"error: --state-dir={args.state_dir!r}: must be a folder, and it is a file")
-        return 2
-    store_error = None if local else _ui_store_error(uri, key, args.connect_timeout)
-    if store_error:
-        _say(store_error)
-        return 2
-    from .tracking import ui_link
-
-    base = f"http://{args.host}:{args.port}"
-    link = ui_link(base, "experiments")
-    if args.study:  # the link that opens the study's experiment on its runs
-        from .results import known_studies, tracking_client
-
-        _, client = tracking_client(uri, state, args.connect_timeout)
-        exp = client.get_experiment_by_name(args.study)
-        if exp is None:
-            _say(f"error: --study={args.study!r}: not in the MLflow store {redact(uri)}; known studies: "
-                 f"{', '.join(known_studies(client)) or 'none yet'}")
-            return 2
-        link = ui_link(base, f"experiments/{exp.experiment_id}")
-    # one server worker: a local UI for one person starts several times faster than with four
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", sqlalchemy_url(uri),
-           "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
-    if uri.startswith("sqlite:///") and not args.backend_store_uri:
-        state.mkdir(parents=True, exist_ok=True)
-        cmd += ["--default-artifact-root", (state / "artifacts").as_uri()]
-    print(f"MLflow UI: open {link}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
-    os.execv(sys.executable, cmd)
-    return 0  # not reached
-
-
-def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
-    """Why optuna-dashboard could not open ``--storage`` (None: it can): a journal file that
-    exists, or a database URL whose driver is installed and whose database answers."""
-    from ._stores import driver_error, sqlalchemy_url
-    from .sweep._study import JOURNAL_SUFFIXES
-
-    shown = redact(storage)
-    if storage.endswith(JOURNAL_SUFFIXES) and "://" not in storage:
-        path = Path(storage)
-        if path.is_dir():
-            return f"error: --storage={storage!r}: is a folder; name the journal file in it (optuna/journal.log)"
-        if not path.exists():
-            return (f"error: --storage={storage!r}: no such journal file; run a sweep first "
-                    "(imbsweep sweep smoke) or pass an Optuna storage URL")
-        return None
-    if "://" not in storage:
-        return (f"error: --storage={shown!r}: neither an Optuna storage URL (postgresql://…, sqlite:///…) nor a "
-                f"journal file ({', '.join('…' + s for s in JOURNAL_SUFFIXES)})")
-    url = sqlalchemy_url(storage)
-    missing = driver_error(url)
-    if missing:
-        return f"error: --storage={shown!r}: {missing}"
-    if url.startswith("sqlite:///"):
-        db = url[len("sqlite:///"):]
-        return None if Path(db).is_file() else (f"error: --storage={shown!r}: no such database file {db}; run a "
-                                                "sweep on it first")
-    from sqlalchemy import create_engine, text
-
-    connect_args = {"connect_timeout": max(1, int(timeout_s))} if url.startswith("postgresql") else {}
-    try:
-        engine = create_engine(url, connect_args=connect_args)
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any reason it cannot connect is the user's to fix
-        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return f"error: --storage={shown!r}: cannot connect ({why[0] if why else type(exc).__name__})"
-    return None
-
-
-def dashboard(args: argparse.Namespace) -> int:
-    """Replace this process with ``optuna-dashboard`` on the sweeps' storage."""
-    from ._paths import state_dir
-    from ._stores import sqlalchemy_url
-
-    storage = args.storage or str(state_dir(args.state_dir) / "optuna" / "journal.log")
-    exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which("optuna-dashboard")
-    if exe is None:
-        _say("error: optuna-dashboard is not installed (pip install optuna-dashboard)")
-        return 2
-    port_error = _port_error(args)
-    if port_error:
-        _say(port_error)
-        return 2
-    storage_error = _storage_error(storage)
-    if storage_error:
-        _say(storage_error)
-        return 2
-    journal = storage.endswith((".log", ".journal", ".jsonl")) and "://" not in storage
-    cmd = [exe, storage if journal else sqlalchemy_url(storage), "--host", args.host, "--port", str(args.port)]
-    if journal:
-        cmd += ["--storage-class", "JournalFileStorage"]
-    print(f"optuna-dashboard on http://{args.host}:{args.port} (storage {redact(storage)}); Ctrl-C stops it",
-          flush=True)
-    os.execv(exe, cmd)
-    return 0  # not reached
-
-
 def _study_command(fn: Any, args: argparse.Namespace) -> int:
     """Run ``compare``/``export``: errors from bad input are one line and exit 2."""
     from mlflow.exceptions import MlflowException
@@ -294,19 +129,19 @@ def _study_command(fn: Any, args: argparse.Namespace) -> int:
     try:
         return int(fn(args))
     except ImbsweepError as exc:
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return exc.exit_code
     except MlflowException as exc:
-        _say(f"error: MLflow store {redact(str(getattr(args, 'tracking_uri', '') or ''))!s}: "
+        say(f"error: MLflow store {redact(str(getattr(args, 'tracking_uri', '') or ''))!s}: "
              f"{str(exc).strip().splitlines()[0]}")
         return 2
     except KeyboardInterrupt:
-        _say("interrupted; replicates that finished are kept (run the same command to go on)")
+        say("interrupted; replicates that finished are kept (run the same command to go on)")
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        _say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
         return 1
 
 
@@ -355,7 +190,7 @@ def compare(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
     if c.warning and args.format != "table":
-        _say(f"warning: {c.warning}")
+        say(f"warning: {c.warning}")
     if report:
         parent = record.parent_run_id
         where = f"; also in MLflow: parent run {parent}, artifacts report/, metrics compare/<arm>/..." if parent else ""
@@ -398,7 +233,7 @@ def cache(args: argparse.Namespace) -> int:
     total against the bound; ``--clear`` deletes them (they are rebuilt when next used)."""
     from .data import DEFAULT_CACHE_MB, cache_entries, clear_disk_cache
 
-    folder = Path(args.state_dir).expanduser().resolve() / "datasets"
+    folder = state_dir(args.state_dir) / DATASETS
     if args.clear:
         n, size = clear_disk_cache(folder) if folder.is_dir() else (0, 0)
         print(f"dataset cache {folder}: removed {n} file(s), {size / 1e6:.1f} MB")
@@ -420,7 +255,7 @@ def _store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="rank on this metric (default: the study's objective)")
     p.add_argument("--tracking-uri", default=None,
                    help="the MLflow store (default: $MLFLOW_TRACKING_URI, else the local store)")
-    p.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    p.add_argument("--state-dir", default=STATE_DIR, help=f"local state folder (default {STATE_DIR})")
     p.add_argument("--connect-timeout", type=float, default=None, metavar="S",
                    help="seconds to wait for a tracking server to answer (default 8)")
     return p
@@ -430,7 +265,7 @@ def _server(p: argparse.ArgumentParser, port: int) -> argparse.ArgumentParser:
     """The options of the commands that start a local web server."""
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    p.add_argument("--state-dir", default=STATE_DIR, help=f"local state folder (default {STATE_DIR})")
     return p
 
 
@@ -438,7 +273,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, whose usage errors are one line too (``imbsweep: error: …``), exit code 2."""
 
     def error(self, message: str) -> Any:  # argparse's NoReturn
-        _say(f"error: {message} ({self.prog} --help lists the options)")
+        say(f"error: {message} ({self.prog} --help lists the options)")
         raise SystemExit(2)
 
 
@@ -482,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-report", action="store_true", help="print the table only: no files, nothing logged")
     k = sub.add_parser("cache", help="list the dataset cache (mlruns/datasets), or empty it with --clear")
     k.add_argument("--clear", action="store_true", help="delete every cached dataset (rebuilt when next used)")
-    k.add_argument("--state-dir", default="mlruns", help="local state folder (default mlruns)")
+    k.add_argument("--state-dir", default=STATE_DIR, help=f"local state folder (default {STATE_DIR})")
     e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under conf/best/"))
     e.add_argument("--top-k", type=int, default=1, help="the K best trials (default 1)")
     e.add_argument("--out", default=None, help="folder (default: conf/best, so that +best=STUDY finds it)")
@@ -518,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dashboard(args) if args.command == "dashboard" else ui(args)
     except ImbsweepError as exc:  # a store that cannot be read (ui --study): one line
-        _say(f"error: {exc}")
+        say(f"error: {exc}")
         return exc.exit_code
 
 

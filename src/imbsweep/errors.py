@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+
+def say(msg: str) -> None:
+    """One line to stderr, as the CLI writes its errors: ``imbsweep: <msg>``."""
+    print(f"imbsweep: {msg}", file=sys.stderr)
 
 
 class ImbsweepError(Exception):

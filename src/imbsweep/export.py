@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .results import ARM, StudyError, StudyRecord, choices_of, download_text
+from .names import TAG_ARM, TAG_TRICK
+from .results import StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
 SKIP_KEYS = ("tracking", "state_dir", "dataset_cache_mb", "hydra", "imbsweep_trial")
@@ -85,7 +86,7 @@ def _check_trick(record: StudyRecord, found: Any, trick: str | None, arm: str | 
         return
     flt = "tags.`imbsweep.state` = 'complete'"
     runs = record.client.search_runs([record.experiment_id], flt, max_results=1000)
-    option, value, tag = ("--arm", arm, ARM) if arm is not None else ("--trick", trick, "imbsweep.trick")
+    option, value, tag = ("--arm", arm, TAG_ARM) if arm is not None else ("--trick", trick, TAG_TRICK)
     known = sorted({str(r.data.tags.get(tag)) for r in runs if tag in r.data.tags}
                    | (set(record.posthoc_arms) if arm is not None else set()))
     raise StudyError(f"{option}={value!r}: no complete trial of study {record.name!r} used it; "
@@ -181,7 +182,7 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
     planned: list[tuple[Path, str, Any]] = []
     for rank, (_, r) in enumerate(rows.iterrows(), start=1):
         # trial numbers count within an arm of a tournament: the arm is part of the name
-        tagged = r.get(f"tags.{ARM}")
+        tagged = r.get(f"tags.{TAG_ARM}")
         which = f"{safe_name(str(tagged))}_trial" if isinstance(tagged, str) else "trial"
         name = f"{stem}_{which}{int(r['trial'])}" if multi else (stem if rank == 1 else f"{stem}_{rank}")
         planned.append((out_dir / f"{name}.{fmt}", name, r))
@@ -204,7 +205,7 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
 
 def arm_words(r: Any) -> str:
     """``arm focal, `` for a tournament's trial, nothing otherwise."""
-    tagged = r.get(f"tags.{ARM}")
+    tagged = r.get(f"tags.{TAG_ARM}")
     return f"arm {tagged}, " if isinstance(tagged, str) else ""
 
 
@@ -232,7 +233,7 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
               f"{arm_words(r)}trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
               f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"reproduce: {reproduce_command(out_dir, name)}"]
-    from .training import POSTHOC_KINDS
+    from .posthoc import POSTHOC_KINDS
 
     for kind, what in POSTHOC_KINDS.items():
         if objectives[0][0].endswith(f"_{kind}"):

@@ -52,11 +52,6 @@ def clean(value: float) -> float:
     return float(f"{v:.12g}") if math.isfinite(v) else v
 
 
-def metric_key(name: str) -> str:
-    """Characters MLflow accepts in a metric key (class names come from user data)."""
-    return re.sub(r"[^\w\-. /:]", "_", name)
-
-
 def class_keys(class_names: Sequence[str]) -> list[str]:
     """The metric-name part of each class (``val/recall/<key>``), one-to-one with the labels.
 

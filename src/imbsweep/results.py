@@ -26,17 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .tracking import TAG_ARM as ARM  # a tournament's arm (the sweeper tags every trial run with it)
-from .tracking import TAG_BASELINE_ARM as BASELINE_ARM  # on the parent run: the arm tested against
-from .tracking import TAG_CHOICE, curve_key, selected_key
-from .tracking import TAG_POSTHOC_ARMS as POSTHOC_ARMS  # on the parent run: {post-hoc arm: source arm}
-from .tracking import TAG_POSTHOC_KINDS as POSTHOC_KINDS  # on the parent run: {post-hoc arm: its kind}
-from .tracking import TAG_ROLE as ROLE
-from .tracking import TAG_STUDY as STUDY
+from .names import (
+    ROLE_PARENT,
+    ROLE_RESEED,
+    ROLE_TRIAL,
+    STATE_DIR,
+    TAG_ARM,
+    TAG_BASELINE_ARM,
+    TAG_CHOICE,
+    TAG_POSTHOC_ARMS,
+    TAG_POSTHOC_KINDS,
+    TAG_REPLICATE,
+    TAG_ROLE,
+    TAG_STUDY,
+    TAG_TRIAL,
+    TAG_TRICK,
+    curve_key,
+    selected_key,
+)
 
-RESEED_OF = "imbsweep.reseed_of"
-REPLICATE = "imbsweep.replicate"  # on a reseed run: k of seeds 1..K, the key of the pairing
-VARY_SPLIT = "imbsweep.vary_split"  # on a reseed run: "true" when data.seed varied with the seed too
 #: metrics where smaller is better, for a ``--metric`` that is not the study's objective
 MINIMIZED = ("loss", "ece", "nll", "brier", "time")
 
@@ -63,7 +71,7 @@ class StudyRecord:
     @property
     def baseline_arm(self) -> str | None:
         """The sweep's declared baseline arm (its parent run's tag), None without one."""
-        return self.parent_tags.get(BASELINE_ARM) or None
+        return self.parent_tags.get(TAG_BASELINE_ARM) or None
 
     @property
     def posthoc_arms(self) -> dict[str, str]:
@@ -71,7 +79,7 @@ class StudyRecord:
         after post-hoc logit adjustment (``hydra.sweeper.posthoc_arms``)."""
         import json
 
-        text = self.parent_tags.get(POSTHOC_ARMS)
+        text = self.parent_tags.get(TAG_POSTHOC_ARMS)
         return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
 
     @property
@@ -81,17 +89,17 @@ class StudyRecord:
         of the metrics it reads."""
         import json
 
-        text = self.parent_tags.get(POSTHOC_KINDS)
+        text = self.parent_tags.get(TAG_POSTHOC_KINDS)
         kinds = {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
         return {a: kinds.get(a, "posthoc") for a in self.posthoc_arms}
 
     @property
     def trials(self) -> Any:
-        return self.runs[self.runs["role"] == "trial"]
+        return self.runs[self.runs["role"] == ROLE_TRIAL]
 
     @property
     def reseeds(self) -> Any:
-        return self.runs[self.runs["role"] == "reseed"]
+        return self.runs[self.runs["role"] == ROLE_RESEED]
 
     def metric_direction(self, metric: str | None) -> tuple[str, str]:
         """``(metric, direction)``: the study's first objective when ``metric`` is None; a
@@ -111,15 +119,15 @@ class StudyRecord:
         return metric, "minimize" if name.startswith(MINIMIZED) else "maximize"
 
 
-def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = "mlruns",
+def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = STATE_DIR,
                     connect_timeout: float | None = None) -> tuple[str, Any]:
     """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store in ``state``; a
     URI MLflow cannot use, or a server that does not answer within ``connect_timeout`` seconds
     (default 8), is a one-line error naming where the URI came from."""
+    from ._client import make_client
+    from ._client import tracking_uri as configured
     from ._paths import state_dir
     from ._stores import CONNECT_TIMEOUT_S, check_timeout, check_tracking_uri
-    from .tracking import make_client
-    from .tracking import tracking_uri as configured
 
     local = configured({}, state_dir(state))
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local
@@ -138,8 +146,8 @@ def known_studies(client: Any) -> list[str]:
     exps = [e.experiment_id for e in client.search_experiments(max_results=1000)]
     if not exps:
         return []
-    parents = client.search_runs(exps, f"tags.`{ROLE}` = 'parent'", max_results=1000)
-    return sorted({str(r.data.tags.get(STUDY)) for r in parents if r.data.tags.get(STUDY)})
+    parents = client.search_runs(exps, f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}'", max_results=1000)
+    return sorted({str(r.data.tags.get(TAG_STUDY)) for r in parents if r.data.tags.get(TAG_STUDY)})
 
 
 def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") -> list[Any]:
@@ -190,14 +198,14 @@ def to_frame(runs: list[Any]) -> Any:
     if df.empty:
         return df
     tag = df.get
-    df["role"] = tag(f"tags.{ROLE}", pd.Series(index=df.index, dtype=object)).fillna("trial")
-    df["trial"] = pd.to_numeric(tag("tags.imbsweep.trial", pd.Series(index=df.index, dtype=float)),
+    df["role"] = tag(f"tags.{TAG_ROLE}", pd.Series(index=df.index, dtype=object)).fillna(ROLE_TRIAL)
+    df["trial"] = pd.to_numeric(tag(f"tags.{TAG_TRIAL}", pd.Series(index=df.index, dtype=float)),
                                 errors="coerce").astype("Int64")
     df["state"] = tag("tags.imbsweep.state", pd.Series(index=df.index, dtype=object)).fillna("running")
     df["trick"] = tag("tags.imbsweep.trick", pd.Series(index=df.index, dtype=object)).fillna("?")
-    df["arm"] = tag(f"tags.{ARM}", pd.Series(index=df.index, dtype=object)).fillna(df["trick"])
+    df["arm"] = tag(f"tags.{TAG_ARM}", pd.Series(index=df.index, dtype=object)).fillna(df["trick"])
     seed = pd.to_numeric(tag("params.trainer.seed", pd.Series(index=df.index, dtype=float)), errors="coerce")
-    df["replicate"] = pd.to_numeric(tag(f"tags.{REPLICATE}", pd.Series(index=df.index, dtype=float)),
+    df["replicate"] = pd.to_numeric(tag(f"tags.{TAG_REPLICATE}", pd.Series(index=df.index, dtype=float)),
                                     errors="coerce").fillna(seed).astype("Int64")
     return df
 
@@ -224,7 +232,7 @@ def _query(record: StudyRecord, filter_string: str, limit: int = 1, order_by: li
 
 def _open_lazily(record: StudyRecord) -> StudyRecord:
     """The parent run and one complete trial (for the objectives) instead of every run."""
-    parent = _query(record, f"tags.`{ROLE}` = 'parent'", order_by=["attributes.start_time ASC"])
+    parent = _query(record, f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}'", order_by=["attributes.start_time ASC"])
     record.parent_run_id = str(parent[0].info.run_id) if parent else None
     record.parent_tags = dict(parent[0].data.tags) if parent else {}
     sample = _query(record, "tags.`imbsweep.state` = 'complete'")
@@ -246,7 +254,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
     import pandas as pd
 
     flt = "tags.`imbsweep.state` = 'complete'"
-    for key, value in (("imbsweep.trick", trick), (ARM, arm)):
+    for key, value in ((TAG_TRICK, trick), (TAG_ARM, arm)):
         if value is not None:
             flt += f" and tags.`{key}` = '" + value.replace("'", "\\'") + "'"
     rows: list[Any] = []
@@ -256,7 +264,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
         token = None
         while True:
             page = _query(record, flt, max(50, 4 * limit), order, token)
-            rows += [r for r in page if "imbsweep.trial" in r.data.tags and ROLE not in r.data.tags
+            rows += [r for r in page if TAG_TRIAL in r.data.tags and TAG_ROLE not in r.data.tags
                      and key in r.data.metrics]
             token = page.token
             last = page[-1].data.metrics.get(key) if page else None
@@ -271,7 +279,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
     return rank(df, metric, direction).head(limit)
 
 
-def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = "mlruns",
+def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathLike[str] = STATE_DIR,
                client: Any = None, read_runs: bool = True, connect_timeout: float | None = None) -> StudyRecord:
     """The study ``name``'s runs (its experiment, named after it); unknown study and a study
     with no finished trial are errors that say what exists. ``read_runs=False`` reads only
@@ -291,13 +299,13 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
     df = to_frame(search_all(client, [exp.experiment_id]))
     parent_id, parent_tags = None, {}
     if not df.empty:
-        parents = df[df["role"] == "parent"]
+        parents = df[df["role"] == ROLE_PARENT]
         if not parents.empty:
             first = parents.sort_values("start_time").iloc[0]
             parent_id = str(first["run_id"])
             parent_tags = {str(c)[len("tags."):]: v for c, v in first.items()
                            if str(c).startswith("tags.") and isinstance(v, str)}
-        df = df[df["role"] != "parent"].reset_index(drop=True)
+        df = df[df["role"] != ROLE_PARENT].reset_index(drop=True)
     record = StudyRecord(name, uri, client, str(exp.experiment_id), parent_id, df, parent_tags=parent_tags)
     if record.posthoc_arms and not df.empty:
         record.runs = with_posthoc_arms(df, record.posthoc_arms, record.posthoc_kinds)
@@ -320,7 +328,7 @@ def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str], posthoc_kinds: dict
     parts = [df]
     for name, source in posthoc_arms.items():
         suffix = "_" + (posthoc_kinds or {}).get(name, "posthoc")
-        rows = df[(df["role"] == "trial") & (df["arm"] == source)].copy()
+        rows = df[(df["role"] == ROLE_TRIAL) & (df["arm"] == source)].copy()
         rows["arm"] = name
         for c in [c for c in df.columns if c.startswith("metrics.") and f"{c}{suffix}" in df.columns]:
             rows[c] = rows[f"{c}{suffix}"]
@@ -335,7 +343,7 @@ def posthoc_column(record: StudyRecord, arm: str, column: str) -> str:
 
 
 def _redacted(uri: str) -> str:
-    from ._config import redact
+    from ._stores import redact
 
     return redact(uri)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from imbsweep._client import make_client
 from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import compare, display_frame, expected_max, holm
 from imbsweep.results import load_study
-from imbsweep.tracking import make_client
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 from _synthetic import make_study  # noqa: E402

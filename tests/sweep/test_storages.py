@@ -119,8 +119,9 @@ def test_dashboard_without_a_study_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_requeued(pg_url: str, tmp_path: Path) -> None:
     from optuna.distributions import FloatDistribution
 
+    from imbsweep.names import ATTR_HOST, ATTR_PID, ATTR_REQUEUED
     from imbsweep.sweep import open_storage
-    from imbsweep.sweep._workers import ATTR_HOST, ATTR_PID, ATTR_REQUEUED, recover_dead
+    from imbsweep.sweep._workers import recover_dead
 
     storage = open_storage(pg_url, tmp_path, heartbeat_interval=1)
     study = optuna.create_study(study_name="hb", storage=storage)

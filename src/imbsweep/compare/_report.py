@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from ..errors import ImbsweepError
+from ..names import TAG_CONCLUSION
 from ..results import StudyRecord
 from ._formats import to_csv, to_html, to_markdown
 from ._plots import plot_metric, plot_per_class, plot_tuning_curves
@@ -16,7 +17,6 @@ from ._table import Comparison
 
 #: the per-arm values logged to the parent run as ``compare/<arm>/<name>``
 SUMMARY = ("mean", "ci_low", "ci_high", "delta", "p", "p_holm", "p_improve", "seeds", "best_val")
-CONCLUSION_TAG = "imbsweep.compare.conclusion"
 
 
 def metric_name(arm: str, name: str) -> str:
@@ -54,7 +54,7 @@ def log_summary(c: Comparison, record: StudyRecord) -> None:
     metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(c).items()]
     for i in range(0, len(metrics), 500):
         record.client.log_batch(record.parent_run_id, metrics=metrics[i:i + 500])
-    record.client.set_tag(record.parent_run_id, CONCLUSION_TAG, c.conclusion[:4900])
+    record.client.set_tag(record.parent_run_id, TAG_CONCLUSION, c.conclusion[:4900])
 
 
 def write_report(c: Comparison, record: StudyRecord, out_dir: Path, log_to_parent: bool = True) -> list[Path]:

@@ -16,18 +16,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from ..errors import ImbsweepError
-from ..results import (
-    ARM,
-    REPLICATE,
-    RESEED_OF,
-    ROLE,
-    STUDY,
-    VARY_SPLIT,
-    StudyRecord,
-    best_runs,
-    choices_of,
-    download_text,
+from ..names import (
+    ROLE_RESEED,
+    TAG_ARM,
+    TAG_REPLICATE,
+    TAG_RESEED_OF,
+    TAG_RESEED_OF_TRIAL,
+    TAG_ROLE,
+    TAG_STUDY,
+    TAG_VARY_SPLIT,
 )
+from ..results import StudyRecord, best_runs, choices_of, download_text
 
 
 @dataclass
@@ -102,8 +101,9 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
     if job.threads and cfg.trainer.get("num_threads") is None:
         cfg.trainer.num_threads = job.threads
     setup = prepare(cfg)
-    tags = {STUDY: job.study, ROLE: "reseed", RESEED_OF: job.run_id, "imbsweep.reseed_of_trial": str(job.trial),
-            ARM: job.arm, REPLICATE: str(job.seed), VARY_SPLIT: "true" if job.vary_split else "false"}
+    tags = {TAG_STUDY: job.study, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: job.run_id,
+            TAG_RESEED_OF_TRIAL: str(job.trial),
+            TAG_ARM: job.arm, TAG_REPLICATE: str(job.seed), TAG_VARY_SPLIT: "true" if job.vary_split else "false"}
     with MlflowRun(cfg, experiment_id=job.experiment_id, parent_run_id=job.parent_run_id, tags=tags,
                    run_name=f"{job.arm}-trial-{job.trial}-seed-{job.seed}", choices=job.choices) as rec:
         result = fit(cfg, rec, setup)
@@ -120,10 +120,10 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..sweep._runner import _threads
+    from ..sweep._procs import torch_threads
 
     metric, direction = record.metric_direction(metric)
-    threads = _threads(jobs, OmegaConf.create({}))  # split torch threads as the sweeper does
+    threads = torch_threads(jobs, OmegaConf.create({}))  # split torch threads as the sweeper does
     todo = reseed_jobs(record, metric, direction, k, state, threads, top, baseline, vary_split)
     if not todo:
         which = "every arm's" if top is None else f"the {top} best arms' and {baseline}'s"

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results import RESEED_OF, VARY_SPLIT, StudyError, StudyRecord, best_runs, posthoc_column
+from ..names import TAG_RESEED_OF, TAG_VARY_SPLIT
+from ..results import StudyError, StudyRecord, best_runs, posthoc_column
 from . import _stats
 from ._configs import arm_fixed, describe_config, reported_metric, searched_keys, sweep_space, varying_params
 
@@ -45,7 +46,7 @@ class Comparison:
     vary_split: bool = False
     alpha: float = _stats.ALPHA
     posthoc_arms: dict[str, str] = field(default_factory=dict)  # arm -> the arm whose models it re-scores
-    posthoc_kinds: dict[str, str] = field(default_factory=dict)  # arm -> how (training.POSTHOC_KINDS)
+    posthoc_kinds: dict[str, str] = field(default_factory=dict)  # arm -> how (posthoc.POSTHOC_KINDS)
 
     @property
     def replicated(self) -> bool:
@@ -140,11 +141,11 @@ def replicate_runs(record: StudyRecord, run_id: str, vary_split: bool) -> Any:
     """The complete replicate runs of the run ``run_id`` of the kind asked (data.seed varied
     or not), oldest first."""
     r = record.reseeds
-    if r.empty or f"tags.{RESEED_OF}" not in r.columns:
+    if r.empty or f"tags.{TAG_RESEED_OF}" not in r.columns:
         return r.iloc[:0]
-    mine = r[(r["state"] == "complete") & (r[f"tags.{RESEED_OF}"] == run_id) & r["replicate"].notna()]
-    if f"tags.{VARY_SPLIT}" in mine.columns:
-        mine = mine[(mine[f"tags.{VARY_SPLIT}"] == "true") == vary_split]
+    mine = r[(r["state"] == "complete") & (r[f"tags.{TAG_RESEED_OF}"] == run_id) & r["replicate"].notna()]
+    if f"tags.{TAG_VARY_SPLIT}" in mine.columns:
+        mine = mine[(mine[f"tags.{TAG_VARY_SPLIT}"] == "true") == vary_split]
     elif vary_split:
         return mine.iloc[:0]
     return mine.sort_values("start_time")
@@ -261,6 +262,6 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
 
 def _posthoc_words(kind: str | None) -> str:
     """What a post-hoc arm's kind does, in words (``posthoc``: post-hoc logit adjustment)."""
-    from ..training import POSTHOC_KINDS
+    from ..posthoc import POSTHOC_KINDS
 
     return POSTHOC_KINDS.get(kind or "posthoc", POSTHOC_KINDS["posthoc"])

@@ -27,22 +27,13 @@ from ._longtail import (
     stratified_split,
     subsample_pool,
 )
-from ._record import (
-    TAG_STUDY_DATA,
-    check_study_data,
-    dataset_input,
-    identity,
-    not_evaluated,
-    profile,
-    split_warnings,
-    warnings_of,
-)
+from ._record import check_study_data, dataset_input, identity, not_evaluated, profile, split_warnings, warnings_of
 from ._sources import MNIST1DLT, DigitsLT, LongTailSource, Synthetic, scale
 from ._tabular import Tabular, column_list, file_digest
 
 __all__ = [
     "Augment", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
-    "LongTailSource", "MNIST1DLT", "Synthetic", "TAG_STUDY_DATA", "Tabular", "balanced_holdout",
+    "LongTailSource", "MNIST1DLT", "Synthetic", "Tabular", "balanced_holdout",
     "cache_entries", "cache_key", "cached", "check_study_data", "clear_disk_cache", "clear_memory_cache",
     "column_list", "dataset_input", "evict", "file_digest", "identity", "image_augment", "import_torchvision",
     "load_dataset", "longtail_counts", "longtail_subsample", "not_evaluated", "profile", "scale",
@@ -80,6 +71,6 @@ def load_dataset(data_cfg: Any, cache_dir: Path | None, max_mb: Any = DEFAULT_CA
 def study_data(cfg: Any) -> dict[str, str]:
     """:func:`identity` of the dataset a composed config trains on (built, or read from the
     cache, as its first trial would): what a study remembers of its data."""
-    from ..training import cache_dir
+    from .._paths import cache_dir
 
     return identity(load_dataset(cfg.data, cache_dir(cfg), cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB)))

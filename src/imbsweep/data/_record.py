@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..names import DATA_CONTEXT, SOURCE_DATASET
 from ._dataset import Dataset
 
 #: validation with fewer examples of a class than this gets a warning (its recall moves in big steps)
@@ -115,18 +116,14 @@ def dataset_input(ds: Dataset, context: str = "training") -> Any:
     source_text = str(ds.meta.get("source", ds.name))
     if source_text.startswith("generated"):
         source: Any = CodeDatasetSource({"generator": source_text.removeprefix("generated: "),
-                                         "imbsweep.data": ds.name})
+                                         SOURCE_DATASET: ds.name})
     else:
         local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
         source = local(Path(source_text).as_uri())
     entity = DatasetEntity(name=display_name(ds), digest=str(ds.meta.get("digest", ""))[:36],
                            source_type=source._get_source_type(), source=source.to_json(),
                            schema=schema_json(ds), profile=json.dumps(profile(ds)))
-    return DatasetInput(entity, [InputTag("mlflow.data.context", context)])
-
-
-#: the study parent run's tag holding :func:`identity` of the study's data (JSON)
-TAG_STUDY_DATA = "imbsweep.data"
+    return DatasetInput(entity, [InputTag(DATA_CONTEXT, context)])
 
 
 def check_study_data(recorded: str | None, data: dict[str, str], study: str) -> None:

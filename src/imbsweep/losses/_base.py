@@ -50,7 +50,7 @@ class ImbalanceLoss(nn.Module):
         self.label_smoothing = float(label_smoothing)
         self.register_buffer("class_counts",
                              torch.as_tensor(np.asarray(class_counts), dtype=torch.float32))
-        self.scheme = class_weights
+        self.scheme = class_weights  # the class-weight scheme it was built with (none, inverse, …)
         self.beta = beta
         self.register_buffer("full_weight", scheme_weights(self.class_counts, class_weights, beta))
         if reweight_from_epoch is not None:
@@ -67,11 +67,6 @@ class ImbalanceLoss(nn.Module):
 
     def smoothing_reason(self) -> str:
         return "its paper's form has no label smoothing"
-
-    @property
-    def weight_scheme(self) -> str:
-        """The class-weight scheme the loss was built with (``none``, ``inverse``, …)."""
-        return self.scheme
 
     @property
     def weight(self) -> torch.Tensor | None:

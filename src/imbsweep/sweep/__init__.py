@@ -11,20 +11,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._runner import Sweep, SweepStopped, counts, run_sweep
+    from ._counts import counts
+    from ._runner import Sweep, SweepStopped, run_sweep
     from ._space import SearchSpace, parse
     from ._study import PRUNERS, SAMPLERS, make_pruner, make_sampler, open_storage
-    from ._task import CONTEXT_KEY, OptunaReporter, TrialPruned, run_trial
+    from ._task import OptunaReporter, TrialPruned, run_trial
 
 _WHERE = {
-    "Sweep": "_runner", "SweepStopped": "_runner", "counts": "_runner", "run_sweep": "_runner",
+    "Sweep": "_runner", "SweepStopped": "_runner", "counts": "_counts", "run_sweep": "_runner",
     "SearchSpace": "_space", "parse": "_space",
     "PRUNERS": "_study", "SAMPLERS": "_study", "make_pruner": "_study", "make_sampler": "_study",
     "open_storage": "_study",
-    "CONTEXT_KEY": "_task", "OptunaReporter": "_task", "TrialPruned": "_task", "run_trial": "_task",
+    "OptunaReporter": "_task", "TrialPruned": "_task", "run_trial": "_task",
 }
 
-__all__ = ["CONTEXT_KEY", "PRUNERS", "SAMPLERS", "OptunaReporter", "SearchSpace", "Sweep",
+__all__ = ["PRUNERS", "SAMPLERS", "OptunaReporter", "SearchSpace", "Sweep",
            "SweepStopped", "TrialPruned", "counts", "make_pruner", "make_sampler", "open_storage",
            "parse", "run_sweep", "run_trial"]
 assert sorted(__all__) == sorted(_WHERE)

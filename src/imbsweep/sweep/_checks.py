@@ -14,49 +14,19 @@ import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
     check_distribution_compatibility,
 )
 
-from .._config import redact
+from .._stores import redact
 from ..errors import ConfigError
-from ._space import SearchSpace
+from ._arms import Arm, in_config, inside, keys_decided
+from ._space import describe
 
 if TYPE_CHECKING:
-    from ._runner import Arm, Sweep
+    from ._runner import Sweep
 
 log = logging.getLogger(__name__)
 BATCH = "trainer.batch_size"
-
-
-def describe(dist: BaseDistribution) -> str:
-    """A distribution in the search-expression syntax it was written in (``choice(a, b)``,
-    ``tag(log, interval(1e-3, 0.1))``, ``int(interval(1, 8))``)."""
-    if isinstance(dist, CategoricalDistribution):
-        return "choice(" + ", ".join(str(c) for c in dist.choices) + ")"
-    if isinstance(dist, IntDistribution | FloatDistribution):
-        if dist.step not in (None, 1):
-            text = f"range({dist.low}, {dist.high + dist.step}, {dist.step})"
-        else:
-            text = f"interval({dist.low:g}, {dist.high:g})"
-            if isinstance(dist, IntDistribution):
-                text = f"int({text})"
-        return f"tag(log, {text})" if dist.log else text
-    return repr(dist)
-
-
-def check_settings(conf: Mapping[str, Any]) -> None:
-    """The sweeper's own settings that Optuna would take and fail on later (or never)."""
-    sampler = conf.get("sampler") or {}
-    if isinstance(sampler, Mapping):
-        seed = sampler.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError("hydra.sweeper.sampler.seed", seed, "must be an integer, or null for a random seed")
-    beat = conf.get("heartbeat_interval")
-    if beat is not None and (isinstance(beat, bool) or not isinstance(beat, int) or beat < 1):
-        raise ConfigError("hydra.sweeper.heartbeat_interval", beat,
-                          "must be an integer >= 1 (seconds between heartbeats on RDB storages), or null for none")
 
 
 def check_stores(sweep: Sweep) -> None:
@@ -64,21 +34,19 @@ def check_stores(sweep: Sweep) -> None:
     (a journal file's folder must be writable; a database URL needs its driver)."""
     from .._config import validate_state_dir, validate_tracking
     from .._stores import check_folder, driver_error, sqlalchemy_url
-    from ._study import JOURNAL_SUFFIXES
+    from ..names import JOURNAL_SUFFIXES
 
     validate_state_dir(sweep.config)
     validate_tracking(sweep.config)
-    from ..tracking import deleted_experiment, make_client, tracking_uri
+    from .._client import deleted_experiment, make_client, tracking_uri
 
     uri = tracking_uri(sweep.config.tracking, sweep.state)
     if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():  # (a new store has none)
         exp = make_client(uri).get_experiment_by_name(sweep.study_name)
         if exp is not None and exp.lifecycle_stage == "deleted":
             raise ConfigError("hydra.sweeper.study_name", sweep.study_name, deleted_experiment(exp))
-    url = sweep.conf.get("storage")
+    url = sweep.settings.storage
     key = "hydra.sweeper.storage"
-    if url is not None and not isinstance(url, str):
-        raise ConfigError(key, url, "must be an Optuna storage URL or a journal file's path")
     if not url or url.endswith(JOURNAL_SUFFIXES):
         if url and Path(url).is_dir():
             raise ConfigError(key, url, "is a folder; name the journal file in it (e.g. optuna/journal.log)")
@@ -97,23 +65,6 @@ def check_stores(sweep: Sweep) -> None:
             check_folder(key, Path(db).expanduser().resolve().parent, shown=url)
 
 
-def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:
-    from ._runner import _in_config as in_config
-
-    return in_config(key, cfg, choices)
-
-
-def _keys_decided(space: SearchSpace) -> list[str]:
-    """The searched keys known to be set in every trial: the unconditional ones, and the
-    conditional ones whose condition the fixed values decide, and hold."""
-    keys = list(space.params)
-    fixed = {**space.fixed_for_conditions, **space.fixed}
-    for key, cond in space.conditional.items():
-        if all(k in fixed for k in cond.when) and cond.active(fixed):
-            keys.append(key)
-    return keys
-
-
 def check_space(sweep: Sweep) -> None:
     """Every searched key is a key of the config (a plain study; a tournament's arms check
     theirs as they are built), and a searched config group lists options that exist."""
@@ -127,8 +78,8 @@ def check_space(sweep: Sweep) -> None:
             if key in choices:
                 _check_group(sweep, key, dist, where)
         if arm.name is None:
-            for key in _keys_decided(arm.space):
-                if not _in_config(key, sweep.config, choices):
+            for key in keys_decided(arm.space):
+                if not in_config(key, sweep.config, choices):
                     parent = key.rpartition(".")[0]
                     node = OmegaConf.select(sweep.config, parent, default=None) if parent else sweep.config
                     keys = [str(k) for k in node if not str(k).startswith("_")] if OmegaConf.is_dict(node) else None
@@ -155,9 +106,7 @@ def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -
 def check_baseline(sweep: Sweep) -> None:
     """A plain study's ``baseline:`` values: each names a searched parameter and lies inside
     its space (the config's defaults outside it are left to the sampler, with a warning)."""
-    from ._runner import _inside
-
-    baseline = sweep.conf.get("baseline")
+    baseline = sweep.settings.baseline
     if not baseline or sweep.arms[0].name is not None:
         return
     if not isinstance(baseline, Mapping):
@@ -168,7 +117,7 @@ def check_baseline(sweep: Sweep) -> None:
         where = f"hydra.sweeper.baseline.{key}"
         if str(key) not in dists:
             raise ConfigError(where, value, "is not a searched parameter; searched: " + (", ".join(dists) or "none"))
-        if _inside(str(key), dists[str(key)], value) != (True, value):
+        if inside(str(key), dists[str(key)], value) != (True, value):
             raise ConfigError(where, value, f"lies outside the space searched, {describe(dists[str(key)])}; the "
                               "baseline is the study's first trial, so it must be a point of the space")
 
@@ -177,8 +126,8 @@ def check_data(sweep: Sweep) -> None:
     """What needs the data, built (and cached) now as the first trial would: the objective
     is a metric a run on it logs, and no batch size exceeds its training split."""
     from .._config import validate_batch_size, validate_objective_logged
+    from .._paths import cache_dir
     from ..data import DEFAULT_CACHE_MB, load_dataset
-    from ..training import cache_dir
 
     cfg = sweep.config
     ds = load_dataset(cfg.data, cache_dir(cfg), cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))

@@ -15,12 +15,30 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .._config import redact
+from .._client import connect
 from .._paths import git_commit
-from ..tracking import NOTE, TAG_ARM, TAG_BASELINE_ARM, TAG_POSTHOC_ARMS, TAG_POSTHOC_KINDS, connect
-from ..tracking import TAG_ROLE as ROLE
-from ..tracking import TAG_STUDY as STUDY
-from ._workers import ATTR_ARM
+from .._stores import redact
+from ..names import (
+    ATTR_ARM,
+    ATTR_RUN_ID,
+    FAILED,
+    GIT_COMMIT,
+    NOTE,
+    ROLE_PARENT,
+    SOURCE_NAME,
+    SOURCE_TYPE,
+    TAG_ARM,
+    TAG_BASELINE_ARM,
+    TAG_BEST_TRIAL,
+    TAG_POSTHOC_ARMS,
+    TAG_POSTHOC_KINDS,
+    TAG_REASON,
+    TAG_ROLE,
+    TAG_STATE,
+    TAG_STUDY,
+    USER,
+)
+from ._counts import best_trial, counts
 
 
 def common_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
@@ -58,12 +76,13 @@ class ParentRun:
 
     def _find_or_create(self) -> str:
         found = self.client.search_runs(
-            [self.experiment_id], f"tags.`{ROLE}` = 'parent' and tags.`{STUDY}` = '{self.study_name}'",
+            [self.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}' and tags.`{TAG_STUDY}` = '{self.study_name}'",
             max_results=1, order_by=["attributes.start_time ASC"])
         if found:
             run_id = str(found[0].info.run_id)
             if self.data:  # a study stays on one dataset; checked before the run is marked RUNNING
-                from ..data import TAG_STUDY_DATA, check_study_data
+                from ..data import check_study_data
+                from ..names import TAG_STUDY_DATA
 
                 recorded = found[0].data.tags.get(TAG_STUDY_DATA)
                 check_study_data(recorded, self.data, self.study_name)
@@ -73,12 +92,12 @@ class ParentRun:
                 self.client.update_run(run_id, status="RUNNING")
             return run_id
         sha, _ = git_commit()
-        tags = {ROLE: "parent", STUDY: self.study_name, "mlflow.user": getpass.getuser(),
-                "mlflow.source.name": "imbsweep sweep", "mlflow.source.type": "LOCAL"}
+        tags = {TAG_ROLE: ROLE_PARENT, TAG_STUDY: self.study_name, USER: getpass.getuser(),
+                SOURCE_NAME: "imbsweep sweep", SOURCE_TYPE: "LOCAL"}
         if sha:
-            tags["mlflow.source.git.commit"] = sha
+            tags[GIT_COMMIT] = sha
         if self.data:
-            from ..data import TAG_STUDY_DATA
+            from ..names import TAG_STUDY_DATA
 
             tags[TAG_STUDY_DATA] = json.dumps(self.data)
         run = self.client.create_run(self.experiment_id, run_name=f"{self.study_name} (study)", tags=tags)
@@ -100,7 +119,6 @@ class ParentRun:
     def log_progress(self, studies: Sequence[optuna.Study]) -> None:
         from mlflow.entities import Metric, RunTag
 
-        from ._runner import best_trial, counts
 
         c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
@@ -112,7 +130,7 @@ class ParentRun:
             assert best is not None
             metrics["best_value"] = float(best.values[0])
             arm = best.user_attrs.get(ATTR_ARM)
-            tags.append(RunTag("imbsweep.best_trial", f"{arm} {best.number}" if arm else str(best.number)))
+            tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
                                                     for k, v in metrics.items()], tags=tags)
@@ -172,23 +190,23 @@ class ParentRun:
         """The RUNNING MLflow runs of ``trial``: the one it names, else those tagged with its
         study, arm and number (a worker killed between creating the run and naming it on the
         trial left an orphan that only the tags find)."""
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        run_id = trial.user_attrs.get(ATTR_RUN_ID)
         if run_id:
             return [str(run_id)]
         arm = trial.user_attrs.get(ATTR_ARM) or arm
-        query = (f"tags.`{STUDY}` = '{self.study_name}' and tags.`imbsweep.trial` = '{trial.number}' "
+        query = (f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`imbsweep.trial` = '{trial.number}' "
                  "and attributes.status = 'RUNNING'")
         found = self.client.search_runs([self.experiment_id], query, max_results=100)
         return [str(r.info.run_id) for r in found if r.data.tags.get(TAG_ARM) == arm
-                and r.data.tags.get(ROLE) is None]
+                and r.data.tags.get(TAG_ROLE) is None]
 
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None) -> None:
         """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING)."""
         for t in trials:
             for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
                 reason = "worker process died; trial re-queued"
-                self.client.set_tag(run_id, "imbsweep.state", "failed")
-                self.client.set_tag(run_id, "imbsweep.failure_reason", reason)
+                self.client.set_tag(run_id, TAG_STATE, FAILED)
+                self.client.set_tag(run_id, TAG_REASON, reason)
                 self.client.set_tag(run_id, NOTE, f"failed: {reason}")
                 self.client.update_run(run_id, name=f"{self.client.get_run(run_id).info.run_name} failed")
                 self.client.set_terminated(run_id, status="FAILED")
@@ -201,7 +219,7 @@ class ParentRun:
             status = "KILLED"
         elif exc is not None:
             status = "FAILED"
-            self.client.set_tag(self.run_id, "imbsweep.failure_reason", str(exc)[:5000])
+            self.client.set_tag(self.run_id, TAG_REASON, str(exc)[:5000])
         else:
             status = "FINISHED"
         self.client.set_terminated(self.run_id, status=status)

@@ -7,7 +7,8 @@ from types import TracebackType
 
 import optuna
 
-from ._workers import ATTR_ARM
+from ..names import ATTR_ARM
+from ._counts import best_trial, counts
 
 
 class SweepProgress:
@@ -30,7 +31,6 @@ class SweepProgress:
             self.progress.stop()
 
     def update(self, studies: Sequence[optuna.Study]) -> None:
-        from ._runner import best_trial, counts
 
         c = counts(studies)
         detail = f"· {c['pruned']} pruned · {c['fail']} failed"

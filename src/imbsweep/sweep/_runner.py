@@ -16,48 +16,42 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
-import sys
 import time
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .._config import validate_objective
-from .._paths import state_dir
+from .._config import objective_metrics, validate_objective
+from .._paths import journal_path, state_of
+from .._signals import signals_held
 from ..errors import ConfigError, ImbsweepError, StorageError
-from ..tracking import signals_held
-from ._checks import check_resume, check_settings, describe, drop_new_studies, preflight
-from ._jobs import make_jobs
-from ._space import SearchSpace, override, parse, written_override
-from ._study import JOURNAL_SUFFIXES, grid_size, local_storage_path, make_pruner, make_sampler, open_storage
-from ._task import CONTEXT_KEY, objective_metrics
-from ._workers import (
+from ..names import (
     ATTR_ARM,
+    ATTR_ARM_VALUES,
     ATTR_BASELINE,
-    ATTR_REQUEUED,
+    ATTR_FAIL_REASON,
+    ATTR_METRIC,
     ATTR_TOURNAMENT,
-    budget_lock,
-    finish,
-    mark_running,
+    CONTEXT_KEY,
+    JOURNAL_SUFFIXES,
     posthoc_attr,
-    recover_dead,
-    requeue,
 )
-
-ATTR_ARM_VALUES = "imbsweep:arm_values"  # on an arm's study: what the arm fixes or searches, as written
+from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaults, posthoc_arms
+from ._checks import check_resume, drop_new_studies, preflight
+from ._counts import best_posthoc, best_trial, counts
+from ._jobs import make_jobs
+from ._procs import WORKER_ENV, join, reap, start_workers, stop, torch_threads
+from ._settings import Settings
+from ._space import SearchSpace, override
+from ._study import grid_size, make_pruner, make_sampler, open_storage
+from ._workers import budget_lock, finish, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
-WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-            optuna.trial.TrialState.FAIL)
 
 
 class SweepStopped(ImbsweepError):
@@ -66,314 +60,53 @@ class SweepStopped(ImbsweepError):
     exit_code = 1
 
 
-def counts(study: optuna.Study | Sequence[optuna.Study]) -> Counter[str]:
-    """Trials by state (summed over several studies: a tournament's arms); failed trials
-    that were re-queued do not count."""
-    c: Counter[str] = Counter()
-    for s in ([study] if isinstance(study, optuna.Study) else study):
-        for t in s.get_trials(deepcopy=False):
-            if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(ATTR_REQUEUED):
-                continue
-            c[t.state.name.lower()] += 1
-    c["finished"] = c["complete"] + c["pruned"] + c["fail"]
-    return c  # also "running" and "waiting"
-
-
-def best_trial(studies: Sequence[optuna.Study], direction: str) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial over several single-objective studies (None: none complete)."""
-    done = [t for s in studies for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    if not done:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(done, key=lambda t: float(t.values[0]))
-
-
-def _inside(key: str, dist: Any, value: Any) -> tuple[bool, Any]:
-    """``(True, value)`` when ``value`` lies in ``dist``; a number outside an interval is
-    moved to its nearest bound (a weight decay of 0 under ``tag(log, interval(1e-6, …))``
-    starts at 1e-6, about 0); ``(False, None)`` otherwise."""
-    from optuna.distributions import CategoricalDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        return (value in dist.choices), value
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number:
-        return False, None
-    try:
-        if dist._contains(dist.to_internal_repr(value)):
-            return True, value
-    except (TypeError, ValueError):  # 0 under a log interval
-        pass
-    from optuna.distributions import FloatDistribution, IntDistribution
-
-    if (isinstance(dist, FloatDistribution) and dist.step is None) or \
-            (isinstance(dist, IntDistribution) and dist.step == 1 and isinstance(value, int)):
-        bound = dist.low if value < dist.low else dist.high
-        log.info("%s: the config's %r lies outside %r; the first trial starts at %r", key, value, dist, bound)
-        return True, bound
-    return False, None
-
-
-def baseline_params(space: SearchSpace, defaults: Mapping[str, Any], baseline: Mapping[str, Any],
-                    ) -> dict[str, Any]:
-    """The baseline trial: the sweep's ``baseline`` values, else the config's defaults, each
-    kept only when it lies inside its search space (a default outside a ``choice`` is left to
-    the sampler, with a warning naming the key)."""
-    out: dict[str, Any] = {}
-
-    def take(key: str, dist: Any, value: Any) -> bool:
-        if key in baseline:  # an explicit baseline value is used as given, or not at all
-            ok = _inside(key, dist, value) == (True, value)
-        else:
-            ok, value = _inside(key, dist, value)
-        if ok:
-            out[key] = value
-        else:
-            log.warning("hydra.sweeper: %s=%r (%s) is outside its search space %s; the sampler picks "
-                        "it in the first trial", key, value, "the baseline's" if key in baseline
-                        else "the config's default", describe(dist))
-        return ok
-
-    for key, dist in space.params.items():
-        value = baseline.get(key, defaults.get(key))
-        if value is not None:
-            take(key, dist, value)
-    known = {**space.fixed_for_conditions, **space.fixed, **out}
-    for key, cond in space.conditional.items():
-        if cond.active(known) and (key in baseline or defaults.get(key) is not None) \
-                and take(key, cond.distribution, baseline.get(key, defaults.get(key))):
-            known[key] = out[key]
-    return out
-
-
-@dataclass
-class Arm:
-    """One arm of a tournament (or, with ``name`` None, the whole sweep of a plain study)."""
-
-    name: str | None
-    study_name: str
-    space: SearchSpace
-    budget: int
-    values: dict[str, Any] = field(default_factory=dict)  # what the arm fixes (or searches), as written
-    defaults: dict[str, Any] = field(default_factory=dict)  # each searched key's value in its config
-    study: Any = None  # optuna.Study, opened in Sweep.run
-    seeded: bool = False  # its sampler seeded at this process's first ask
-
-
 class Sweep:
     """One worker's sweep over one study, or over a tournament's arms (see the module docstring)."""
 
     def __init__(self, conf: Mapping[str, Any], config: DictConfig, launcher: Any,
                  arguments: Sequence[str], config_loader: Any = None) -> None:
-        self.conf, self.config, self.launcher = conf, config, launcher
-        self.config_loader = config_loader
+        self.config, self.launcher, self.config_loader = config, launcher, config_loader
         self.arguments = list(arguments)
-        check_settings(conf)
-        self.max_failure_rate = float(conf.get("max_failure_rate", 0.5))
-        if not 0 <= self.max_failure_rate <= 1:
-            raise ConfigError("hydra.sweeper.max_failure_rate", self.max_failure_rate, "must be in [0, 1]")
+        self.settings = settings = Settings.of(conf)
+        settings.validate()
         validate_objective(config)
         self.objectives = objective_metrics(config)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
-        self.study_name = str(conf.get("study_name") or choices.get("sweep") or "imbsweep")
-        self.n_jobs = int(conf.get("n_jobs", 1))
-        if self.n_jobs < 1:
-            raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        self.study_name = str(settings.study_name or choices.get("sweep") or "imbsweep")
+        self.n_jobs = settings.n_jobs
         self.posthoc_arms: dict[str, str] = {}  # post-hoc arm -> its source arm
-        self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (training.POSTHOC_KINDS)
-        if conf.get("arms"):
-            self.arms = self._build_arms(conf["arms"])
+        self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (posthoc.POSTHOC_KINDS)
+        if settings.tournament:
+            self.arms = build_arms(settings, config, self.arguments, config_loader, self.study_name)
             self.n_trials = sum(a.budget for a in self.arms)
-            self.posthoc_arms, self.posthoc_kinds = self._posthoc_arms(conf.get("posthoc_arms"))
+            self.posthoc_arms, self.posthoc_kinds = posthoc_arms(settings.posthoc_arms, self.arms, self.objectives)
+            self.baseline_arm: str | None = baseline_arm(settings.baseline_arm, self.arms)
         else:
-            for key in ("trials_per_arm", "baseline_arm", "posthoc_arms"):
-                if conf.get(key) not in (None, {}):
-                    raise ConfigError(f"hydra.sweeper.{key}", conf[key], "needs hydra.sweeper.arms")
-            self.space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments)
-            n = conf.get("n_trials")
-            self.n_trials = 20 if n is None else _positive_int("hydra.sweeper.n_trials", n)
-            if (conf.get("sampler") or {}).get("name") == "grid":
-                cap = grid_size(self.space) + (0 if conf.get("baseline") is None else 1)
+            self.space = SearchSpace.build(settings.params, settings.conditional, self.arguments)
+            self.n_trials = 20 if settings.n_trials is None else settings.n_trials
+            if settings.sampler_name == "grid":
+                cap = grid_size(self.space) + (0 if settings.baseline is None else 1)
                 if self.n_trials > cap:
                     log.warning("the grid has %d points (+ the baseline): n_trials %d lowered to %d",
-                                cap - (conf.get("baseline") is not None), self.n_trials, cap)
+                                cap - (settings.baseline is not None), self.n_trials, cap)
                     self.n_trials = cap
             self.arms = [Arm(None, self.study_name, self.space, self.n_trials,
-                             defaults=self._defaults(choices, keys=list(self.space.names())))]
-        self.baseline_arm = self.arms[0].name if self.arms[0].name is None else self._baseline_arm()
+                             defaults=config_defaults(config, choices, list(self.space.names())))]
+            self.baseline_arm = None
         for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
             self._sampler(0, arm.space)
-        self.state = state_dir(config.get("state_dir") or "mlruns")
+        self.state = state_of(config)
         preflight(self)  # the space against the config and the data, the stores: before any study is opened
-        self.storage = open_storage(conf.get("storage"), self.state, conf.get("heartbeat_interval"))
-        self.pruner = make_pruner(conf.get("pruner") or {"name": "none"})
+        self.storage = open_storage(settings.storage, self.state, settings.heartbeat_interval)
+        self.pruner = make_pruner(settings.pruner)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
         self.jobs = make_jobs(launcher, config)
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
-        self.threads = _threads(self.n_jobs, config)
-        storage_url = conf.get("storage")
-        self.journal = (Path(storage_url) if storage_url else local_storage_path(self.state)) \
-            if not storage_url or str(storage_url).endswith(JOURNAL_SUFFIXES) else None
-
-    def _defaults(self, choices: Mapping[str, Any], config: Any = None, keys: Any = ()) -> dict[str, Any]:
-        """Each of ``keys``' value in the composed config (group keys: the chosen option)."""
-        config = self.config if config is None else config
-        out = {}
-        for key in keys:
-            if key in choices:
-                out[key] = choices[key]
-            else:
-                value = OmegaConf.select(config, key, default=None)
-                if value is not None and not OmegaConf.is_config(value):
-                    out[key] = value
-        return out
-
-    # -- a tournament's arms ----------------------------------------------------------------
-    def _build_arms(self, arms_conf: Any) -> list[Arm]:
-        """Each arm's search space: the sweep's space with the arm's values applied as if
-        typed before the command line's overrides (a plain value fixes a key, a search
-        expression searches it in this arm only), conditions decided on the config that the
-        arm composes to."""
-        conf = self.conf
-        if not isinstance(arms_conf, Mapping):
-            raise ConfigError("hydra.sweeper.arms", arms_conf, "must map an arm's name to the values it fixes")
-        per_arm = conf.get("trials_per_arm")
-        if per_arm is None:
-            raise ConfigError("hydra.sweeper.trials_per_arm", None,
-                              "must be an integer >= 1 with hydra.sweeper.arms (every arm's budget)")
-        per_arm = _positive_int("hydra.sweeper.trials_per_arm", per_arm)
-        n = conf.get("n_trials")
-        if n is not None and n != per_arm * len(arms_conf):
-            raise ConfigError("hydra.sweeper.n_trials", n,
-                              f"must be unset (null) or {len(arms_conf)} arms x trials_per_arm {per_arm} = "
-                              f"{per_arm * len(arms_conf)} in a tournament; set trials_per_arm instead")
-        if conf.get("baseline"):
-            raise ConfigError("hydra.sweeper.baseline", dict(conf["baseline"]),
-                              "must be {} or null with hydra.sweeper.arms: each arm's first trial is the "
-                              "config's defaults for what the arm does not fix (null: no such trials)")
-        if (conf.get("sampler") or {}).get("name") == "grid":
-            raise ConfigError("hydra.sweeper.sampler.name", "grid", "cannot run a tournament; use tpe or random")
-        from optuna.distributions import BaseDistribution
-
-        cond_keys = {str(k) for spec in (conf.get("conditional") or {}).values()
-                     if isinstance(spec, Mapping) for k in dict(spec.get("when") or {})}
-        # the command line's fixed values, less those of conditional keys (they apply only
-        # where their condition holds): what every arm's config is composed with
-        cli_fixed = [o for o in self.arguments if not _is_sweep(o)
-                     and o.partition("=")[0].lstrip("+~") not in (conf.get("conditional") or {})]
-        arms = []
-        seen_keys: set[str] = set()
-        for name, values in arms_conf.items():
-            name = str(name)
-            where = f"hydra.sweeper.arms.{name}"
-            if not name or "/" in name or "${" in name or name != name.strip():
-                raise ConfigError("hydra.sweeper.arms", name, "an arm's name must be non-empty, without '/', "
-                                  "'${' or surrounding spaces")
-            if values is not None and not isinstance(values, Mapping):
-                raise ConfigError(where, values, "must map config keys to values or search expressions")
-            values = {str(k): v for k, v in (values or {}).items()}
-            texts, fixed = [], []
-            for key, value in values.items():
-                text = written_override(key, value)
-                texts.append(text)
-                if not isinstance(parse(key, text.partition("=")[2], where=where), BaseDistribution):
-                    fixed.append(text)  # (parsed here so that a bad expression names the arm)
-            arm_cfg, arm_choices = self._compose(name, fixed, cli_fixed)
-            space = SearchSpace.build(conf.get("params"), conf.get("conditional"), self.arguments,
-                                      arm_overrides=texts,
-                                      config_values=_none_for_missing(
-                                          self._defaults(arm_choices, arm_cfg, cond_keys), cond_keys))
-            self._check_keys(name, space, arm_cfg, arm_choices)
-            seen_keys.update(k for k in cond_keys if _in_config(k, arm_cfg, arm_choices))
-            seen_keys.update(space.names())
-            arms.append(Arm(name, f"{self.study_name}/{name}", space, per_arm, values,
-                            self._defaults(arm_choices, arm_cfg, list(space.names()))))
-        for key, spec in (conf.get("conditional") or {}).items():
-            for cond_key in dict(spec.get("when") or {}) if isinstance(spec, Mapping) else {}:
-                if str(cond_key) not in seen_keys:
-                    raise ConfigError(f"hydra.sweeper.conditional.{key}.when", str(cond_key),
-                                      "names no key of any arm's config and no searched parameter")
-        return arms
-
-    @staticmethod
-    def _check_keys(arm: str, space: SearchSpace, cfg: Any, choices: Mapping[str, Any]) -> None:
-        """A key the arm searches must exist in the config the arm composes to (else every
-        trial of the arm would fail to compose); a conditional key is checked where its
-        condition is decided by what the arm fixes."""
-        keys = list(space.params)
-        fixed = {**space.fixed_for_conditions, **space.fixed}
-        for key, cond in space.conditional.items():
-            if all(k in fixed for k in cond.when) and cond.active(fixed):
-                keys.append(key)
-        for key in keys:
-            if not key.startswith("+") and not _in_config(key, cfg, choices):
-                raise ConfigError(f"hydra.sweeper.arms.{arm}", key,
-                                  "searches a key that this arm's config does not have (add it with + on the "
-                                  "command line, or fix it in the arms that have it)")
-
-    def _compose(self, arm: str, overrides: list[str], cli_fixed: list[str]) -> tuple[Any, Mapping[str, Any]]:
-        """The config one of the arm's trials starts from (the arm's fixed values, then the
-        command line's), and its group choices; an unknown key or option names the arm."""
-        if self.config_loader is None:
-            choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
-            return self.config, choices
-        from hydra.errors import HydraException
-
-        try:
-            cfg = self.config_loader.load_sweep_config(self.config, [*overrides, *cli_fixed])
-        except HydraException as exc:
-            msg = " ".join(str(exc).split())
-            raise ConfigError(f"hydra.sweeper.arms.{arm}", overrides, f"does not compose: {msg}") from None
-        return cfg, OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
-
-    def _posthoc_arms(self, spec: Any) -> tuple[dict[str, str], dict[str, str]]:
-        """``{name: source arm}`` and ``{name: kind}``: arms scored on their source arm's trials
-        after a post-hoc step every run scans, ``name: source`` for post-hoc logit adjustment
-        or ``name: {of: source, by: kind}`` (``by: taunorm``: tau-normalisation); they need the
-        objective's ``_<kind>`` twin, which every run logs for the headline metrics (see
-        ``training.posthoc_scan`` and ``training.taunorm_scan``)."""
-        from ..training import POSTHOC_KINDS
-
-        if not spec:
-            return {}, {}
-        key = "hydra.sweeper.posthoc_arms"
-        if not isinstance(spec, Mapping):
-            raise ConfigError(key, spec, "must map an arm's name to the arm whose trials it re-scores")
-        names = [a.name for a in self.arms]
-        metric = self.objectives[0][0]
-        if len(self.objectives) > 1 or posthoc_metric(metric) is None:
-            from ..training import POSTHOC_METRICS
-
-            raise ConfigError(key, dict(spec), f"needs a single objective val/<m> with m one of "
-                              f"{', '.join(POSTHOC_METRICS)} (runs log its post-hoc twin); the objective is "
-                              + ", ".join(m for m, _ in self.objectives))
-        out, kinds = {}, {}
-        for name, value in spec.items():
-            name, source, kind = str(name), value, "posthoc"
-            if isinstance(value, Mapping):
-                if set(value) != {"of", "by"} or str(value["by"]) not in POSTHOC_KINDS:
-                    raise ConfigError(f"{key}.{name}", dict(value), "must be a source arm's name, or {of: <source "
-                                      f"arm>, by: <one of {', '.join(POSTHOC_KINDS)}>}}")
-                source, kind = value["of"], str(value["by"])
-            source = str(source)
-            if not name or "/" in name or "${" in name or name != name.strip() or name in names:
-                raise ConfigError(f"{key}.{name}", source, "needs a name of its own: non-empty, without '/', "
-                                  "'${' or surrounding spaces, and not one of hydra.sweeper.arms")
-            if source not in names:
-                raise ConfigError(f"{key}.{name}", source, f"must name one of the arms: {', '.join(map(str, names))}")
-            out[name], kinds[name] = source, kind
-        return out, kinds
-
-    def _baseline_arm(self) -> str:
-        names = [a.name for a in self.arms]
-        wanted = self.conf.get("baseline_arm")
-        if wanted is None:
-            return "ce" if "ce" in names else str(names[0])
-        if wanted not in names:
-            raise ConfigError("hydra.sweeper.baseline_arm", wanted,
-                              f"must be one of the arms: {', '.join(map(str, names))}")
-        return str(wanted)
+        self.threads = torch_threads(self.n_jobs, config)
+        url = settings.storage
+        self.journal = (Path(url) if url else journal_path(self.state)) \
+            if not url or str(url).endswith(JOURNAL_SUFFIXES) else None
 
     def _check_kind(self) -> set[str]:
         """A tournament and a plain study never share a name (their runs would mix in one
@@ -420,12 +153,12 @@ class Sweep:
                 study.set_user_attr(ATTR_TOURNAMENT, self.study_name)
                 study.set_user_attr(ATTR_ARM, arm.name)
                 study.set_user_attr(ATTR_ARM_VALUES, values)
-                study.set_user_attr("imbsweep:metric", self.objectives[0][0])
+                study.set_user_attr(ATTR_METRIC, self.objectives[0][0])
         return study
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> optuna.Study | list[optuna.Study]:
-        from ._mlflow import ParentRun
+        from ._mlflow import ParentRun  # imports mlflow
         from ._progress import SweepProgress
 
         directions: list[Any] = [d for _, d in self.objectives]
@@ -440,8 +173,8 @@ class Sweep:
                 for arm in self.arms:
                     arm.study = self._open(arm, directions)
                     self._enqueue_baseline(arm)
-                parent = ParentRun(self.config, self.study_name, self.conf, owner=not self.worker,
-                                   baseline_arm=self.baseline_arm if self.arms[0].name is not None else None,
+                parent = ParentRun(self.config, self.study_name, self.settings.raw, owner=not self.worker,
+                                   baseline_arm=self.baseline_arm,
                                    posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data)
             except BaseException:
                 drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind
@@ -450,14 +183,14 @@ class Sweep:
         progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
         log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
                  self.n_trials, f" ({len(self.arms)} arms)" if self.arms[0].name is not None else "",
-                 _describe(self.conf.get("storage"), self.state))
+                 _describe(self.settings.storage, self.state))
         workers: list[subprocess.Popen[bytes]] = []
         try:
             with parent, progress:
                 workers = self._start_workers()
                 progress.update(studies)
                 while True:
-                    self._reap(workers)
+                    reap(workers)
                     claimed, trial = self._claim(parent)
                     if trial is None:
                         if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
@@ -469,9 +202,9 @@ class Sweep:
                         parent.log_progress(studies)
                         self._check_failures(studies)
                     progress.update(studies)
-                self._join(workers)
+                join(workers)
         except BaseException:
-            self._stop(workers)
+            stop(workers)
             raise
         finally:
             if not self.worker:
@@ -517,40 +250,7 @@ class Sweep:
         """``n_jobs - 1`` more processes running this same command as plain workers."""
         if self.worker or self.n_jobs == 1:
             return []
-        task = list(OmegaConf.select(self.config, "hydra.overrides.task", default=[]) or [])
-        hydra = [o for o in OmegaConf.select(self.config, "hydra.overrides.hydra", default=[]) or []
-                 if not o.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir=", "hydra.sweep.subdir="))]
-        procs = []
-        for k in range(1, self.n_jobs):
-            cmd = [sys.executable, "-m", "imbsweep", "run", "-m", *task, *hydra, "hydra.sweeper.n_jobs=1",
-                   f"hydra.sweep.dir={self.sweep_dir}", f"hydra.sweep.subdir=w{k}_${{hydra.job.num}}"]
-            env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(self.threads or "")}
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
-        log.info("started %d more worker process(es); torch threads per worker: %s", len(procs), self.threads)
-        return procs
-
-    def _reap(self, workers: list[subprocess.Popen[bytes]]) -> None:
-        """Collect workers that exited (a killed one would otherwise stay a zombie that looks
-        alive to the liveness check); the next claim recovers their trials."""
-        for w in workers:
-            if w.returncode is None and w.poll() is not None and w.returncode != 0:
-                log.warning("worker pid %d exited with %s; its trial, if any, is re-queued", w.pid, w.returncode)
-
-    def _join(self, workers: list[subprocess.Popen[bytes]]) -> None:
-        for w in workers:
-            if w.returncode is None and w.wait() != 0:  # (those reaped before were reported then)
-                log.warning("worker pid %d exited with %s", w.pid, w.returncode)
-
-    def _stop(self, workers: list[subprocess.Popen[bytes]]) -> None:
-        """Ctrl-C or an error: workers stop their trial (re-queued) and exit."""
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGINT)
-        for w in workers:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        return start_workers(self.config, self.n_jobs, self.sweep_dir, self.threads)
 
     def _sampler(self, n_existing: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed is offset by the trials the study has (waiting ones
@@ -561,7 +261,7 @@ class Sweep:
         draw their own stream: under the lock no two of them see the same count. Arms start
         from the same seed: arms with the same free parameters draw the same start-up points
         (common random numbers), until each arm's own results steer its sampler."""
-        spec = dict(self.conf.get("sampler") or {"name": "tpe"})
+        spec = dict(self.settings.sampler)
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + n_existing
         return make_sampler(spec, space)
@@ -570,11 +270,11 @@ class Sweep:
         """The first trial of the study (of each arm): the config's defaults for what is
         searched (a plain study: the sweep's ``baseline`` values first)."""
         study = arm.study
-        if self.conf.get("baseline") is None:  # explicitly switched off
+        if self.settings.baseline is None:  # explicitly switched off
             return
         if any(t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials(deepcopy=False)):
             return
-        baseline = dict(self.conf.get("baseline") or {}) if arm.name is None else {}
+        baseline = dict(self.settings.baseline or {}) if arm.name is None else {}
         params = baseline_params(arm.space, arm.defaults, baseline)
         study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True}, skip_if_exists=True)
 
@@ -625,17 +325,17 @@ class Sweep:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             return
         reason = f"{type(value).__name__}: {value}"
-        trial.set_user_attr("fail_reason", reason[:2000])
+        trial.set_user_attr(ATTR_FAIL_REASON, reason[:2000])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason)
         self.last_error = reason
 
     def _check_failures(self, studies: Sequence[optuna.Study]) -> None:
         c = counts(studies)
-        if c["fail"] > self.max_failure_rate * self.n_trials:
+        if c["fail"] > self.settings.max_failure_rate * self.n_trials:
             raise SweepStopped(
                 f"study {self.study_name!r} stopped: {c['fail']} of {self.n_trials} trials failed "
-                f"(more than hydra.sweeper.max_failure_rate={self.max_failure_rate}); last error: "
+                f"(more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate}); last error: "
                 f"{getattr(self, 'last_error', '?')}")
 
     def _write_results(self, arms: Sequence[Arm]) -> Path | None:
@@ -675,77 +375,15 @@ class Sweep:
         return path
 
 
-def posthoc_metric(metric: str, kind: str = "posthoc") -> str | None:
-    """The post-hoc twin every run logs for the objective ``metric`` (None: it has none);
-    ``kind`` is one of ``training.POSTHOC_KINDS``, whose scans report the same metrics."""
-    from ..training import POSTHOC_METRICS
-
-    split, _, name = metric.partition("/")
-    return f"{metric}_{kind}" if split == "val" and name in POSTHOC_METRICS else None
-
-
-def best_posthoc(study: optuna.Study, direction: str, kind: str = "posthoc") -> optuna.trial.FrozenTrial | None:
-    """The complete trial with the best value after the post-hoc ``kind`` (ties: the lower number)."""
-    attr = posthoc_attr(kind)
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get(attr) is not None]
-    if not done:
-        return None
-    sign = -1.0 if direction == "maximize" else 1.0
-    return min(done, key=lambda t: (sign * float(t.user_attrs[attr]), t.number))
-
-
-def _in_config(key: str, cfg: Any, choices: Mapping[str, Any]) -> bool:
-    """Whether ``key`` is a group (``loss``) or a key of the composed config (null counts)."""
-    if key in choices:
-        return True
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-    return OmegaConf.is_dict(node) and leaf in node
-
-
-def _none_for_missing(values: dict[str, Any], keys: Any) -> dict[str, Any]:
-    """A key the arm's config lacks (``loss.class_weights`` of logit_adjusted) is known to
-    hold none of a condition's values."""
-    return {k: values.get(k) for k in keys}
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "must be an integer >= 1")
-    return value
-
-
-def _is_sweep(override_text: str) -> bool:
-    """Whether an override (``key=expr``) is a search expression rather than a value."""
-    key, eq, expr = override_text.partition("=")
-    if not eq:
-        return False
-    from optuna.distributions import BaseDistribution
-
-    return isinstance(parse(key.lstrip("+~"), expr, where=None), BaseDistribution)
-
-
-def _threads(n_jobs: int, config: DictConfig) -> int | None:
-    """Torch threads per trial so that ``n_jobs`` workers do not oversubscribe the cores
-    (``trainer.num_threads`` set by the user wins)."""
-    if os.environ.get(THREADS_ENV):
-        return int(os.environ[THREADS_ENV])
-    if n_jobs == 1 or OmegaConf.select(config, "trainer.num_threads") is not None:
-        return None
-    return max(1, (os.cpu_count() or 1) // n_jobs)
-
-
 def dict_override(key: str, mapping: Mapping[str, Any]) -> str:
     """``key={a:1,b:'x y'}`` in Hydra's override grammar."""
     return key + "={" + ",".join(override(k, v).replace("=", ":", 1) for k, v in mapping.items()) + "}"
 
 
 def _describe(storage: Any, state: Path) -> str:
-    from .._config import redact
-    from ._study import local_storage_path
+    from .._stores import redact
 
-    return redact(str(storage)) if storage else f"{local_storage_path(state)} (journal file)"
+    return redact(str(storage)) if storage else f"{journal_path(state)} (journal file)"
 
 
 def run_sweep(conf: Mapping[str, Any], config: DictConfig, launcher: Any, arguments: Sequence[str],

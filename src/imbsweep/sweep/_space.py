@@ -257,3 +257,19 @@ class SearchSpace:
     def names(self) -> Iterator[str]:
         yield from self.params
         yield from self.conditional
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in the search-expression syntax it was written in (``choice(a, b)``,
+    ``tag(log, interval(1e-3, 0.1))``, ``int(interval(1, 8))``)."""
+    if isinstance(dist, CategoricalDistribution):
+        return "choice(" + ", ".join(str(c) for c in dist.choices) + ")"
+    if isinstance(dist, IntDistribution | FloatDistribution):
+        if dist.step not in (None, 1):
+            text = f"range({dist.low}, {dist.high + dist.step}, {dist.step})"
+        else:
+            text = f"interval({dist.low:g}, {dist.high:g})"
+            if isinstance(dist, IntDistribution):
+                text = f"int({text})"
+        return f"tag(log, {text})" if dist.log else text
+    return repr(dist)

@@ -11,16 +11,13 @@ from typing import Any
 
 import optuna
 
+from .._paths import journal_path
 from ..errors import ConfigError
+from ..names import JOURNAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc", "nsgaii", "grid")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "wilcoxon")
-JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
-
-
-def local_storage_path(state_dir: Path) -> Path:
-    return state_dir / "optuna" / "journal.log"
 
 
 _OPENED: dict[tuple[str, int | None], Any] = {}  # this process's storages, by URL (see open_storage)
@@ -38,7 +35,7 @@ def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | Non
     ``reuse``: the storage this process opened last for the same URL, if any (a sweep's job
     runs in the sweep's process: replaying the journal or connecting again for every trial
     cost ~40 ms a trial)."""
-    key = (str(url) if url else str(local_storage_path(state_dir)), heartbeat_interval or None)
+    key = (str(url) if url else str(journal_path(state_dir)), heartbeat_interval or None)
     if reuse and key in _OPENED:
         return _OPENED[key]
     _OPENED[key] = storage = _open_storage(url, state_dir, heartbeat_interval)
@@ -52,7 +49,7 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
     from .._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 here
 
     if not url or str(url).endswith(JOURNAL_SUFFIXES):
-        path = Path(url) if url else local_storage_path(state_dir)
+        path = Path(url) if url else journal_path(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -69,7 +66,7 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
             if ("already exists" in str(exc) or "UniqueViolation" in str(exc)) and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            from .._config import redact
+            from .._stores import redact
 
             raise ConfigError("hydra.sweeper.storage", redact(str(url)),
                               f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
@@ -189,7 +186,7 @@ def _retrying_rdb() -> type:
     commit".) Each call is its own transaction, rolled back when it failed."""
     from optuna.storages import RDBStorage
 
-    from .._config import redact
+    from .._stores import redact
     from ..errors import StorageError
 
     def retrying(name: str) -> Any:

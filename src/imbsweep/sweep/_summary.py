@@ -7,15 +7,16 @@ from typing import Any
 
 import optuna
 
+from ..names import ATTR_ARM, ATTR_REQUEUED, ATTR_TRICK, posthoc_attr
 from ..trick import short_number
-from ._workers import ATTR_ARM, posthoc_attr
+from ._counts import best_trial
 
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
     """Per trick: trials complete/pruned/failed and its best trial (by the first objective)."""
     by: dict[str, list[optuna.trial.FrozenTrial]] = defaultdict(list)
     for t in _finished(study):
-        by[str(t.user_attrs.get("imbsweep:trick", "?"))].append(t)
+        by[str(t.user_attrs.get(ATTR_TRICK, "?"))].append(t)
     return _rows(by, metric_index, direction)
 
 
@@ -56,7 +57,7 @@ def _posthoc_view(t: optuna.trial.FrozenTrial, kind: str = "posthoc") -> optuna.
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False)
-            if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
+            if t.state.is_finished() and not t.user_attrs.get(ATTR_REQUEUED)]
 
 
 def _rows(by: dict[str, list[optuna.trial.FrozenTrial]], metric_index: int, direction: str,
@@ -95,7 +96,6 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
     from rich.console import Console
     from rich.table import Table
 
-    from ._runner import best_trial
 
     console = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes: no wrapping
     metric, direction = objectives[0]
@@ -110,7 +110,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
         assert best is not None
         where = f"arm {best.user_attrs.get(ATTR_ARM)}, " if tournament else ""
         console.print(f"best trial #{best.number}: {metric} = {best.values[0]:.4f}  "
-                      f"({where}{best.user_attrs.get('imbsweep:trick', '?')}) {best.params}")
+                      f"({where}{best.user_attrs.get(ATTR_TRICK, '?')}) {best.params}")
     else:
         for arm, study in arms:
             if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -139,7 +139,7 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
                       "-" if r["trial"] is None else str(r["trial"]), str(r["complete"]), str(r["pruned"]),
                       str(r["failed"]), params)
     console.print(table)
-    from ..training import POSTHOC_KINDS
+    from ..posthoc import POSTHOC_KINDS
 
     for arm, source in (posthoc_arms or {}).items():
         what = POSTHOC_KINDS[(posthoc_kinds or {}).get(arm, "posthoc")]

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import DictConfig
 
+from .._config import objective_metrics
+from .._paths import state_of
+from .._signals import signals_held
+from ..names import (
+    ATTR_ARM,
+    ATTR_OUTCOME,
+    ATTR_RUN_ID,
+    ATTR_TRICK,
+    CONTEXT_KEY,
+    TAG_ARM,
+    TAG_STUDY,
+    TAG_TRIAL,
+    posthoc_attr,
+)
 from ..reporting import Reporter
-from ..tracking import TAG_ARM, signals_held
-from ..training import Result
-from ._workers import ATTR_ARM, ATTR_OUTCOME, posthoc_attr
+
+if TYPE_CHECKING:  # torch: the job imports training when it runs
+    from ..training import Result
 
 log = logging.getLogger(__name__)
-CONTEXT_KEY = "imbsweep_trial"
 
 
 class TrialPruned(optuna.TrialPruned):
@@ -49,15 +62,6 @@ class OptunaReporter(Reporter):
             raise TrialPruned(f"pruned at epoch {epoch} ({self.metric}={metrics[self.metric]:.4f})")
 
 
-def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
-    """``[(metric, direction), ...]``: ``objective.metrics`` if given, else the single one."""
-    obj = cfg.objective
-    many = obj.get("metrics")
-    if many:
-        return [(str(m.metric), str(m.direction)) for m in many]
-    return [(str(obj.metric), str(obj.direction))]
-
-
 def _outcome(result: Result, objectives: list[tuple[str, str]]) -> tuple[list[float], dict[str, Any], Exception | None]:
     """The objective values of a finished run, the outcome the trial records
     (``{"state": "complete", "values": [...]}``, or ``fail`` with its reason) and, for a
@@ -84,25 +88,24 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     from hydra.core.hydra_config import HydraConfig
     from optuna.storages._heartbeat import get_heartbeat_thread
 
-    from .._paths import state_dir
     from ..tracking import MlflowRun
     from ..training import fit, prepare
     from ..trick import trick_label
+    from ._settings import Settings
     from ._study import make_pruner, open_storage
 
     ctx = cfg[CONTEXT_KEY]
-    sweeper = HydraConfig.get().sweeper
-    storage = open_storage(sweeper.get("storage"), state_dir(cfg.get("state_dir") or "mlruns"),
-                           sweeper.get("heartbeat_interval"), reuse=True)
+    settings = Settings.of(HydraConfig.get().sweeper)  # validated by the sweep that launched this job
+    storage = open_storage(settings.storage, state_of(cfg), settings.heartbeat_interval, reuse=True)
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
     # a tournament's arm is a study of its own (``<study>/<arm>``): its pruner sees only its trials
     arm = str(ctx.get("arm") or "")
     study = optuna.load_study(study_name=str(ctx.get("optuna_study") or ctx.study), storage=storage,
-                              pruner=make_pruner(sweeper.get("pruner") or {"name": "none"}))
+                              pruner=make_pruner(settings.pruner))
     trial = optuna.trial.Trial(study, int(ctx.trial_id))
     objectives = objective_metrics(cfg)
     reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None)
-    tags = {"imbsweep.study": str(ctx.study), "imbsweep.trial": str(ctx.number)}
+    tags = {TAG_STUDY: str(ctx.study), TAG_TRIAL: str(ctx.number)}
     if arm:
         tags[TAG_ARM] = arm
     trick = trick_label(cfg)
@@ -117,8 +120,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
                        tags=tags, run_name=f"{arm or trick} trial-{ctx.number}") as recorder:
             from ..reporting import CompositeReporter
 
-            trial.set_user_attr("mlflow_run_id", recorder.run_id)
-            trial.set_user_attr("imbsweep:trick", trick)
+            trial.set_user_attr(ATTR_RUN_ID, recorder.run_id)
+            trial.set_user_attr(ATTR_TRICK, trick)
             if arm:
                 trial.set_user_attr(ATTR_ARM, arm)
             heartbeat = get_heartbeat_thread(trial._trial_id, storage)  # a no-op without heartbeats

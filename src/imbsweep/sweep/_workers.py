@@ -26,18 +26,18 @@ from typing import Any
 
 import optuna
 
+from ..names import (
+    ATTR_BASELINE,
+    ATTR_FAIL_REASON,
+    ATTR_HOST,
+    ATTR_OUTCOME,
+    ATTR_PID,
+    ATTR_REQUEUED,
+    ATTR_REQUEUED_FROM,
+    ATTR_START,
+)
+
 log = logging.getLogger(__name__)
-ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid_start"
-ATTR_BASELINE, ATTR_REQUEUED = "imbsweep:baseline", "imbsweep:requeued"
-ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # an arm's study: its arm and tournament
-ATTR_OUTCOME = "imbsweep:outcome"  # how the trial's run ended, written with its last MLflow writes
-
-
-def posthoc_attr(kind: str) -> str:
-    """The attribute on a trial of a post-hoc arm's source with its objective after the post-hoc
-    ``kind`` (``training.POSTHOC_KINDS``): ``imbsweep:posthoc_value`` for post-hoc logit
-    adjustment, ``imbsweep:taunorm_value`` for tau-normalisation."""
-    return f"imbsweep:{kind}_value"
 
 
 def _proc_start(pid: int) -> str | None:
@@ -81,9 +81,9 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
     """Fail ``trial`` without counting it and enqueue its parameters again."""
     storage = study._storage
     storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, True)
-    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
     storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    attrs: dict[str, Any] = {"imbsweep:requeued_from": trial.number}
+    attrs: dict[str, Any] = {ATTR_REQUEUED_FROM: trial.number}
     if trial.user_attrs.get(ATTR_BASELINE):
         attrs[ATTR_BASELINE] = True
     study.enqueue_trial(trial.params, user_attrs=attrs)
@@ -99,7 +99,7 @@ def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
              "fail": optuna.trial.TrialState.FAIL}[outcome["state"]]
     try:
         if state == optuna.trial.TrialState.FAIL:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", outcome.get("reason", ""))
+            study._storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, outcome.get("reason", ""))
         study.tell(trial.number, outcome.get("values") if state == optuna.trial.TrialState.COMPLETE else None,
                    state=state)
     except (RuntimeError, ValueError):  # finished meanwhile (another worker told it)
@@ -181,7 +181,7 @@ def budget_lock(storage: Any, study_name: str, journal_path: Path | None) -> Ite
                 if not _disconnected(exc):
                     raise
                 if delay is None:
-                    from .._config import redact
+                    from .._stores import redact
                     from ..errors import StorageError
 
                     raise StorageError(f"the Optuna storage {redact(str(engine.url))} is unreachable "

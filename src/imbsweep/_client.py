@@ -1,0 +1,178 @@
+"""The MLflow client a process writes and reads with: one per tracking URI, a local SQLite
+store created under a lock and put in WAL mode, writes not cut in half by Ctrl-C and retried
+when they lose a race; the study's experiment found or created."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._paths import local_tracking_uri, state_dir, state_of
+from ._signals import signals_held
+from .names import EXPERIMENT_KIND
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(tracking_cfg: Mapping[str, Any], state: str | Path | None = None) -> str:
+    """The configured URI, else MLflow on SQLite in the local state folder."""
+    uri = tracking_cfg.get("uri")
+    return str(uri) if uri else local_tracking_uri(state_dir(state))
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def make_client(uri: str) -> Any:
+    """An ``MlflowClient``, one per URI and process (MLflow keeps one store per URI anyway;
+    this skips the checks below for every later run of a sweep). A local SQLite store is
+    created (schema migrations) under a file lock, so several workers starting together on a
+    fresh store do not collide, and is put in WAL mode, so readers (``mlflow ui``, another
+    process searching runs) never block a training run's writes ("database is locked")."""
+    if uri in _CLIENTS:
+        return _CLIENTS[uri]
+    from mlflow import MlflowClient
+
+    quiet_mlflow_logs()
+    if not uri.startswith("sqlite:///"):
+        from ._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy: use psycopg2
+
+        # a server retries its own 5xx answers; what is left to retry here is an insert race
+        return _CLIENTS.setdefault(uri, _Client(MlflowClient(tracking_uri=sqlalchemy_url(uri)), attempts=4,
+                                                locked=False))
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init.lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # the store exists and is migrated now
+            _use_wal(db)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return _CLIENTS.setdefault(uri, _Client(client))
+
+
+class _Client:
+    """An ``MlflowClient`` whose writes are not cut in half by Ctrl-C, and whose calls on a
+    local SQLite store retry briefly on "database is locked".
+
+    Ctrl-C (or SIGTERM) that lands inside a write is held until the write ends, then
+    delivered as usual: a KeyboardInterrupt raised inside SQLAlchemy's commit or connection
+    return can leave the pooled SQLite connection holding the write lock, and the run's own
+    last write (tagging it KILLED) then waited on its own process for MLflow's 20 s busy
+    timeout, retry after retry. Reads (``get_*``, ``search_*``, ``list_*``, ``download_*``)
+    stay interruptible. Even in WAL mode SQLite answers a read-then-write transaction that
+    meets another process's commit with SQLITE_BUSY at once, without its busy timeout; the
+    failed transaction was rolled back, so calling again is safe.
+
+    On every store, local or behind ``mlflow server``, a write that lost an insert race is
+    retried too: MLflow's ``set_tag`` and its latest-metric update are a select-then-insert
+    (SQLAlchemy's ``merge``), so two workers tagging the study's parent run at the same moment
+    can both insert, and the second fails on the unique key (the server answers 400
+    BAD_REQUEST with the database's message). Its transaction was rolled back; the retry
+    finds the row and updates it."""
+
+    _READS = ("get_", "search_", "list_", "download_")
+    # SQLite's and PostgreSQL's words for a unique key another writer inserted first
+    _RACES = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+
+    def __init__(self, client: Any, attempts: int = 8, locked: bool = True) -> None:
+        self._client, self._attempts = client, attempts
+        self._retried = (("database is locked",) if locked else ()) + self._RACES
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        guard = contextlib.nullcontext if name.startswith(self._READS) else signals_held
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(self._attempts):
+                try:
+                    with guard():
+                        return attr(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == self._attempts - 1 or not any(r in str(exc) for r in self._retried):
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+        return call
+
+
+def _use_wal(db: Path) -> None:
+    """Switch a SQLite file to write-ahead logging (persistent; a no-op when it already is)."""
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:  # another process holds it; the next start retries
+        log.warning("could not switch %s to WAL mode: %s", db, exc)
+    finally:
+        con.close()
+
+
+def quiet_mlflow_logs() -> None:
+    """MLflow's and alembic's INFO lines (schema migrations) are noise on a user's console."""
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, Any, str]:
+    """The tracking URI and client that ``cfg.tracking`` names, and the id of ``experiment``
+    (created if new; on the local store its artifacts go under ``<state_dir>/artifacts``)."""
+    state = state_of(cfg)
+    uri = tracking_uri(cfg.tracking, state)
+    client = client or make_client(uri)
+    if experiment is None:
+        return uri, client, ""
+    local = uri.startswith("sqlite:///") and not cfg.tracking.get("uri")
+    return uri, client, get_or_create_experiment(client, experiment, state / "artifacts" if local else None)
+
+
+def ui_link(base: str, route: str) -> str:
+    """A link into the MLflow UI at ``base`` that opens ``route`` (``experiments/1``) in its
+    model-training view: MLflow 3.17's UI picks its view from a global GenAI / model-training
+    switch (default GenAI, remembered in the browser), which the ``workflowType`` parameter
+    sets; the experiment tag alone does not."""
+    return f"{base}/#/{route}?workflowType=machine_learning"
+
+
+def deleted_experiment(exp: Any) -> str:
+    """What to do about a deleted MLflow experiment (its name is taken until it is purged)."""
+    return (f"is a deleted MLflow experiment (id {exp.experiment_id}), whose name stays taken: restore it "
+            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or use another name")
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id; created (with local artifacts under ``artifact_root``) if new,
+    and tagged as model training (:data:`EXPERIMENT_KIND`; an older one gets the tag too)."""
+    from mlflow.exceptions import MlflowException
+
+    key, kind = EXPERIMENT_KIND
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":  # MLflow would refuse the run with "must be active"
+            from .errors import ConfigError
+
+            raise ConfigError("tracking.experiment", name, deleted_experiment(exp))
+        if key not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, key, kind)
+        return str(exp.experiment_id)
+    location = (artifact_root / name).as_uri() if artifact_root else None
+    try:
+        return str(client.create_experiment(name, artifact_location=location, tags={key: kind}))
+    except MlflowException:  # another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
