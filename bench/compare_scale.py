@@ -1,6 +1,6 @@
 """How long ``imbsweep compare`` and ``imbsweep export`` take on a 1000-trial study.
 
-The study is SYNTHETIC (``bench/_synthetic.py``): 1000 trial runs (about 10% pruned, 3%
+The study is SYNTHETIC (``tests/helpers/synthetic.py``): 1000 trial runs (about 10% pruned, 3%
 failed) over 5 tricks plus 5 reseed runs per trick, written through the MLflow client into a
 fresh local store (SQLite + artifacts), each with the real flattened config as params, a
 ``config.yaml`` and ``per_class.csv`` artifact. Then each command runs as a user types it
@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
+sys.path.insert(1, str(Path(__file__).parents[1]))  # the synthetic study is the tests' (tests/helpers)
+from tests.helpers.synthetic import make_study  # noqa: E402
+
 from _common import machine  # noqa: E402
-from _synthetic import make_study  # noqa: E402
 
 CLI = [sys.executable, "-W", "ignore", "-m", "imbsweep"]
 # the same command with Python's cyclic GC left as stock Python has it (imbsweep pauses it in

@@ -1,28 +1,24 @@
-"""Shared fixtures: the real config (Hydra's compose API, shrunk), the real CLI in a
-subprocess, and a real MLflow store read back with ``MlflowClient``."""
+"""Shared fixtures: the real config (Hydra's compose API, shrunk), a launch directory per
+module, a fresh PostgreSQL database. Helpers that are not fixtures live in ``tests/helpers/``."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from imbsweep._paths import conf_dir
+from imbsweep._client import make_client
+from imbsweep._config import compose
 
-#: small and fast: digits (bundled with scikit-learn), an MLP, 2 epochs
-TINY = ("data=digits_lt", "model=mlp", "model.hidden_sizes=[32]", "trainer.epochs=2",
-        "trainer.batch_size=64")
-CLI = [sys.executable, "-m", "imbsweep"]
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
+from .helpers.cli import TINY
+from .helpers.stores import PG_SERVER
+from .helpers.synthetic import SYN_RESEEDS, SYN_TRIALS, make_study
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     # started as a background job (`cmd &` in a script): SIGINT is ignored and the CLI
@@ -42,41 +38,9 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose the real ``conf/config.yaml`` with TINY and the given overrides."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose("config", overrides=[f"state_dir={tmp_path / 'mlruns'}",
-                                                *(TINY if tiny else ()), *overrides])
+        return compose([f"state_dir={tmp_path / 'mlruns'}", *(TINY if tiny else ()), *overrides])
 
     return make
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
-    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
-    return env
-
-
-def run_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``imbsweep ARGS`` in ``cwd``, as a user would type it."""
-    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def mlflow_client(workdir: Path):  # type: ignore[no-untyped-def]
-    """A client on a workdir's local store, opened under the same lock as the product's
-    (a reader that opens the file while a run is creating it would race the migration)."""
-    from imbsweep._client import make_client
-
-    return make_client(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +72,10 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def syn_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """A launch directory whose local store holds the synthetic study ``syn``."""
+    work = tmp_path_factory.mktemp("cmp")
+    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    info = make_study(make_client(uri), "syn", SYN_TRIALS, work / "mlruns" / "artifacts", reseeds=SYN_RESEEDS)
+    yield work, uri, info

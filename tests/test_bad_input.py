@@ -32,7 +32,8 @@ import pytest
 
 from imbsweep.cli import main
 
-from .conftest import CLI, TINY, cli_env, free_port
+from .helpers.cli import CLI, TINY, cli_env
+from .helpers.stores import free_port
 
 JOURNALS = ("mlruns/optuna/journal.log", "other.log")  # every Optuna journal a case could write
 RUN = ["run", *TINY, "tracking.experiment=bad"]  # if a case got through, its run would land in "bad"

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI, cli_env, free_port, run_cli
+from .helpers.cli import CLI, cli_env, run_cli
+from .helpers.stores import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     if CHROMIUM is None:
         pytest.fail("no system Chromium: apt-get install chromium (Playwright drives it; it downloads none)")
     from playwright.sync_api import sync_playwright
@@ -45,7 +46,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -97,7 +98,7 @@ def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_pat
         proc.wait(timeout=30)
 
 
-def test_the_report_fits_1000_px_without_sideways_scroll(browser, study: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_report_fits_1000_px_without_sideways_scroll(browser, study: Path, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     page.goto((study / "reports" / "seen" / "report.html").as_uri())
     page.screenshot(path=str(tmp_path / "report_1000px.png"), full_page=True)

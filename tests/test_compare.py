@@ -1,44 +1,24 @@
-"""``compare`` and ``export`` on a synthetic study written into a real MLflow store (SQLite),
+"""``compare`` on a synthetic study written into a real MLflow store (SQLite),
 read back through the real CLI in a subprocess and in-process."""
 
 from __future__ import annotations
 
 import gc
-import json
 import math
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
-import yaml
 
 from imbsweep._client import make_client
-from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import compare, holm, reported_metric, t_interval, to_csv, write_report
-from imbsweep.errors import ImbsweepError
-from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
 from imbsweep.results import load_study
 
-from .conftest import cli_env, run_cli
-
-sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-from _synthetic import TRICKS, make_study  # noqa: E402
-
-N_TRIALS, RESEEDS = 30, 3
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
-    """A launch directory whose local store holds the synthetic study ``syn``."""
-    work = tmp_path_factory.mktemp("cmp")
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    info = make_study(make_client(uri), "syn", N_TRIALS, work / "mlruns" / "artifacts", reseeds=RESEEDS)
-    yield work, uri, info
+from .helpers.cli import cli_env, run_cli
+from .helpers.synthetic import SYN_RESEEDS, TRICKS, make_study
 
 
 def _runs(uri: str, exp_id: str) -> list[Any]:
@@ -54,10 +34,10 @@ def test_t_interval_against_values_computed_by_hand() -> None:
     assert reported_metric("val/balanced_acc") == "test/balanced_acc" and reported_metric("custom") == "custom"
 
 
-def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(store) -> None:  # type: ignore[no-untyped-def]
+def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(syn_store) -> None:
     from scipy import stats
 
-    work, uri, info = store
+    work, uri, info = syn_store
     c = compare(load_study("syn", uri))
     runs = _runs(uri, info["experiment_id"])
     trials = [r for r in runs if "imbsweep.trial" in r.data.tags]
@@ -79,7 +59,7 @@ def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(st
         seeds = {int(r.data.params["trainer.seed"]): r.data.metrics["test/balanced_acc"] for r in reseeds
                  if r.data.tags["imbsweep.reseed_of"] == best.info.run_id}
         by_seed[trick] = seeds
-        assert t.loc[trick, "seeds"] == RESEEDS == len(seeds)
+        assert t.loc[trick, "seeds"] == SYN_RESEEDS == len(seeds)
         assert t.loc[trick, "mean"] == pytest.approx(statistics.fmean(seeds.values()))
         assert 0 <= t.loc[trick, "ci_low"] < t.loc[trick, "mean"] < t.loc[trick, "ci_high"] <= 1
     # paired on the seed: the k-th replicate of a trick against the k-th of ce
@@ -101,8 +81,8 @@ def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(st
     assert c.table.iloc[0]["vs_best"] == "best" and "rank" not in c.table.columns
 
 
-def test_compare_from_another_process_gives_the_same_table(store) -> None:  # type: ignore[no-untyped-def]
-    work, uri, _ = store
+def test_compare_from_another_process_gives_the_same_table(syn_store) -> None:
+    work, uri, _ = syn_store
     here = to_csv(compare(load_study("syn", uri)))
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "imbsweep", "compare", "syn",
                         "--format", "csv", "--no-report"], cwd=work, env=cli_env(),
@@ -120,11 +100,11 @@ def _md_rows(out: str) -> list[dict[str, str]]:
     return [dict(zip(header, (v.strip() for v in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
 
 
-def test_markdown_orders_a_minimized_metric_best_first(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+def test_markdown_orders_a_minimized_metric_best_first(syn_store, capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
-    work, _, _ = store
+    work, _, _ = syn_store
     monkeypatch.chdir(work)
     assert main(["compare", "syn", "--format", "md", "--no-report", "--metric", "val/ece"]) == 0
     assert gc.isenabled()  # compare pauses the cyclic GC while it runs, not for its caller
@@ -147,8 +127,8 @@ def test_markdown_orders_a_minimized_metric_best_first(store, capsys: pytest.Cap
     assert by_arm["ce"]["verdict"] == "baseline" and by_arm["logit_adjusted"]["verdict"] == "better"
 
 
-def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    work, uri, info = store
+def test_report_files_are_written_and_logged_to_the_parent_run(syn_store, tmp_path: Path) -> None:
+    work, uri, info = syn_store
     record = load_study("syn", uri)
     files = write_report(compare(record), record, tmp_path / "syn")
     names = {f.name for f in files}
@@ -176,9 +156,9 @@ def test_report_files_are_written_and_logged_to_the_parent_run(store, tmp_path: 
     assert parent.tags["imbsweep.compare.conclusion"] == c.conclusion and "logit_adjusted" in c.conclusion
 
 
-def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(syn_store, tmp_path: Path) -> None:
     # a notebook calling write_report keeps its inline backend: no matplotlib.use, no pyplot
-    _, uri, _ = store
+    _, uri, _ = syn_store
     code = ("import sys, matplotlib; matplotlib.use('pdf')\n"
             "from pathlib import Path\n"
             "from imbsweep.compare import compare, write_report\n"
@@ -203,30 +183,30 @@ def test_writing_the_report_leaves_the_callers_matplotlib_backend_alone(store, t
      "--baseline='nosuch': not an arm of study 'syn'; arms: balanced_softmax, ce, ce+w=inverse, focal, logit_adjusted"),
     (("export", "syn", "--arm", "ce"), "--arm='ce': no complete trial of study 'syn' used it; arms: none"),
 ])
-def test_bad_input_is_one_line_naming_the_value(store, args: tuple[str, ...], message: str,  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_naming_the_value(syn_store, args: tuple[str, ...], message: str,
                                                  capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
-    work, _, _ = store
+    work, _, _ = syn_store
     monkeypatch.chdir(work)  # the CLI's own code in-process; the subprocess case is below
     assert main(list(args)) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_bad_input_through_the_installed_command(store) -> None:  # type: ignore[no-untyped-def]
-    work, _, _ = store
+def test_bad_input_through_the_installed_command(syn_store) -> None:
+    work, _, _ = syn_store
     p = run_cli(work, "compare", "nosuch")
     assert p.returncode == 2 and p.stderr.startswith("imbsweep: error: study 'nosuch'")
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
 
 
-def test_unwritable_report_dir_and_out_are_clear_errors(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+def test_unwritable_report_dir_and_out_are_clear_errors(syn_store, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
-    work, _, _ = store
+    work, _, _ = syn_store
     monkeypatch.chdir(work)
     (work / "a_file").write_text("")
     for args in (("compare", "syn", "--report-dir", "a_file"), ("export", "syn", "--out", "a_file/best")):
@@ -250,69 +230,18 @@ def test_a_study_without_finished_trials_and_an_empty_store_are_errors(
         assert "study 'fresh' has no finished trials yet" in capsys.readouterr().err
 
 
-def test_export_writes_the_best_trials_as_global_hydra_configs(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    work, uri, info = store
-    record = load_study("syn", uri)
-    out = tmp_path / "best"
-    done = export(record, out, top_k=2)
-    assert [e.name for e in done] == ["syn", "syn_2"]
-    ranked = record.trials[record.trials["state"] == "complete"].sort_values("metrics.val/balanced_acc",
-                                                                             ascending=False)
-    assert [e.run_id for e in done] == list(ranked["run_id"][:2])
-    text = (out / "syn.yaml").read_text()
-    best = make_client(uri).get_run(done[0].run_id)
-    assert text.startswith("# @package _global_\n")
-    assert f"trial {best.data.tags['imbsweep.trial']}" in text and best.info.run_id in text
-    assert "val/balanced_acc = " in text and "reproduce: imbsweep run --config-dir" in text
-    doc = yaml.safe_load(text)
-    loss = best.data.tags["imbsweep.choice.loss"]
-    assert doc["defaults"][:3] == [{"override /data": "digits_lt"}, {"override /model": "mlp"},
-                                   {"override /loss": loss}]
-    assert doc["defaults"][-1] == "_self_" and not any("tracking" in str(d) for d in doc["defaults"])
-    assert doc["optimizer"]["lr"] == float(best.data.params["optimizer.lr"])
-    assert "tracking" not in doc and "state_dir" not in doc
-    # no overwrite without --force, and nothing half-written
-    before = (out / "syn.yaml").read_text()
-    with pytest.raises(ImbsweepError, match="already exists; pass --force"):
-        export(record, out, top_k=3)
-    assert (out / "syn.yaml").read_text() == before and not (out / "syn_3.yaml").exists()
-    assert len(export(record, out, top_k=3, force=True)) == 3
-    (j,) = export(record, out, fmt="json", trick="focal")
-    data = json.loads(j.path.read_text())
-    assert data["trick"] == "focal" and data["choices"]["loss"] == "focal" and "tracking" not in data["values"]
-
-
-def test_export_of_a_multi_objective_study_is_its_pareto_front() -> None:
-    df = pd.DataFrame({"metrics.a": [0.9, 0.8, 0.7, 0.85], "metrics.b": [0.3, 0.1, 0.2, 0.3]})
-    front = pareto_front(df, [("a", "maximize"), ("b", "minimize")])
-    # row 2 is dominated by row 1 (worse a, worse b); row 3 by row 0 (worse a, same b)
-    assert list(front.index) == [0, 1]
-
-
-def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
-    run = {"optimizer": {"lr": 0.01, "name": "adam"}, "trainer": {"epochs": 3, "seed": 0},
-           "tracking": {"uri": "postgresql://u:secret@h/db"}, "state_dir": "/home/x/mlruns", "new": 1}
-    default = {"optimizer": {"lr": 0.001, "name": "adam"}, "trainer": {"epochs": 3, "seed": 0},
-               "tracking": {"uri": None}, "state_dir": "mlruns"}
-    assert diff(run, default) == {"optimizer": {"lr": 0.01}, "new": 1}
-    assert safe_name("my study/v2") == "my_study_v2"
-    from imbsweep._paths import conf_dir
-
-    assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
-
-
-def test_reseed_plans_only_the_missing_seeds_of_the_top_arms_and_the_baseline(store) -> None:  # type: ignore[no-untyped-def]
+def test_reseed_plans_only_the_missing_seeds_of_the_top_arms_and_the_baseline(syn_store) -> None:
     from imbsweep.compare import reseed_jobs
 
-    work, uri, info = store
+    work, uri, info = syn_store
     record = load_study("syn", uri)
-    jobs = reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS + 1, work / "mlruns", None, top=1,
+    jobs = reseed_jobs(record, "val/balanced_acc", "maximize", SYN_RESEEDS + 1, work / "mlruns", None, top=1,
                        baseline="ce")
     best = max(info["best"], key=lambda t: info["best"][t][0])
     # seeds 1..3 exist already: only seed 4, of the best arm and of the baseline
-    assert sorted((j.arm, j.seed) for j in jobs) == sorted([(best, RESEEDS + 1), ("ce", RESEEDS + 1)])
+    assert sorted((j.arm, j.seed) for j in jobs) == sorted([(best, SYN_RESEEDS + 1), ("ce", SYN_RESEEDS + 1)])
     assert all(j.run_id == info["best"][j.arm][1] and j.choices["loss"] for j in jobs)
-    assert reseed_jobs(record, "val/balanced_acc", "maximize", RESEEDS, work / "mlruns", None) == []
+    assert reseed_jobs(record, "val/balanced_acc", "maximize", SYN_RESEEDS, work / "mlruns", None) == []
     # replicates that also vary data.seed are another kind: none of them exist yet
     split = reseed_jobs(record, "val/balanced_acc", "maximize", 2, work / "mlruns", None, vary_split=True)
     assert sorted((j.arm, j.seed) for j in split) == sorted((t, s) for t in TRICKS for s in (1, 2))
@@ -339,12 +268,12 @@ def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> Non
     assert "ldam" in buf.getvalue() and "ldam" in to_markdown(c)
 
 
-def test_the_report_folds_arms_without_a_complete_trial_into_one_line(store) -> None:  # type: ignore[no-untyped-def]
+def test_the_report_folds_arms_without_a_complete_trial_into_one_line(syn_store) -> None:
     import math
 
     from imbsweep.compare._formats import to_html
 
-    work, uri, info = store
+    work, uri, info = syn_store
     c = compare(load_study("syn", uri))
     gone = str(c.table["arm"].iloc[-1])
     c.table.loc[c.table.index[-1], "best_val"] = math.nan  # as an arm whose trials were all pruned

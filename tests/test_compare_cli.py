@@ -8,7 +8,8 @@ import io
 import re
 from pathlib import Path
 
-from .conftest import mlflow_client, run_cli
+from .helpers.cli import run_cli
+from .helpers.stores import mlflow_client
 
 SWEEP = ("sweep", "smoke", "trainer.epochs=2", "hydra.sweeper.n_trials=4")
 

@@ -31,7 +31,7 @@ def test_groups_have_the_documented_options() -> None:
 @pytest.mark.parametrize(("group", "option"), [
     (g, o) for g, opts in GROUPS.items() for o in opts
     if g in ("model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer", "tracking")])
-def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: str) -> None:
     overrides = [f"{group}={option}", "data=digits_lt", "trainer.epochs=1"]
     if group != "model":
         overrides.append("model=logreg")
@@ -45,7 +45,7 @@ def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: s
 
 
 @pytest.mark.parametrize("option", ["digits_lt", "mnist1d_lt", "synthetic"])
-def test_each_builtin_dataset_builds(make_cfg, option: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_builtin_dataset_builds(make_cfg, option: str) -> None:
     small = {"mnist1d_lt": ["data.n_train_max=30", "data.n_val_per_class=5",
                             "data.n_test_per_class=5"],
              "synthetic": ["data.n_train_max=50", "data.n_val_per_class=5",
@@ -54,7 +54,7 @@ def test_each_builtin_dataset_builds(make_cfg, option: str) -> None:  # type: ig
     assert setup.dataset.n_classes == 10 and setup.dataset.train_class_counts.min() >= 1
 
 
-def test_tabular_option_needs_path_and_target(make_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tabular_option_needs_path_and_target(make_cfg, tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
     csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'yes' if i % 4 else 'no'}\n"
                                        for i in range(80)))
@@ -73,7 +73,7 @@ def test_flatten_and_redact() -> None:
     assert _config.redact("http://host/x") == "http://host/x"
 
 
-def test_to_yaml_reads_back_the_same_values(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_to_yaml_reads_back_the_same_values(make_cfg) -> None:
     tricky = {"s_float": "1e-3", "s_bool": "true", "s_inf": "inf", "s_null": "null",
               "s_yes": "yes", "s_int": "10", "floats": [1e-5, 0.1, float("inf")], "none": None,
               "nested": {"x": "hello", "y": ""}}
@@ -100,7 +100,7 @@ def test_trick_label() -> None:
                        ) == "logit_adjusted"
 
 
-def test_trick_label_of_composed_configs(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_trick_label_of_composed_configs(make_cfg) -> None:
     assert trick_label(make_cfg()) == "ce"
     assert trick_label(make_cfg("loss=class_balanced", "resampling=progressive")) == "class_balanced+rs=progressive"
     assert trick_label(make_cfg("loss=ce", "loss.class_weights=inverse", "loss.reweight_from_epoch=5",

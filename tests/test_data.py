@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,8 @@ import pytest
 
 from imbsweep import data as D
 from imbsweep.errors import ConfigError, DataError
+
+from .helpers.data import make_pngs, messy
 
 
 def test_exp_profile_follows_the_formula() -> None:
@@ -67,9 +70,11 @@ def test_mnist1d_lt_is_generated_offline_with_the_asked_counts() -> None:
     assert ds.x_train.shape[1] == 40 and ds.n_classes == 10
     assert ds.train_class_counts.tolist() == D.longtail_counts(40, 10, 10).tolist()
     assert np.bincount(ds.y_test).tolist() == [7] * 10
-    state = np.random.get_state()[1][:4].tolist()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)
     D.MNIST1DLT(n_train_max=5, n_val_per_class=1, n_test_per_class=1).build()
-    assert np.random.get_state()[1][:4].tolist() == state  # numpy's global RNG left alone
+    after = np.random.get_state(legacy=True)
+    assert isinstance(after, tuple) and after[1][:4].tolist() == state[1][:4].tolist()  # numpy's global RNG left alone
 
 
 def test_synthetic_has_the_profile() -> None:
@@ -146,22 +151,6 @@ def test_tabular_errors(tmp_path: Path) -> None:
 
 # --- your own tables: columns, missing values, rare classes ------------------------------------
 
-def _messy(n: int = 120, seed: int = 0) -> pd.DataFrame:
-    """String labels (two collide when sanitised, one has a '/', one has 2 rows), a categorical
-    with NaN, a numeric with NaN, an integer id, a string id, dates and free text."""
-    rng = np.random.default_rng(seed)
-    label = rng.choice(["<4.8kg", ">4.8kg", "teacher/nurse"], n, p=[0.6, 0.3, 0.1]).astype(object)
-    label[:2] = "rare"
-    x = rng.normal(size=n) + (label == ">4.8kg") * 2.0
-    x[3] = np.nan
-    return pd.DataFrame({
-        "row_id": np.arange(n), "uid": [f"u{i:04d}" for i in range(n)],
-        "when": pd.date_range("2021-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
-        "note": [f"free text number {i % 80}" for i in range(n)],
-        "x": x, "island": rng.choice(["Biscoe", "Dream", None], n), "label": label,
-    })
-
-
 def _write(df: pd.DataFrame, path: Path) -> str:
     df.to_csv(path, index=False) if path.suffix == ".csv" else df.to_parquet(path)
     return str(path)
@@ -169,7 +158,7 @@ def _write(df: pd.DataFrame, path: Path) -> str:
 
 def test_columns_that_cannot_be_features_are_dropped_with_one_warning(tmp_path: Path,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
-    path = _write(_messy(), tmp_path / "t.csv")
+    path = _write(messy(), tmp_path / "t.csv")
     ds = D.Tabular(path=path, target="label", max_categories=50).build()
     assert ds.meta["dropped"] == {"row_id": "unique per row: an id?", "uid": "unique per row: an id?",
                                   "when": "dates", "note": "free text: 80 distinct values > data.max_categories=50"}
@@ -188,13 +177,13 @@ def test_columns_that_cannot_be_features_are_dropped_with_one_warning(tmp_path: 
 def test_hydra_lists_and_column_errors(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    path = _write(_messy(), tmp_path / "t.csv")
+    path = _write(messy(), tmp_path / "t.csv")
     lists = OmegaConf.create({"f": ["x", "island"], "c": [], "d": ["note"]})
     ds = D.Tabular(path=path, target="label", features=lists.f, categorical=["island"]).build()
     assert [f["name"] for f in ds.meta["features"]] == ["x", "island"]
     ds = D.Tabular(path=path, target="label", drop=lists.d, categorical=lists.c, features=["x"]).build()
     assert ds.x_train.shape[1] == 1
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"features": ["x", "nope"]}, r"data.features=\['nope'\]: no such column\(s\) in .*columns are: row_id"),
         ({"drop": ["nope"]}, r"data.drop=\['nope'\]: no such column"),
         ({"categorical": ["nope"]}, r"data.categorical=\['nope'\]: no such column"),
@@ -212,7 +201,7 @@ def test_hydra_lists_and_column_errors(tmp_path: Path) -> None:
 
 
 def test_missing_values_impute_drop_rows_or_error(tmp_path: Path) -> None:
-    df = _messy()
+    df = messy()
     df.loc[5:7, "label"] = None  # rows without a label: dropped, with a warning, whatever data.nan says
     path = _write(df, tmp_path / "t.parquet")
     imputed = D.Tabular(path=path, target="label").build()
@@ -235,7 +224,7 @@ def test_missing_values_impute_drop_rows_or_error(tmp_path: Path) -> None:
 def test_rare_classes_are_warned_and_not_evaluated(tmp_path: Path) -> None:
     from imbsweep.metrics import evaluate
 
-    ds = D.Tabular(path=_write(_messy(), tmp_path / "t.csv"), target="label").build()
+    ds = D.Tabular(path=_write(messy(), tmp_path / "t.csv"), target="label").build()
     assert ds.class_names == ("<4.8kg", ">4.8kg", "rare", "teacher/nurse")
     counts = ds.class_counts()
     assert [counts[s][2] for s in ("train", "val", "test")] == [2, 0, 0]  # 2 rows: both train
@@ -273,7 +262,7 @@ def test_dataset_record_names_the_file_its_digest_and_columns(tmp_path: Path) ->
     import hashlib
     import json
 
-    path = _write(_messy(), tmp_path / "penguins.csv")
+    path = _write(messy(), tmp_path / "penguins.csv")
     ds = D.Tabular(path=path, target="label").build()
     who = D.identity(ds)
     assert who["digest"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
@@ -325,20 +314,6 @@ def test_disk_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None
 
 
 # --- image folders -------------------------------------------------------------------------------
-
-def make_pngs(root: Path, counts: dict[str, int], size: tuple[int, int] = (10, 12), seed: int = 0) -> Path:
-    """A tiny ImageFolder: class c's images are noise with channel ``index(c) % 3`` bright."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for k, (c, n) in enumerate(counts.items()):
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            a = rng.integers(0, 120, (*size, 3), dtype=np.uint8)
-            a[..., k % 3] = 230
-            Image.fromarray(a).save(root / c / f"{i:03d}.png")
-    return root
-
 
 def test_image_folder_decodes_resizes_normalises_and_splits(tmp_path: Path) -> None:
     root = make_pngs(tmp_path / "pets", {"cat": 30, "dog": 24, "eel": 20})
@@ -422,7 +397,7 @@ def test_resnet32_has_the_papers_size_and_loads_local_weights(tmp_path: Path,
     assert m(torch.zeros(2, 192)).shape == (2, 3)  # flat rows are seen as images
     torch.save(m.state_dict(), tmp_path / "w.pt")
     m2 = ResNet(192, 5, (3, 8, 8), depth=8, width=4, weights=str(tmp_path / "w.pt"))  # 5 classes: head skipped
-    torch.testing.assert_close(m2.features[1].weight, m.features[1].weight)
+    torch.testing.assert_close(m2.features[1].weight, m.features[1].weight)  # type: ignore[index]
     assert "not loaded (name or shape differ): head.bias, head.weight" in caplog.text
     r18 = ResNet(192, 4, (3, 8, 8), arch="resnet18")
     assert r18(torch.zeros(2, 3, 8, 8)).shape == (2, 4) and isinstance(r18.head, torch.nn.Linear)
@@ -432,7 +407,7 @@ def test_resnet32_has_the_papers_size_and_loads_local_weights(tmp_path: Path,
         ResNet(192, 3, (3, 8, 8), depth=30)
     capped = ResNet(192, 3, (3, 8, 8), depth=8, width=4, max_norm=0.1)  # weight balancing works on it too
     capped.apply_max_norm()
-    assert float(capped.head.weight.detach().norm(dim=1).max()) <= 0.1 + 1e-6
+    assert float(capped.head.weight.detach().norm(dim=1).max()) <= 0.1 + 1e-6  # type: ignore[operator]
 
 
 def test_amp_is_off_on_the_cpu_and_checked() -> None:

@@ -14,11 +14,12 @@ import pytest
 
 from imbsweep._paths import PROJECT_ROOT
 
-from .conftest import mlflow_client, run_cli
-from .test_data import _messy, make_pngs
+from .helpers.cli import run_cli
+from .helpers.data import make_pngs, messy
+from .helpers.stores import mlflow_client
 
 
-def _runs(workdir: Path, experiment: str) -> list:  # type: ignore[type-arg]
+def _runs(workdir: Path, experiment: str) -> list:
     client = mlflow_client(workdir)
     exp = client.get_experiment_by_name(experiment)
     return [] if exp is None else client.search_runs([exp.experiment_id])
@@ -30,7 +31,7 @@ def _sha(path: Path) -> str:
 
 def test_a_table_records_what_was_trained_on(workdir: Path) -> None:
     table = workdir / "messy.csv"
-    _messy(160, seed=1).to_csv(table, index=False)
+    messy(160, seed=1).to_csv(table, index=False)
     p = run_cli(workdir, "run", "data=tabular", "data.path=messy.csv", "data.target=label", "trainer.epochs=2",
                 "tracking.experiment=messy")
     assert p.returncode == 0, p.stderr
@@ -69,7 +70,7 @@ def test_readme_tabular_example_runs_as_written(tmp_path: Path) -> None:
     (argv,) = {tuple(ln.split("#")[0].split()) for ln in readme.splitlines()
                if ln.startswith("imbsweep run data=tabular data.path=my.csv data.target=label")}
     assert argv == ("imbsweep", "run", "data=tabular", "data.path=my.csv", "data.target=label")
-    rows = _messy(120)
+    rows = messy(120)
     rows.to_csv(tmp_path / "my.csv", index=False)
     p = run_cli(tmp_path, *argv[1:])
     assert p.returncode == 0, p.stderr
@@ -85,7 +86,7 @@ def test_readme_tabular_example_runs_as_written(tmp_path: Path) -> None:
                       "model=logreg"),
 ])
 def test_bad_data_input_is_one_line_and_no_run(workdir: Path, args: list[str], line: str) -> None:
-    _messy(160, seed=1).to_csv(workdir / "messy.csv", index=False)
+    messy(160, seed=1).to_csv(workdir / "messy.csv", index=False)
     p = run_cli(workdir, "run", "data=tabular", "data.path=messy.csv", "data.target=label",
                 "tracking.experiment=bad_data", *args)
     assert p.returncode == 2, p.stderr
@@ -123,8 +124,8 @@ def test_a_study_keeps_its_columns_and_its_data(workdir: Path) -> None:
     (conf / "sweep").mkdir(parents=True)
     (conf / "sweep" / "tab.yaml").write_text(SWEEP.format(study="tab_study"))
     first, other = workdir / "first.parquet", workdir / "other.parquet"
-    _messy(150, seed=2).to_parquet(first)
-    _messy(150, seed=3).to_parquet(other)
+    messy(150, seed=2).to_parquet(first)
+    messy(150, seed=3).to_parquet(other)
     # columns from the sweep file (categorical) and from the command line (drop), together
     p = run_cli(workdir, "sweep", "tab", "data.path=first.parquet", "data.drop=[note]", "--config-dir", str(conf))
     assert p.returncode == 0, p.stderr

@@ -96,7 +96,7 @@ def test_the_stage2_configs_build() -> None:
                                        r"epochs, lr, sampling"),
     ({"name": "none", "epochs": 5}, r"stage2.epochs=5: not an argument of stage2 'none'; it takes none"),
 ])
-def test_bad_stage2_settings_are_one_line_errors(node: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_bad_stage2_settings_are_one_line_errors(node: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_stage2(node)
 

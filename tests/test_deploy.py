@@ -19,8 +19,8 @@ import yaml
 
 from imbsweep._paths import PROJECT_ROOT
 
-from .conftest import CLI, cli_env, free_port
-from .sweep.test_sweep_cli import _check_one_to_one, _finished
+from .helpers.cli import CLI, cli_env
+from .helpers.stores import check_one_to_one, finished, free_port
 
 
 def test_compose_file_describes_the_topology_the_code_expects() -> None:
@@ -76,15 +76,16 @@ def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
             _, err = w.communicate(timeout=300)
             assert w.returncode == 0, err
         study = optuna.load_study(study_name="smoke", storage=pg_url)
-        assert sorted(t.number for t in study.trials) == list(range(6)) and len(_finished(study)) == 6
+        assert sorted(t.number for t in study.trials) == list(range(6)) and len(finished(study)) == 6
         assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
 
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("smoke")
+        assert exp is not None
         runs = client.search_runs([exp.experiment_id])
         (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
         children = sorted((r for r in runs if r is not parent), key=lambda r: int(r.data.tags["imbsweep.trial"]))
-        _check_one_to_one(study, children)
+        check_one_to_one(study, children)
         local = client.download_artifacts(children[0].info.run_id, "config.yaml", str(tmp_path / "dl"))
         assert "trainer:" in Path(local).read_text()  # artifacts go through the server
         # the password is nowhere: MLflow params and tags, artifacts, Hydra's saved overrides

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -95,7 +97,7 @@ def conf_loss(name: str, **overrides: object) -> dict:
 
 
 #: each loss at its neutral setting, which must equal plain CE
-NEUTRAL = {
+NEUTRAL: dict[str, dict[str, Any]] = {
     "ce": {},
     "focal": {"gamma": 0.0},
     "class_balanced": {"beta": 0.0, "base": "ce"},

@@ -19,7 +19,7 @@ def test_models_map_inputs_to_class_logits(model: torch.nn.Module) -> None:
 
 def test_cnn1d_has_the_reference_shape() -> None:
     m = CNN1D(40, 10)
-    convs = [x for x in m.features if isinstance(x, torch.nn.Conv1d)]
+    convs = [x for x in m.features.modules() if isinstance(x, torch.nn.Conv1d)]
     assert [(c.kernel_size[0], c.stride[0], c.padding[0], c.out_channels) for c in convs] == [
         (5, 2, 1, 25), (3, 2, 1, 25), (3, 2, 1, 25)]
     assert m.head.in_features == 125  # 25 channels x length 5, as in the MNIST-1D code
@@ -77,4 +77,4 @@ def test_max_norm_off_or_frozen_does_nothing() -> None:
 @pytest.mark.parametrize("value", [0, -1.0, float("inf"), True, "big"])
 def test_bad_max_norm_is_a_one_line_error(value: object) -> None:
     with pytest.raises(ConfigError, match=r"model.max_norm=.*: must be null \(no MaxNorm\) or a finite number > 0"):
-        CNN1D(40, 10, max_norm=value)  # type: ignore[arg-type]
+        CNN1D(40, 10, max_norm=value)

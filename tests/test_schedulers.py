@@ -9,7 +9,7 @@ from imbsweep import schedulers as S
 from imbsweep.errors import ConfigError
 
 
-def _lrs(make, steps: int) -> list[float]:  # type: ignore[no-untyped-def]
+def _lrs(make, steps: int) -> list[float]:
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     sched = make(opt)
     out = []

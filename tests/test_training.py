@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import pytest
 
 from imbsweep.data import clear_memory_cache
 from imbsweep.errors import ConfigError
-from imbsweep.reporting import FitInfo, Reporter
-from imbsweep.training import Result, fit, prepare
+from imbsweep.training import fit, prepare
+
+from .helpers.reporting import Recorder
 
 DIVERGE = ("data=digits_lt", "trainer.epochs=2", "model=logreg", "optimizer=sgd", "optimizer.lr=1e30",
            "scheduler=constant")
 
 
-class Recorder(Reporter):
-    def __init__(self, stop_at: int | None = None) -> None:
-        self.info: FitInfo | None = None
-        self.epochs: list[tuple[int, dict[str, float]]] = []
-        self.result: Result | None = None
-        self.stop_at = stop_at
-
-    def on_fit_start(self, info: FitInfo) -> None:
-        self.info = info
-
-    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.epochs.append((epoch, dict(metrics)))
-        if epoch == self.stop_at:
-            raise StopIteration("stop requested by the reporter")
-
-    def on_fit_end(self, result: Result) -> None:
-        self.result = result
-
-
-def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:
     cfg = make_cfg("trainer.epochs=6")
     rec = Recorder()
     res = fit(cfg, rec)
@@ -53,7 +33,7 @@ def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:  # type
     assert res.test is not None and res.test.confusion.sum() == 500  # 50 per class
 
 
-def test_minimize_direction_and_early_stopping(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_minimize_direction_and_early_stopping(make_cfg) -> None:
     cfg = make_cfg("trainer.epochs=40", "trainer.patience=2", "objective.metric=val/ece",
                    "objective.direction=minimize", "optimizer.lr=0.05")
     rec = Recorder()
@@ -65,7 +45,7 @@ def test_minimize_direction_and_early_stopping(make_cfg) -> None:  # type: ignor
     assert res.epochs_run < 40 and res.epochs_run - res.best_epoch == 2
 
 
-def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:
     a = fit(make_cfg("trainer.seed=3")).metrics
     b = fit(make_cfg("trainer.seed=3")).metrics
     c = fit(make_cfg("trainer.seed=4")).metrics
@@ -74,7 +54,7 @@ def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:  # t
     assert a != c
 
 
-def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:
     rec = Recorder()
     res = fit(make_cfg(*DIVERGE, tiny=False), rec)
     assert res.state == "failed" and res.objective is None
@@ -82,7 +62,7 @@ def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:  # type: ign
     assert rec.result is res
 
 
-def test_a_reporter_can_stop_training(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_a_reporter_can_stop_training(make_cfg) -> None:
     rec = Recorder(stop_at=2)
     with pytest.raises(StopIteration):
         fit(make_cfg("trainer.epochs=5"), rec)
@@ -100,12 +80,12 @@ def test_a_reporter_can_stop_training(make_cfg) -> None:  # type: ignore[no-unty
     ("+metrics.shots.medium=5", r"metrics.shots.medium=5: unknown key; allowed: few_below, many_above"),
     ("metrics.shots.few_below=500", r"metrics.shots.few_below=500: must be <= metrics.shots.many_above"),
 ])
-def test_bad_values_are_config_errors(make_cfg, override: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_values_are_config_errors(make_cfg, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fit(make_cfg(*override.split()))
 
 
-def test_shot_thresholds_reach_the_result(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_shot_thresholds_reach_the_result(make_cfg) -> None:
     res = fit(make_cfg("metrics.shots.few_below=30", "metrics.shots.many_above=60"))
     assert (res.shots.few_below, res.shots.many_above) == (30, 60)
     # digits_lt counts 100 77 59 46 35 27 21 16 12 10: many > 60, few < 30
@@ -113,7 +93,7 @@ def test_shot_thresholds_reach_the_result(make_cfg) -> None:  # type: ignore[no-
     assert res.shots.of(res.train_class_counts)["many"].sum() == 2
 
 
-def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:
     clear_memory_cache()
     prepare(make_cfg())
     assert len(list((tmp_path / "mlruns" / "datasets").glob("digits_lt-*.npz"))) == 1
@@ -121,7 +101,7 @@ def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:  # type: ig
 
 @pytest.mark.parametrize("loss", ["ce", "focal", "class_balanced", "ldam", "logit_adjusted",
                                   "balanced_softmax"])
-def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> None:
     cfg = make_cfg(f"loss={loss}", "resampling=sqrt")
     setup = prepare(cfg)
     if loss == "ldam":
@@ -133,7 +113,7 @@ def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> N
     assert again.metrics["test/balanced_acc"] == result.metrics["test/balanced_acc"]  # seeded
 
 
-def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:
     from imbsweep.posthoc import POSTHOC_METRICS
 
     result = fit(make_cfg("trainer.epochs=3", "eval.posthoc_grid=[0.0,0.5,1.0,2.0]"))
@@ -148,7 +128,7 @@ def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:  # type: ignore
     assert scan.val[0] == pytest.approx(m["val/balanced_acc"])  # tau 0 is the unadjusted model
 
 
-def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:
     from imbsweep._paths import cache_dir
     from imbsweep.data import load_dataset
     from imbsweep.posthoc import posthoc_probs
@@ -178,6 +158,6 @@ def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:  # type: i
     ("loss.class_weights=inverse loss.reweight_from_epoch=3",
      r"loss.reweight_from_epoch=3: must be <= trainer.epochs \(2\)"),
 ])
-def test_bad_trick_values_are_config_errors(make_cfg, override: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_trick_values_are_config_errors(make_cfg, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         prepare(make_cfg(*override.split()))

@@ -15,8 +15,9 @@ from imbsweep.metrics import clean
 from imbsweep.training import Result, fit, prepare
 from imbsweep.trick import trick_label
 
-from .conftest import TINY, mlflow_client, run_cli
-from .test_training import Recorder
+from .helpers.cli import TINY, run_cli
+from .helpers.reporting import Recorder
+from .helpers.stores import mlflow_client
 
 
 def _metrics(result: Result) -> dict[str, float]:
@@ -25,7 +26,7 @@ def _metrics(result: Result) -> dict[str, float]:
     return m
 
 
-def test_mixup_with_alpha_zero_is_the_plain_run_exactly(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_mixup_with_alpha_zero_is_the_plain_run_exactly(make_cfg) -> None:
     plain = _metrics(fit(make_cfg()))
     assert _metrics(fit(make_cfg("augment=mixup", "augment.alpha=0"))) == plain
     assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0"))) == plain
@@ -35,7 +36,7 @@ def test_mixup_with_alpha_zero_is_the_plain_run_exactly(make_cfg) -> None:  # ty
     assert mixed != plain and rec.epochs[0][1]["train/loss"] != plain_rec.epochs[0][1]["train/loss"]
 
 
-def test_remix_is_mixup_when_it_relabels_nothing_and_seeded(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_remix_is_mixup_when_it_relabels_nothing_and_seeded(make_cfg) -> None:
     mixup = _metrics(fit(make_cfg("augment=mixup", "augment.alpha=0.4")))
     # tau = 0: "lambda < tau" never holds, so every label weight is mixup's lambda
     assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0.4", "augment.tau=0"))) == mixup
@@ -44,7 +45,7 @@ def test_remix_is_mixup_when_it_relabels_nothing_and_seeded(make_cfg) -> None:  
     assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0.4"))) == remix  # same seed, same run
 
 
-def test_max_norm_bounds_the_trained_classifier_and_a_loose_bound_is_the_plain_run(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_max_norm_bounds_the_trained_classifier_and_a_loose_bound_is_the_plain_run(make_cfg) -> None:
     cfg = make_cfg("model.max_norm=0.3", "trainer.epochs=3")
     setup = prepare(cfg)
     fit(cfg, setup=setup)
@@ -56,7 +57,7 @@ def test_max_norm_bounds_the_trained_classifier_and_a_loose_bound_is_the_plain_r
     assert _metrics(fit(make_cfg("model.max_norm=1e6"))) == _metrics(fit(make_cfg()))
 
 
-def test_taunorm_scan_at_tau_zero_is_the_plain_prediction(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_taunorm_scan_at_tau_zero_is_the_plain_prediction(make_cfg) -> None:
     result = fit(make_cfg("trainer.epochs=3", "eval.taunorm_grid=[0.0,0.5,1.0,1.5]"))
     scan, m = result.taunorm, result.metrics
     assert scan is not None and scan.taus == (0.0, 0.5, 1.0, 1.5) and scan.metric == "balanced_acc"
@@ -72,7 +73,7 @@ def test_taunorm_scan_at_tau_zero_is_the_plain_prediction(make_cfg) -> None:  # 
     assert other.taunorm is not None and other.taunorm.metric == "macro_f1"
 
 
-def test_taunorm_tau_reports_the_normalised_classifier(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_taunorm_tau_reports_the_normalised_classifier(make_cfg) -> None:
     # the epoch is selected on the tau-normalised classifier's validation metric, so the weights
     # may be another epoch's than the plain run's; what is reported is their tau = 1 prediction
     cfg = make_cfg("trainer.epochs=3", "eval.taunorm_tau=1.0")
@@ -89,7 +90,7 @@ def test_taunorm_tau_reports_the_normalised_classifier(make_cfg) -> None:  # typ
 
 
 @pytest.mark.parametrize("stage", ["crt", "lws"])
-def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg, stage: str) -> None:  # type: ignore[no-untyped-def]
+def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg, stage: str) -> None:
     plain_cfg = make_cfg("trainer.epochs=3")
     plain_setup = prepare(plain_cfg)
     plain = fit(plain_cfg, setup=plain_setup)
@@ -118,7 +119,7 @@ def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg, 
     assert _metrics(fit(cfg)) == _metrics(result)  # seeded
 
 
-def test_trick_labels_of_the_new_tricks(make_cfg) -> None:  # type: ignore[no-untyped-def]
+def test_trick_labels_of_the_new_tricks(make_cfg) -> None:
     assert trick_label(make_cfg()) == "ce"
     assert trick_label(make_cfg("model.max_norm=1")) == "ce+maxnorm"
     assert trick_label(make_cfg("eval.taunorm_tau=0.5")) == "ce+taunorm"
@@ -144,12 +145,12 @@ def test_trick_labels_of_the_new_tricks(make_cfg) -> None:  # type: ignore[no-un
     (["augment=remix", "augment.tau=2"], r"augment.tau=2: must be a number in \[0, 1\]"),
     (["+eval.tau=1"], r"eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid, taunorm_tau, taunorm_grid"),
 ])
-def test_bad_trick_settings_are_config_errors(make_cfg, overrides: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_trick_settings_are_config_errors(make_cfg, overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         prepare(make_cfg(*overrides))
 
 
-def _runs(workdir: Path, experiment: str) -> list:  # type: ignore[type-arg]
+def _runs(workdir: Path, experiment: str) -> list:
     client = mlflow_client(workdir)
     exp = client.get_experiment_by_name(experiment)
     return [] if exp is None else client.search_runs([exp.experiment_id])

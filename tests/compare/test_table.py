@@ -8,7 +8,6 @@ import csv
 import io
 import math
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import compare, display_frame, expected_max, holm
 from imbsweep.results import load_study
 
-sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-from _synthetic import make_study  # noqa: E402
+from ..helpers.synthetic import make_study
 
-#: arm -> trick label of bench/_synthetic.TRICKS (true means: ce 0.70, logit_adjusted 0.78, focal 0.71)
+#: arm -> trick label of tests/helpers/synthetic.TRICKS (true means: ce 0.70, logit_adjusted 0.78, focal 0.71)
 ARMS = {"plain": "ce", "plain_again": "ce", "la": "logit_adjusted", "focal": "focal"}
 PER_ARM, SEEDS = 5, 4
 CONTRACT = ["arm", "trials", "complete", "pruned", "failed", "best_val", "best_trial", "seeds", "mean", "ci_low",
@@ -59,7 +57,7 @@ def _csv(text: str) -> dict[str, dict[str, str]]:
     return {r["arm"]: r for r in csv.DictReader(io.StringIO(text))}
 
 
-def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: pytest.CaptureFixture[str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
@@ -117,7 +115,7 @@ def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: p
     assert float(wil["la"]["p"]) == pytest.approx(stats.wilcoxon([values["la"][k] for k in (1, 2, 3, 4)], base).pvalue)
 
 
-def test_the_baseline_comes_from_the_parent_run_or_the_command_line(store) -> None:  # type: ignore[no-untyped-def]
+def test_the_baseline_comes_from_the_parent_run_or_the_command_line(store) -> None:
     _, uri, _ = store
     record = load_study("fair", uri)
     assert record.baseline_arm == "plain" and compare(record).baseline == "plain"
@@ -127,7 +125,7 @@ def test_the_baseline_comes_from_the_parent_run_or_the_command_line(store) -> No
     assert "Δ vs la [95% CI]" in display_frame(c).columns
 
 
-def test_tuning_curves_count_every_finished_trial_of_each_arm(store) -> None:  # type: ignore[no-untyped-def]
+def test_tuning_curves_count_every_finished_trial_of_each_arm(store) -> None:
     _, uri, _ = store
     record = load_study("fair", uri)
     c = compare(record)
@@ -147,7 +145,7 @@ def test_tuning_curves_count_every_finished_trial_of_each_arm(store) -> None:  #
         assert bool(c.table.set_index("arm").loc[arm, "under_tuned"]) == rising
 
 
-def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(store, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(store, capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import cli_env, run_cli
-from .test_sweep_cli import _check_one_to_one, _finished, _runs, _study
+from ..helpers.cli import cli_env, run_cli
+from ..helpers.stores import check_one_to_one, finished, journal_study, local_study, study_runs
 
 # Runs the real CLI with one step patched to signal the process itself on the second trial;
 # the patch is the only difference from `imbsweep sweep ...`.
@@ -71,21 +71,21 @@ def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_
                                                                            sig: str) -> None:
     p = _faulty(tmp_path, step, sig)
     assert p.returncode == (-signal.SIGKILL if sig == "SIGKILL" else 130), p.stderr
-    cut = _study(tmp_path, "faults").trials[1]
+    cut = local_study(tmp_path, "faults").trials[1]
 
     p = run_cli(tmp_path, *ARGS)  # the same command resumes
     assert p.returncode == 0, p.stderr
-    study = _study(tmp_path, "faults")
-    assert len(_finished(study)) == 3
+    study = local_study(tmp_path, "faults")
+    assert len(finished(study)) == 3
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
-    parent, children = _runs(tmp_path, "faults")
+    parent, children = study_runs(tmp_path, "faults")
     assert not [r for r in children if r.info.status == "RUNNING"], [r.info.run_name for r in children]
     after = study.trials[cut.number]
     if step == "outcome written":
         # the run had ended: the trial keeps its result, nothing is run again
         assert after.state.name == "COMPLETE" and "imbsweep:requeued" not in after.user_attrs
         assert len(study.trials) == 3
-        _check_one_to_one(study, children)
+        check_one_to_one(study, children)
     else:
         assert after.state.name == "FAIL" and after.user_attrs["imbsweep:requeued"] is True
         (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
@@ -95,7 +95,7 @@ def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_
             assert [(r.info.status, r.data.tags["imbsweep.state"]) for r in mine] == [("FAILED", "failed")]
         else:
             assert mine == []
-        _check_one_to_one(study, [r for r in children if r not in mine], skip=(cut.number,))
+        check_one_to_one(study, [r for r in children if r not in mine], skip=(cut.number,))
 
 
 def _journal_lines(path: Path) -> list[dict[str, object]]:
@@ -122,7 +122,7 @@ def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_pa
     warned = [ln for ln in (p.stdout + p.stderr).splitlines() if "torn record" in ln]
     assert len(warned) == 1 and str(journal) in warned[0] and str(side) in warned[0]  # one line, both files
     _journal_lines(journal)
-    assert len(_finished(_study(tmp_path, "torn"))) == 4
+    assert len(finished(local_study(tmp_path, "torn"))) == 4
     # the stock optuna CLI reads the file
     out = subprocess.run([str(Path(sys.executable).with_name("optuna")), "studies", "--storage", str(journal),
                           "--storage-class", "JournalFileBackend"], capture_output=True, text=True, env=cli_env())
@@ -130,7 +130,7 @@ def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_pa
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+def small_disk(tmp_path: Path):
     """A 16 KiB filesystem (tmpfs) for the Optuna journal: it fills after a few trials."""
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -154,27 +154,19 @@ def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tm
     assert errors == [f"imbsweep: error: cannot write the Optuna journal {journal}: No space left on device; "
                       "what it holds is intact: make room, then run the same command to resume"], p.stderr
     assert "Traceback" not in p.stderr
-    parent, children = _runs(tmp_path, "full")
+    parent, children = study_runs(tmp_path, "full")
     assert parent.info.status == "FAILED" and not [r for r in children if r.info.status == "RUNNING"]
     _journal_lines(journal)  # no half record left
-    done = len(_finished(_study_at(journal, "full")))
+    done = len(finished(journal_study(journal, "full")))
     assert 0 < done < 12
 
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)  # room made
     p = run_cli(tmp_path, *args)
     assert p.returncode == 0, p.stderr
-    study = _study_at(journal, "full")
-    assert len(_finished(study)) == 12 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
-    parent, children = _runs(tmp_path, "full")
+    study = journal_study(journal, "full")
+    assert len(finished(study)) == 12 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    parent, children = study_runs(tmp_path, "full")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
-
-
-def _study_at(journal: Path, name: str):  # type: ignore[no-untyped-def]
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(journal))))
 
 
 def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[
         hc = HydraConfig.get()
         seen.append({"cfg": OmegaConf.to_container(cfg), "struct": OmegaConf.is_struct(cfg),
                      "readonly": OmegaConf.is_readonly(cfg), "loss_struct": OmegaConf.is_struct(cfg.loss),
-                     "hydra": OmegaConf.to_container(hc), "hydra_readonly": OmegaConf.is_readonly(hc),
+                     "hydra": OmegaConf.to_container(hc), "hydra_readonly": OmegaConf.is_readonly(hc),  # type: ignore[arg-type]
                      "cwd": os.getcwd(), "output_dir": hc.runtime.output_dir})
         return 0.5
 
@@ -108,8 +108,8 @@ def test_every_job_is_the_job_hydras_launcher_runs(hydra_launcher: Fixture) -> N
                                ("sweep=smoke", "augment=mixup")]
     assert ("sweep=smoke", "loss=ldam", "resampling=sqrt", "optimizer=sgd") in cached._bases
     # the sweeper's own Hydra config is back after each job
-    assert OmegaConf.select(HydraConfig.get(), "runtime.output_dir") == \
-        OmegaConf.select(cfg, "hydra.runtime.output_dir")
+    hydra_now: Any = HydraConfig.get()  # a DictConfig at run time; typed as the HydraConf dataclass
+    assert OmegaConf.select(hydra_now, "runtime.output_dir") == OmegaConf.select(cfg, "hydra.runtime.output_dir")
 
 
 def test_a_failing_task_and_a_bad_override_fail_as_with_hydras_launcher(hydra_launcher: Fixture) -> None:

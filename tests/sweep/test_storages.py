@@ -16,8 +16,8 @@ import optuna
 import pytest
 import yaml
 
-from ..conftest import CLI, cli_env, free_port, run_cli
-from .test_sweep_cli import _check_one_to_one, _finished, _runs, _study
+from ..helpers.cli import CLI, cli_env, run_cli
+from ..helpers.stores import check_one_to_one, finished, free_port, local_study, study_runs
 
 
 def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
@@ -25,15 +25,15 @@ def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
                 "objective.metrics=[{metric:val/balanced_acc,direction:maximize},"
                 "{metric:val/ece,direction:minimize}]", "hydra.sweeper.sampler.name=nsgaii")
     assert p.returncode == 0, p.stderr
-    study = _study(workdir, "pareto")
+    study = local_study(workdir, "pareto")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    assert len(_finished(study)) == 5
+    assert len(finished(study)) == 5
     (results,) = [f for f in workdir.glob("multirun/*/*/optimization_results.yaml")
                   if "solutions" in yaml.safe_load(f.read_text())]
     saved = yaml.safe_load(results.read_text())["solutions"]
     assert sorted(s["values"] for s in saved) == sorted(t.values for t in study.best_trials)
-    _, children = _runs(workdir, "pareto")
-    _check_one_to_one(study, children)
+    _, children = study_runs(workdir, "pareto")
+    check_one_to_one(study, children)
     for run in children:  # each trial's values are the run's selected-epoch metrics
         trial = study.trials[int(run.data.tags["imbsweep.trial"])]
         assert trial.values == [run.data.metrics["val/selected/balanced_acc"], run.data.metrics["val/selected/ece"]]
@@ -45,11 +45,11 @@ def test_works_with_the_joblib_launcher(tmp_path: Path) -> None:
     # jobs run in joblib's worker processes: the trial context, pruner and MLflow still work
     p = run_cli(tmp_path, "sweep", "smoke", "hydra/launcher=joblib", "hydra.sweeper.pruner.name=median")
     assert p.returncode == 0, p.stderr
-    study = _study(tmp_path, "smoke")
-    assert len(_finished(study)) == 4 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    study = local_study(tmp_path, "smoke")
+    assert len(finished(study)) == 4 and {t.state.name for t in study.trials} == {"COMPLETE"}
     assert all(len(t.intermediate_values) == 3 for t in study.trials)  # reported every epoch
-    _, children = _runs(tmp_path, "smoke")
-    _check_one_to_one(study, children)
+    _, children = study_runs(tmp_path, "smoke")
+    check_one_to_one(study, children)
 
 
 def test_bad_objective_list_is_one_line(tmp_path: Path) -> None:
@@ -71,10 +71,10 @@ def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: st
             assert proc.returncode == 0, err
         study = optuna.load_study(study_name=name, storage=pg_url)
         assert sorted(t.number for t in study.trials) == list(range(8))
-        assert len(_finished(study)) == 8
+        assert len(finished(study)) == 8
         assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
-        _, children = _runs(tmp_path, name)
-        _check_one_to_one(study, children)
+        _, children = study_runs(tmp_path, name)
+        check_one_to_one(study, children)
     finally:
         for proc in procs:
             proc.kill()
@@ -89,7 +89,7 @@ def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> N
                             capture_output=True, text=True, check=True)
     studies = {s["name"]: s["n_trials"] for s in json.loads(listed.stdout)}
     name = next(iter(studies))
-    assert studies[name] == len(_study(workdir, name).trials)
+    assert studies[name] == len(local_study(workdir, name).trials)
 
     port = free_port()
     proc = subprocess.Popen([*CLI, "dashboard", "--port", str(port)], cwd=workdir, env=cli_env(),

@@ -12,59 +12,25 @@ import optuna
 import pytest
 import yaml
 
-from ..conftest import CLI, cli_env, mlflow_client, run_cli
-
-
-def _study(workdir: Path, name: str) -> optuna.Study:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = workdir / "mlruns" / "optuna" / "journal.log"
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
-
-
-def _runs(workdir: Path, experiment: str) -> tuple[object, list]:  # type: ignore[type-arg]
-    client = mlflow_client(workdir)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) + 1 == len(runs)
-    return parent, sorted(children, key=lambda r: int(r.data.tags["imbsweep.trial"]))
-
-
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
-
-
-def _check_one_to_one(study: optuna.Study, children: list, skip: tuple[int, ...] = ()) -> None:  # type: ignore[type-arg]
-    trials = {t.number: t for t in study.trials if t.state.is_finished() and t.number not in skip}
-    assert [int(r.data.tags["imbsweep.trial"]) for r in children] == sorted(trials)
-    for run in children:
-        trial = trials[int(run.data.tags["imbsweep.trial"])]
-        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[trial.state.name]
-        assert run.data.tags["imbsweep.state"] == state
-        for key, value in trial.params.items():
-            param = run.data.params[key]
-            assert (float(param) == value) if isinstance(value, float) else param == str(value)
+from ..helpers.cli import CLI, cli_env, run_cli
+from ..helpers.stores import check_one_to_one, finished, local_study, mlflow_client, study_runs
 
 
 def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     p = run_cli(workdir, "sweep", "smoke")
     assert p.returncode == 0, p.stderr
-    study = _study(workdir, "smoke")
-    assert len(_finished(study)) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    study = local_study(workdir, "smoke")
+    assert len(finished(study)) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
     baseline = study.trials[0]
     assert baseline.user_attrs["imbsweep:baseline"] is True
     assert baseline.params == {"optimizer.lr": 0.005, "loss.class_weights": "none"}  # the defaults
-    parent, children = _runs(workdir, "smoke")
+    parent, children = study_runs(workdir, "smoke")
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_value"] == study.best_value
     assert parent.data.tags["imbsweep.best_trial"] == str(study.best_trial.number)
     artifacts = {a.path for a in mlflow_client(workdir).list_artifacts(parent.info.run_id)}
     assert artifacts == {"sweep.yaml", "optimization_results.yaml", "optimization_history.png",
                          "param_importances.png"}
-    _check_one_to_one(study, children)
+    check_one_to_one(study, children)
     assert "best trial #" in p.stdout and "per trick" in p.stdout  # the end-of-sweep summary
     (results,) = workdir.glob("multirun/*/*/optimization_results.yaml")
     saved = yaml.safe_load(results.read_text())
@@ -75,13 +41,13 @@ def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     for _ in range(2):
         p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.n_trials=6")
         assert p.returncode == 0, p.stderr
-    study = _study(workdir, "smoke")
-    assert len(_finished(study)) == 6
+    study = local_study(workdir, "smoke")
+    assert len(finished(study)) == 6
     new = {t.params["optimizer.lr"] for t in study.trials[4:]}
     assert not new & before  # a resumed seeded sampler draws new points, not the same ones
-    parent2, children = _runs(workdir, "smoke")
+    parent2, children = study_runs(workdir, "smoke")
     assert parent2.info.run_id == parent.info.run_id  # the parent run is reused
-    _check_one_to_one(study, children)
+    check_one_to_one(study, children)
 
 
 def test_pruning_really_stops_training(workdir: Path) -> None:
@@ -93,12 +59,12 @@ def test_pruning_really_stops_training(workdir: Path) -> None:
                 "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
                 "+hydra.sweeper.pruner.n_warmup_steps=0")
     assert p.returncode == 0, p.stderr
-    study = _study(workdir, "prune")
+    study = local_study(workdir, "prune")
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
     assert pruned and all(t.params["optimizer.lr"] == 1e-7 for t in pruned)
-    assert len(_finished(study)) == 4
-    parent, children = _runs(workdir, "prune")
-    _check_one_to_one(study, children)
+    assert len(finished(study)) == 4
+    parent, children = study_runs(workdir, "prune")
+    check_one_to_one(study, children)
     client = mlflow_client(workdir)
     for run in children:
         tags, name = run.data.tags, f"{run.data.tags['imbsweep.trick']} trial-{run.data.tags['imbsweep.trial']}"
@@ -120,14 +86,14 @@ def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(wo
     assert lines == ["imbsweep: error: study 'failing' stopped: 3 of 4 trials failed (more than "
                      "hydra.sweeper.max_failure_rate=0.5); last error: ConfigError: "
                      "loss.class_weights='bogus': must be one of none, inverse, sqrt_inverse, effective_number"]
-    study = _study(workdir, "failing")
+    study = local_study(workdir, "failing")
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
     assert "loss.class_weights='bogus'" in study.trials[0].user_attrs["fail_reason"]
-    parent, children = _runs(workdir, "failing")
+    parent, children = study_runs(workdir, "failing")
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in children] == ["FAILED"] * 3
     assert "loss.class_weights='bogus'" in children[0].data.tags["imbsweep.failure_reason"]
-    _check_one_to_one(study, children)
+    check_one_to_one(study, children)
     client = mlflow_client(workdir)
     for run in children:
         assert run.info.run_name.endswith(" failed")
@@ -156,14 +122,14 @@ def _popen(workdir: Path, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(workdir: Path, name: str, ready, proc: subprocess.Popen[str], timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(workdir: Path, name: str, ready, proc: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     journal = workdir / "mlruns" / "optuna" / "journal.log"
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
         if journal.exists():
             try:
-                if ready(_study(workdir, name)):
+                if ready(local_study(workdir, name)):
                     return
             except KeyError:  # the study is not created yet
                 pass
@@ -193,9 +159,9 @@ def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: 
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    study = _study(tmp_path, "smoke")
+    study = local_study(tmp_path, "smoke")
     (cut,) = [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
-    parent, children = _runs(tmp_path, "smoke")
+    parent, children = study_runs(tmp_path, "smoke")
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
         assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
@@ -206,18 +172,18 @@ def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: 
 
     p = run_cli(tmp_path, "sweep", "smoke", *LONG)  # the same command resumes
     assert p.returncode == 0, p.stderr
-    study = _study(tmp_path, "smoke")
-    assert len(_finished(study)) == 3
+    study = local_study(tmp_path, "smoke")
+    assert len(finished(study)) == 3
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     cut = study.trials[cut.number]
     assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
     (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
     assert redo.state.name == "COMPLETE" and redo.params == cut.params  # the same point, re-run
-    parent, children = _runs(tmp_path, "smoke")
+    parent, children = study_runs(tmp_path, "smoke")
     assert parent.info.status == "FINISHED"
     assert not [r for r in children if r.info.status == "RUNNING"]  # the dead run was ended
-    finished = [r for r in children if r.data.tags["imbsweep.trial"] != str(cut.number)]
-    _check_one_to_one(study, finished, skip=(cut.number,))
+    ended = [r for r in children if r.data.tags["imbsweep.trial"] != str(cut.number)]
+    check_one_to_one(study, ended, skip=(cut.number,))
 
 
 @pytest.mark.slow  # in make test: two commands on PostgreSQL (test_storages) and n_jobs=2 (test_tournament)
@@ -228,12 +194,12 @@ def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> N
     for proc in (a, b):
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    study = _study(tmp_path, "shared")
-    assert len(study.trials) == 10 and len(_finished(study)) == 10
+    study = local_study(tmp_path, "shared")
+    assert len(study.trials) == 10 and len(finished(study)) == 10
     assert sorted(t.number for t in study.trials) == list(range(10))
     assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2  # both did work
-    _, children = _runs(tmp_path, "shared")
-    _check_one_to_one(study, children)
+    _, children = study_runs(tmp_path, "shared")
+    check_one_to_one(study, children)
 
 
 @pytest.mark.slow  # two workers on one storage are tested in make test (keeps make test under 15 min)
@@ -242,13 +208,13 @@ def test_four_local_workers_share_the_default_storage(tmp_path: Path) -> None:
                 "hydra.sweeper.n_trials=12", "trainer.epochs=25")
     assert p.returncode == 0, p.stderr
     assert "locked" not in p.stderr.lower()
-    study = _study(tmp_path, "jobs")
-    assert sorted(t.number for t in study.trials) == list(range(12)) and len(_finished(study)) == 12
+    study = local_study(tmp_path, "jobs")
+    assert sorted(t.number for t in study.trials) == list(range(12)) and len(finished(study)) == 12
     # how many of the 4 get a trial depends on their start-up time; at least two always do
     assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) >= 2
-    parent, children = _runs(tmp_path, "jobs")
+    parent, children = study_runs(tmp_path, "jobs")
     assert parent.info.status == "FINISHED" and {r.info.status for r in children} == {"FINISHED"}
-    _check_one_to_one(study, children)
+    check_one_to_one(study, children)
     # no oversubscription: the cores are split between the 4 workers' torch threads
     assert {r.data.params["trainer.num_threads"] for r in children} == {str(max(1, (os.cpu_count() or 1) // 4))}
 
@@ -266,25 +232,25 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
                        and t.user_attrs["imbsweep:pid"] != proc.pid for t in study.trials)
 
         _wait_for(tmp_path, "reap", worker_training, proc)
-        (victim,) = [t for t in _study(tmp_path, "reap").trials if t.state.name == "RUNNING"
+        (victim,) = [t for t in local_study(tmp_path, "reap").trials if t.state.name == "RUNNING"
                      and t.user_attrs["imbsweep:pid"] != proc.pid]
         os.kill(victim.user_attrs["imbsweep:pid"], signal.SIGKILL)
         _, err = proc.communicate(timeout=180)  # ends by itself
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    study = _study(tmp_path, "reap")
-    assert len(_finished(study)) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    study = local_study(tmp_path, "reap")
+    assert len(finished(study)) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     cut = study.trials[victim.number]
     assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
     assert f"worker process {victim.user_attrs['imbsweep:pid']} died" in cut.user_attrs["fail_reason"]
     (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
     assert redo.state.name == "COMPLETE" and redo.params == cut.params
-    parent, children = _runs(tmp_path, "reap")
+    parent, children = study_runs(tmp_path, "reap")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
     (dead,) = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
     assert dead.info.status == "FAILED" and dead.data.tags["imbsweep.state"] == "failed"
-    _check_one_to_one(study, [r for r in children if r is not dead], skip=(cut.number,))
+    check_one_to_one(study, [r for r in children if r is not dead], skip=(cut.number,))
 
 
 def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> None:
@@ -298,13 +264,15 @@ def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> N
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    study = _study(tmp_path, "together")
-    assert len(_finished(study)) == 10
+    study = local_study(tmp_path, "together")
+    assert len(finished(study)) == 10
     lrs = [t.params["optimizer.lr"] for t in study.trials]
     assert len(set(lrs)) == len(lrs), lrs
     # and one process alone on a fresh study draws the same points every time
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
     alone = [run_cli(tmp_path / d, "sweep", "smoke", "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.name=random")
-             for d in ("a", "b") if (tmp_path / d).mkdir() is None]
+             for d in ("a", "b")]
     assert all(p.returncode == 0 for p in alone), [p.stderr for p in alone]
-    assert [t.params for t in _study(tmp_path / "a", "smoke").trials] == \
-        [t.params for t in _study(tmp_path / "b", "smoke").trials]
+    assert [t.params for t in local_study(tmp_path / "a", "smoke").trials] == \
+        [t.params for t in local_study(tmp_path / "b", "smoke").trials]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,59 +13,26 @@ import optuna
 import pytest
 import yaml
 
-from ..conftest import CLI, cli_env, mlflow_client, run_cli
+from ..helpers.cli import CLI, cli_env, run_cli, wait_until
+from ..helpers.stores import (
+    arm_studies,
+    check_arm_runs,
+    finished,
+    journal_of,
+    journal_storage,
+    study_runs,
+)
 
 ARMS = ("ce", "ce_weighted", "logit_adjusted")  # sweeps/smoke_arms.yaml
-
-
-def _storage(workdir: Path) -> optuna.storages.BaseStorage:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(workdir / "mlruns" / "optuna" / "journal.log")))
-
-
-def _arm_studies(workdir: Path, name: str) -> dict[str, optuna.Study]:
-    storage = _storage(workdir)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(name + "/")]
-    return {n.split("/", 1)[1]: optuna.load_study(study_name=n, storage=storage) for n in names}
-
-
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
-
-
-def _children(workdir: Path, experiment: str) -> tuple[object, list]:  # type: ignore[type-arg]
-    client = mlflow_client(workdir)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
-    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-
-
-def _check_arm_runs(studies: dict[str, optuna.Study], children: list, skip: set[tuple[str, int]] = set()) -> None:  # type: ignore[type-arg]  # noqa: B006
-    """Every finished trial of every arm has exactly one MLflow run, tagged with its arm and
-    in the same state."""
-    by_key = {(r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])): r for r in children
-              if (r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])) not in skip}
-    want = {(arm, t.number): t for arm, s in studies.items() for t in s.trials
-            if t.state.is_finished() and (arm, t.number) not in skip}
-    assert sorted(by_key) == sorted(want)
-    for key, run in by_key.items():
-        trial = want[key]
-        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        assert trial.user_attrs["imbsweep:arm"] == key[0]
-        state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[trial.state.name]
-        assert run.data.tags["imbsweep.state"] == state
 
 
 def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.n_jobs=2")
     assert p.returncode == 0, p.stderr
-    studies = _arm_studies(tmp_path, "smoke_arms")
+    studies = arm_studies(tmp_path, "smoke_arms")
     assert sorted(studies) == sorted(ARMS)
     for arm, study in studies.items():
-        assert len(_finished(study)) == 3, arm
+        assert len(finished(study)) == 3, arm
         assert study.user_attrs["imbsweep:tournament"] == "smoke_arms" and study.user_attrs["imbsweep:arm"] == arm
         first = study.trials[0]
         assert first.user_attrs["imbsweep:baseline"] is True
@@ -76,10 +42,10 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
             want["loss.tau"] = 1.0
         assert first.params == want
         assert "loss" not in first.params  # fixed by the arm, never searched
-    parent, children = _children(tmp_path, "smoke_arms")
+    parent, children = study_runs(tmp_path, "smoke_arms", only=False)
     assert parent.info.status == "FINISHED" and parent.data.tags["imbsweep.baseline_arm"] == "ce"
     assert Counter(r.data.tags["imbsweep.arm"] for r in children) == {a: 3 for a in ARMS}
-    _check_arm_runs(studies, children)
+    check_arm_runs(studies, children)
     fixed = {r.data.tags["imbsweep.arm"]: (r.data.params["loss.name"], r.data.params.get("loss.class_weights"))
              for r in children}
     assert fixed == {"ce": ("ce", "none"), "ce_weighted": ("ce", "inverse"), "logit_adjusted": ("logit_adjusted", None)}
@@ -93,16 +59,6 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
     assert saved["best_value"] == max(s.best_value for s in studies.values())
 
 
-def _wait(proc: subprocess.Popen[str], ready, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        if ready():
-            return
-        time.sleep(0.3)
-    raise AssertionError("the sweep never reached the expected state")
-
-
 def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budget(tmp_path: Path) -> None:
     args = ("sweep", "smoke_arms", "trainer.epochs=60")
     proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
@@ -111,7 +67,7 @@ def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budge
     def four_done_one_running() -> bool:
         if not (tmp_path / "mlruns" / "optuna" / "journal.log").exists():
             return False
-        studies = _arm_studies(tmp_path, "smoke_arms")
+        studies = arm_studies(tmp_path, "smoke_arms")
         trials = [t for s in studies.values() for t in s.trials]
         # a trial in the first half of its 60 epochs, so that Ctrl-C lands inside it, not after it ended
         return sum(t.state.name == "COMPLETE" for t in trials) >= 4 and any(
@@ -119,26 +75,26 @@ def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budge
             for t in trials)
 
     try:
-        _wait(proc, four_done_one_running)
+        wait_until(proc, four_done_one_running)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
-    done = {arm: len(_finished(s)) for arm, s in _arm_studies(tmp_path, "smoke_arms").items()}
+    done = {arm: len(finished(s)) for arm, s in arm_studies(tmp_path, "smoke_arms").items()}
     assert sum(done.values()) >= 4 and max(done.values()) - min(done.values()) <= 1, done  # balanced
 
     p = run_cli(tmp_path, *args)
     assert p.returncode == 0, p.stderr
-    studies = _arm_studies(tmp_path, "smoke_arms")
-    assert {arm: len(_finished(s)) for arm, s in studies.items()} == {a: 3 for a in ARMS}
+    studies = arm_studies(tmp_path, "smoke_arms")
+    assert {arm: len(finished(s)) for arm, s in studies.items()} == {a: 3 for a in ARMS}
     assert not [t for s in studies.values() for t in s.trials if t.state.name in ("RUNNING", "WAITING")]
     requeued = {(arm, t.number) for arm, s in studies.items() for t in s.trials
                 if t.user_attrs.get("imbsweep:requeued")}
     assert len(requeued) == 1  # the trial Ctrl-C cut, re-run under a new number
-    parent, children = _children(tmp_path, "smoke_arms")
+    parent, children = study_runs(tmp_path, "smoke_arms", only=False)
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
-    _check_arm_runs(studies, children, skip=requeued)
+    check_arm_runs(studies, children, skip=requeued)
 
 
 def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
@@ -153,7 +109,7 @@ def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
                 "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
                 "+hydra.sweeper.pruner.n_warmup_steps=0")
     assert p.returncode == 0, p.stderr
-    studies = _arm_studies(tmp_path, "prune_arms")
+    studies = arm_studies(tmp_path, "prune_arms")
     assert sorted(studies) == ["ce", "frozen"]
     frozen, ce = studies["frozen"], studies["ce"]
     assert [t.state.name for t in frozen.trials] == ["COMPLETE"] * 4
@@ -196,7 +152,7 @@ def test_tournament_settings_without_arms_are_an_error(tmp_path: Path, override:
 
 
 def _make_study(workdir: Path, name: str, **attrs: object) -> None:
-    study = optuna.create_study(study_name=name, storage=_storage(workdir), direction="maximize")
+    study = optuna.create_study(study_name=name, storage=journal_storage(journal_of(workdir)), direction="maximize")
     for k, v in attrs.items():
         study.set_user_attr(k, v)
 
@@ -213,7 +169,7 @@ def test_a_tournament_and_a_plain_study_never_share_a_name(tmp_path: Path, exist
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and words in lines[0] and "hydra.sweeper.study_name='mixed'" in lines[0]
-    assert [s.study_name for s in optuna.get_all_study_summaries(_storage(tmp_path))] == [existing]
+    assert [s.study_name for s in optuna.get_all_study_summaries(journal_storage(journal_of(tmp_path)))] == [existing]
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
@@ -233,7 +189,7 @@ def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) ->
     assert p.returncode == 2, p.stderr
     assert "hydra.sweeper.arms.ce={'loss': 'ce'}: this arm of study 'smoke_arms' already ran with " \
            "{'loss': 'focal'}" in p.stderr
-    assert not _storage(tmp_path).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
+    assert not journal_storage(journal_of(tmp_path)).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
 
 
 def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path: Path) -> None:
@@ -247,10 +203,10 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.study_name=ph", "~hydra.sweeper.arms.ce_weighted",
                 "++hydra.sweeper.posthoc_arms={ce_posthoc:ce,ce_taunorm:{of:ce,by:taunorm}}")
     assert p.returncode == 0, p.stderr
-    studies = _arm_studies(tmp_path, "ph")
+    studies = arm_studies(tmp_path, "ph")
     assert sorted(studies) == ["ce", "logit_adjusted"]  # no study, no trial of its own
     assert all(s.metric_names == ["val/balanced_acc"] for s in studies.values())  # what the dashboard shows
-    parent, children = _children(tmp_path, "ph")
+    parent, children = study_runs(tmp_path, "ph", only=False)
     assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce", "ce_taunorm": "ce"}
     assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_kinds"]) == {"ce_posthoc": "posthoc",
                                                                          "ce_taunorm": "taunorm"}
@@ -287,7 +243,7 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     assert rows["ce_posthoc"]["trials"] == rows["ce"]["trials"] == "3"
     assert float(rows["ce_posthoc"]["best_val"]) == pytest.approx(best.user_attrs["imbsweep:posthoc_value"])
     assert rows["ce_posthoc"]["run_id"] == best.user_attrs["mlflow_run_id"]
-    _, children = _children(tmp_path, "ph")
+    _, children = study_runs(tmp_path, "ph", only=False)
     reseeds = [r for r in children if r.data.tags.get("imbsweep.role") == "reseed"]
     # one set of replicates per distinct best run: a post-hoc arm whose best is CE's best trains nothing more
     best_runs = {rows[a]["run_id"] for a in rows}
@@ -306,8 +262,8 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     assert [float(v) for v in rows["ce_taunorm"]["seed_values"].split()] == pytest.approx(
         [r.data.metrics["test/balanced_acc_taunorm"] for _, r in tn_mine])
     assert "τ-norm τ" in rows["ce_taunorm"]["config"]
-    t = run_cli(tmp_path, "compare", "ph", "--no-report")
-    assert "ce_posthoc trains nothing of its own" in " ".join(t.stdout.split()), t.stdout
+    shown = run_cli(tmp_path, "compare", "ph", "--no-report")
+    assert "ce_posthoc trains nothing of its own" in " ".join(shown.stdout.split()), shown.stdout
 
     e = run_cli(tmp_path, "export", "ph", "--arm", "ce_posthoc", "--out", "best")
     assert e.returncode == 0, e.stderr

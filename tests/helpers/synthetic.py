@@ -20,6 +20,7 @@ TRICKS = {"ce": ("ce", "none", 0.70), "ce+w=inverse": ("ce", "inverse", 0.74),
           "focal": ("focal", "none", 0.71), "logit_adjusted": ("logit_adjusted", "none", 0.78),
           "balanced_softmax": ("balanced_softmax", "none", 0.77)}
 CLASSES = 10
+SYN_TRIALS, SYN_RESEEDS = 30, 3  # the synthetic study of the compare and export tests (conftest.syn_store)
 
 
 def real_metric_keys() -> list[str]:
@@ -54,7 +55,7 @@ def _base_config(loss: str, scheme: str, lr: float, batch: int, seed: int) -> di
                                            "trainer.epochs=3"])
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
-    return out
+    return {str(k): v for k, v in out.items()}
 
 
 def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: int, value: float,
