@@ -14,14 +14,11 @@ optuna-dashboard on PostgreSQL) run in a subprocess at the end."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ import pytest
 
 from imbsweep.cli import main
 
-from .helpers.cli import CLI, TINY, cli_env
+from .helpers.cli import CLI, TINY, cli_env, served_json
 from .helpers.stores import free_port
 
 JOURNALS = ("mlruns/optuna/journal.log", "other.log")  # every Optuna journal a case could write
@@ -523,22 +520,8 @@ def test_the_readme_s_postgresql_url_works_for_a_sweep_and_optuna_dashboard(
     study = optuna.load_study(study_name="pg", storage=pg_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     port = free_port()
-    proc = subprocess.Popen([*CLI, "dashboard", "--storage", bare, "--port", str(port)], cwd=tmp_path,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline, body = time.monotonic() + 60, None
-        while body is None and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:  # noqa: S310
-                    body = json.loads(r.read())
-            except OSError:
-                time.sleep(0.5)
-        assert body is not None and "pg" in {s["study_name"] for s in body["study_summaries"]}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    body = served_json(tmp_path, ["dashboard", "--storage", bare, "--port", str(port)], port, "/api/studies")
+    assert "pg" in {s["study_name"] for s in body["study_summaries"]}
 
 
 def test_the_bare_postgresql_url_works_as_an_mlflow_store(tmp_path: Path, pg_url: str,

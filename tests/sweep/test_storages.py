@@ -4,19 +4,16 @@ and the study opened by the `optuna` CLI and optuna-dashboard."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
-from ..helpers.cli import CLI, cli_env, run_cli
+from ..helpers.cli import CLI, cli_env, run_cli, served_json
 from ..helpers.stores import check_one_to_one, finished, free_port, local_study, study_runs
 
 
@@ -92,22 +89,8 @@ def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> N
     assert studies[name] == len(local_study(workdir, name).trials)
 
     port = free_port()
-    proc = subprocess.Popen([*CLI, "dashboard", "--port", str(port)], cwd=workdir, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline, body = time.monotonic() + 60, None
-        while body is None and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:  # noqa: S310
-                    body = json.loads(r.read())
-            except OSError:
-                time.sleep(0.5)
-        assert body is not None
-        assert set(studies) <= {s["study_name"] for s in body["study_summaries"]}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    body = served_json(workdir, ["dashboard", "--port", str(port)], port, "/api/studies")
+    assert set(studies) <= {s["study_name"] for s in body["study_summaries"]}
 
 
 def test_dashboard_without_a_study_is_a_clear_error(tmp_path: Path) -> None:
