@@ -1,24 +1,24 @@
-"""Shared fixtures: the real config (Hydra's compose API, shrunk), a launch directory per
-module, a fresh PostgreSQL database. Helpers that are not fixtures live in ``tests/helpers/``."""
+"""Shared fixtures: the real config (Hydra's compose API, shrunk), a launch directory shared
+by a module's CLI tests, a synthetic study, a fresh PostgreSQL database. The helpers they
+build on, which tests use too, live in ``tests/helpers/``."""
 
 from __future__ import annotations
 
 import os
 import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from omegaconf import DictConfig
 
-from imbsweep._client import make_client
-from imbsweep._config import compose
+from tests.helpers.configs import TINY, MakeCfg, compose_config
+from tests.helpers.stores import mlflow_db
+from tests.helpers.synthetic import SYN_RESEEDS, SYN_TRIALS, SynStore, make_study
 
-from .helpers.cli import TINY
-from .helpers.stores import PG_SERVER
-from .helpers.synthetic import SYN_RESEEDS, SYN_TRIALS, make_study
+PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     # started as a background job (`cmd &` in a script): SIGINT is ignored and the CLI
@@ -34,11 +34,11 @@ def _no_outside_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+def make_cfg(tmp_path: Path) -> MakeCfg:
     """Compose the real ``conf/config.yaml`` with TINY and the given overrides."""
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
-        return compose([f"state_dir={tmp_path / 'mlruns'}", *(TINY if tiny else ()), *overrides])
+        return compose_config(f"state_dir={tmp_path / 'mlruns'}", *(TINY if tiny else ()), *overrides)
 
     return make
 
@@ -48,6 +48,19 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A launch directory shared by a module's CLI tests (one MLflow store, migrated once);
     each test uses its own experiment name."""
     yield tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="session")
+def syn_store(tmp_path_factory: pytest.TempPathFactory) -> SynStore:
+    """A launch directory whose local store holds the synthetic study ``syn`` (written straight
+    into MLflow, no training: tests/helpers/synthetic.py), made once for the tests of compare,
+    export and their commands: they read its runs (the report adds to its parent run)."""
+    from imbsweep._client import make_client
+
+    work = tmp_path_factory.mktemp("cmp")
+    uri = f"sqlite:///{mlflow_db(work)}"
+    info = make_study(make_client(uri), "syn", SYN_TRIALS, work / "mlruns" / "artifacts", reseeds=SYN_RESEEDS)
+    return work, uri, info
 
 
 @pytest.fixture
@@ -72,10 +85,3 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(scope="module")
-def syn_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
-    """A launch directory whose local store holds the synthetic study ``syn``."""
-    work = tmp_path_factory.mktemp("cmp")
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
-    info = make_study(make_client(uri), "syn", SYN_TRIALS, work / "mlruns" / "artifacts", reseeds=SYN_RESEEDS)
-    yield work, uri, info

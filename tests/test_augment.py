@@ -109,6 +109,6 @@ def test_alpha_zero_is_no_mixing_and_same_seed_same_draws() -> None:
     ({"name": "mixup", "kappa": 3}, r"augment.kappa=3: not an argument of augment 'mixup'; allowed: alpha"),
     ({"name": "none", "alpha": 1}, r"augment.alpha=1: not an argument of augment 'none'; it takes none"),
 ])
-def test_bad_augment_settings_are_one_line_errors(node: dict, message: str) -> None:
+def test_bad_augment_settings_are_one_line_errors(node: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_augment(node, COUNTS, 0)

@@ -14,6 +14,7 @@ optuna-dashboard on PostgreSQL) run in a subprocess at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,9 +29,10 @@ import optuna
 import pytest
 
 from imbsweep.cli import main
-
-from .helpers.cli import CLI, TINY, cli_env, served_json
-from .helpers.stores import free_port
+from tests.helpers.cli import CLI, cli_env
+from tests.helpers.configs import TINY
+from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
+from tests.helpers.stores import journal_storage, journal_study, mlflow_client
 
 JOURNALS = ("mlruns/optuna/journal.log", "other.log")  # every Optuna journal a case could write
 RUN = ["run", *TINY, "tracking.experiment=bad"]  # if a case got through, its run would land in "bad"
@@ -363,7 +365,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _quiet_main(["sweep", "smoke", "trainer.epochs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=base"])
         _quiet_main(["sweep", "smoke_arms", "trainer.epochs=1", "hydra.sweeper.trials_per_arm=1",
                      "hydra.sweeper.study_name=arms"])
-    client = _client(root)
+    client = mlflow_client(root)
     client.delete_experiment(client.create_experiment("gone"))
     busy = socket.create_server(("127.0.0.1", 0))
     try:
@@ -372,18 +374,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         busy.close()
 
 
-def _client(root: Path) -> Any:
-    from imbsweep._client import make_client
-
-    return make_client(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-
-
 def _stores(root: Path) -> dict[str, Any]:
     """Everything a case could change: every study of every journal (each trial's number,
     state, params, values and attributes) and every MLflow experiment and run."""
     from mlflow.entities import ViewType
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     state: dict[str, Any] = {}
     for journal in JOURNALS:
@@ -391,12 +385,12 @@ def _stores(root: Path) -> dict[str, Any]:
         if not path.exists():
             state[journal] = {}
             continue
-        storage = JournalStorage(JournalFileBackend(str(path)))
+        storage = journal_storage(path)
         state[journal] = {s.study_name: [(t.number, t.state.name, t.params, repr(t.values), t.user_attrs,
                                           t.system_attrs) for t in optuna.load_study(
                                               study_name=s.study_name, storage=storage).trials]
                           for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    client = _client(root)
+    client = mlflow_client(root)
     exps = client.search_experiments(view_type=ViewType.ALL)
     state["experiments"] = sorted((e.name, e.lifecycle_stage) for e in exps)
     runs = client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL, max_results=1000)
@@ -477,11 +471,7 @@ def test_a_default_outside_a_choice_is_left_to_the_sampler_with_one_warning(
     assert code == 0, err
     warned = [line for line in (out + err).splitlines() if "outside its search space" in line]
     assert len(warned) == 1 and "optimizer.lr=0.005" in warned[0] and "choice(0.01, 0.02)" in warned[0], out
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(str(world.root / JOURNALS[0])))
-    study = optuna.load_study(study_name="lr_choice", storage=storage)
+    study = journal_study(world.root / JOURNALS[0], "lr_choice")
     first = study.trials[0]
     assert first.user_attrs["imbsweep:baseline"] is True and first.params["loss.class_weights"] == "none"
     assert first.params["optimizer.lr"] in (0.01, 0.02)
@@ -520,8 +510,12 @@ def test_the_readme_s_postgresql_url_works_for_a_sweep_and_optuna_dashboard(
     study = optuna.load_study(study_name="pg", storage=pg_url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     port = free_port()
-    body = served_json(tmp_path, ["dashboard", "--storage", bare, "--port", str(port)], port, "/api/studies")
-    assert "pg" in {s["study_name"] for s in body["study_summaries"]}
+    proc = start_server([*CLI, "dashboard", "--storage", bare, "--port", str(port)], cwd=tmp_path, env=cli_env())
+    try:
+        body = json.loads(wait_for_http(f"http://127.0.0.1:{port}/api/studies", proc))
+        assert "pg" in {s["study_name"] for s in body["study_summaries"]}
+    finally:
+        stop_server(proc)
 
 
 def test_the_bare_postgresql_url_works_as_an_mlflow_store(tmp_path: Path, pg_url: str,

@@ -5,25 +5,26 @@ folder. ``make test-all`` runs these."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .helpers.cli import CLI, cli_env, run_cli
-from .helpers.stores import free_port
+from tests.helpers.cli import CLI, cli_env, run_cli
+from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.fail("no system Chromium: apt-get install chromium (Playwright drives it; it downloads none)")
     from playwright.sync_api import sync_playwright
@@ -46,21 +47,14 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_path: Path) -> None:
+def test_the_mlflow_ui_opens_the_study_on_its_runs(browser: Browser, study: Path, tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = start_server([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
+                        stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         link = proc.stdout.readline().split()[3]  # "MLflow UI: open <link> (...)"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)  # noqa: S310 - loopback
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the UI did not start"
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/", proc, timeout=120)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(link)
         page.get_by_text("seen (study)").wait_for(timeout=60_000)  # the runs table, with the parent run
@@ -94,11 +88,10 @@ def test_the_mlflow_ui_opens_the_study_on_its_runs(browser, study: Path, tmp_pat
             "val/selected"), sections
         page.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
-def test_the_report_fits_1000_px_without_sideways_scroll(browser, study: Path, tmp_path: Path) -> None:
+def test_the_report_fits_1000_px_without_sideways_scroll(browser: Browser, study: Path, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     page.goto((study / "reports" / "seen" / "report.html").as_uri())
     page.screenshot(path=str(tmp_path / "report_1000px.png"), full_page=True)

@@ -3,19 +3,13 @@ run +best reproduces the trial's metrics exactly -> compare again from another p
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 
-from .helpers.cli import run_cli
-from .helpers.stores import mlflow_client
+from tests.helpers.cli import csv_by_arm, run_cli
+from tests.helpers.stores import mlflow_client
 
 SWEEP = ("sweep", "smoke", "trainer.epochs=2", "hydra.sweeper.n_trials=4")
-
-
-def _table(stdout: str) -> dict[str, dict[str, str]]:
-    return {r["arm"]: r for r in csv.DictReader(io.StringIO(stdout))}
 
 
 def test_sweep_compare_reseed_export_and_reproduce(workdir: Path) -> None:
@@ -25,7 +19,7 @@ def test_sweep_compare_reseed_export_and_reproduce(workdir: Path) -> None:
 
     p = run_cli(workdir, "compare", "smoke", "--reseed", "2", "--format", "csv")
     assert p.returncode == 0, p.stderr
-    table = _table(p.stdout)
+    table = csv_by_arm(p.stdout)
     assert set(table) == {"ce", "ce+w=inverse"}  # smoke searches class_weights none/inverse
     for row in table.values():  # a study without arms: one row per trick, paired on seeds 1 and 2
         assert row["seeds"] == "2" and row["seed_ids"] == "1 2" and len(row["seed_values"].split()) == 2
@@ -42,6 +36,7 @@ def test_sweep_compare_reseed_export_and_reproduce(workdir: Path) -> None:
 
     client = mlflow_client(workdir)
     exp = client.get_experiment_by_name("smoke")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
     reseeds = [r for r in runs if r.data.tags.get("imbsweep.role") == "reseed"]

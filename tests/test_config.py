@@ -1,4 +1,5 @@
-"""Every option of every config group composes and builds with no glue code."""
+"""Every option of every config group composes and builds with no glue code; the config's
+flattening, redaction and YAML round trip (``imbsweep._config``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from omegaconf import OmegaConf
 from imbsweep import _config
 from imbsweep._paths import conf_dir
 from imbsweep.training import fit, prepare
-from imbsweep.trick import trick_label
+from tests.helpers.configs import MakeCfg
 
 GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
           for g in ("data", "model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer",
@@ -31,7 +32,7 @@ def test_groups_have_the_documented_options() -> None:
 @pytest.mark.parametrize(("group", "option"), [
     (g, o) for g, opts in GROUPS.items() for o in opts
     if g in ("model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer", "tracking")])
-def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: str) -> None:
+def test_each_option_builds_and_trains_one_epoch(make_cfg: MakeCfg, group: str, option: str) -> None:
     overrides = [f"{group}={option}", "data=digits_lt", "trainer.epochs=1"]
     if group != "model":
         overrides.append("model=logreg")
@@ -45,7 +46,7 @@ def test_each_option_builds_and_trains_one_epoch(make_cfg, group: str, option: s
 
 
 @pytest.mark.parametrize("option", ["digits_lt", "mnist1d_lt", "synthetic"])
-def test_each_builtin_dataset_builds(make_cfg, option: str) -> None:
+def test_each_builtin_dataset_builds(make_cfg: MakeCfg, option: str) -> None:
     small = {"mnist1d_lt": ["data.n_train_max=30", "data.n_val_per_class=5",
                             "data.n_test_per_class=5"],
              "synthetic": ["data.n_train_max=50", "data.n_val_per_class=5",
@@ -54,7 +55,7 @@ def test_each_builtin_dataset_builds(make_cfg, option: str) -> None:
     assert setup.dataset.n_classes == 10 and setup.dataset.train_class_counts.min() >= 1
 
 
-def test_tabular_option_needs_path_and_target(make_cfg, tmp_path: Path) -> None:
+def test_tabular_option_needs_path_and_target(make_cfg: MakeCfg, tmp_path: Path) -> None:
     csv = tmp_path / "d.csv"
     csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'yes' if i % 4 else 'no'}\n"
                                        for i in range(80)))
@@ -73,54 +74,10 @@ def test_flatten_and_redact() -> None:
     assert _config.redact("http://host/x") == "http://host/x"
 
 
-def test_to_yaml_reads_back_the_same_values(make_cfg) -> None:
+def test_to_yaml_reads_back_the_same_values(make_cfg: MakeCfg) -> None:
     tricky = {"s_float": "1e-3", "s_bool": "true", "s_inf": "inf", "s_null": "null",
               "s_yes": "yes", "s_int": "10", "floats": [1e-5, 0.1, float("inf")], "none": None,
               "nested": {"x": "hello", "y": ""}}
     for container in (tricky, _config.redacted_container(make_cfg())):
         back = OmegaConf.to_container(OmegaConf.create(_config.to_yaml(container)))
         assert back == container
-
-
-def test_trick_label() -> None:
-    assert trick_label({"loss": {"name": "ce", "class_weights": "none"}}) == "ce"
-    assert trick_label({"loss": {"name": "focal", "class_weights": "effective_number"},
-                        "resampling": {"name": "sqrt"}, "eval": {"posthoc_tau": 1.0}}
-                       ) == "focal+w=effective_number+rs=sqrt+posthoc"
-    assert trick_label({"loss": {"name": "ldam", "class_weights": "effective_number",
-                                 "reweight_from_epoch": 30}}) == "ldam+w=effective_number+drw"
-    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_epoch": 1}}
-                       ) == "ce+w=inverse"  # weights from the first epoch are not deferred
-    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_fraction": 0.75}}
-                       ) == "ce+w=inverse+drw"
-    assert trick_label({"loss": {"name": "ce", "class_weights": "inverse", "reweight_from_fraction": 0.0}}
-                       ) == "ce+w=inverse"
-    # knobs of a trick are not part of it; DRW without weights is not a trick (and an error)
-    assert trick_label({"loss": {"name": "logit_adjusted", "tau": 1.5}, "eval": {"posthoc_tau": 0.0}}
-                       ) == "logit_adjusted"
-
-
-def test_trick_label_of_composed_configs(make_cfg) -> None:
-    assert trick_label(make_cfg()) == "ce"
-    assert trick_label(make_cfg("loss=class_balanced", "resampling=progressive")) == "class_balanced+rs=progressive"
-    assert trick_label(make_cfg("loss=ce", "loss.class_weights=inverse", "loss.reweight_from_epoch=5",
-                                "eval.posthoc_tau=1")) == "ce+w=inverse+drw+posthoc"
-
-
-def test_config_errors_survive_pickling() -> None:
-    """Worker pools send exceptions back pickled; one that cannot be rebuilt hangs the pool."""
-    import pickle
-
-    from imbsweep.errors import ConfigError, DataError
-
-    for err in (ConfigError("loss.tau", -1, "must be >= 0"), DataError("data.path", "x.csv", "not found")):
-        back = pickle.loads(pickle.dumps(err))
-        assert type(back) is type(err) and str(back) == str(err) and back.key == err.key
-
-
-@pytest.mark.parametrize(("value", "text"), [(0.9999, "0.9999"), (0.999, "0.999"), (0.013678412345, "0.0137"),
-                                             (1e-06, "1e-06"), (0.5, "0.5"), (2.0, "2"), (0.123456789, "0.123")])
-def test_short_numbers_keep_short_decimals_exact(value: float, text: str) -> None:
-    from imbsweep.trick import short_number
-
-    assert short_number(value) == text

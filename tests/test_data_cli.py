@@ -8,30 +8,40 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
 
 from imbsweep._paths import PROJECT_ROOT
+from tests.helpers.cli import run_cli
+from tests.helpers.data import make_pngs, messy_table
+from tests.helpers.stores import mlflow_client, runs
 
-from .helpers.cli import run_cli
-from .helpers.data import make_pngs, messy
-from .helpers.stores import mlflow_client
-
-
-def _runs(workdir: Path, experiment: str) -> list:
-    client = mlflow_client(workdir)
-    exp = client.get_experiment_by_name(experiment)
-    return [] if exp is None else client.search_runs([exp.experiment_id])
+if TYPE_CHECKING:
+    from mlflow.entities import Dataset, Run
 
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _dataset(run: Run) -> Dataset:
+    """The one dataset ``run`` logged as its input."""
+    assert run.inputs is not None
+    (data,) = run.inputs.dataset_inputs
+    return data.dataset
+
+
+def _parsed(field: str | None) -> Any:
+    """A dataset's JSON field (schema, profile), which MLflow leaves out when there is none."""
+    assert field is not None
+    return json.loads(field)
+
+
 def test_a_table_records_what_was_trained_on(workdir: Path) -> None:
     table = workdir / "messy.csv"
-    messy(160, seed=1).to_csv(table, index=False)
+    messy_table(160, seed=1).to_csv(table, index=False)
     p = run_cli(workdir, "run", "data=tabular", "data.path=messy.csv", "data.target=label", "trainer.epochs=2",
                 "tracking.experiment=messy")
     assert p.returncode == 0, p.stderr
@@ -41,16 +51,16 @@ def test_a_table_records_what_was_trained_on(workdir: Path) -> None:
     assert all(s in dropped for s in ("'row_id' (unique per row", "'uid' (unique per row", "'when' (dates)",
                                       "'note' (free text: 80 distinct values", "data.features"))
     assert "class 'rare' (2 rows) too small for validation and test" in out
-    (run,) = _runs(workdir, "messy")
+    (run,) = runs(workdir, "messy")
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert params["model._target_"] == "imbsweep.models.MLP"  # the table's natural model, none named
     assert params["data.path"] == str(table.resolve())  # recorded absolute: works from any folder
-    (data,) = run.inputs.dataset_inputs
-    assert (data.dataset.name, data.dataset.digest) == ("messy.csv", _sha(table))
-    assert json.loads(data.dataset.source) == {"uri": table.resolve().as_uri()}
-    schema = json.loads(data.dataset.schema)["mlflow_colspec"]
+    data = _dataset(run)
+    assert (data.name, data.digest) == ("messy.csv", _sha(table))
+    assert json.loads(data.source) == {"uri": table.resolve().as_uri()}
+    schema = _parsed(data.schema)["mlflow_colspec"]
     assert [(c["name"], c["type"]) for c in schema] == [("x", "double"), ("island", "string")]
-    profile = json.loads(data.dataset.profile)
+    profile = _parsed(data.profile)
     assert profile["class_counts"]["rare"] == [2, 0, 0] and sum(profile["rows"].values()) == 160
     assert tags["imbsweep.data.digest"] == _sha(table)
     assert tags["imbsweep.data.not_evaluated"] == "val: rare; test: rare"
@@ -70,30 +80,30 @@ def test_readme_tabular_example_runs_as_written(tmp_path: Path) -> None:
     (argv,) = {tuple(ln.split("#")[0].split()) for ln in readme.splitlines()
                if ln.startswith("imbsweep run data=tabular data.path=my.csv data.target=label")}
     assert argv == ("imbsweep", "run", "data=tabular", "data.path=my.csv", "data.target=label")
-    rows = messy(120)
+    rows = messy_table(120)
     rows.to_csv(tmp_path / "my.csv", index=False)
     p = run_cli(tmp_path, *argv[1:])
     assert p.returncode == 0, p.stderr
-    (run,) = _runs(tmp_path, "imbsweep")
+    (run,) = runs(tmp_path, "imbsweep")
     assert run.info.status == "FINISHED" and run.data.params["model._target_"] == "imbsweep.models.MLP"
     assert run.data.params["trainer.epochs"] == "60"  # as written: the defaults
 
 
-@pytest.mark.parametrize(("args", "line"), [  # the others are checked without a process: tests/test_data.py
+@pytest.mark.parametrize(("args", "line"), [  # the others are checked without a process: tests/data/
     (["data.features=[x,nope]"], "data.features=['nope']: no such column(s) in messy.csv; columns are: row_id"),
     (["data.features=[x,label]"], "data.features=['x', 'label']: lists the target 'label'"),
     (["model=cnn1d"], "model='cnn1d': takes sequence data; data=tabular is tabular data: use model=mlp or "
                       "model=logreg"),
 ])
 def test_bad_data_input_is_one_line_and_no_run(workdir: Path, args: list[str], line: str) -> None:
-    messy(160, seed=1).to_csv(workdir / "messy.csv", index=False)
+    messy_table(160, seed=1).to_csv(workdir / "messy.csv", index=False)
     p = run_cli(workdir, "run", "data=tabular", "data.path=messy.csv", "data.target=label",
                 "tracking.experiment=bad_data", *args)
     assert p.returncode == 2, p.stderr
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
     assert len(errors) == 1 and errors[0].startswith(f"imbsweep: error: {line}"), p.stderr
     assert "Traceback" not in p.stderr
-    assert _runs(workdir, "bad_data") == []  # checked before anything is recorded
+    assert runs(workdir, "bad_data") == []  # checked before anything is recorded
 
 
 SWEEP = """# @package _global_
@@ -124,19 +134,19 @@ def test_a_study_keeps_its_columns_and_its_data(workdir: Path) -> None:
     (conf / "sweep").mkdir(parents=True)
     (conf / "sweep" / "tab.yaml").write_text(SWEEP.format(study="tab_study"))
     first, other = workdir / "first.parquet", workdir / "other.parquet"
-    messy(150, seed=2).to_parquet(first)
-    messy(150, seed=3).to_parquet(other)
+    messy_table(150, seed=2).to_parquet(first)
+    messy_table(150, seed=3).to_parquet(other)
     # columns from the sweep file (categorical) and from the command line (drop), together
     p = run_cli(workdir, "sweep", "tab", "data.path=first.parquet", "data.drop=[note]", "--config-dir", str(conf))
     assert p.returncode == 0, p.stderr
-    runs = [r for r in _runs(workdir, "tab_study") if r.data.tags.get("imbsweep.role") != "parent"]
-    assert len(runs) == 2
-    for r in runs:
-        (data,) = r.inputs.dataset_inputs
-        assert data.dataset.digest == _sha(first)
-        assert [c["name"] for c in json.loads(data.dataset.schema)["mlflow_colspec"]] == ["x", "island"]
+    trials = [r for r in runs(workdir, "tab_study") if r.data.tags.get("imbsweep.role") != "parent"]
+    assert len(trials) == 2
+    for r in trials:
+        data = _dataset(r)
+        assert data.digest == _sha(first)
+        assert [c["name"] for c in _parsed(data.schema)["mlflow_colspec"]] == ["x", "island"]
         assert r.data.params["data.drop"] == "['note']" and r.data.params["data.categorical"] == "['island']"
-    (parent,) = [r for r in _runs(workdir, "tab_study") if r.data.tags.get("imbsweep.role") == "parent"]
+    (parent,) = [r for r in runs(workdir, "tab_study") if r.data.tags.get("imbsweep.role") == "parent"]
     assert json.loads(parent.data.tags["imbsweep.data"])["digest"] == _sha(first)
     # the same study on another file: one line naming both, a new name suggested, nothing left RUNNING
     p = run_cli(workdir, "sweep", "tab", "data.path=other.parquet", "hydra.sweeper.n_trials=3",
@@ -145,7 +155,7 @@ def test_a_study_keeps_its_columns_and_its_data(workdir: Path) -> None:
     (err,) = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
     assert re.search(rf"study_name='tab_study': this study was run on first.parquet \(digest {_sha(first)}, .*"
                      rf"this sweep's data is other.parquet \(digest {_sha(other)}, .*study_name=tab_study_", err), err
-    after = _runs(workdir, "tab_study")
+    after = runs(workdir, "tab_study")
     assert len(after) == 3 and all(r.info.status != "RUNNING" for r in after)
 
 
@@ -183,23 +193,25 @@ def test_image_folder_sweep_compare_export_rerun_reproduces(workdir: Path, tmp_p
     (conf / "sweep" / "pets.yaml").write_text(IMAGE_SWEEP)
     p = run_cli(workdir, "sweep", "pets", "--config-dir", str(conf))
     assert p.returncode == 0, p.stderr
-    trials = [r for r in _runs(workdir, "pets") if r.data.tags.get("imbsweep.role") not in ("parent", "reseed")]
+    trials = [r for r in runs(workdir, "pets") if r.data.tags.get("imbsweep.role") not in ("parent", "reseed")]
     assert len(trials) == 2
     assert all(r.data.params["model._target_"] == "imbsweep.models.ResNet" for r in trials)  # its natural model
-    (data,) = trials[0].inputs.dataset_inputs
-    assert data.dataset.name == "pets" and json.loads(data.dataset.profile)["image_shape"] == [3, 8, 8]
+    data = _dataset(trials[0])
+    assert data.name == "pets" and _parsed(data.profile)["image_shape"] == [3, 8, 8]
     p = run_cli(workdir, "compare", "pets", "--reseed", "1", "--no-report")
     assert p.returncode == 0, p.stderr
-    assert any(r.data.tags.get("imbsweep.role") == "reseed" for r in _runs(workdir, "pets"))
+    assert any(r.data.tags.get("imbsweep.role") == "reseed" for r in runs(workdir, "pets"))
     p = run_cli(workdir, "export", "pets", "--out", str(workdir / "best_pets"))
     assert p.returncode == 0, p.stderr
-    run_id = re.search(r"MLflow run (\w+)", p.stdout).group(1)  # type: ignore[union-attr]
+    found = re.search(r"MLflow run (\w+)", p.stdout)
+    assert found is not None, p.stdout
+    run_id = found.group(1)
     exported = (workdir / "best_pets" / "pets.yaml").read_text()
     assert f"path: {(workdir / 'pets').resolve()}" in exported  # a path that works from any folder
     # re-run it from another folder, with its own store: the same metrics, exactly
     p = run_cli(tmp_path, "run", "--config-dir", str(workdir), "+best_pets=pets", "tracking.experiment=rerun")
     assert p.returncode == 0, p.stderr
-    (again,) = _runs(tmp_path, "rerun")
+    (again,) = runs(tmp_path, "rerun")
     trial = mlflow_client(workdir).get_run(run_id).data.metrics
     keys = [k for k in trial if k.startswith(("test/", "val/selected/"))]
     assert len(keys) > 20 and {k: again.data.metrics[k] for k in keys} == {k: trial[k] for k in keys}

@@ -66,6 +66,7 @@ def test_crt_reinitialises_a_copy_and_lws_freezes_the_classifier_under_scales() 
     before = head.weight.detach().clone()
     fresh, params = Stage2("crt").new_head(head)
     assert fresh is not head and torch.equal(head.weight, before)  # the trained classifier is untouched
+    assert isinstance(fresh, torch.nn.Linear)
     assert not torch.equal(fresh.weight, before) and fresh.weight.norm(dim=1).max() < 2  # nn.Linear's init
     assert {id(p) for p in params} == {id(p) for p in fresh.parameters()}
     scaled, params = Stage2("lws").new_head(head)
@@ -96,7 +97,7 @@ def test_the_stage2_configs_build() -> None:
                                        r"epochs, lr, sampling"),
     ({"name": "none", "epochs": 5}, r"stage2.epochs=5: not an argument of stage2 'none'; it takes none"),
 ])
-def test_bad_stage2_settings_are_one_line_errors(node: dict, message: str) -> None:
+def test_bad_stage2_settings_are_one_line_errors(node: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_stage2(node)
 

@@ -4,23 +4,17 @@ and two workers that know both only from the environment."""
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import yaml
 
 from imbsweep._paths import PROJECT_ROOT
-
-from .helpers.cli import CLI, cli_env
-from .helpers.stores import check_one_to_one, finished, free_port
+from tests.helpers.cli import CLI, cli_env, csv_by_arm, popen_cli
+from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
+from tests.helpers.stores import check_one_to_one, finished
 
 
 def test_compose_file_describes_the_topology_the_code_expects() -> None:
@@ -52,26 +46,18 @@ def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
     from mlflow import MlflowClient
 
     port = free_port()
-    server = subprocess.Popen(
+    server = start_server(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     storage = pg_url.replace("postgres@", "postgres:s3cret@")  # trust auth: any password works
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)  # noqa: S310
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(0.5)
+        wait_for_http(f"{uri}/health", server, timeout=90, request_timeout=2)
         env = {**cli_env(), "OPTUNA_STORAGE": storage, "MLFLOW_TRACKING_URI": uri}
-        args = [*CLI, "sweep", "smoke", "hydra.sweeper.n_trials=6", "trainer.epochs=15"]
-        workers = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        args = ("sweep", "smoke", "hydra.sweeper.n_trials=6", "trainer.epochs=15")
+        workers = [popen_cli(tmp_path, *args, env=env) for _ in range(2)]
         for w in workers:
             _, err = w.communicate(timeout=300)
             assert w.returncode == 0, err
@@ -99,7 +85,7 @@ def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
         p = subprocess.run([*CLI, "compare", "smoke", "--format", "csv", "--no-report"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
-        rows = list(csv.DictReader(io.StringIO(p.stdout)))
+        rows = csv_by_arm(p.stdout).values()
         assert {r["trick"] for r in rows} == {c.data.tags["imbsweep.trick"] for c in children}
         p = subprocess.run([*CLI, "export", "smoke", "--out", str(tmp_path / "best")], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
@@ -107,5 +93,4 @@ def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
         exported = (tmp_path / "best" / "smoke.yaml").read_text()
         assert "s3cret" not in exported and uri not in exported and "postgresql" not in exported
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server)

@@ -1,5 +1,6 @@
-"""``export`` on a synthetic study written into a real MLflow store (SQLite): the best trials as Hydra configs,
-the Pareto front of a multi-objective study, what a config differs by."""
+"""``export`` on the synthetic study ``syn`` written into a real MLflow store (SQLite): the best
+trials as global Hydra configs (top-k, one trick, JSON, never overwritten without ``force``),
+a multi-objective study's Pareto front, the diff against the defaults."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from imbsweep._client import make_client
 from imbsweep.errors import ImbsweepError
 from imbsweep.export import diff, export, pareto_front, reproduce_command, safe_name
 from imbsweep.results import load_study
+from tests.helpers.synthetic import SynStore
 
 
-def test_export_writes_the_best_trials_as_global_hydra_configs(syn_store, tmp_path: Path) -> None:
+def test_export_writes_the_best_trials_as_global_hydra_configs(syn_store: SynStore, tmp_path: Path) -> None:
     work, uri, info = syn_store
     record = load_study("syn", uri)
     out = tmp_path / "best"

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
@@ -32,11 +30,11 @@ def test_weight_schemes_match_their_formulas() -> None:
 
 
 def test_weights_by_hand() -> None:
-    w = class_weights([3, 1], "inverse")
+    w = class_weights(np.array([3, 1]), "inverse")
     assert w is not None and w.tolist() == pytest.approx([0.5, 1.5])
-    w = class_weights([4, 1], "sqrt_inverse")  # 1/2, 1 -> scaled to sum 2
+    w = class_weights(np.array([4, 1]), "sqrt_inverse")  # 1/2, 1 -> scaled to sum 2
     assert w is not None and w.tolist() == pytest.approx([2 / 3, 4 / 3])
-    w = class_weights([5, 1], "effective_number", beta=0.0)  # beta 0: all equal
+    w = class_weights(np.array([5, 1]), "effective_number", beta=0.0)  # beta 0: all equal
     assert w is not None and w.tolist() == pytest.approx([1.0, 1.0])
 
 
@@ -68,7 +66,7 @@ def test_ce_has_pytorch_semantics(scheme: str, smoothing: float) -> None:
 def test_weighted_ce_by_hand() -> None:
     # two examples, classes 0 and 1, inverse weights [0.5, 1.5]: weighted mean of -log p
     logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
-    loss = CrossEntropy([3, 1], class_weights="inverse")
+    loss = CrossEntropy(np.array([3, 1]), class_weights="inverse")
     nll = [np.log(2), 2 + np.log(1 + np.exp(-2))]
     assert loss(logits, torch.tensor([0, 1])).item() == pytest.approx(
         (0.5 * nll[0] + 1.5 * nll[1]) / 2.0, rel=1e-6)
@@ -97,7 +95,7 @@ def conf_loss(name: str, **overrides: object) -> dict:
 
 
 #: each loss at its neutral setting, which must equal plain CE
-NEUTRAL: dict[str, dict[str, Any]] = {
+NEUTRAL: dict[str, dict[str, object]] = {
     "ce": {},
     "focal": {"gamma": 0.0},
     "class_balanced": {"beta": 0.0, "base": "ce"},
@@ -161,11 +159,11 @@ def test_balanced_softmax_equals_logit_adjustment_at_tau_one() -> None:
 
 def test_logit_adjustment_by_hand() -> None:
     # counts [3, 1]: prior [3/4, 1/4]; zero logits become [log 3/4, log 1/4], softmax = prior
-    la = build_loss(conf_loss("logit_adjusted", tau=1.0), [3, 1])
+    la = build_loss(conf_loss("logit_adjusted", tau=1.0), np.array([3, 1]))
     z = torch.zeros(2, 2)
     assert la(z, torch.tensor([1, 1])).item() == pytest.approx(np.log(4), rel=1e-6)
     assert la(z, torch.tensor([0, 0])).item() == pytest.approx(np.log(4 / 3), rel=1e-6)
-    half = build_loss(conf_loss("logit_adjusted", tau=0.5), [3, 1])  # [sqrt 3, 1] / (sqrt 3 + 1)
+    half = build_loss(conf_loss("logit_adjusted", tau=0.5), np.array([3, 1]))  # [sqrt 3, 1] / (sqrt 3 + 1)
     assert half(z, torch.tensor([1, 1])).item() == pytest.approx(np.log(np.sqrt(3) + 1), rel=1e-6)
 
 
@@ -173,18 +171,18 @@ def test_focal_by_hand() -> None:
     # two equal logits: p_t = 1/2, so the loss is (1/2)^gamma * log 2
     z = torch.zeros(1, 2)
     for gamma in (0.0, 1.0, 2.0, 3.5):
-        f = build_loss(conf_loss("focal", gamma=gamma), [5, 5])
+        f = build_loss(conf_loss("focal", gamma=gamma), np.array([5, 5]))
         assert f(z, torch.tensor([0])).item() == pytest.approx(0.5 ** gamma * np.log(2), rel=1e-6)
     # p_t = e^2 / (e^2 + 1) for logits [2, 0]
     p = np.exp(2) / (np.exp(2) + 1)
-    f = build_loss(conf_loss("focal", gamma=2.0), [5, 5])
+    f = build_loss(conf_loss("focal", gamma=2.0), np.array([5, 5]))
     assert f(torch.tensor([[2.0, 0.0]]), torch.tensor([0])).item() == pytest.approx(
         -(1 - p) ** 2 * np.log(p), rel=1e-6)
 
 
 def test_focal_alpha_is_a_weighted_mean() -> None:
     # alpha from inverse weights on counts [3, 1] = [0.5, 1.5]; two examples, one per class
-    f = build_loss(conf_loss("focal", gamma=1.0, class_weights="inverse"), [3, 1])
+    f = build_loss(conf_loss("focal", gamma=1.0, class_weights="inverse"), np.array([3, 1]))
     z = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     p1 = 1 / (np.exp(2) + 1)
     per = [0.5 * np.log(2), -(1 - p1) * np.log(p1)]
@@ -205,7 +203,7 @@ def test_class_balanced_uses_effective_number_weights() -> None:
 
 def test_ldam_margins_follow_the_formula() -> None:
     # n^-1/4 for [16, 1] is [1/2, 1]; scaled so the largest is max_m
-    assert ldam_margins([16, 1], 0.5).tolist() == pytest.approx([0.25, 0.5])
+    assert ldam_margins(np.array([16, 1]), 0.5).tolist() == pytest.approx([0.25, 0.5])
     m = ldam_margins(COUNTS, 0.3).numpy()
     raw = COUNTS.astype(np.float64) ** -0.25
     np.testing.assert_allclose(m, raw * 0.3 / raw.max(), rtol=1e-6)
@@ -214,7 +212,7 @@ def test_ldam_margins_follow_the_formula() -> None:
 
 def test_ldam_by_hand() -> None:
     # counts [16, 1], max_m 0.5, s 10: the target's logit loses s * m_y
-    ldam = build_loss(conf_loss("ldam", max_m=0.5, s=10.0), [16, 1])
+    ldam = build_loss(conf_loss("ldam", max_m=0.5, s=10.0), np.array([16, 1]))
     z = torch.tensor([[3.0, 1.0]])
     for y, m in ((0, 0.25), (1, 0.5)):
         shifted = z.clone()

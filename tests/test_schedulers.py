@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from imbsweep import schedulers as S
 from imbsweep.errors import ConfigError
 
 
-def _lrs(make, steps: int) -> list[float]:
+def _lrs(make: Callable[[torch.optim.Optimizer], LRScheduler], steps: int) -> list[float]:
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     sched = make(opt)
     out = []

@@ -1,6 +1,5 @@
-"""What ``imbsweep run`` records in MLflow (``tracking.MlflowRun``, ``_client``): params, curves, artifacts, tags,
-states, the store under concurrent writers and readers; run through the real CLI and read back
-with ``MlflowClient``."""
+"""``imbsweep.tracking``: the MLflow client's guarded writes (Ctrl-C, the insert race, readers
+polling the store), experiments tagged for the stock UI, the selected-value metric keys."""
 
 from __future__ import annotations
 
@@ -11,124 +10,20 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import yaml
-from PIL import Image
 
-from imbsweep._paths import PROJECT_ROOT
-
-from .helpers.cli import CLI, TINY, cli_env, run_cli
-from .helpers.stores import mlflow_client, runs_of
+from tests.helpers.cli import cli_env, popen_cli
+from tests.helpers.configs import TINY
+from tests.helpers.stores import mlflow_client, mlflow_db, runs
 
 RUN = ("run", *TINY)
-_RACER = """
-import sys, time
-from imbsweep._client import make_client
-from mlflow import MlflowClient
-uri, run_id, start, wrapped = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
-client = make_client(uri) if wrapped else MlflowClient(tracking_uri=uri)
-while time.time() < start:
-    time.sleep(0.001)
-errors = 0
-for i in range(150):
-    try:
-        client.set_tag(run_id, f"k{i}", str(i))
-    except Exception as exc:
-        errors += 1
-        if "UNIQUE constraint failed" not in str(exc):
-            raise
-print(errors)
-"""
-
-
-def test_run_records_params_epochs_artifacts_and_tags(workdir: Path) -> None:
-    p = run_cli(workdir, *RUN, "trainer.epochs=3", "tracking.experiment=record",
-                "loss.class_weights=inverse", "loss.label_smoothing=0.1")
-    assert p.returncode == 0, p.stderr
-    (run,) = runs_of(workdir, "record")
-    assert run.info.status == "FINISHED"
-    assert run.info.run_id in p.stdout and "imbsweep ui" in p.stdout  # the summary
-    params = run.data.params
-    assert params["loss.name"] == "ce" and params["loss.class_weights"] == "inverse"
-    assert params["loss.label_smoothing"] == "0.1" and params["trainer.epochs"] == "3"
-    assert params["model.hidden_sizes"] == "[32]" and params["data._target_"].endswith("DigitsLT")
-    tags = run.data.tags
-    assert tags["imbsweep.trick"] == "ce+w=inverse" and tags["imbsweep.state"] == "complete"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()
-    assert tags["mlflow.source.git.commit"] == head
-    client = mlflow_client(workdir)
-    history = client.get_metric_history(run.info.run_id, "val/balanced_acc")
-    # the curve holds one point per epoch, nothing more; the selected epoch's value is val/selected/<name>
-    assert [m.step for m in history] == [1, 2, 3]
-    best = max(history, key=lambda m: (m.value, -m.step))
-    (selected,) = client.get_metric_history(run.info.run_id, "val/selected/balanced_acc")
-    assert (selected.step, selected.value) == (best.step, best.value)
-    assert run.data.metrics["best_epoch"] == best.step
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "test/balanced_acc")] == [best.step]
-    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
-    assert "test/selected/balanced_acc" not in run.data.metrics  # measured once: no curve, no selected value
-    # per-class values: the selected epoch's only (val/selected/…), unless tracking.epoch_per_class=true
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/selected/recall/9")] == [best.step]
-    assert "val/recall/9" not in run.data.metrics
-    # without float noise: 12 significant digits at most
-    assert all(len(f"{v!r}".lstrip("-0.").replace(".", "").split("e")[0]) <= 12 for v in run.data.metrics.values())
-    names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert names == {"config.yaml", "confusion_matrix.png", "per_class.csv", "posthoc.csv"}
-    # the MLflow 3 UI opens a model-training experiment on its runs, not on the GenAI overview
-    assert client.get_experiment_by_name("record").tags["mlflow.experimentKind"] == "custom_model_development"
-    local = Path(client.download_artifacts(run.info.run_id, "", str(workdir / "dl")))
-    cfg = yaml.safe_load((local / "config.yaml").read_text())
-    assert cfg["loss"]["class_weights"] == "inverse" and cfg["trainer"]["epochs"] == 3
-    table = pd.read_csv(local / "per_class.csv")
-    assert table["train_count"].tolist() == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
-    assert table["test_support"].tolist() == [50] * 10
-    assert table.loc[0, "test_recall"] == pytest.approx(run.data.metrics["test/recall/0"], abs=1e-6)
-    with Image.open(local / "confusion_matrix.png") as png:
-        assert png.format == "PNG" and min(png.size) > 300
-
-
-def test_per_class_curves_on_request(workdir: Path) -> None:
-    p = run_cli(workdir, *RUN, "trainer.epochs=2", "tracking.experiment=curves",
-                "tracking.epoch_per_class=true")
-    assert p.returncode == 0, p.stderr
-    (run,) = runs_of(workdir, "curves")
-    history = mlflow_client(workdir).get_metric_history(run.info.run_id, "val/precision/0")
-    assert [m.step for m in history] == [1, 2]  # a curve of the epochs; the selected value is val/selected/…
-    assert run.data.metrics["val/selected/precision/0"] in [m.value for m in history]
-
-
-def test_credentials_never_reach_params(workdir: Path) -> None:
-    p = run_cli(workdir, *RUN, "tracking.experiment=secrets", "trainer.epochs=1",
-                "+extra.db_url=postgresql://bob:hunter2@db:5432/x", "+extra.api_token=abc123")
-    assert p.returncode == 0, p.stderr
-    (run,) = runs_of(workdir, "secrets")
-    assert run.data.params["extra.db_url"] == "postgresql://bob:***@db:5432/x"
-    assert run.data.params["extra.api_token"] == "***"
-    client = mlflow_client(workdir)
-    local = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir / "dl2"))
-    text = Path(local).read_text()
-    assert "hunter2" not in text and "abc123" not in text
-
-
-def test_nan_loss_ends_the_run_failed_with_its_reason(workdir: Path) -> None:
-    p = run_cli(workdir, "run", "data=digits_lt", "model=logreg", "optimizer=sgd",
-                "optimizer.lr=1e30", "scheduler=constant", "trainer.epochs=3",
-                "tracking.experiment=nan")
-    assert p.returncode == 1
-    assert "Traceback" not in p.stderr
-    assert "FAILED: train/loss is nan at epoch 1 (diverged)" in p.stderr
-    (run,) = runs_of(workdir, "nan")
-    assert run.info.status == "FAILED"
-    assert run.data.tags["imbsweep.state"] == "failed"
-    assert "train/loss is nan" in run.data.tags["imbsweep.failure_reason"]
 
 
 def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
-    """The test above passes only if Ctrl-C never cuts a write in half (it once hung ~1 run in
-    30 when it did: the interrupted SQLite connection kept the write lock). Here Ctrl-C is
-    pressed inside a real write, every time: the write completes, then KeyboardInterrupt."""
+    """The Ctrl-C test of tests/test_cli.py passes only if Ctrl-C never cuts a write in half
+    (it once hung ~1 run in 30 when it did: the interrupted SQLite connection kept the write
+    lock). Here Ctrl-C is pressed inside a real write, every time: the write completes, then
+    KeyboardInterrupt."""
     from mlflow.entities import Metric
 
     from imbsweep._client import _Client, make_client
@@ -160,6 +55,26 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(tmp_path: Path) -> None:
         client.get_run(run_id)
     assert done == ["log_batch"]
     real.set_terminated(run_id)  # the store is not locked
+
+
+_RACER = """
+import sys, time
+from imbsweep._client import make_client
+from mlflow import MlflowClient
+uri, run_id, start, wrapped = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
+client = make_client(uri) if wrapped else MlflowClient(tracking_uri=uri)
+while time.time() < start:
+    time.sleep(0.001)
+errors = 0
+for i in range(150):
+    try:
+        client.set_tag(run_id, f"k{i}", str(i))
+    except Exception as exc:
+        errors += 1
+        if "UNIQUE constraint failed" not in str(exc):
+            raise
+print(errors)
+"""
 
 
 def test_workers_tagging_one_run_at_once_never_fail_on_the_insert_race(tmp_path: Path) -> None:
@@ -195,14 +110,13 @@ def test_workers_tagging_one_run_at_once_never_fail_on_the_insert_race(tmp_path:
 
 def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
     # like `mlflow ui` open on the store while training writes every epoch
-    proc = subprocess.Popen([*CLI, *RUN, "trainer.epochs=150", "tracking.flush_every_s=0",
-                             "tracking.experiment=polled"], cwd=tmp_path, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_cli(tmp_path, *RUN, "trainer.epochs=150", "tracking.flush_every_s=0", "tracking.experiment=polled",
+                     stdout=subprocess.PIPE)
     reads = 0
     try:
         while proc.poll() is None:
-            if (tmp_path / "mlruns" / "mlflow.db").exists():
-                for run in runs_of(tmp_path, "polled"):
+            if mlflow_db(tmp_path).exists():
+                for run in runs(tmp_path, "polled"):
                     mlflow_client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
                 reads += 1
         _, err = proc.communicate(timeout=60)
@@ -210,12 +124,12 @@ def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "locked" not in err and reads > 10
-    (run,) = runs_of(tmp_path, "polled")
+    (run,) = runs(tmp_path, "polled")
     assert run.info.status == "FINISHED"
     assert len(mlflow_client(tmp_path).get_metric_history(run.info.run_id, "train/loss")) == 150
     import sqlite3
 
-    mode = sqlite3.connect(tmp_path / "mlruns" / "mlflow.db").execute("PRAGMA journal_mode").fetchone()[0]
+    mode = sqlite3.connect(mlflow_db(tmp_path)).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
 

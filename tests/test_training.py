@@ -1,21 +1,49 @@
-"""``fit`` on the real composed config (shrunk), with a reporter that records what it hears."""
+"""``fit`` on the real composed config (shrunk), with a reporter that records what it hears;
+the tricks that act inside training and evaluation among it: weight balancing (MaxNorm),
+τ-normalisation, classifier re-training and mixup/Remix."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from imbsweep.data import clear_memory_cache
 from imbsweep.errors import ConfigError
-from imbsweep.training import fit, prepare
-
-from .helpers.reporting import Recorder
+from imbsweep.metrics import clean
+from imbsweep.reporting import FitInfo, Reporter
+from imbsweep.training import Result, fit, prepare
+from tests.helpers.configs import MakeCfg
+from tests.helpers.models import classifier, linear_head, scaled_head
 
 DIVERGE = ("data=digits_lt", "trainer.epochs=2", "model=logreg", "optimizer=sgd", "optimizer.lr=1e30",
            "scheduler=constant")
 
 
-def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:
+class Recorder(Reporter):
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.info: FitInfo | None = None
+        self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.result: Result | None = None
+        self.stop_at = stop_at
+
+    def on_fit_start(self, info: FitInfo) -> None:
+        self.info = info
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.epochs.append((epoch, dict(metrics)))
+        if epoch == self.stop_at:
+            raise StopIteration("stop requested by the reporter")
+
+    def on_fit_end(self, result: Result) -> None:
+        self.result = result
+
+
+def test_fit_reports_every_epoch_and_selects_the_best(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("trainer.epochs=6")
     rec = Recorder()
     res = fit(cfg, rec)
@@ -33,7 +61,7 @@ def test_fit_reports_every_epoch_and_selects_the_best(make_cfg) -> None:
     assert res.test is not None and res.test.confusion.sum() == 500  # 50 per class
 
 
-def test_minimize_direction_and_early_stopping(make_cfg) -> None:
+def test_minimize_direction_and_early_stopping(make_cfg: MakeCfg) -> None:
     cfg = make_cfg("trainer.epochs=40", "trainer.patience=2", "objective.metric=val/ece",
                    "objective.direction=minimize", "optimizer.lr=0.05")
     rec = Recorder()
@@ -45,7 +73,7 @@ def test_minimize_direction_and_early_stopping(make_cfg) -> None:
     assert res.epochs_run < 40 and res.epochs_run - res.best_epoch == 2
 
 
-def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:
+def test_same_seed_same_metrics_and_another_seed_differs(make_cfg: MakeCfg) -> None:
     a = fit(make_cfg("trainer.seed=3")).metrics
     b = fit(make_cfg("trainer.seed=3")).metrics
     c = fit(make_cfg("trainer.seed=4")).metrics
@@ -54,7 +82,7 @@ def test_same_seed_same_metrics_and_another_seed_differs(make_cfg) -> None:
     assert a != c
 
 
-def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:
+def test_nan_loss_ends_as_failed_with_the_reason(make_cfg: MakeCfg) -> None:
     rec = Recorder()
     res = fit(make_cfg(*DIVERGE, tiny=False), rec)
     assert res.state == "failed" and res.objective is None
@@ -62,7 +90,7 @@ def test_nan_loss_ends_as_failed_with_the_reason(make_cfg) -> None:
     assert rec.result is res
 
 
-def test_a_reporter_can_stop_training(make_cfg) -> None:
+def test_a_reporter_can_stop_training(make_cfg: MakeCfg) -> None:
     rec = Recorder(stop_at=2)
     with pytest.raises(StopIteration):
         fit(make_cfg("trainer.epochs=5"), rec)
@@ -80,12 +108,12 @@ def test_a_reporter_can_stop_training(make_cfg) -> None:
     ("+metrics.shots.medium=5", r"metrics.shots.medium=5: unknown key; allowed: few_below, many_above"),
     ("metrics.shots.few_below=500", r"metrics.shots.few_below=500: must be <= metrics.shots.many_above"),
 ])
-def test_bad_values_are_config_errors(make_cfg, override: str, message: str) -> None:
+def test_bad_values_are_config_errors(make_cfg: MakeCfg, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fit(make_cfg(*override.split()))
 
 
-def test_shot_thresholds_reach_the_result(make_cfg) -> None:
+def test_shot_thresholds_reach_the_result(make_cfg: MakeCfg) -> None:
     res = fit(make_cfg("metrics.shots.few_below=30", "metrics.shots.many_above=60"))
     assert (res.shots.few_below, res.shots.many_above) == (30, 60)
     # digits_lt counts 100 77 59 46 35 27 21 16 12 10: many > 60, few < 30
@@ -93,7 +121,7 @@ def test_shot_thresholds_reach_the_result(make_cfg) -> None:
     assert res.shots.of(res.train_class_counts)["many"].sum() == 2
 
 
-def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:
+def test_prepare_uses_the_dataset_cache(make_cfg: MakeCfg, tmp_path: Path) -> None:
     clear_memory_cache()
     prepare(make_cfg())
     assert len(list((tmp_path / "mlruns" / "datasets").glob("digits_lt-*.npz"))) == 1
@@ -101,7 +129,7 @@ def test_prepare_uses_the_dataset_cache(make_cfg, tmp_path) -> None:
 
 @pytest.mark.parametrize("loss", ["ce", "focal", "class_balanced", "ldam", "logit_adjusted",
                                   "balanced_softmax"])
-def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> None:
+def test_every_loss_trains_through_the_composed_config(make_cfg: MakeCfg, loss: str) -> None:
     cfg = make_cfg(f"loss={loss}", "resampling=sqrt")
     setup = prepare(cfg)
     if loss == "ldam":
@@ -113,7 +141,7 @@ def test_every_loss_trains_through_the_composed_config(make_cfg, loss: str) -> N
     assert again.metrics["test/balanced_acc"] == result.metrics["test/balanced_acc"]  # seeded
 
 
-def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:
+def test_posthoc_scan_picks_tau_on_validation(make_cfg: MakeCfg) -> None:
     from imbsweep.posthoc import POSTHOC_METRICS
 
     result = fit(make_cfg("trainer.epochs=3", "eval.posthoc_grid=[0.0,0.5,1.0,2.0]"))
@@ -128,7 +156,7 @@ def test_posthoc_scan_picks_tau_on_validation(make_cfg) -> None:
     assert scan.val[0] == pytest.approx(m["val/balanced_acc"])  # tau 0 is the unadjusted model
 
 
-def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:
+def test_posthoc_tau_adjusts_every_reported_metric(make_cfg: MakeCfg) -> None:
     from imbsweep._paths import cache_dir
     from imbsweep.data import load_dataset
     from imbsweep.posthoc import posthoc_probs
@@ -158,6 +186,124 @@ def test_posthoc_tau_adjusts_every_reported_metric(make_cfg) -> None:
     ("loss.class_weights=inverse loss.reweight_from_epoch=3",
      r"loss.reweight_from_epoch=3: must be <= trainer.epochs \(2\)"),
 ])
-def test_bad_trick_values_are_config_errors(make_cfg, override: str, message: str) -> None:
+def test_bad_trick_values_are_config_errors(make_cfg: MakeCfg, override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         prepare(make_cfg(*override.split()))
+
+
+def _metrics(result: Result) -> dict[str, float]:
+    m = dict(result.metrics)
+    m.pop("fit_time_s")
+    return m
+
+
+def test_mixup_with_alpha_zero_is_the_plain_run_exactly(make_cfg: MakeCfg) -> None:
+    plain = _metrics(fit(make_cfg()))
+    assert _metrics(fit(make_cfg("augment=mixup", "augment.alpha=0"))) == plain
+    assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0"))) == plain
+    rec, plain_rec = Recorder(), Recorder()
+    fit(make_cfg(), plain_rec)
+    mixed = _metrics(fit(make_cfg("augment=mixup", "augment.alpha=0.4"), rec))
+    assert mixed != plain and rec.epochs[0][1]["train/loss"] != plain_rec.epochs[0][1]["train/loss"]
+
+
+def test_remix_is_mixup_when_it_relabels_nothing_and_seeded(make_cfg: MakeCfg) -> None:
+    mixup = _metrics(fit(make_cfg("augment=mixup", "augment.alpha=0.4")))
+    # tau = 0: "lambda < tau" never holds, so every label weight is mixup's lambda
+    assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0.4", "augment.tau=0"))) == mixup
+    remix = _metrics(fit(make_cfg("augment=remix", "augment.alpha=0.4")))
+    assert remix != mixup
+    assert _metrics(fit(make_cfg("augment=remix", "augment.alpha=0.4"))) == remix  # same seed, same run
+
+
+def test_max_norm_bounds_the_trained_classifier_and_a_loose_bound_is_the_plain_run(make_cfg: MakeCfg) -> None:
+    cfg = make_cfg("model.max_norm=0.3", "trainer.epochs=3")
+    setup = prepare(cfg)
+    fit(cfg, setup=setup)
+    assert (linear_head(setup.model).weight.norm(dim=1) <= 0.3 * (1 + 1e-6)).all()
+    plain = prepare(make_cfg("trainer.epochs=3"))
+    fit(make_cfg("trainer.epochs=3"), setup=plain)
+    assert (linear_head(plain.model).weight.norm(dim=1) > 0.3).any()  # without it the rows grow past the bound
+    # a bound no row reaches never projects: exactly the plain run
+    assert _metrics(fit(make_cfg("model.max_norm=1e6"))) == _metrics(fit(make_cfg()))
+
+
+def test_taunorm_scan_at_tau_zero_is_the_plain_prediction(make_cfg: MakeCfg) -> None:
+    result = fit(make_cfg("trainer.epochs=3", "eval.taunorm_grid=[0.0,0.5,1.0,1.5]"))
+    scan, m = result.taunorm, result.metrics
+    assert scan is not None and scan.taus == (0.0, 0.5, 1.0, 1.5) and scan.metric == "balanced_acc"
+    # metrics are logged to 12 significant digits (clean); the scan keeps the raw values
+    assert clean(scan.val[0]) == m["val/balanced_acc"] and clean(scan.test[0]) == m["test/balanced_acc"]
+    assert scan.tau == scan.taus[int(np.argmax(scan.val))] == m["taunorm/tau"]
+    assert m["val/balanced_acc_taunorm"] == clean(max(scan.val))
+    assert m["test/balanced_acc_taunorm"] == clean(scan.test[scan.taus.index(scan.tau)])
+    assert {f"{s}/{k}_taunorm" for s in ("val", "test") for k in
+            ("acc", "balanced_acc", "macro_f1", "gmean", "worst_class_recall")} <= set(m)
+    # the objective's own metric picks tau: macro-F1 here
+    other = fit(make_cfg("trainer.epochs=3", "objective.metric=val/macro_f1"))
+    assert other.taunorm is not None and other.taunorm.metric == "macro_f1"
+
+
+def test_taunorm_tau_reports_the_normalised_classifier(make_cfg: MakeCfg) -> None:
+    # the epoch is selected on the tau-normalised classifier's validation metric, so the weights
+    # may be another epoch's than the plain run's; what is reported is their tau = 1 prediction
+    cfg = make_cfg("trainer.epochs=3", "eval.taunorm_tau=1.0")
+    setup = prepare(cfg)
+    normed = fit(cfg, setup=setup)
+    assert normed.taunorm is not None
+    model, head, ds = classifier(setup.model), linear_head(setup.model), setup.dataset
+    with torch.no_grad():
+        feats = model.features(torch.as_tensor(ds.x_test))
+        w = head.weight
+        pred = F.linear(feats, w / w.norm(dim=1, keepdim=True), head.bias).argmax(dim=1).numpy()
+    assert normed.metrics["test/acc"] == pytest.approx(float((pred == ds.y_test).mean()))
+    assert normed.metrics["test/balanced_acc"] == clean(normed.taunorm.test[normed.taunorm.taus.index(1.0)])
+
+
+@pytest.mark.parametrize("stage", ["crt", "lws"])
+def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg: MakeCfg, stage: str) -> None:
+    plain_cfg = make_cfg("trainer.epochs=3")
+    plain_setup = prepare(plain_cfg)
+    plain = fit(plain_cfg, setup=plain_setup)
+    cfg = make_cfg("trainer.epochs=3", f"stage2={stage}", "stage2.epochs=4", "stage2.lr=0.05")
+    setup, rec = prepare(cfg), Recorder()
+    result = fit(cfg, rec, setup)
+    assert rec.info is not None and rec.info.epochs == 7
+    assert [e for e, _ in rec.epochs] == [1, 2, 3, 4, 5, 6, 7]  # stage 2 reported after the main run
+    m = result.metrics
+    assert (m["stage1/epochs_run"], m["stage2/epochs_run"], m["epochs_run"]) == (3, 4, 7)
+    assert m["stage1/best_epoch"] == plain.best_epoch and m["stage1/val/balanced_acc"] == plain.metrics[
+        "val/balanced_acc"]  # stage 1 is the plain run
+    stage2_vals = [e["val/balanced_acc"] for _, e in rec.epochs[3:]]
+    assert 4 <= result.best_epoch <= 7 and m["val/balanced_acc"] == max(stage2_vals)
+    assert result.best_epoch == 4 + int(np.argmax(stage2_vals))
+    # the features are stage 1's selected ones, untouched
+    for a, b in zip(classifier(setup.model).features.state_dict().values(),
+                    classifier(plain_setup.model).features.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    if stage == "crt":
+        assert not torch.equal(linear_head(setup.model).weight, linear_head(plain_setup.model).weight)
+    else:  # LWS: the same classifier, under learnt scales
+        scaled, base = scaled_head(setup.model)
+        assert torch.equal(base.weight, linear_head(plain_setup.model).weight)
+        assert not torch.equal(scaled.scales.detach(), torch.ones(10))
+    assert _metrics(fit(cfg)) == _metrics(result)  # seeded
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.max_norm=0"], r"model.max_norm=0: must be null \(no MaxNorm\) or a finite number > 0"),
+    (["loss=ldam", "model.max_norm=1"], r"model.max_norm=1.0: has no effect with loss=ldam: its normalised "
+                                        r"classifier ignores the norms of its class weights"),
+    (["eval.taunorm_tau=-1"], r"eval.taunorm_tau=-1: must be a finite number >= 0"),
+    (["eval.taunorm_grid=[]"], r"eval.taunorm_grid=.*non-empty list"),
+    (["loss=ldam", "eval.taunorm_tau=1"], r"eval.taunorm_tau=1.0: has no effect with loss=ldam"),
+    (["stage2=crt", "stage2.epochs=0"], r"stage2.epochs=0: must be an integer >= 1"),
+    (["stage2=lws", "stage2.lr=-1"], r"stage2.lr=-1: must be a finite number > 0"),
+    (["augment=mixup", "augment.alpha=-0.5"], r"augment.alpha=-0.5: must be a finite number >= 0"),
+    (["augment=remix", "augment.kappa=0.5"], r"augment.kappa=0.5: must be a finite number >= 1"),
+    (["augment=remix", "augment.tau=2"], r"augment.tau=2: must be a number in \[0, 1\]"),
+    (["+eval.tau=1"], r"eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid, taunorm_tau, taunorm_grid"),
+])
+def test_bad_trick_settings_are_config_errors(make_cfg: MakeCfg, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        prepare(make_cfg(*overrides))

@@ -19,6 +19,7 @@ from imbsweep.compare import (
     metric_range,
     paired_p,
     prob_improvement,
+    reported_metric,
     t_interval,
     under_tuned,
     verdict,
@@ -224,3 +225,12 @@ def test_under_tuned_when_the_second_half_of_the_budget_still_lifts_the_curve() 
     assert curve_values([0.7, 0.8], 5) == [0.7, 0.8, 0.7, 0.7, 0.7]
     assert curve_values([0.7, 0.8], 4, "minimize") == [0.7, 0.8, 0.8, 0.8]
     assert expected_max(curve_values([0.7, 0.8], 4))[0][0] == pytest.approx((0.8 + 3 * 0.7) / 4)
+
+
+def test_t_interval_against_values_computed_by_hand() -> None:
+    m, lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert m == 2.0
+    assert hi - m == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, df=2) = 4.302653, sd 1
+    assert m - lo == pytest.approx(hi - m)
+    assert math.isnan(t_interval([1.0])[2]) and math.isnan(t_interval([])[0])
+    assert reported_metric("val/balanced_acc") == "test/balanced_acc" and reported_metric("custom") == "custom"

@@ -1,11 +1,10 @@
-"""``compare`` on synthetic tournaments written into a real MLflow store (SQLite): arms tagged as
-the sweeper tags them, paired replicates, the CSV contract, verdicts recomputed from the runs
-themselves, and the fairness guard."""
+"""``compare``'s table on synthetic studies written into a real MLflow store (SQLite): a plain
+study (one row per trick: counts, best trial, paired statistics), tournaments with arms tagged
+as the sweeper tags them, paired replicates, the CSV contract, verdicts recomputed from the
+runs themselves, and the fairness guard."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from collections.abc import Iterator
@@ -15,11 +14,11 @@ from typing import Any
 import pytest
 
 from imbsweep._client import make_client
-from imbsweep._paths import PROJECT_ROOT
 from imbsweep.compare import compare, display_frame, expected_max, holm
 from imbsweep.results import load_study
-
-from ..helpers.synthetic import make_study
+from tests.helpers.cli import csv_by_arm
+from tests.helpers.stores import mlflow_db
+from tests.helpers.synthetic import SYN_RESEEDS, TRICKS, SynStore, make_study
 
 #: arm -> trick label of tests/helpers/synthetic.TRICKS (true means: ce 0.70, logit_adjusted 0.78, focal 0.71)
 ARMS = {"plain": "ce", "plain_again": "ce", "la": "logit_adjusted", "focal": "focal"}
@@ -29,11 +28,11 @@ CONTRACT = ["arm", "trials", "complete", "pruned", "failed", "best_val", "best_t
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+def tournaments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynStore]:
     """A launch directory whose local store holds two tournaments: ``fair`` (equal budgets,
     baseline arm ``plain``) and ``unfair`` (``la`` tuned with 3x the trials of the others)."""
     work = tmp_path_factory.mktemp("tour")
-    uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
+    uri = f"sqlite:///{mlflow_db(work)}"
     client = make_client(uri)
     fair = make_study(client, "fair", PER_ARM, work / "mlruns" / "artifacts", reseeds=SEEDS, seed=1, arms=ARMS,
                       baseline="plain")
@@ -53,20 +52,17 @@ def _compare_csv(work: Path, study: str, capsys: pytest.CaptureFixture[str],
     return out, err
 
 
-def _csv(text: str) -> dict[str, dict[str, str]]:
-    return {r["arm"]: r for r in csv.DictReader(io.StringIO(text))}
-
-
-def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: pytest.CaptureFixture[str],
+def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(tournaments: SynStore,
+                                                                 capsys: pytest.CaptureFixture[str],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
-    work, uri, info = store
+    work, uri, info = tournaments
     out, err = _compare_csv(work, "fair", capsys, monkeypatch)
     assert "warning" not in err
     header = out.splitlines()[0].split(",")
     assert header[:len(CONTRACT)] == CONTRACT
-    table = _csv(out)
+    table = csv_by_arm(out)
     assert set(table) == set(ARMS)  # two arms share the trick label ce: rows are arms, not tricks
     runs = make_client(uri).search_runs([info["experiment_id"]], max_results=1000)
     trials = [r for r in runs if "imbsweep.trial" in r.data.tags and "imbsweep.role" not in r.data.tags]
@@ -110,13 +106,13 @@ def test_a_tournament_has_one_row_per_arm_with_the_csv_contract(store, capsys: p
     assert table["la"]["verdict"] == "better" and table["la"]["vs_best"] == "best"  # 0.78 against 0.70
     # with Wilcoxon on 4 seeds nothing can reach 0.05 (its smallest p is 2 / 2^4): no verdict but no evidence
     assert main(["compare", "fair", "--format", "csv", "--no-report", "--test", "wilcoxon"]) == 0
-    wil = _csv(capsys.readouterr().out)
+    wil = csv_by_arm(capsys.readouterr().out)
     assert {wil[a]["verdict"] for a in others} == {"no evidence"}
     assert float(wil["la"]["p"]) == pytest.approx(stats.wilcoxon([values["la"][k] for k in (1, 2, 3, 4)], base).pvalue)
 
 
-def test_the_baseline_comes_from_the_parent_run_or_the_command_line(store) -> None:
-    _, uri, _ = store
+def test_the_baseline_comes_from_the_parent_run_or_the_command_line(tournaments: SynStore) -> None:
+    _, uri, _ = tournaments
     record = load_study("fair", uri)
     assert record.baseline_arm == "plain" and compare(record).baseline == "plain"
     c = compare(record, baseline="la")
@@ -125,8 +121,8 @@ def test_the_baseline_comes_from_the_parent_run_or_the_command_line(store) -> No
     assert "Δ vs la [95% CI]" in display_frame(c).columns
 
 
-def test_tuning_curves_count_every_finished_trial_of_each_arm(store) -> None:
-    _, uri, _ = store
+def test_tuning_curves_count_every_finished_trial_of_each_arm(tournaments: SynStore) -> None:
+    _, uri, _ = tournaments
     record = load_study("fair", uri)
     c = compare(record)
     trials = record.trials
@@ -145,15 +141,16 @@ def test_tuning_curves_count_every_finished_trial_of_each_arm(store) -> None:
         assert bool(c.table.set_index("arm").loc[arm, "under_tuned"]) == rising
 
 
-def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(store, capsys: pytest.CaptureFixture[str],
+def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(tournaments: SynStore,
+                                                                  capsys: pytest.CaptureFixture[str],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from imbsweep.cli import main
 
-    work, uri, _ = store
+    work, uri, _ = tournaments
     out, err = _compare_csv(work, "unfair", capsys, monkeypatch)
     lines = [line for line in err.splitlines() if "warning" in line]
     assert len(lines) == 1 and "la: 9 trials, plain: 3" in lines[0] and "more than 2x" in lines[0]
-    table = _csv(out)
+    table = csv_by_arm(out)
     assert (table["la"]["trials"], table["plain"]["trials"]) == ("9", "3")
     assert table["la"]["verdict"] == "" and table["la"]["vs_best"] == ""  # no verdicts, no "best" either
     assert table["la"]["p"] != "" and not math.isnan(float(table["la"]["p_holm"]))  # the numbers stay
@@ -164,58 +161,72 @@ def test_unequal_budgets_give_a_one_line_warning_and_no_verdicts(store, capsys: 
     assert "warning: budgets differ" in md and "| better" not in md
 
 
-@pytest.mark.slow  # ~80 s on 2 cores: 3 worker pools that train; tests/test_compare_cli.py covers reseed by default
-def test_reseed_runs_the_same_seeds_in_every_arm_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real replicate path (training in worker processes) on a 2-arm tournament whose
-    best trials already have seed 1: ``--reseed 2`` adds only seed 2, in both arms."""
-    from imbsweep.cli import main
+def _runs(uri: str, exp_id: str) -> list[Any]:
+    return make_client(uri).search_runs([exp_id], max_results=1000)
 
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+def test_compare_has_one_row_per_trick_with_counts_best_and_paired_statistics(syn_store: SynStore) -> None:
+    from scipy import stats
+
+    work, uri, info = syn_store
+    c = compare(load_study("syn", uri))
+    runs = _runs(uri, info["experiment_id"])
+    trials = [r for r in runs if "imbsweep.trial" in r.data.tags]
+    reseeds = [r for r in runs if r.data.tags.get("imbsweep.role") == "reseed"]
+    t = c.table.set_index("arm")
+    # a study without arms: one row per trick label, its trials counted
+    assert sorted(t.index) == sorted(TRICKS) and list(t["trick"]) == list(t.index)
+    by_seed = {}
+    for trick in TRICKS:
+        mine = [r for r in trials if r.data.tags["imbsweep.trick"] == trick]
+        for state, col in (("complete", "complete"), ("pruned", "pruned"), ("failed", "failed")):
+            assert t.loc[trick, col] == sum(r.data.tags["imbsweep.state"] == state for r in mine)
+        assert t.loc[trick, "trials"] == len(mine)
+        done = [r for r in mine if r.data.tags["imbsweep.state"] == "complete"]
+        best = max(done, key=lambda r: r.data.metrics["val/balanced_acc"])
+        assert t.loc[trick, "best_val"] == best.data.metrics["val/balanced_acc"]
+        assert t.loc[trick, "best_trial"] == int(best.data.tags["imbsweep.trial"])
+        assert t.loc[trick, "run_id"] == best.info.run_id == info["best"][trick][1]
+        seeds = {int(r.data.params["trainer.seed"]): r.data.metrics["test/balanced_acc"] for r in reseeds
+                 if r.data.tags["imbsweep.reseed_of"] == best.info.run_id}
+        by_seed[trick] = seeds
+        assert t.loc[trick, "seeds"] == SYN_RESEEDS == len(seeds)
+        assert t.loc[trick, "mean"] == pytest.approx(statistics.fmean(seeds.values()))
+        assert 0 <= t.loc[trick, "ci_low"] < t.loc[trick, "mean"] < t.loc[trick, "ci_high"] <= 1
+    # paired on the seed: the k-th replicate of a trick against the k-th of ce
+    ce = [by_seed["ce"][k] for k in sorted(by_seed["ce"])]
+    others = [trick for trick in TRICKS if trick != "ce"]
+    for trick in others:
+        mine = [by_seed[trick][k] for k in sorted(by_seed["ce"])]
+        assert t.loc[trick, "delta"] == pytest.approx(statistics.fmean(mine) - statistics.fmean(ce))
+        assert t.loc[trick, "p"] == pytest.approx(stats.ttest_rel(mine, ce).pvalue, rel=1e-9)
+    assert list(t.loc[others, "p_holm"]) == pytest.approx(holm(list(t.loc[others, "p"])))
+    for trick in others:
+        want = "no evidence" if t.loc[trick, "p_holm"] >= 0.05 else (
+            "better" if t.loc[trick, "delta"] > 0 else "worse")
+        assert t.loc[trick, "verdict"] == want
+    assert t.loc["ce", "verdict"] == "baseline" and math.isnan(t.loc["ce", "delta"])
+    assert t.loc["logit_adjusted", "verdict"] == "better"  # true mean 0.78 against 0.70, noise 0.01
+    means = list(c.table["mean"])
+    assert means == sorted(means, reverse=True) and c.replicated and c.warning is None
+    assert c.table.iloc[0]["vs_best"] == "best" and "rank" not in c.table.columns
+
+
+def test_a_trick_with_only_pruned_trials_still_gets_a_row(tmp_path: Path) -> None:
+    import io
+
+    from imbsweep.compare import display_frame, print_table, to_markdown
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = make_client(uri)
-    info = make_study(client, "small", 2, tmp_path / "mlruns" / "artifacts", reseeds=1, seed=3,
-                      arms={"plain": "ce", "la": "logit_adjusted"}, baseline="plain")
-    monkeypatch.chdir(tmp_path)
-    assert main(["compare", "small", "--reseed", "2", "--jobs", "2", "--format", "csv", "--no-report"]) == 0
-    table = _csv(capsys.readouterr().out)
-    assert {a: (r["seeds"], r["seed_ids"]) for a, r in table.items()} == {"plain": ("2", "1 2"), "la": ("2", "1 2")}
-    new = [r for r in client.search_runs([info["experiment_id"]], max_results=1000)
-           if r.data.tags.get("imbsweep.role") == "reseed" and r.info.status == "FINISHED"
-           and "fit_time_s" in r.data.metrics and r.data.tags.get("imbsweep.replicate") == "2"]
-    assert sorted(r.data.tags["imbsweep.arm"] for r in new) == ["la", "plain"]
-    for r in new:  # seed 2 in both arms, the split untouched, of the arm's best trial
-        assert r.data.params["trainer.seed"] == "2" and r.data.params["data.seed"] == "0"
-        assert r.data.tags["imbsweep.reseed_of"] == info["best"][r.data.tags["imbsweep.arm"]][1]
-        assert r.data.tags["imbsweep.vary_split"] == "false"
-    assert main(["compare", "small", "--reseed", "2", "--no-report", "--format", "csv"]) == 0
-    assert "already has seeds 1..2" in capsys.readouterr().err  # resumable: nothing ran again
-    assert main(["compare", "small", "--reseed", "1", "--vary-split", "--jobs", "2", "--format", "csv",
-                 "--no-report"]) == 0
-    split = _csv(capsys.readouterr().out)
-    assert {a: r["seed_ids"] for a, r in split.items()} == {"plain": "1", "la": "1"}  # only the varied kind
-    varied = [r for r in client.search_runs([info["experiment_id"]], max_results=1000)
-              if r.data.tags.get("imbsweep.vary_split") == "true"]
-    assert sorted((r.data.params["trainer.seed"], r.data.params["data.seed"]) for r in varied) == [("1", "1")] * 2
-
-
-def test_the_config_column_shows_what_each_arm_searched() -> None:
-    """From tricks.yaml's own settings: an arm's searched keys (its own search expressions
-    included, the keys it fixes not), conditions decided on the run's values."""
-    import yaml
-
-    from imbsweep.compare import describe_config, searched_keys, sweep_space
-    from imbsweep.compare._configs import arm_fixed
-    from imbsweep.results import StudyRecord
-
-    conf = yaml.safe_load((PROJECT_ROOT / "sweeps" / "tricks.yaml").read_text())["hydra"]["sweeper"]
-    record = StudyRecord("t", "", None, "0", None, None, sweep_settings=conf)
-    row = {"params.optimizer.lr": "0.01", "params.trainer.batch_size": "64", "params.optimizer.weight_decay": "1e-05",
-           "params.loss.class_weights": "inverse", "params.loss.reweight_from_fraction": "0.6",
-           "params.loss.label_smoothing": "0.1", "params.loss.beta": "0.999", "params.eval.posthoc_tau": "0.0",
-           "tags.imbsweep.choice.loss": "ce", "tags.imbsweep.choice.resampling": "none"}
-    keys = [k for k in searched_keys(sweep_space(record, "ce_drw"), row) if k not in arm_fixed(record)["ce_drw"]]
-    assert describe_config(row, keys) == ("lr=0.01 batch=64 weight_decay=1e-05 class_weights=inverse smoothing=0.1 "
-                                          "reweight_from_fraction=0.6")
-    keys = searched_keys(sweep_space(record, "ce"), {**row, "params.loss.class_weights": "none"})
-    assert keys == ["optimizer.lr", "trainer.batch_size", "optimizer.weight_decay", "loss.label_smoothing"]
-    assert "loss" in arm_fixed(record)["ce_resampling"] and "resampling" not in arm_fixed(record)["ce_resampling"]
+    info = make_study(client, "p", 6, tmp_path / "artifacts", tricks=("ce", "focal"))
+    run = client.create_run(info["experiment_id"], tags={
+        "mlflow.parentRunId": info["parent_run_id"], "imbsweep.study": "p", "imbsweep.trial": "99",
+        "imbsweep.trick": "ldam", "imbsweep.state": "pruned"})
+    client.set_terminated(run.info.run_id)
+    c = compare(load_study("p", uri))
+    row = display_frame(c).set_index("arm").loc["ldam"]
+    assert (row["trial"], row["best val"], row["pruned"], row["seeds"]) == ("", "", 1, 0)
+    buf = io.StringIO()
+    print_table(c, buf)
+    assert "ldam" in buf.getvalue() and "ldam" in to_markdown(c)

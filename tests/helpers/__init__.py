@@ -1,4 +1,5 @@
-"""Helpers the tests share (fixtures stay in ``tests/conftest.py``): ``cli`` runs the real
-command line, ``stores`` reads the real MLflow store and Optuna journal back, ``data`` makes
-users' files, ``reporting`` records what ``fit`` reports, ``synthetic`` writes a synthetic
-study straight into MLflow (also used by ``bench/compare_scale.py``)."""
+"""Helpers shared by the tests, one module per topic: ``configs`` (the real config, composed),
+``cli`` (the real command line in a subprocess), ``procs`` (processes and servers a test
+starts), ``stores`` (the MLflow and Optuna stores read back), ``models`` (a model's parts,
+typed), ``data`` (files a test trains on) and ``synthetic`` (a study written straight into
+MLflow). Fixtures stay in ``tests/conftest.py``."""

@@ -1,4 +1,4 @@
-"""Users' data as tests need it: a messy table, a tiny image folder."""
+"""Data files a test trains on: a messy table (and how to write one), a tiny image folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 
-def messy(n: int = 120, seed: int = 0) -> pd.DataFrame:
+def messy_table(n: int = 120, seed: int = 0) -> pd.DataFrame:
     """String labels (two collide when sanitised, one has a '/', one has 2 rows), a categorical
     with NaN, a numeric with NaN, an integer id, a string id, dates and free text."""
     rng = np.random.default_rng(seed)
@@ -22,6 +22,12 @@ def messy(n: int = 120, seed: int = 0) -> pd.DataFrame:
         "note": [f"free text number {i % 80}" for i in range(n)],
         "x": x, "island": rng.choice(np.array(["Biscoe", "Dream", None], dtype=object), n), "label": label,
     })
+
+
+def write_table(df: pd.DataFrame, path: Path) -> str:
+    """``df`` written to ``path`` as CSV or Parquet (by its suffix); the path as text."""
+    df.to_csv(path, index=False) if path.suffix == ".csv" else df.to_parquet(path)
+    return str(path)
 
 
 def make_pngs(root: Path, counts: dict[str, int], size: tuple[int, int] = (10, 12), seed: int = 0) -> Path:

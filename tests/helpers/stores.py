@@ -1,46 +1,67 @@
-"""The real stores read back as a user's tools read them: MLflow through ``MlflowClient``,
-Optuna through its journal file."""
+"""The stores a run or sweep wrote, read back independently: MLflow through ``MlflowClient``,
+Optuna through its own storage classes; and the checks that the two agree."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import optuna
+if TYPE_CHECKING:
+    import optuna
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from optuna.storages import JournalStorage
 
-PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"  # .ci/run starts it (trust auth)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}  # Optuna's trial state -> imbsweep.state
 
 
-def mlflow_client(workdir: Path) -> Any:
+def mlflow_db(workdir: Path) -> Path:
+    """The local MLflow store (SQLite) of a launch directory."""
+    return workdir / "mlruns" / "mlflow.db"
+
+
+def journal_path(workdir: Path) -> Path:
+    """The local Optuna storage (a journal file) of a launch directory."""
+    return workdir / "mlruns" / "optuna" / "journal.log"
+
+
+def mlflow_client(workdir: Path) -> MlflowClient:
     """A client on a workdir's local store, opened under the same lock as the product's
     (a reader that opens the file while a run is creating it would race the migration)."""
     from imbsweep._client import make_client
 
-    return make_client(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    return make_client(f"sqlite:///{mlflow_db(workdir)}")
 
 
-def runs_of(workdir: Path, experiment: str) -> list[Any]:
-    """Every run of an experiment of a launch directory's local store (none: no such experiment)."""
+def runs(workdir: Path, experiment: str) -> list[Run]:
+    """Every run of ``experiment`` in the workdir's local store (none if it does not exist)."""
     client = mlflow_client(workdir)
     exp = client.get_experiment_by_name(experiment)
-    return [] if exp is None else list(client.search_runs([exp.experiment_id]))
+    return [] if exp is None else list(client.search_runs([exp.experiment_id], max_results=1000))
 
 
-def journal_of(workdir: Path) -> Path:
-    """The default Optuna journal of a launch directory."""
-    return workdir / "mlruns" / "optuna" / "journal.log"
+def _family(found: Sequence[Run]) -> tuple[Run, list[Run]]:
+    (parent,) = [r for r in found if r.data.tags.get("imbsweep.role") == "parent"]
+    return parent, [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
 
-def journal_storage(journal: Path) -> optuna.storages.BaseStorage:
+def parent_and_children(workdir: Path, experiment: str) -> tuple[Run, list[Run]]:
+    """A study's parent run and its children (trials and replicates), in the store's order."""
+    return _family(runs(workdir, experiment))
+
+
+def trial_runs(workdir: Path, experiment: str) -> tuple[Run, list[Run]]:
+    """A plain study's parent run and its trial runs by trial number; every run of the
+    experiment is one of them."""
+    found = runs(workdir, experiment)
+    parent, children = _family(found)
+    assert len(children) + 1 == len(found)
+    return parent, sorted(children, key=lambda r: int(r.data.tags["imbsweep.trial"]))
+
+
+def journal_storage(journal: Path) -> JournalStorage:
+    """Optuna's own reader of a journal file."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -49,47 +70,29 @@ def journal_storage(journal: Path) -> optuna.storages.BaseStorage:
 
 def journal_study(journal: Path, name: str) -> optuna.Study:
     """Study ``name`` of a journal file."""
+    import optuna
+
     return optuna.load_study(study_name=name, storage=journal_storage(journal))
 
 
+def local_storage(workdir: Path) -> JournalStorage:
+    """A launch directory's local Optuna storage."""
+    return journal_storage(journal_path(workdir))
+
+
 def local_study(workdir: Path, name: str) -> optuna.Study:
-    """Study ``name`` of a launch directory's default journal."""
-    return journal_study(journal_of(workdir), name)
-
-
-def arm_studies(workdir: Path, name: str) -> dict[str, optuna.Study]:
-    """A tournament's arms' studies (``<name>/<arm>``), by arm."""
-    storage = journal_storage(journal_of(workdir))
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(name + "/")]
-    return {n.split("/", 1)[1]: optuna.load_study(study_name=n, storage=storage) for n in names}
+    """Study ``name`` of a launch directory's local Optuna storage."""
+    return journal_study(journal_path(workdir), name)
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count towards the budget (re-queued failures aside)."""
+    """The trials that count towards the study's budget: finished, and not re-queued."""
     return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
 
 
-def study_runs(workdir: Path, experiment: str, only: bool = True) -> tuple[Any, list[Any]]:
-    """The study's parent run and its children; ``only``: the experiment holds nothing else,
-    and the children (trial runs all) come sorted by arm and trial number."""
-    client = mlflow_client(workdir)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    (parent,) = [r for r in runs if r.data.tags.get("imbsweep.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    if not only:  # reseed runs too: as MLflow lists them
-        return parent, children
-    assert len(children) + 1 == len(runs)
-    return parent, sorted(children, key=lambda r: (r.data.tags.get("imbsweep.arm", ""),
-                                                   int(r.data.tags["imbsweep.trial"])))
-
-
-STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}  # Optuna's state -> imbsweep.state
-
-
-def check_one_to_one(study: optuna.Study, children: list[Any], skip: tuple[int, ...] = ()) -> None:
-    """Every finished trial (but ``skip``) has exactly one MLflow run, in the same state and
-    with its params."""
+def check_one_to_one(study: optuna.Study, children: Sequence[Run], skip: Collection[int] = ()) -> None:
+    """Every finished trial (but ``skip``) has exactly one MLflow run among ``children``, which
+    names it, in the same state, with the trial's params."""
     trials = {t.number: t for t in study.trials if t.state.is_finished() and t.number not in skip}
     assert [int(r.data.tags["imbsweep.trial"]) for r in children] == sorted(trials)
     for run in children:
@@ -100,18 +103,3 @@ def check_one_to_one(study: optuna.Study, children: list[Any], skip: tuple[int, 
             param = run.data.params[key]
             assert (float(param) == value) if isinstance(value, float) else param == str(value)
 
-
-def check_arm_runs(studies: dict[str, optuna.Study], children: list[Any],
-                   skip: Collection[tuple[str, int]] = ()) -> None:
-    """Every finished trial of every arm has exactly one MLflow run, tagged with its arm and
-    in the same state."""
-    by_key = {(r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])): r for r in children
-              if (r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])) not in skip}
-    want = {(arm, t.number): t for arm, s in studies.items() for t in s.trials
-            if t.state.is_finished() and (arm, t.number) not in skip}
-    assert sorted(by_key) == sorted(want)
-    for key, run in by_key.items():
-        trial = want[key]
-        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        assert trial.user_attrs["imbsweep:arm"] == key[0]
-        assert run.data.tags["imbsweep.state"] == STATES[trial.state.name]

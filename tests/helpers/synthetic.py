@@ -2,8 +2,9 @@
 
 Its runs look like a sweep's (same tags, the real flattened config as params, a real
 ``config.yaml`` and ``per_class.csv`` artifact, final metrics at the selected step), but the
-metric values are drawn from a seeded random generator. Used by ``bench/compare_scale.py``
-(1000 trials) and by the tests of ``compare``/``export`` (a few dozen).
+metric values are drawn from a seeded random generator. Used by the tests of
+``compare``/``export`` (a few dozen trials); ``bench/compare_scale.py`` (1000 trials) runs
+the same generator from ``bench/_synthetic.py``.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from tests.helpers.configs import compose_config
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 #: trick label -> (loss group option, class-weight scheme, true mean test balanced accuracy)
 TRICKS = {"ce": ("ce", "none", 0.70), "ce+w=inverse": ("ce", "inverse", 0.74),
           "focal": ("focal", "none", 0.71), "logit_adjusted": ("logit_adjusted", "none", 0.78),
           "balanced_softmax": ("balanced_softmax", "none", 0.77)}
 CLASSES = 10
-SYN_TRIALS, SYN_RESEEDS = 30, 3  # the synthetic study of the compare and export tests (conftest.syn_store)
+#: the study ``syn`` of the ``syn_store`` fixture (tests/conftest.py): its trials, and replicates of each trick's best
+SYN_TRIALS, SYN_RESEEDS = 30, 3
+#: a launch directory holding synthetic studies: (the directory, its MLflow tracking URI, what make_study returned)
+SynStore = tuple[Path, str, dict[str, Any]]
 
 
 def real_metric_keys() -> list[str]:
@@ -40,26 +49,21 @@ def real_metric_keys() -> list[str]:
 
 
 def _base_config(loss: str, scheme: str, lr: float, batch: int, seed: int) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from imbsweep._paths import conf_dir
-
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        weights = [] if scheme == "none" else [f"loss.class_weights={scheme}"]
-        cfg = compose("config", overrides=["data=digits_lt", "model=mlp", f"loss={loss}", *weights,
-                                           f"optimizer.lr={lr}",
-                                           f"trainer.batch_size={batch}", f"trainer.seed={seed}",
-                                           "trainer.epochs=3"])
+    weights = [] if scheme == "none" else [f"loss.class_weights={scheme}"]
+    cfg = compose_config("data=digits_lt", "model=mlp", f"loss={loss}", *weights, f"optimizer.lr={lr}",
+                         f"trainer.batch_size={batch}", f"trainer.seed={seed}", "trainer.epochs=3")
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
     return {str(k): v for k, v in out.items()}
 
 
-def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: int, value: float,
-         rng: np.random.Generator, tags: dict[str, str], tmp: Path, cache: dict[Any, Any]) -> str:
+def _run(client: MlflowClient, exp_id: str, parent: str, study: str, trick: str, seed: int, value: float,
+         rng: np.random.Generator, tags: dict[str, str], tmp: Path,
+         cache: dict[tuple[str, str], dict[str, Any]]) -> str:
     from mlflow.entities import Metric, Param
 
     from imbsweep import _config
@@ -110,7 +114,7 @@ def _run(client: Any, exp_id: str, parent: str, study: str, trick: str, seed: in
     return str(run_id)
 
 
-def make_study(client: Any, study: str, n_trials: int, artifact_root: Path, reseeds: int = 0, seed: int = 0,
+def make_study(client: MlflowClient, study: str, n_trials: int, artifact_root: Path, reseeds: int = 0, seed: int = 0,
                tricks: Sequence[str] = tuple(TRICKS), arms: Mapping[str, str] | None = None,
                budgets: Mapping[str, int] | None = None, baseline: str | None = None,
                seed_sd: float = 0.02) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def make_study(client: Any, study: str, n_trials: int, artifact_root: Path, rese
         parent_tags["imbsweep.baseline_arm"] = baseline or next(iter(arms))
     parent = client.create_run(exp_id, run_name=f"{study} (study)", tags=parent_tags).info.run_id
     best: dict[str, tuple[float, str]] = {}
-    cache: dict[Any, Any] = {}
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
     if arms is None:
         plan = [(tricks[n % len(tricks)], tricks[n % len(tricks)], n) for n in range(n_trials)]
     else:

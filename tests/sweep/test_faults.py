@@ -7,12 +7,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ..helpers.cli import cli_env, run_cli
-from ..helpers.stores import check_one_to_one, finished, journal_study, local_study, study_runs
+from tests.helpers.cli import OPTUNA, cli_env, popen_cli, run_cli
+from tests.helpers.stores import check_one_to_one, finished, journal_path, journal_study, local_study, trial_runs
 
 # Runs the real CLI with one step patched to signal the process itself on the second trial;
 # the patch is the only difference from `imbsweep sweep ...`.
@@ -78,7 +79,7 @@ def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_
     study = local_study(tmp_path, "faults")
     assert len(finished(study)) == 3
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
-    parent, children = study_runs(tmp_path, "faults")
+    parent, children = trial_runs(tmp_path, "faults")
     assert not [r for r in children if r.info.status == "RUNNING"], [r.info.run_name for r in children]
     after = study.trials[cut.number]
     if step == "outcome written":
@@ -111,7 +112,7 @@ def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_pa
     glued onto it: a line no reader could parse, and every study in the file unreadable."""
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=torn", "hydra.sweeper.n_trials=2")
     assert p.returncode == 0, p.stderr
-    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    journal = journal_path(tmp_path)
     fragment = b'{"op_code":5,"worker_id":"x","trial_id":1,"user_attr":{"imbs'
     with open(journal, "ab") as f:
         f.write(fragment)
@@ -124,13 +125,13 @@ def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_pa
     _journal_lines(journal)
     assert len(finished(local_study(tmp_path, "torn"))) == 4
     # the stock optuna CLI reads the file
-    out = subprocess.run([str(Path(sys.executable).with_name("optuna")), "studies", "--storage", str(journal),
+    out = subprocess.run([OPTUNA, "studies", "--storage", str(journal),
                           "--storage-class", "JournalFileBackend"], capture_output=True, text=True, env=cli_env())
     assert out.returncode == 0 and "torn" in out.stdout, out.stderr
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 KiB filesystem (tmpfs) for the Optuna journal: it fills after a few trials."""
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -154,7 +155,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tm
     assert errors == [f"imbsweep: error: cannot write the Optuna journal {journal}: No space left on device; "
                       "what it holds is intact: make room, then run the same command to resume"], p.stderr
     assert "Traceback" not in p.stderr
-    parent, children = study_runs(tmp_path, "full")
+    parent, children = trial_runs(tmp_path, "full")
     assert parent.info.status == "FAILED" and not [r for r in children if r.info.status == "RUNNING"]
     _journal_lines(journal)  # no half record left
     done = len(finished(journal_study(journal, "full")))
@@ -165,14 +166,14 @@ def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tm
     assert p.returncode == 0, p.stderr
     study = journal_study(journal, "full")
     assert len(finished(study)) == 12 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
-    parent, children = study_runs(tmp_path, "full")
+    parent, children = trial_runs(tmp_path, "full")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
 
 
 def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=dmg", "hydra.sweeper.n_trials=1")
     assert p.returncode == 0, p.stderr
-    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    journal = journal_path(tmp_path)
     lines = journal.read_bytes().splitlines(keepends=True)
     journal.write_bytes(b"".join(lines[:5]) + b'{"op_code": garbage}\n' + b"".join(lines[5:]))
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=dmg", "hydra.sweeper.n_trials=2")
@@ -195,8 +196,7 @@ def test_a_postgresql_outage_of_a_few_seconds_is_survived(tmp_path: Path, pg_url
     admin = create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     args = ("sweep", "smoke", "hydra.sweeper.study_name=outage", "hydra.sweeper.n_trials=6", "trainer.epochs=60")
     env = {**cli_env(), "OPTUNA_STORAGE": pg_url}
-    proc = subprocess.Popen([sys.executable, "-m", "imbsweep", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_cli(tmp_path, *args, stdout=subprocess.PIPE, env=env)
 
     def outage() -> None:
         import optuna
@@ -229,8 +229,7 @@ def test_a_postgresql_outage_of_a_few_seconds_is_survived(tmp_path: Path, pg_url
     import optuna
 
     study = optuna.load_study(study_name="outage", storage=pg_url)
-    finished = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("imbsweep:requeued")]
-    assert len(finished) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    assert len(finished(study)) == 6 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
 
 
 def test_a_lasting_outage_is_one_line_naming_the_storage_without_its_password(tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ JOBS = [  # group options (cached bases), values, a dict added, a cached base me
 ]
 
 
+def _hydra_config() -> DictConfig:
+    """Hydra's config of the job that runs (a DictConfig, which Hydra annotates as its dataclass HydraConf)."""
+    return HydraConfig.get()  # type: ignore[return-value]
+
+
 @pytest.fixture
 def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[str, Any]]]]:
     """Hydra's basic launcher, set up as ``imbsweep sweep smoke`` sets it up, with a task
@@ -48,10 +53,10 @@ def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[
     seen: list[dict[str, Any]] = []
 
     def task(cfg: DictConfig) -> float:
-        hc = HydraConfig.get()
+        hc = _hydra_config()
         seen.append({"cfg": OmegaConf.to_container(cfg), "struct": OmegaConf.is_struct(cfg),
                      "readonly": OmegaConf.is_readonly(cfg), "loss_struct": OmegaConf.is_struct(cfg.loss),
-                     "hydra": OmegaConf.to_container(hc), "hydra_readonly": OmegaConf.is_readonly(hc),  # type: ignore[arg-type]
+                     "hydra": OmegaConf.to_container(hc), "hydra_readonly": OmegaConf.is_readonly(hc),
                      "cwd": os.getcwd(), "output_dir": hc.runtime.output_dir})
         return 0.5
 
@@ -108,8 +113,8 @@ def test_every_job_is_the_job_hydras_launcher_runs(hydra_launcher: Fixture) -> N
                                ("sweep=smoke", "augment=mixup")]
     assert ("sweep=smoke", "loss=ldam", "resampling=sqrt", "optimizer=sgd") in cached._bases
     # the sweeper's own Hydra config is back after each job
-    hydra_now: Any = HydraConfig.get()  # a DictConfig at run time; typed as the HydraConf dataclass
-    assert OmegaConf.select(hydra_now, "runtime.output_dir") == OmegaConf.select(cfg, "hydra.runtime.output_dir")
+    assert OmegaConf.select(_hydra_config(), "runtime.output_dir") == \
+        OmegaConf.select(cfg, "hydra.runtime.output_dir")
 
 
 def test_a_failing_task_and_a_bad_override_fail_as_with_hydras_launcher(hydra_launcher: Fixture) -> None:

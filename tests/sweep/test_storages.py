@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,8 +12,9 @@ import optuna
 import pytest
 import yaml
 
-from ..helpers.cli import CLI, cli_env, run_cli, served_json
-from ..helpers.stores import check_one_to_one, finished, free_port, local_study, study_runs
+from tests.helpers.cli import CLI, OPTUNA, cli_env, popen_cli, run_cli
+from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
+from tests.helpers.stores import check_one_to_one, finished, journal_path, local_study, trial_runs
 
 
 def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
@@ -29,7 +29,7 @@ def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
                   if "solutions" in yaml.safe_load(f.read_text())]
     saved = yaml.safe_load(results.read_text())["solutions"]
     assert sorted(s["values"] for s in saved) == sorted(t.values for t in study.best_trials)
-    _, children = study_runs(workdir, "pareto")
+    _, children = trial_runs(workdir, "pareto")
     check_one_to_one(study, children)
     for run in children:  # each trial's values are the run's selected-epoch metrics
         trial = study.trials[int(run.data.tags["imbsweep.trial"])]
@@ -45,7 +45,7 @@ def test_works_with_the_joblib_launcher(tmp_path: Path) -> None:
     study = local_study(tmp_path, "smoke")
     assert len(finished(study)) == 4 and {t.state.name for t in study.trials} == {"COMPLETE"}
     assert all(len(t.intermediate_values) == 3 for t in study.trials)  # reported every epoch
-    _, children = study_runs(tmp_path, "smoke")
+    _, children = trial_runs(tmp_path, "smoke")
     check_one_to_one(study, children)
 
 
@@ -60,8 +60,7 @@ def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: st
     name = "pg"
     args = ("sweep", "smoke", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={pg_url}",
             "hydra.sweeper.n_trials=8", "trainer.epochs=25")
-    procs = [subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [popen_cli(tmp_path, *args) for _ in range(2)]
     try:
         for proc in procs:
             _, err = proc.communicate(timeout=300)
@@ -70,7 +69,7 @@ def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: st
         assert sorted(t.number for t in study.trials) == list(range(8))
         assert len(finished(study)) == 8
         assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2
-        _, children = study_runs(tmp_path, name)
+        _, children = trial_runs(tmp_path, name)
         check_one_to_one(study, children)
     finally:
         for proc in procs:
@@ -78,10 +77,10 @@ def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: st
 
 
 def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> None:
-    if not (workdir / "mlruns" / "optuna" / "journal.log").exists():
+    if not journal_path(workdir).exists():
         assert run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=tools").returncode == 0
-    journal = str(workdir / "mlruns" / "optuna" / "journal.log")
-    listed = subprocess.run([str(Path(sys.executable).with_name("optuna")), "studies", "--storage", journal,
+    journal = str(journal_path(workdir))
+    listed = subprocess.run([OPTUNA, "studies", "--storage", journal,
                              "--storage-class", "JournalFileBackend", "-f", "json"],
                             capture_output=True, text=True, check=True)
     studies = {s["name"]: s["n_trials"] for s in json.loads(listed.stdout)}
@@ -89,8 +88,12 @@ def test_stock_optuna_cli_and_dashboard_read_the_local_study(workdir: Path) -> N
     assert studies[name] == len(local_study(workdir, name).trials)
 
     port = free_port()
-    body = served_json(workdir, ["dashboard", "--port", str(port)], port, "/api/studies")
-    assert set(studies) <= {s["study_name"] for s in body["study_summaries"]}
+    proc = start_server([*CLI, "dashboard", "--port", str(port)], cwd=workdir, env=cli_env())
+    try:
+        body = json.loads(wait_for_http(f"http://127.0.0.1:{port}/api/studies", proc))
+        assert set(studies) <= {s["study_name"] for s in body["study_summaries"]}
+    finally:
+        stop_server(proc)
 
 
 def test_dashboard_without_a_study_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
-from ..helpers.cli import CLI, cli_env, run_cli
-from ..helpers.stores import check_one_to_one, finished, local_study, mlflow_client, study_runs
+from tests.helpers.cli import popen_cli, run_cli
+from tests.helpers.procs import interrupt_when, wait_until
+from tests.helpers.stores import (
+    check_one_to_one,
+    finished,
+    journal_path,
+    local_study,
+    mlflow_client,
+    mlflow_db,
+    trial_runs,
+)
 
 
 def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
@@ -24,7 +32,7 @@ def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     baseline = study.trials[0]
     assert baseline.user_attrs["imbsweep:baseline"] is True
     assert baseline.params == {"optimizer.lr": 0.005, "loss.class_weights": "none"}  # the defaults
-    parent, children = study_runs(workdir, "smoke")
+    parent, children = trial_runs(workdir, "smoke")
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_value"] == study.best_value
     assert parent.data.tags["imbsweep.best_trial"] == str(study.best_trial.number)
     artifacts = {a.path for a in mlflow_client(workdir).list_artifacts(parent.info.run_id)}
@@ -45,7 +53,7 @@ def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     assert len(finished(study)) == 6
     new = {t.params["optimizer.lr"] for t in study.trials[4:]}
     assert not new & before  # a resumed seeded sampler draws new points, not the same ones
-    parent2, children = study_runs(workdir, "smoke")
+    parent2, children = trial_runs(workdir, "smoke")
     assert parent2.info.run_id == parent.info.run_id  # the parent run is reused
     check_one_to_one(study, children)
 
@@ -63,7 +71,7 @@ def test_pruning_really_stops_training(workdir: Path) -> None:
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
     assert pruned and all(t.params["optimizer.lr"] == 1e-7 for t in pruned)
     assert len(finished(study)) == 4
-    parent, children = study_runs(workdir, "prune")
+    parent, children = trial_runs(workdir, "prune")
     check_one_to_one(study, children)
     client = mlflow_client(workdir)
     for run in children:
@@ -89,7 +97,7 @@ def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(wo
     study = local_study(workdir, "failing")
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
     assert "loss.class_weights='bogus'" in study.trials[0].user_attrs["fail_reason"]
-    parent, children = study_runs(workdir, "failing")
+    parent, children = trial_runs(workdir, "failing")
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in children] == ["FAILED"] * 3
     assert "loss.class_weights='bogus'" in children[0].data.tags["imbsweep.failure_reason"]
@@ -114,27 +122,21 @@ def test_bad_sweep_settings_fail_before_any_trial(tmp_path: Path, override: str,
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
     assert all(w in lines[0] for w in words)
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
+    assert not mlflow_db(tmp_path).exists()  # no run was recorded
 
 
-def _popen(workdir: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*CLI, *args], cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def _study_is(workdir: Path, name: str, ready: Callable[[optuna.Study], bool]) -> Callable[[], bool]:
+    """Whether study ``name`` of the workdir's journal is ``ready`` yet (false while it does not exist)."""
 
+    def check() -> bool:
+        if not journal_path(workdir).exists():
+            return False
+        try:
+            return ready(local_study(workdir, name))
+        except KeyError:  # the study is not created yet
+            return False
 
-def _wait_for(workdir: Path, name: str, ready, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    journal = workdir / "mlruns" / "optuna" / "journal.log"
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        if journal.exists():
-            try:
-                if ready(local_study(workdir, name)):
-                    return
-            except KeyError:  # the study is not created yet
-                pass
-        time.sleep(0.3)
-    raise AssertionError("the sweep never reached the expected state")
+    return check
 
 
 def _running_after_one_complete(study: optuna.Study) -> bool:
@@ -152,16 +154,11 @@ LONG = ("trainer.epochs=60", "hydra.sweeper.n_trials=3")
 @pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGKILL],
                          ids=["ctrl-c", "sigkill"])
 def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: Path, sig: int) -> None:
-    proc = _popen(tmp_path, "sweep", "smoke", *LONG)
-    try:
-        _wait_for(tmp_path, "smoke", _running_after_one_complete, proc)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc = popen_cli(tmp_path, "sweep", "smoke", *LONG)
+    err = interrupt_when(proc, _study_is(tmp_path, "smoke", _running_after_one_complete), sig)
     study = local_study(tmp_path, "smoke")
     (cut,) = [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
-    parent, children = study_runs(tmp_path, "smoke")
+    parent, children = trial_runs(tmp_path, "smoke")
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
         assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
@@ -179,18 +176,18 @@ def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: 
     assert cut.state.name == "FAIL" and cut.user_attrs["imbsweep:requeued"] is True
     (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
     assert redo.state.name == "COMPLETE" and redo.params == cut.params  # the same point, re-run
-    parent, children = study_runs(tmp_path, "smoke")
+    parent, children = trial_runs(tmp_path, "smoke")
     assert parent.info.status == "FINISHED"
     assert not [r for r in children if r.info.status == "RUNNING"]  # the dead run was ended
-    ended = [r for r in children if r.data.tags["imbsweep.trial"] != str(cut.number)]
-    check_one_to_one(study, ended, skip=(cut.number,))
+    kept = [r for r in children if r.data.tags["imbsweep.trial"] != str(cut.number)]
+    check_one_to_one(study, kept, skip=(cut.number,))
 
 
 @pytest.mark.slow  # in make test: two commands on PostgreSQL (test_storages) and n_jobs=2 (test_tournament)
 def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> None:
     args = ("sweep", "smoke", "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=10",
             "trainer.epochs=25")
-    a, b = _popen(tmp_path, *args), _popen(tmp_path, *args)
+    a, b = popen_cli(tmp_path, *args), popen_cli(tmp_path, *args)
     for proc in (a, b):
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -198,7 +195,7 @@ def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> N
     assert len(study.trials) == 10 and len(finished(study)) == 10
     assert sorted(t.number for t in study.trials) == list(range(10))
     assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) == 2  # both did work
-    _, children = study_runs(tmp_path, "shared")
+    _, children = trial_runs(tmp_path, "shared")
     check_one_to_one(study, children)
 
 
@@ -212,7 +209,7 @@ def test_four_local_workers_share_the_default_storage(tmp_path: Path) -> None:
     assert sorted(t.number for t in study.trials) == list(range(12)) and len(finished(study)) == 12
     # how many of the 4 get a trial depends on their start-up time; at least two always do
     assert len({t.user_attrs["imbsweep:pid"] for t in study.trials}) >= 2
-    parent, children = study_runs(tmp_path, "jobs")
+    parent, children = trial_runs(tmp_path, "jobs")
     assert parent.info.status == "FINISHED" and {r.info.status for r in children} == {"FINISHED"}
     check_one_to_one(study, children)
     # no oversubscription: the cores are split between the 4 workers' torch threads
@@ -224,14 +221,14 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
     stays a zombie whose /proc entry looked alive, and the sweep once waited for it for
     ever), fails and re-queues its trial, and ends by itself with exactly n_trials."""
     # long enough trials that the worker, which starts a few seconds after the sweep, gets some
-    proc = _popen(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=reap", "hydra.sweeper.n_jobs=2",
-                  "hydra.sweeper.n_trials=6", "trainer.epochs=200")
+    proc = popen_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=reap", "hydra.sweeper.n_jobs=2",
+                     "hydra.sweeper.n_trials=6", "trainer.epochs=200")
     try:
         def worker_training(study: optuna.Study) -> bool:
             return any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
                        and t.user_attrs["imbsweep:pid"] != proc.pid for t in study.trials)
 
-        _wait_for(tmp_path, "reap", worker_training, proc)
+        wait_until(proc, _study_is(tmp_path, "reap", worker_training))
         (victim,) = [t for t in local_study(tmp_path, "reap").trials if t.state.name == "RUNNING"
                      and t.user_attrs["imbsweep:pid"] != proc.pid]
         os.kill(victim.user_attrs["imbsweep:pid"], signal.SIGKILL)
@@ -246,7 +243,7 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
     assert f"worker process {victim.user_attrs['imbsweep:pid']} died" in cut.user_attrs["fail_reason"]
     (redo,) = [t for t in study.trials if t.user_attrs.get("imbsweep:requeued_from") == cut.number]
     assert redo.state.name == "COMPLETE" and redo.params == cut.params
-    parent, children = study_runs(tmp_path, "reap")
+    parent, children = trial_runs(tmp_path, "reap")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
     (dead,) = [r for r in children if r.info.run_id == victim.user_attrs["mlflow_run_id"]]
     assert dead.info.status == "FAILED" and dead.data.tags["imbsweep.state"] == "failed"
@@ -260,7 +257,7 @@ def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> N
     (the config's defaults) is the one point enqueued, once."""
     args = ("sweep", "smoke", "hydra.sweeper.study_name=together", "hydra.sweeper.n_trials=10",
             "hydra.sweeper.sampler.name=random")
-    procs = [_popen(tmp_path, *args) for _ in range(3)]
+    procs = [popen_cli(tmp_path, *args) for _ in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err

@@ -5,31 +5,51 @@ and from MLflow."""
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pytest
 import yaml
 
-from ..helpers.cli import CLI, cli_env, run_cli, wait_until
-from ..helpers.stores import (
-    arm_studies,
-    check_arm_runs,
-    finished,
-    journal_of,
-    journal_storage,
-    study_runs,
-)
+from tests.helpers.cli import csv_by_arm, popen_cli, run_cli
+from tests.helpers.procs import interrupt_when
+from tests.helpers.stores import STATES, finished, journal_path, local_storage, mlflow_db, parent_and_children
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 ARMS = ("ce", "ce_weighted", "logit_adjusted")  # sweeps/smoke_arms.yaml
+
+
+def _arm_studies(workdir: Path, name: str) -> dict[str, optuna.Study]:
+    storage = local_storage(workdir)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(name + "/")]
+    return {n.split("/", 1)[1]: optuna.load_study(study_name=n, storage=storage) for n in names}
+
+
+def _check_arm_runs(studies: dict[str, optuna.Study], children: list[Run],
+                    skip: Collection[tuple[str, int]] = ()) -> None:
+    """Every finished trial of every arm has exactly one MLflow run, tagged with its arm and
+    in the same state."""
+    by_key = {(r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])): r for r in children
+              if (r.data.tags["imbsweep.arm"], int(r.data.tags["imbsweep.trial"])) not in skip}
+    want = {(arm, t.number): t for arm, s in studies.items() for t in s.trials
+            if t.state.is_finished() and (arm, t.number) not in skip}
+    assert sorted(by_key) == sorted(want)
+    for key, run in by_key.items():
+        trial = want[key]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert trial.user_attrs["imbsweep:arm"] == key[0]
+        assert run.data.tags["imbsweep.state"] == STATES[trial.state.name]
 
 
 def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.n_jobs=2")
     assert p.returncode == 0, p.stderr
-    studies = arm_studies(tmp_path, "smoke_arms")
+    studies = _arm_studies(tmp_path, "smoke_arms")
     assert sorted(studies) == sorted(ARMS)
     for arm, study in studies.items():
         assert len(finished(study)) == 3, arm
@@ -42,10 +62,10 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
             want["loss.tau"] = 1.0
         assert first.params == want
         assert "loss" not in first.params  # fixed by the arm, never searched
-    parent, children = study_runs(tmp_path, "smoke_arms", only=False)
+    parent, children = parent_and_children(tmp_path, "smoke_arms")
     assert parent.info.status == "FINISHED" and parent.data.tags["imbsweep.baseline_arm"] == "ce"
     assert Counter(r.data.tags["imbsweep.arm"] for r in children) == {a: 3 for a in ARMS}
-    check_arm_runs(studies, children)
+    _check_arm_runs(studies, children)
     fixed = {r.data.tags["imbsweep.arm"]: (r.data.params["loss.name"], r.data.params.get("loss.class_weights"))
              for r in children}
     assert fixed == {"ce": ("ce", "none"), "ce_weighted": ("ce", "inverse"), "logit_adjusted": ("logit_adjusted", None)}
@@ -61,40 +81,34 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
 
 def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budget(tmp_path: Path) -> None:
     args = ("sweep", "smoke_arms", "trainer.epochs=60")
-    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = popen_cli(tmp_path, *args)
 
     def four_done_one_running() -> bool:
-        if not (tmp_path / "mlruns" / "optuna" / "journal.log").exists():
+        if not journal_path(tmp_path).exists():
             return False
-        studies = arm_studies(tmp_path, "smoke_arms")
+        studies = _arm_studies(tmp_path, "smoke_arms")
         trials = [t for s in studies.values() for t in s.trials]
         # a trial in the first half of its 60 epochs, so that Ctrl-C lands inside it, not after it ended
         return sum(t.state.name == "COMPLETE" for t in trials) >= 4 and any(
             t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) <= 30
             for t in trials)
 
-    try:
-        wait_until(proc, four_done_one_running)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = interrupt_when(proc, four_done_one_running, signal.SIGINT, timeout=180)
     assert proc.returncode == 130 and "Traceback" not in err
-    done = {arm: len(finished(s)) for arm, s in arm_studies(tmp_path, "smoke_arms").items()}
+    done = {arm: len(finished(s)) for arm, s in _arm_studies(tmp_path, "smoke_arms").items()}
     assert sum(done.values()) >= 4 and max(done.values()) - min(done.values()) <= 1, done  # balanced
 
     p = run_cli(tmp_path, *args)
     assert p.returncode == 0, p.stderr
-    studies = arm_studies(tmp_path, "smoke_arms")
+    studies = _arm_studies(tmp_path, "smoke_arms")
     assert {arm: len(finished(s)) for arm, s in studies.items()} == {a: 3 for a in ARMS}
     assert not [t for s in studies.values() for t in s.trials if t.state.name in ("RUNNING", "WAITING")]
     requeued = {(arm, t.number) for arm, s in studies.items() for t in s.trials
                 if t.user_attrs.get("imbsweep:requeued")}
     assert len(requeued) == 1  # the trial Ctrl-C cut, re-run under a new number
-    parent, children = study_runs(tmp_path, "smoke_arms", only=False)
+    parent, children = parent_and_children(tmp_path, "smoke_arms")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
-    check_arm_runs(studies, children, skip=requeued)
+    _check_arm_runs(studies, children, skip=requeued)
 
 
 def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
@@ -109,7 +123,7 @@ def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
                 "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
                 "+hydra.sweeper.pruner.n_warmup_steps=0")
     assert p.returncode == 0, p.stderr
-    studies = arm_studies(tmp_path, "prune_arms")
+    studies = _arm_studies(tmp_path, "prune_arms")
     assert sorted(studies) == ["ce", "frozen"]
     frozen, ce = studies["frozen"], studies["ce"]
     assert [t.state.name for t in frozen.trials] == ["COMPLETE"] * 4
@@ -138,7 +152,7 @@ def test_bad_tournament_settings_fail_before_any_trial(tmp_path: Path, overrides
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
     assert all(w in lines[0] for w in words), lines[0]
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # no run was recorded
+    assert not mlflow_db(tmp_path).exists()  # no run was recorded
 
 
 @pytest.mark.parametrize(("override", "words"), [
@@ -152,7 +166,7 @@ def test_tournament_settings_without_arms_are_an_error(tmp_path: Path, override:
 
 
 def _make_study(workdir: Path, name: str, **attrs: object) -> None:
-    study = optuna.create_study(study_name=name, storage=journal_storage(journal_of(workdir)), direction="maximize")
+    study = optuna.create_study(study_name=name, storage=local_storage(workdir), direction="maximize")
     for k, v in attrs.items():
         study.set_user_attr(k, v)
 
@@ -163,33 +177,33 @@ def _make_study(workdir: Path, name: str, **attrs: object) -> None:
 ])
 def test_a_tournament_and_a_plain_study_never_share_a_name(tmp_path: Path, existing: str, sweep: str,
                                                            words: str) -> None:
-    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    journal_path(tmp_path).parent.mkdir(parents=True)
     _make_study(tmp_path, existing)
     p = run_cli(tmp_path, "sweep", sweep, "hydra.sweeper.study_name=mixed")
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and words in lines[0] and "hydra.sweeper.study_name='mixed'" in lines[0]
-    assert [s.study_name for s in optuna.get_all_study_summaries(journal_storage(journal_of(tmp_path)))] == [existing]
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+    assert [s.study_name for s in optuna.get_all_study_summaries(local_storage(tmp_path))] == [existing]
+    assert not mlflow_db(tmp_path).exists()
 
 
 def test_a_posthoc_arm_never_takes_the_name_of_a_trained_arm_that_ran(tmp_path: Path) -> None:
-    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    journal_path(tmp_path).parent.mkdir(parents=True)
     _make_study(tmp_path, "smoke_arms/ph", **{"imbsweep:arm_values": {"loss": "ce"}})
     p = run_cli(tmp_path, "sweep", "smoke_arms", "++hydra.sweeper.posthoc_arms={ph:ce}")
     assert p.returncode == 2, p.stderr
     assert "hydra.sweeper.posthoc_arms.ph='ce': study 'smoke_arms' already has a trained arm 'ph'" in p.stderr
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+    assert not mlflow_db(tmp_path).exists()
 
 
 def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) -> None:
-    (tmp_path / "mlruns" / "optuna").mkdir(parents=True)
+    journal_path(tmp_path).parent.mkdir(parents=True)
     _make_study(tmp_path, "smoke_arms/ce", **{"imbsweep:arm_values": {"loss": "focal"}})
     p = run_cli(tmp_path, "sweep", "smoke_arms")
     assert p.returncode == 2, p.stderr
     assert "hydra.sweeper.arms.ce={'loss': 'ce'}: this arm of study 'smoke_arms' already ran with " \
            "{'loss': 'focal'}" in p.stderr
-    assert not journal_storage(journal_of(tmp_path)).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
+    assert not local_storage(tmp_path).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
 
 
 def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path: Path) -> None:
@@ -197,16 +211,13 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     their post-hoc values, in the sweep's summary, in compare (with CE's replicate runs read
     through their post-hoc values) and in export. ce_taunorm is the same after
     tau-normalisation (``{of: ce, by: taunorm}``), read through the runs' ``_taunorm`` values."""
-    import csv
-    import io
-
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.study_name=ph", "~hydra.sweeper.arms.ce_weighted",
                 "++hydra.sweeper.posthoc_arms={ce_posthoc:ce,ce_taunorm:{of:ce,by:taunorm}}")
     assert p.returncode == 0, p.stderr
-    studies = arm_studies(tmp_path, "ph")
+    studies = _arm_studies(tmp_path, "ph")
     assert sorted(studies) == ["ce", "logit_adjusted"]  # no study, no trial of its own
     assert all(s.metric_names == ["val/balanced_acc"] for s in studies.values())  # what the dashboard shows
-    parent, children = study_runs(tmp_path, "ph", only=False)
+    parent, children = parent_and_children(tmp_path, "ph")
     assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_arms"]) == {"ce_posthoc": "ce", "ce_taunorm": "ce"}
     assert yaml.safe_load(parent.data.tags["imbsweep.posthoc_kinds"]) == {"ce_posthoc": "posthoc",
                                                                          "ce_taunorm": "taunorm"}
@@ -238,12 +249,12 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
 
     c = run_cli(tmp_path, "compare", "ph", "--reseed", "2", "--jobs", "1", "--format", "csv", "--no-report")
     assert c.returncode == 0, c.stderr
-    rows = {r["arm"]: r for r in csv.DictReader(io.StringIO(c.stdout))}
+    rows = csv_by_arm(c.stdout)
     assert sorted(rows) == ["ce", "ce_posthoc", "ce_taunorm", "logit_adjusted"]
     assert rows["ce_posthoc"]["trials"] == rows["ce"]["trials"] == "3"
     assert float(rows["ce_posthoc"]["best_val"]) == pytest.approx(best.user_attrs["imbsweep:posthoc_value"])
     assert rows["ce_posthoc"]["run_id"] == best.user_attrs["mlflow_run_id"]
-    _, children = study_runs(tmp_path, "ph", only=False)
+    _, children = parent_and_children(tmp_path, "ph")
     reseeds = [r for r in children if r.data.tags.get("imbsweep.role") == "reseed"]
     # one set of replicates per distinct best run: a post-hoc arm whose best is CE's best trains nothing more
     best_runs = {rows[a]["run_id"] for a in rows}
@@ -262,8 +273,8 @@ def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path
     assert [float(v) for v in rows["ce_taunorm"]["seed_values"].split()] == pytest.approx(
         [r.data.metrics["test/balanced_acc_taunorm"] for _, r in tn_mine])
     assert "τ-norm τ" in rows["ce_taunorm"]["config"]
-    shown = run_cli(tmp_path, "compare", "ph", "--no-report")
-    assert "ce_posthoc trains nothing of its own" in " ".join(shown.stdout.split()), shown.stdout
+    table = run_cli(tmp_path, "compare", "ph", "--no-report")
+    assert "ce_posthoc trains nothing of its own" in " ".join(table.stdout.split()), table.stdout
 
     e = run_cli(tmp_path, "export", "ph", "--arm", "ce_posthoc", "--out", "best")
     assert e.returncode == 0, e.stderr
@@ -291,4 +302,4 @@ def test_bad_posthoc_arms_fail_before_any_trial(tmp_path: Path, overrides: tuple
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
     assert all(w in lines[0] for w in words), lines[0]
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+    assert not mlflow_db(tmp_path).exists()

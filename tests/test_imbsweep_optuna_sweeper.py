@@ -1,0 +1,48 @@
+"""The sweeper plugin (``src/hydra_plugins/imbsweep_optuna_sweeper``) as Hydra finds it, the way
+Hydra's own plugins test theirs: discovered among the installed Sweepers, its config registered
+as ``hydra/sweeper: imbsweep_optuna`` and naming the class, and light to import (Hydra imports
+every installed plugin whenever any Hydra app starts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import instantiate
+
+from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf
+from hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper import ImbsweepOptunaSweeper
+from tests.helpers.cli import cli_env
+
+
+def test_discovery() -> None:
+    # this plugin can be discovered through the plugins subsystem when Hydra looks for Sweepers
+    assert ImbsweepOptunaSweeper.__name__ in [x.__name__ for x in Plugins.instance().discover(Sweeper)]
+
+
+def test_the_registered_config_builds_the_sweeper() -> None:
+    stored = ConfigStore.instance().load("hydra/sweeper/imbsweep_optuna.yaml")
+    assert stored.provider == "imbsweep_optuna_sweeper"
+    assert stored.node["_target_"] == f"{ImbsweepOptunaSweeper.__module__}.{ImbsweepOptunaSweeper.__qualname__}"
+    sweeper = instantiate(stored.node)
+    conf = sweeper.conf
+    # by name: Hydra's plugin scan imports the module anew, so its class is not the one imported above
+    assert isinstance(sweeper, Sweeper) and type(sweeper).__qualname__ == ImbsweepOptunaSweeper.__qualname__
+    assert conf["max_failure_rate"] == ImbsweepOptunaSweeperConf.max_failure_rate == 0.5
+
+
+def test_discovering_the_plugin_imports_nothing_heavy() -> None:
+    """In a fresh interpreter (this one has imported everything already): Hydra's plugin scan
+    loads the plugin's modules, and the sweep code, torch, MLflow and Optuna only when a sweep runs."""
+    code = ("import sys\n"
+            "from hydra.core.plugins import Plugins\n"
+            "from hydra.plugins.sweeper import Sweeper\n"
+            "names = [x.__name__ for x in Plugins.instance().discover(Sweeper)]\n"
+            "print('ImbsweepOptunaSweeper' in names, *sorted(m for m in ('imbsweep', 'torch', 'mlflow', 'optuna')\n"
+            "                                                  if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True"]
