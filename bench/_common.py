@@ -14,8 +14,7 @@ from imbsweep._paths import conf_dir
 
 
 def config(overrides: Sequence[str]) -> DictConfig:
-    """The real config (``imbsweep._config.compose`` does the same; not imported, so that
-    ``--before SRC`` can measure sources older than it)."""
+    """The real config, composed as ``imbsweep run`` composes it."""
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
 

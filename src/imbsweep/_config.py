@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -181,18 +181,6 @@ def validate_eval(ev: Any) -> None:
             raise ConfigError(f"eval.{kind}_grid", grid, "must be a non-empty list of numbers >= 0")
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The project's config composed with ``overrides`` through Hydra's compose API, as
-    ``imbsweep run`` would compose it (for tests, benchmarks and notebooks)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from ._paths import conf_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
-
-
 def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
     """``[(metric, direction), ...]``: ``objective.metrics`` if given, else the single one."""
     obj = cfg.objective
@@ -358,6 +346,6 @@ def to_yaml(container: Mapping[str, Any]) -> str:
     return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
-__all__ = ["check_choice", "compose", "flatten", "instantiate_checked", "objective_metrics", "overridden",
+__all__ = ["check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden",
            "redacted_container", "resolve_device", "to_yaml", "val_metric_names", "validate", "validate_batch_size",
            "validate_objective_logged", "validate_state_dir", "validate_tracking"]
