@@ -13,7 +13,7 @@ from typing import Any
 
 from ._paths import local_tracking_uri, state_dir, state_of
 from ._signals import signals_held
-from .names import EXPERIMENT_KIND
+from .names import ARTIFACTS, EXPERIMENT_KIND
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, 
     if experiment is None:
         return uri, client, ""
     local = uri.startswith("sqlite:///") and not cfg.tracking.get("uri")
-    return uri, client, get_or_create_experiment(client, experiment, state / "artifacts" if local else None)
+    return uri, client, get_or_create_experiment(client, experiment, state / ARTIFACTS if local else None)
 
 
 def ui_link(base: str, route: str) -> str:

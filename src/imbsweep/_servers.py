@@ -15,6 +15,7 @@ from pathlib import Path
 from ._paths import journal_path, state_dir
 from ._stores import redact
 from .errors import say
+from .names import ARTIFACTS
 
 
 def _port_error(args: argparse.Namespace) -> str | None:
@@ -104,7 +105,7 @@ def ui(args: argparse.Namespace) -> int:
            "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
     if uri.startswith("sqlite:///") and not args.backend_store_uri:
         state.mkdir(parents=True, exist_ok=True)
-        cmd += ["--default-artifact-root", (state / "artifacts").as_uri()]
+        cmd += ["--default-artifact-root", (state / ARTIFACTS).as_uri()]
     print(f"MLflow UI: open {link}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
     os.execv(sys.executable, cmd)
     return 0  # not reached

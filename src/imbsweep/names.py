@@ -14,6 +14,7 @@ MLFLOW_DB = "mlflow.db"  # the local MLflow store, in the state folder
 JOURNAL = "optuna/journal.log"  # the default Optuna storage: a journal file in the state folder
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")  # a storage "URL" with one of these is a journal file
 DATASETS = "datasets"  # the on-disk dataset cache, in the state folder
+ARTIFACTS = "artifacts"  # the local store's run artifacts, in the state folder
 CONTEXT_KEY = "imbsweep_trial"  # the config key through which the sweeper hands a job its trial
 
 # -- MLflow: MLflow's own tags -------------------------------------------------------------
