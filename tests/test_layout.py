@@ -110,18 +110,33 @@ def test_readers_and_the_sweep_loop_import_without_torch(module: str) -> None:
     assert out.strip() == "False"
 
 
-def test_the_stores_names_are_spelt_only_in_names_py() -> None:
-    """An MLflow tag or Optuna attribute of ours (``"imbsweep.trial"``, ``"imbsweep:arm"``) is a
-    constant of ``imbsweep.names``, never a literal elsewhere."""
-    literal = re.compile(r"""["']imbsweep[.:][a-z_]+""")
-    allowed = {"imbsweep/names.py"}
+def _store_names_in_strings(source: str) -> list[tuple[int, str]]:
+    """``(line, name)`` for every ``imbsweep.<x>`` / ``imbsweep:<x>`` inside a string of
+    ``source`` (f-strings and MLflow filters such as ``tags.`imbsweep.state` = …`` included),
+    docstrings left out."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
     found = []
-    for path in (SRC / "imbsweep").rglob("*.py"):
-        rel = str(path.relative_to(SRC))
-        if rel in allowed:
-            continue
-        for no, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#", 1)[0]
-            if literal.search(code) and '"""' not in code:
-                found.append(f"{rel}:{no}: {line.strip()}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found += [(node.lineno, m.group(0)) for m in re.finditer(r"imbsweep[.:][a-z_]+", node.value)]
+    return found
+
+
+def test_the_name_finder_sees_filters_and_f_strings() -> None:
+    code = '''"""imbsweep.arm in a docstring is prose."""
+flt = "tags.`imbsweep.state` = 'complete'"
+key = f"tags.imbsweep.trick.{1}"
+'''
+    assert _store_names_in_strings(code) == [(2, "imbsweep.state"), (3, "imbsweep.trick")]
+
+
+def test_the_stores_names_are_spelt_only_in_names_py() -> None:
+    """An MLflow tag or Optuna attribute of ours (``imbsweep.trial``, ``imbsweep:arm``) is a
+    constant of ``imbsweep.names``, never a literal elsewhere, in a filter string neither."""
+    found = [f"{path.relative_to(SRC)}:{line}: {name}" for path in (SRC / "imbsweep").rglob("*.py")
+             if path.name != "names.py" for line, name in _store_names_in_strings(path.read_text())]
     assert found == []

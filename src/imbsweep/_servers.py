@@ -15,7 +15,7 @@ from pathlib import Path
 from ._paths import journal_path, state_dir
 from ._stores import redact
 from .errors import say
-from .names import ARTIFACTS
+from .names import ARTIFACTS, JOURNAL_SUFFIXES
 
 
 def _port_error(args: argparse.Namespace) -> str | None:
@@ -115,7 +115,6 @@ def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
     """Why optuna-dashboard could not open ``--storage`` (None: it can): a journal file that
     exists, or a database URL whose driver is installed and whose database answers."""
     from ._stores import driver_error, sqlalchemy_url
-    from .names import JOURNAL_SUFFIXES
 
     shown = redact(storage)
     if storage.endswith(JOURNAL_SUFFIXES) and "://" not in storage:

@@ -29,7 +29,7 @@ from ._paths import state_dir
 from ._servers import dashboard, ui
 from ._stores import redact
 from .errors import say
-from .names import DATASETS, STATE_DIR
+from .names import DATASETS, STATE_DIR, TAG_ARM, TAG_TRICK
 
 EXIT_INTERRUPTED = 130
 
@@ -323,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="folder (default: conf/best, so that +best=STUDY finds it)")
     e.add_argument("--format", choices=("yaml", "json"), default="yaml")
     e.add_argument("--force", action="store_true", help="overwrite existing files")
-    e.add_argument("--trick", default=None, help="only trials of this trick (its imbsweep.trick label)")
-    e.add_argument("--arm", default=None, help="only trials of this arm of a tournament (its imbsweep.arm tag)")
+    e.add_argument("--trick", default=None, help=f"only trials of this trick (its {TAG_TRICK} label)")
+    e.add_argument("--arm", default=None, help=f"only trials of this arm of a tournament (its {TAG_ARM} tag)")
     return p
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImbsweepError
-from .names import TAG_ARM, TAG_TRICK
+from .names import COMPLETE, TAG_ARM, TAG_CHOICE, TAG_STATE, TAG_TRICK
 from .results import StudyError, StudyRecord, choices_of, download_text
 
 #: not exported: the environment of the machine that ran the sweep, and the sweep itself
@@ -84,7 +84,7 @@ def _check_trick(record: StudyRecord, found: Any, trick: str | None, arm: str | 
     """No trial found for ``--trick`` / ``--arm``: an error listing the values that exist."""
     if (trick is None and arm is None) or not found.empty:
         return
-    flt = "tags.`imbsweep.state` = 'complete'"
+    flt = f"tags.`{TAG_STATE}` = '{COMPLETE}'"
     runs = record.client.search_runs([record.experiment_id], flt, max_results=1000)
     option, value, tag = ("--arm", arm, TAG_ARM) if arm is not None else ("--trick", trick, TAG_TRICK)
     known = sorted({str(r.data.tags.get(tag)) for r in runs if tag in r.data.tags}
@@ -224,7 +224,7 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
     choices = {g: choices[g] for g in sorted(choices, key=lambda g: (
         GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g)) if g not in SKIP_GROUPS}
     if not choices:
-        raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no imbsweep.choice.* tags (recorded by "
+        raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no {TAG_CHOICE}* tags (recorded by "
                             "an older imbsweep): its config groups are unknown; re-run the sweep")
     values = diff(config, composer(choices))
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]

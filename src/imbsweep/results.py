@@ -27,9 +27,13 @@ from typing import Any
 
 from .errors import ImbsweepError
 from .names import (
+    COMPLETE,
+    FAILED,
+    PRUNED,
     ROLE_PARENT,
     ROLE_RESEED,
     ROLE_TRIAL,
+    RUNNING,
     STATE_DIR,
     TAG_ARM,
     TAG_BASELINE_ARM,
@@ -38,6 +42,7 @@ from .names import (
     TAG_POSTHOC_KINDS,
     TAG_REPLICATE,
     TAG_ROLE,
+    TAG_STATE,
     TAG_STUDY,
     TAG_TRIAL,
     TAG_TRICK,
@@ -201,8 +206,8 @@ def to_frame(runs: list[Any]) -> Any:
     df["role"] = tag(f"tags.{TAG_ROLE}", pd.Series(index=df.index, dtype=object)).fillna(ROLE_TRIAL)
     df["trial"] = pd.to_numeric(tag(f"tags.{TAG_TRIAL}", pd.Series(index=df.index, dtype=float)),
                                 errors="coerce").astype("Int64")
-    df["state"] = tag("tags.imbsweep.state", pd.Series(index=df.index, dtype=object)).fillna("running")
-    df["trick"] = tag("tags.imbsweep.trick", pd.Series(index=df.index, dtype=object)).fillna("?")
+    df["state"] = tag(f"tags.{TAG_STATE}", pd.Series(index=df.index, dtype=object)).fillna(RUNNING)
+    df["trick"] = tag(f"tags.{TAG_TRICK}", pd.Series(index=df.index, dtype=object)).fillna("?")
     df["arm"] = tag(f"tags.{TAG_ARM}", pd.Series(index=df.index, dtype=object)).fillna(df["trick"])
     seed = pd.to_numeric(tag("params.trainer.seed", pd.Series(index=df.index, dtype=float)), errors="coerce")
     df["replicate"] = pd.to_numeric(tag(f"tags.{TAG_REPLICATE}", pd.Series(index=df.index, dtype=float)),
@@ -235,9 +240,9 @@ def _open_lazily(record: StudyRecord) -> StudyRecord:
     parent = _query(record, f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}'", order_by=["attributes.start_time ASC"])
     record.parent_run_id = str(parent[0].info.run_id) if parent else None
     record.parent_tags = dict(parent[0].data.tags) if parent else {}
-    sample = _query(record, "tags.`imbsweep.state` = 'complete'")
+    sample = _query(record, f"tags.`{TAG_STATE}` = '{COMPLETE}'")
     if not sample:
-        if not any(_query(record, f"tags.`imbsweep.state` = '{s}'") for s in ("pruned", "failed")):
+        if not any(_query(record, f"tags.`{TAG_STATE}` = '{s}'") for s in (PRUNED, FAILED)):
             raise StudyError(f"study {record.name!r} has no finished trials yet (its sweep is still running, "
                              "or was stopped before the first trial ended)")
         record.complete = False
@@ -253,7 +258,7 @@ def ranked_trials(record: StudyRecord, metric: str, direction: str, limit: int, 
     ``trick`` (the ``imbsweep.trick`` tag) and of ``arm`` (the ``imbsweep.arm`` tag) when given."""
     import pandas as pd
 
-    flt = "tags.`imbsweep.state` = 'complete'"
+    flt = f"tags.`{TAG_STATE}` = '{COMPLETE}'"
     for key, value in ((TAG_TRICK, trick), (TAG_ARM, arm)):
         if value is not None:
             flt += f" and tags.`{key}` = '" + value.replace("'", "\\'") + "'"

@@ -19,6 +19,7 @@ from optuna.distributions import (
 
 from .._stores import redact
 from ..errors import ConfigError
+from ..names import JOURNAL_SUFFIXES
 from ._arms import Arm, in_config, inside, keys_decided
 from ._space import describe
 
@@ -34,7 +35,6 @@ def check_stores(sweep: Sweep) -> None:
     (a journal file's folder must be writable; a database URL needs its driver)."""
     from .._config import validate_state_dir, validate_tracking
     from .._stores import check_folder, driver_error, sqlalchemy_url
-    from ..names import JOURNAL_SUFFIXES
 
     validate_state_dir(sweep.config)
     validate_tracking(sweep.config)

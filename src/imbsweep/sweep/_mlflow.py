@@ -36,6 +36,8 @@ from ..names import (
     TAG_ROLE,
     TAG_STATE,
     TAG_STUDY,
+    TAG_STUDY_DATA,
+    TAG_TRIAL,
     USER,
 )
 from ._counts import best_trial, counts
@@ -82,7 +84,6 @@ class ParentRun:
             run_id = str(found[0].info.run_id)
             if self.data:  # a study stays on one dataset; checked before the run is marked RUNNING
                 from ..data import check_study_data
-                from ..names import TAG_STUDY_DATA
 
                 recorded = found[0].data.tags.get(TAG_STUDY_DATA)
                 check_study_data(recorded, self.data, self.study_name)
@@ -97,8 +98,6 @@ class ParentRun:
         if sha:
             tags[GIT_COMMIT] = sha
         if self.data:
-            from ..names import TAG_STUDY_DATA
-
             tags[TAG_STUDY_DATA] = json.dumps(self.data)
         run = self.client.create_run(self.experiment_id, run_name=f"{self.study_name} (study)", tags=tags)
         return str(run.info.run_id)
@@ -194,7 +193,7 @@ class ParentRun:
         if run_id:
             return [str(run_id)]
         arm = trial.user_attrs.get(ATTR_ARM) or arm
-        query = (f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`imbsweep.trial` = '{trial.number}' "
+        query = (f"tags.`{TAG_STUDY}` = '{self.study_name}' and tags.`{TAG_TRIAL}` = '{trial.number}' "
                  "and attributes.status = 'RUNNING'")
         found = self.client.search_runs([self.experiment_id], query, max_results=100)
         return [str(r.info.run_id) for r in found if r.data.tags.get(TAG_ARM) == arm
