@@ -15,6 +15,7 @@ JOURNAL = "optuna/journal.log"  # the default Optuna storage: a journal file in 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")  # a storage "URL" with one of these is a journal file
 DATASETS = "datasets"  # the on-disk dataset cache, in the state folder
 ARTIFACTS = "artifacts"  # the local store's run artifacts, in the state folder
+SPOOL = "spool"  # MLflow writes on their way to the local store (``_spool``), in the state folder
 CONTEXT_KEY = "imbsweep_trial"  # the config key through which the sweeper hands a job its trial
 
 # -- MLflow: MLflow's own tags -------------------------------------------------------------
@@ -43,6 +44,7 @@ TAG_DEVICE = "imbsweep.device"
 TAG_GIT_DIRTY = "imbsweep.git_dirty"
 TAG_DATA_DIGEST = "imbsweep.data.digest"  # the digest of the data a run trained on (a user's file: its bytes)
 TAG_NOT_EVALUATED = "imbsweep.data.not_evaluated"  # classes a split holds no example of
+TAG_RECORD = "imbsweep.record"  # a spooled run's "<spool>:<key>": a replay after a kill finds the run it created
 
 # -- MLflow: the parent run of a study -----------------------------------------------------
 TAG_STUDY_DATA = "imbsweep.data"  # JSON: what the study trains on (its digest and columns)

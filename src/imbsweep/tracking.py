@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import getpass
 import logging
-import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _config
-from ._client import connect
-from ._paths import absolute_paths, git_commit
-from .artifacts import per_class_table, plot_confusion, posthoc_table
+from ._client import connect, tracking_uri
+from ._paths import absolute_paths, git_commit, state_of
+from .artifacts import per_class_table, posthoc_table
 from .names import (
     COMPLETE,
     CONTEXT_KEY,
@@ -31,6 +29,7 @@ from .names import (
     RUNNING,
     SOURCE_NAME,
     SOURCE_TYPE,
+    SPOOL,
     TAG_CHOICE,
     TAG_DATA_DIGEST,
     TAG_DEVICE,
@@ -38,6 +37,7 @@ from .names import (
     TAG_NOT_EVALUATED,
     TAG_PRUNE_REASON,
     TAG_REASON,
+    TAG_RECORD,
     TAG_STATE,
     TAG_TRICK,
     USER,
@@ -51,9 +51,6 @@ if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, exp
 
 log = logging.getLogger(__name__)
 
-MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits per request
-
-
 def hydra_choices() -> dict[str, str]:
     """The config-group options Hydra composed this job from (``loss: focal`` ...), without
     Hydra's own groups; empty outside a Hydra job."""
@@ -63,6 +60,27 @@ def hydra_choices() -> dict[str, str]:
         return {}
     choices = HydraConfig.get().runtime.choices
     return {str(k): str(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra/")}
+
+
+class _Direct:
+    """A run's operations applied at once, in this process (``_writer.Applier``)."""
+
+    def __init__(self, uri: str, client: Any) -> None:
+        from ._writer import Applier
+
+        self.applier = Applier(uri, client)
+        self.submit = self.applier.apply
+        self._n = 0
+
+    def new_key(self) -> str:
+        self._n += 1
+        return f"r{self._n}"
+
+    def record_tag(self, key: str) -> str | None:
+        return None
+
+    def run_id(self, key: str, wait: bool = True) -> str:
+        return self.applier.run_id(key)
 
 
 class MlflowRun(Reporter):
@@ -78,6 +96,11 @@ class MlflowRun(Reporter):
     were all measured slower, see docs/benchmarks.md); leaving ends the run FINISHED,
     FAILED (failed result or exception, with the reason as a tag) or KILLED (Ctrl-C).
 
+    What it writes are ``_writer`` operations, applied in this process, or, with ``spool``
+    on a local SQLite store, appended to a spool file that a writer process applies while
+    this one goes on (``_spool``): a sweep's trial then costs its training, not MLflow's
+    per-row writes. ``run_id`` then waits for the writer to have created the run.
+
     Args:
         cfg: the composed config.
         client: an ``mlflow.MlflowClient``; built from ``cfg.tracking`` when omitted.
@@ -86,14 +109,26 @@ class MlflowRun(Reporter):
         parent_run_id: makes this a child run (``mlflow.parentRunId``).
         choices: the config-group options, tagged ``imbsweep.choice.<group>``; by default
             Hydra's runtime choices (a run re-created outside Hydra passes its original's).
+        spool: hand the writes to a writer process (needs ``experiment_id``; only on a local
+            SQLite store, else ignored).
     """
 
     def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
-                 run_name: str | None = None, choices: Mapping[str, str] | None = None) -> None:
+                 run_name: str | None = None, choices: Mapping[str, str] | None = None,
+                 spool: bool = False) -> None:
         tr = cfg.tracking
-        self.uri, self.client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
-        self.experiment_id = experiment_id or found
+        uri = tracking_uri(tr, state_of(cfg))
+        self.sink: Any
+        if spool and experiment_id and client is None and uri.startswith("sqlite:///"):
+            from ._spool import spool_for
+
+            self.uri, self.experiment_id = uri, experiment_id
+            self.sink = spool_for(uri, state_of(cfg) / SPOOL)
+        else:
+            self.uri, client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
+            self.experiment_id = experiment_id or found
+            self.sink = _Direct(self.uri, client)
         self.cfg = cfg
         self.flush_every_s = float(tr.get("flush_every_s", 30.0))
         self.log_artifacts = bool(tr.get("artifacts", True))
@@ -102,17 +137,24 @@ class MlflowRun(Reporter):
         self.parent_run_id = parent_run_id
         self.run_name = run_name or tr.get("run_name")
         self.choices = dict(hydra_choices() if choices is None else choices)
-        self.run_id = ""  # set when the run is created
+        self.key = ""  # the run's key in the sink, set when the run is created
         self.result: Result | None = None
-        self._buffer: list[Any] = []
+        self._buffer: list[list[Any]] = []  # [key, value, timestamp ms, step]
         self._tags: dict[str, str] = {}  # written with the next batch of metrics
         self._curves: set[str] = set()  # the metrics logged every epoch
         self._last_flush = time.monotonic()
 
+    @property
+    def run_id(self) -> str:
+        """The MLflow run's id ("" before the run is created)."""
+        return self.sink.run_id(self.key) if self.key else ""
+
+    def run_id_if_known(self) -> str:
+        """The run's id if the writer has created it already, else "" (never waits)."""
+        return self.sink.run_id(self.key, wait=False) if self.key else ""
+
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> MlflowRun:
-        from mlflow.entities import Param
-
         container = _config.redacted_container(self.cfg)
         container.pop(CONTEXT_KEY, None)  # a sweep's plumbing, not part of the run's config
         absolute_paths(container)  # data.path as typed is relative to the launch folder: record it absolute
@@ -125,21 +167,24 @@ class MlflowRun(Reporter):
             tags[TAG_GIT_DIRTY] = str(dirty).lower()
         if self.parent_run_id:
             tags[PARENT_RUN] = self.parent_run_id
+        key = self.sink.new_key()
+        record = self.sink.record_tag(key)
+        if record:
+            tags[TAG_RECORD] = record
         # a run's name says what it is: the trick when nothing else names it (MLflow's default
         # is a random "bold-fox-123"); a run that does not complete gets its state appended
         self.run_name = self.run_name or tags[TAG_TRICK]
-        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
-        params = [Param(k, v[:6000]) for k, v in _config.flatten(container)
-                  if not k.startswith("hydra.")]
-        for i in range(0, len(params), MAX_PARAMS):
-            self.client.log_batch(self.run_id, params=params[i:i + MAX_PARAMS])
+        self.sink.submit({"op": "create", "key": key, "experiment_id": str(self.experiment_id),
+                          "run_name": self.run_name, "tags": tags})
+        self.key = key
+        params = [[k, v[:6000]] for k, v in _config.flatten(container) if not k.startswith("hydra.")]
+        self.sink.submit({"op": "batch", "key": key, "params": params})
         self._container = container
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if not self.run_id:
+        if not self.key:
             return
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
@@ -161,32 +206,31 @@ class MlflowRun(Reporter):
         try:
             self._flush()  # the last metrics and the tags, in one write
             if state != COMPLETE and self.log_artifacts:  # what it ran with (a complete run has it already)
-                self._write_files(lambda out: (out / "config.yaml").write_text(_config.to_yaml(self._container)))
+                self.sink.submit({"op": "files", "key": self.key,
+                                  "texts": {"config.yaml": _config.to_yaml(self._container)}})
         except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
-            log.exception("could not record how run %s ended", self.run_id)
+            log.exception("could not record how run %s ended", self.key)
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            self.sink.submit({"op": "end", "key": self.key, "status": status})
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
         self._tags[TAG_DEVICE] = info.device  # written with the next metrics
         if info.dataset is not None:  # what it trains on: an MLflow dataset input (the UI's Dataset column)
-            from .data import dataset_input, not_evaluated
+            from .data import dataset_spec, not_evaluated
 
             ds = info.dataset
-            self.client.log_inputs(self.run_id, datasets=[dataset_input(ds)])
+            self.sink.submit({"op": "inputs", "key": self.key, "dataset": dataset_spec(ds)})
             self._tags[TAG_DATA_DIGEST] = str(ds.meta.get("digest", ""))
             gone = "; ".join(f"{s}: {', '.join(c)}" for s, c in not_evaluated(ds).items() if c)
             if gone:  # classes a split does not hold: no recall there (per_class.csv leaves it empty)
                 self._tags[TAG_NOT_EVALUATED] = gone[:5000]
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         logged = [(k, v) for k, v in metrics.items() if self.epoch_per_class or not _per_class(k)]
         self._curves.update(k for k, _ in logged)
-        self._buffer += [Metric(k, float(v), now, epoch) for k, v in logged]  # fit cleaned them
+        self._buffer += [[k, float(v), now, epoch] for k, v in logged]  # fit cleaned them
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self._flush()
 
@@ -196,8 +240,6 @@ class MlflowRun(Reporter):
         step: the curves hold the epochs only, and the runs table can show the selected value
         beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
         ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
-        from mlflow.entities import Metric
-
         self.result = result
         now = int(time.time() * 1000)
         complete = result.state == COMPLETE
@@ -205,57 +247,33 @@ class MlflowRun(Reporter):
         for k, v in result.metrics.items():
             if k in self._curves or k.startswith("val/"):
                 if complete:
-                    self._buffer.append(Metric(selected_key(k), float(v), now, step))
+                    self._buffer.append([selected_key(k), float(v), now, step])
             else:
-                self._buffer.append(Metric(k, float(v), now, step))
+                self._buffer.append([k, float(v), now, step])
         if self.log_artifacts and result.state == COMPLETE:
             self._write_artifacts(result)
 
     def _flush(self) -> None:
-        """The buffered metrics and tags, in as few ``log_batch`` calls as MLflow's limits allow."""
-        from mlflow.entities import RunTag
-
+        """The buffered metrics and tags, in one operation (split by MLflow's limits where it
+        is applied)."""
         buf, self._buffer = self._buffer, []
-        tags, self._tags = [RunTag(k, v) for k, v in self._tags.items()], {}
-        per = MAX_METRICS - MAX_TAGS  # a batch holds at most 1000 values in all
-        for i in range(max(-(-len(buf) // per), -(-len(tags) // MAX_TAGS))):
-            self.client.log_batch(self.run_id, metrics=buf[i * per:(i + 1) * per],
-                                  tags=tags[i * MAX_TAGS:(i + 1) * MAX_TAGS])
+        tags, self._tags = self._tags, {}
+        if buf or tags:
+            self.sink.submit({"op": "batch", "key": self.key, "metrics": buf, "tags": tags})
         self._last_flush = time.monotonic()
 
     def _write_artifacts(self, result: Result) -> None:
-        self._write_files(lambda out: self._artifact_files(result, out))
-
-    def _write_files(self, write: Any) -> None:
-        """``write(folder)`` writes files that become the run's artifacts."""
-        local = _local_dir(self.artifact_uri)
-        if local is not None:  # a local store: written in place (no copy, no get_run)
-            local.mkdir(parents=True, exist_ok=True)
-            write(local)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            write(Path(tmp))
-            self.client.log_artifacts(self.run_id, tmp)
-
-    def _artifact_files(self, result: Result, out: Path) -> None:
-        (out / "config.yaml").write_text(_config.to_yaml(self._container))
-        per_class_table(result).to_csv(out / "per_class.csv", index=False)
+        """config.yaml, per_class.csv, posthoc.csv (the text made here) and the test confusion
+        matrix's PNG (drawn where the operation is applied)."""
+        texts = {"config.yaml": _config.to_yaml(self._container),
+                 "per_class.csv": per_class_table(result).to_csv(index=False)}
         if result.posthoc is not None:
-            posthoc_table(result).to_csv(out / "posthoc.csv", index=False)
+            texts["posthoc.csv"] = posthoc_table(result).to_csv(index=False)
+        confusion = None
         if result.test is not None:
-            plot_confusion(result.test.confusion, result.class_names,
-                           f"test confusion matrix ({self._container['loss']['name']})",
-                           out / "confusion_matrix.png")
-
-
-def _local_dir(uri: str) -> Path | None:
-    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
-    return Path(uri) if not parsed.scheme else None
+            confusion = {"matrix": result.test.confusion.tolist(), "names": list(result.class_names),
+                         "title": f"test confusion matrix ({self._container['loss']['name']})"}
+        self.sink.submit({"op": "files", "key": self.key, "texts": texts, "confusion": confusion})
 
 
 def _per_class(key: str) -> bool:

@@ -21,7 +21,7 @@ def test_dataset_record_names_the_file_its_digest_and_columns(tmp_path: Path) ->
     who = D.identity(ds)
     assert who["digest"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     assert who["name"] == "penguins.csv" and who["source"] == str(Path(path).resolve())
-    entry = D.dataset_input(ds)
+    entry = D.dataset_input(D.dataset_spec(ds))
     schema = json.loads(entry.dataset.schema)["mlflow_colspec"]
     assert [(c["name"], c["type"]) for c in schema] == [("x", "double"), ("island", "string")]
     prof = json.loads(entry.dataset.profile)

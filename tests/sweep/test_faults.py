@@ -34,15 +34,15 @@ if step == "asked":  # the trial is RUNNING in Optuna, before it says which proc
         hit()
         real_mark(trial)
     r.mark_running = mark
-elif step == "run created":  # the MLflow run exists, the trial does not name it yet
-    from mlflow import MlflowClient
-    real_create = MlflowClient.create_run
-    def create(self, *a, **k):
-        run = real_create(self, *a, **k)
-        if k.get("tags", {}).get("imbsweep.trial") is not None:
+elif step == "run created":  # the MLflow run exists (its writer made it), the trial does not name it yet
+    from imbsweep.tracking import MlflowRun
+    real_enter = MlflowRun.__enter__
+    def enter(self):
+        out = real_enter(self)
+        if self.run_id and "imbsweep.trial" in self.extra_tags:  # run_id: waits for the run to exist
             hit()
-        return run
-    MlflowClient.create_run = create
+        return out
+    MlflowRun.__enter__ = enter
 elif step == "outcome written":  # the run ended and its outcome is on the trial, not yet told
     import optuna
     real_set = optuna.trial.Trial.set_user_attr

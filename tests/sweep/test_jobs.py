@@ -105,12 +105,12 @@ def test_every_job_is_the_job_hydras_launcher_runs(hydra_launcher: Fixture) -> N
         assert (ret_c.status, ret_c._return_value, ret_c.overrides, ret_c.working_dir, ret_c.task_name) == \
             (ret_h.status, ret_h._return_value, ret_h.overrides, ret_h.working_dir, ret_h.task_name)
         assert OmegaConf.to_container(ret_c.cfg) == OmegaConf.to_container(ret_h.cfg)
-    # Hydra composed the sweep's defaults and each group option once; combinations were put
-    # together from those (and matched Hydra's own composition above)
-    assert cached.composed == [("sweep=smoke",), ("sweep=smoke", "loss=focal"), ("sweep=smoke", "resampling=sqrt"),
-                               ("sweep=smoke", "model=logreg"), ("sweep=smoke", "loss=ldam"),
-                               ("sweep=smoke", "optimizer=sgd"), ("sweep=smoke", "stage2=crt"),
-                               ("sweep=smoke", "augment=mixup")]
+    # Hydra composed the sweep's defaults once and, per group, the defaults without that group
+    # (what later files write into it); each option's base was its file merged with that, and
+    # combinations were put together from those (and matched Hydra's own composition above)
+    assert cached.composed == [("sweep=smoke",), ("sweep=smoke", "~loss"), ("sweep=smoke", "~resampling"),
+                               ("sweep=smoke", "~model"), ("sweep=smoke", "~optimizer"), ("sweep=smoke", "~stage2"),
+                               ("sweep=smoke", "~augment")]
     assert ("sweep=smoke", "loss=ldam", "resampling=sqrt", "optimizer=sgd") in cached._bases
     # the sweeper's own Hydra config is back after each job
     assert OmegaConf.select(_hydra_config(), "runtime.output_dir") == \
@@ -140,3 +140,31 @@ def test_a_failing_task_and_a_bad_override_fail_as_with_hydras_launcher(hydra_la
     for jobs in (plain, cached):  # a group option that does not exist
         with pytest.raises(ConfigCompositionException, match="nope"):
             jobs.run(["sweep=smoke", "loss=nope", CONTEXT], 1)
+
+
+GROUPS = ["loss", "resampling", "model", "optimizer", "scheduler", "augment", "stage2", "data"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_of_a_group_is_the_config_hydra_composes(hydra_launcher: Fixture, group: str) -> None:
+    """Each option's base without a composition of its own (its file merged with what later
+    files write into the group) is Hydra's composition of it, for every option of every
+    group; an option that is not a plain file (a defaults list of its own) is composed."""
+    launcher, cfg, _ = hydra_launcher
+    cached = make_jobs(launcher, cfg)
+    assert isinstance(cached, CachedJobs)
+    options = cached.loader.get_group_options(group)
+    assert len(options) >= 2
+    for option in options:
+        lines = ["sweep=smoke", f"{group}={option}"]
+        mine = cached._base(cached._parse(lines))
+        hydra = cached.loader.load_sweep_config(cfg, lines)
+        a, b = (OmegaConf.to_container(c) for c in (mine, hydra))
+        for c in (a, b):  # what compose() sets for each job from its overrides
+            assert isinstance(c, dict)
+            del c["hydra"]["overrides"]["task"], c["hydra"]["job"]["override_dirname"]
+        assert a == b, lines
+        body = [str(k) for k in hydra if k != "hydra"]  # the same text too (types, interpolations as written)
+        assert OmegaConf.to_yaml(OmegaConf.masked_copy(mine, body)) == \
+            OmegaConf.to_yaml(OmegaConf.masked_copy(hydra, body)), lines
+    assert ("sweep=smoke", f"~{group}") in cached.composed or group == "data"

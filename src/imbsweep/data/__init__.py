@@ -27,7 +27,16 @@ from ._longtail import (
     stratified_split,
     subsample_pool,
 )
-from ._record import check_study_data, dataset_input, identity, not_evaluated, profile, split_warnings, warnings_of
+from ._record import (
+    check_study_data,
+    dataset_input,
+    dataset_spec,
+    identity,
+    not_evaluated,
+    profile,
+    split_warnings,
+    warnings_of,
+)
 from ._sources import MNIST1DLT, DigitsLT, LongTailSource, Synthetic, scale
 from ._tabular import Tabular, column_list, file_digest
 
@@ -35,7 +44,8 @@ __all__ = [
     "Augment", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
     "LongTailSource", "MNIST1DLT", "Synthetic", "Tabular", "balanced_holdout",
     "cache_entries", "cache_key", "cached", "check_study_data", "clear_disk_cache", "clear_memory_cache",
-    "column_list", "dataset_input", "evict", "file_digest", "identity", "image_augment", "import_torchvision",
+    "column_list", "dataset_input",
+    "dataset_spec", "evict", "file_digest", "identity", "image_augment", "import_torchvision",
     "load_dataset", "longtail_counts", "longtail_subsample", "not_evaluated", "profile", "scale",
     "split_warnings", "stratified_split", "study_data", "subsample_pool", "warnings_of",
 ]

@@ -105,25 +105,32 @@ def schema_json(ds: Dataset) -> str:
     return json.dumps(schema.to_dict())
 
 
-def dataset_input(ds: Dataset, context: str = "training") -> Any:
-    """The run's ``mlflow.entities.DatasetInput``: shown in the UI's Dataset column and on the
-    run's page (name, digest, source, schema, profile)."""
+def dataset_spec(ds: Dataset, context: str = "training") -> dict[str, str]:
+    """What the run's MLflow dataset input holds, as plain text (no MLflow import: a spooled
+    run hands it to its writer process, see ``_spool``)."""
+    return {"name": display_name(ds), "digest": str(ds.meta.get("digest", ""))[:36],
+            "source": str(ds.meta.get("source", ds.name)), "dataset": ds.name,
+            "schema": schema_json(ds), "profile": json.dumps(profile(ds)), "context": context}
+
+
+def dataset_input(spec: dict[str, str]) -> Any:
+    """The run's ``mlflow.entities.DatasetInput`` from :func:`dataset_spec`: shown in the UI's
+    Dataset column and on the run's page (name, digest, source, schema, profile)."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import get_registered_sources
     from mlflow.entities import Dataset as DatasetEntity
     from mlflow.entities import DatasetInput, InputTag
 
-    source_text = str(ds.meta.get("source", ds.name))
+    source_text = spec["source"]
     if source_text.startswith("generated"):
         source: Any = CodeDatasetSource({"generator": source_text.removeprefix("generated: "),
-                                         SOURCE_DATASET: ds.name})
+                                         SOURCE_DATASET: spec["dataset"]})
     else:
         local: Any = next(s for s in get_registered_sources() if s._get_source_type() == "local")
         source = local(Path(source_text).as_uri())
-    entity = DatasetEntity(name=display_name(ds), digest=str(ds.meta.get("digest", ""))[:36],
-                           source_type=source._get_source_type(), source=source.to_json(),
-                           schema=schema_json(ds), profile=json.dumps(profile(ds)))
-    return DatasetInput(entity, [InputTag(DATA_CONTEXT, context)])
+    entity = DatasetEntity(name=spec["name"], digest=spec["digest"], source_type=source._get_source_type(),
+                           source=source.to_json(), schema=spec["schema"], profile=spec["profile"])
+    return DatasetInput(entity, [InputTag(DATA_CONTEXT, spec["context"])])
 
 
 def check_study_data(recorded: str | None, data: dict[str, str], study: str) -> None:

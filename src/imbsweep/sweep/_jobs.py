@@ -98,6 +98,8 @@ class CachedJobs:
         self._bases: dict[tuple[str, ...], DictConfig] = {}
         self.composed: list[tuple[str, ...]] = []  # the bases Hydra composed, in order
         self._plain: dict[tuple[str, str], bool] = {}  # (group, option): a plain file of a top-level group
+        self._laters: dict[tuple[tuple[str, ...], str], tuple[Any] | None] = {}  # see _later
+        self._lists: dict[tuple[str, ...], list[Any] | None] = {}  # Hydra's defaults lists, see _defaults
         self._started = False
         self._lent: DictConfig | None = None
 
@@ -146,11 +148,87 @@ class CachedJobs:
                         single = self._base([*fixed, o])
                         base[o.key_or_group] = single[o.key_or_group]
                         base.hydra.runtime.choices[o.key_or_group] = single.hydra.runtime.choices[o.key_or_group]
+        if base is None and len(plain) == 1:
+            base = self._single(fixed, plain[0])
         if base is None:
-            base = self.loader.load_sweep_config(self.master, list(lines))
-            self.composed.append(lines)
+            base = self._compose(lines)
         self._bases[lines] = base
         return base
+
+    def _compose(self, lines: tuple[str, ...]) -> DictConfig:
+        """What Hydra's launcher does for a job: a whole composition."""
+        base = self.loader.load_sweep_config(self.master, list(lines))
+        self.composed.append(lines)
+        return base
+
+    def _single(self, fixed: list[Any], o: Any) -> DictConfig | None:
+        """The base of ``fixed`` with one plain file ``o`` (``loss=focal``) without composing it:
+        Hydra merges the files of the defaults list in order, so the group's subtree is the
+        option's file merged with what the files after it write into the group, which is what a
+        composition without the group (``~loss``) holds there (once per group, not per option).
+        Only when no file before the group's writes into it (checked on the defaults list);
+        None when that cannot be shown (Hydra composes it then)."""
+        group, option = o.key_or_group, o.value()
+        root = self._base(fixed)
+        later = self._later(tuple(f.input_line for f in fixed), group)
+        if later is None or group not in root or group not in root.hydra.runtime.choices:
+            return None
+        loaded = self.loader.repository.load_config(f"{group}/{option}")
+        if loaded is None:
+            return None
+        merged = OmegaConf.create()
+        with flag_override(merged, "no_deepcopy_set_nodes", True):  # as Hydra's composition merges
+            merged.merge_with({group: loaded.config})
+            if later[0] is not None:
+                merged.merge_with({group: later[0]})
+        base = copy.deepcopy(root)
+        with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
+            base[group] = merged[group]
+            base.hydra.runtime.choices[group] = option
+        return base
+
+    def _later(self, fixed: tuple[str, ...], group: str) -> tuple[Any] | None:
+        """``(subtree,)``: what the files after ``group``'s in the defaults list of ``fixed``
+        write into its package (``(None,)``: nothing); None when a file before it writes there
+        too, or the list does not hold the group once."""
+        key = (fixed, group)
+        if key not in self._laters:
+            self._laters[key] = self._find_later(fixed, group)
+        return self._laters[key]
+
+    def _defaults(self, fixed: tuple[str, ...]) -> list[Any] | None:
+        """Hydra's defaults list for ``fixed`` (once per set of overrides); None if it fails."""
+        from hydra.types import RunMode
+
+        if fixed not in self._lists:
+            hydra_overrides = [str(x) for x in OmegaConf.select(self.master, "hydra.overrides.hydra", default=[]) or []]
+            try:
+                self._lists[fixed] = self.loader.compute_defaults_list(
+                    self.master.hydra.job.config_name, [*hydra_overrides, *fixed], RunMode.MULTIRUN).defaults
+            except Exception:  # noqa: BLE001 - Hydra's own composition reports it
+                self._lists[fixed] = None
+        return self._lists[fixed]
+
+    def _find_later(self, fixed: tuple[str, ...], group: str) -> tuple[Any] | None:
+        defaults = self._defaults(fixed)
+        if defaults is None:
+            return None
+        at = [i for i, d in enumerate(defaults) if d.package == group and str(d.config_path).startswith(group + "/")]
+        if len(at) != 1:
+            return None
+        for d in defaults[:at[0]]:
+            package = d.package or ""
+            if package == group or package.startswith(group + "."):
+                return None
+            if package == "" and d.config_path is not None:
+                loaded = self.loader.repository.load_config(d.config_path)
+                if loaded is None or group in loaded.config:
+                    return None
+        try:
+            without = self._compose((*fixed, f"~{group}"))
+        except Exception:  # noqa: BLE001 - a defaults list that needs the group: compose each option
+            return None
+        return (without.get(group),)
 
     def _plain_file(self, o: Any) -> bool:
         """Whether ``o`` picks a plain file of a top-level group (see :meth:`_base`)."""

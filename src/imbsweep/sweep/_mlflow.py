@@ -16,7 +16,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from .._client import connect
-from .._paths import git_commit
+from .._paths import git_commit, state_of
 from .._stores import redact
 from ..names import (
     ATTR_ARM,
@@ -27,6 +27,7 @@ from ..names import (
     ROLE_PARENT,
     SOURCE_NAME,
     SOURCE_TYPE,
+    SPOOL,
     TAG_ARM,
     TAG_BASELINE_ARM,
     TAG_BEST_TRIAL,
@@ -57,6 +58,14 @@ class ParentRun:
                  posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
                  posthoc_kinds: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
+        self.spool_dir = state_of(config) / SPOOL
+        self.spool: Any = None  # the progress metrics go through this process's spool (see _spool)
+        self._spool_key = ""
+        if self.uri.startswith("sqlite:///") and config.tracking.get("spool", True):
+            from .._spool import spool_for
+
+            self.spool = spool_for(self.uri, self.spool_dir)
+        self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
@@ -131,6 +140,13 @@ class ParentRun:
             arm = best.user_attrs.get(ATTR_ARM)
             tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
+        if self.spool is not None:  # through the trials' writer process, off the sweep's path
+            if not self._spool_key:
+                self._spool_key = self.spool.new_key()
+                self.spool.submit({"op": "attach", "key": self._spool_key, "run_id": self.run_id})
+            self.spool.submit({"op": "batch", "key": self._spool_key, "tags": {t.key: t.value for t in tags},
+                               "metrics": [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]})
+            return
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
                                                     for k, v in metrics.items()], tags=tags)
 
@@ -199,8 +215,18 @@ class ParentRun:
         return [str(r.info.run_id) for r in found if r.data.tags.get(TAG_ARM) == arm
                 and r.data.tags.get(TAG_ROLE) is None]
 
+    def settle(self) -> None:
+        """The MLflow records spooled by processes that are gone are applied (``_spool``)."""
+        from .._spool import settle
+
+        if self.uri.startswith("sqlite:///"):
+            settle(self.spool_dir, self.uri)
+
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None) -> None:
-        """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING)."""
+        """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING);
+        what the dead worker spooled is applied first, so that its runs are there to be found."""
+        if trials:
+            self.settle()
         for t in trials:
             for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
                 reason = "worker process died; trial re-queued"

@@ -203,10 +203,16 @@ class Sweep:
                         self._check_failures(studies)
                     progress.update(studies)
                 join(workers)
+                from .._spool import close_all
+
+                close_all(strict=True)  # the trials' MLflow writes are in the store before the parent ends
         except BaseException:
             stop(workers)
             raise
         finally:
+            from .._spool import close_all
+
+            close_all()  # (after an error: what this process spooled is applied, or kept for the next command)
             if not self.worker:
                 results = self._write_results(self.arms)
                 try:

@@ -50,10 +50,22 @@ class OptunaReporter(Reporter):
     nothing is reported there.
     """
 
-    def __init__(self, trial: optuna.Trial, metric: str | None) -> None:
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial, metric: str | None, recorder: Any = None) -> None:
+        self.trial, self.metric, self.recorder = trial, metric, recorder
+        self.named = False
+
+    def name_run(self, wait: bool) -> None:
+        """The trial names its MLflow run (``mlflow_run_id``) once the run exists: after an
+        epoch if the writer process has made it by then, at the latest with the outcome."""
+        if self.named or self.recorder is None or not self.recorder.key:
+            return
+        run_id = self.recorder.run_id if wait else self.recorder.run_id_if_known()
+        if run_id:
+            self.trial.set_user_attr(ATTR_RUN_ID, run_id)
+            self.named = True
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.name_run(wait=False)
         if self.metric is None or self.metric not in metrics:
             return
         with signals_held():  # Ctrl-C lands after the storage write, not inside its transaction
@@ -104,7 +116,6 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
                               pruner=make_pruner(settings.pruner))
     trial = optuna.trial.Trial(study, int(ctx.trial_id))
     objectives = objective_metrics(cfg)
-    reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None)
     tags = {TAG_STUDY: str(ctx.study), TAG_TRIAL: str(ctx.number)}
     if arm:
         tags[TAG_ARM] = arm
@@ -115,12 +126,17 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     hold = signals_held()
     held = False
     outcome: dict[str, Any] | None = None
+    reporter: OptunaReporter | None = None
     try:
-        with MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                       tags=tags, run_name=f"{arm or trick} trial-{ctx.number}") as recorder:
+        recorder: MlflowRun = MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
+                             tags=tags, run_name=f"{arm or trick} trial-{ctx.number}",
+                             spool=bool(cfg.tracking.get("spool", True)))
+        reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None, recorder)
+        with recorder:
             from ..reporting import CompositeReporter
 
-            trial.set_user_attr(ATTR_RUN_ID, recorder.run_id)
+            # the run's id goes on the trial after an epoch (asking for it now would wait for
+            # the writer process); a trial killed before that is found by its tags
             trial.set_user_attr(ATTR_TRICK, trick)
             if arm:
                 trial.set_user_attr(ATTR_ARM, arm)
@@ -149,6 +165,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
             if twin is not None:
                 trial.set_user_attr(posthoc_attr(str(kind)), float(twin))
     finally:
+        if reporter is not None:
+            reporter.name_run(wait=True)
         if outcome is not None:
             trial.set_user_attr(ATTR_OUTCOME, outcome)
         if held:

@@ -1,0 +1,209 @@
+"""A sweep trial's MLflow writes, off the trial's path: ``tracking.MlflowRun`` appends each
+operation (``_writer``) as a JSON line to a spool file in ``<state_dir>/spool/`` and a writer
+process (``python -m imbsweep._writer``) applies them to the local SQLite store while the
+sweep goes on with the next trial, on another core.
+
+Nothing is lost on the way: a line is in the file (the page cache) before the producer goes
+on, so a killed producer's writer still applies all of it (it ends when its stdin does), and
+a killed writer's spool is applied by the next command that settles the folder
+(:func:`settle`: the sweep does before it ends dead workers' runs, and when it ends). The writer notes
+after each operation how far it got, and a replay finds a run it created by its
+:data:`~imbsweep.names.TAG_RECORD`.
+
+Imports neither MLflow nor torch."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._signals import signals_held
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".spool"
+
+
+class WriterFailed(Exception):
+    """The writer process stopped on an error; its spool is kept for the next command."""
+
+
+class Spool:
+    """One process's spool file for one tracking URI, and its writer process (started on the
+    first operation)."""
+
+    def __init__(self, uri: str, folder: Path) -> None:
+        self.uri, self.folder = uri, folder
+        self.path = folder / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        self._fh: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ids: dict[str, str] = {}
+        self._n = 0
+
+    def new_key(self) -> str:
+        """A run's key in this spool (what its operations name it by until the writer made it)."""
+        self._n += 1
+        return f"r{self._n}"
+
+    def record_tag(self, key: str) -> str:
+        return f"{self.path.name}:{key}"
+
+    def submit(self, op: Mapping[str, Any]) -> None:
+        """Append ``op`` and wake the writer (started if need be)."""
+        if self._fh is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - open for the spool's life
+            self._start()
+        line = (json.dumps(op, separators=(",", ":"), allow_nan=True) + "\n").encode()
+        with signals_held():  # a whole line or none
+            self._fh.write(line)
+            self._fh.flush()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            self._raise()
+
+    def _start(self) -> None:
+        # stdin: wake-ups, its end the end of the work; stdout: answers; its own session, so
+        # Ctrl-C in the terminal reaches the producer, which ends its runs KILLED through it
+        with open(self.path.with_name(self.path.name + ".log"), "ab") as err:
+            self._proc = subprocess.Popen([sys.executable, "-m", "imbsweep._writer", str(self.path), self.uri],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                          start_new_session=True)
+
+    def run_id(self, key: str, wait: bool = True) -> str:
+        """The id MLflow gave the run ``key``: waits for the writer to create it, or, without
+        ``wait``, "" if it has not answered yet."""
+        import select
+
+        while key not in self._ids:
+            assert self._proc is not None and self._proc.stdout is not None
+            if not wait and not select.select([self._proc.stdout], [], [], 0)[0]:
+                return ""
+            line = self._proc.stdout.readline().decode()  # the writer writes whole lines
+            if line.startswith("created "):
+                _, k, run_id = line.split()
+                self._ids[k] = run_id
+            else:
+                self._raise(line)
+        return self._ids[key]
+
+    def _raise(self, line: str = "") -> None:
+        from .errors import StorageError
+
+        assert self._proc is not None
+        if not line.startswith("error ") and self._proc.stdout is not None:
+            line = next((ln for ln in self._proc.stdout.read().decode().splitlines() if ln.startswith("error ")), "")
+        rc = self._proc.wait()
+        why = line.removeprefix("error ").strip() or f"exited with {rc}"
+        raise StorageError(f"the MLflow writer process stopped: {why}; the runs' records are kept in {self.path}: "
+                           "run the same command again to apply them")
+
+    def close(self, wait: bool = True) -> None:
+        """No more operations: the writer applies the rest and ends (``wait``: for it)."""
+        if self._fh is None:
+            return
+        self._fh.close()
+        self._fh = None
+        assert self._proc is not None and self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
+        if wait:
+            for line in (self._proc.stdout.read().decode().splitlines() if self._proc.stdout else []):
+                if line.startswith("error "):
+                    self._raise(line)
+            if self._proc.wait() != 0:
+                self._raise()
+
+
+_SPOOLS: dict[tuple[str, Path], Spool] = {}
+
+
+def spool_for(uri: str, folder: Path) -> Spool:
+    """This process's spool for ``uri`` (made on first use, closed at exit)."""
+    key = (uri, folder)
+    if key not in _SPOOLS:
+        if not _SPOOLS:
+            atexit.register(close_all)
+        _SPOOLS[key] = Spool(uri, folder)
+    return _SPOOLS[key]
+
+
+def close_all(strict: bool = False) -> None:
+    """Every spool of this process closed and its writer done; ``strict``: the first writer's
+    error is raised (after all are closed), else logged."""
+    spools = list(_SPOOLS.values())
+    _SPOOLS.clear()
+    error: Exception | None = None
+    for s in spools:
+        try:
+            s.close()
+        except Exception as exc:  # noqa: BLE001 - the others still close; the spool stays for a replay
+            if strict and error is None:
+                error = exc
+            else:
+                log.warning("%s", exc)
+    if error is not None:
+        raise error
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
+    """Every spool in ``folder`` whose producer is gone is applied: waited for while its writer
+    still runs, replayed here when that was killed too. Spools of live processes (other
+    workers) are theirs. Returns how many were replayed here."""
+    from ._writer import Replay
+
+    if not folder.is_dir():
+        return 0
+    host, replayed = socket.gethostname(), 0
+    own = {s.path for s in _SPOOLS.values()}
+    for path in sorted(folder.glob("*" + SUFFIX)):
+        h, _, rest = path.name.rpartition("-")[0].rpartition("-")
+        if path in own or h != host or (rest.isdigit() and _alive(int(rest))):
+            continue
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # its writer just finished
+            continue
+        with fh:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # its writer is still applying it
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            if not path.exists():  # applied and removed by its writer meanwhile
+                continue
+            replay = Replay(path, uri, recovering=True)
+            replay.step(final=True)
+            replay.finish()
+            replayed += 1
+            log.info("applied the MLflow records left in %s", path)
+    return replayed

@@ -1,0 +1,218 @@
+"""Applying a run's record to MLflow: :class:`Applier` turns the operations ``tracking.MlflowRun``
+describes (create a run, a batch of metrics / params / tags, its dataset input, its files, its
+end) into ``MlflowClient`` calls. ``MlflowRun`` applies them in its own process, or hands
+them to a writer process through a spool file (``_spool``); ``python -m imbsweep._writer``
+is that process.
+
+Every operation is a JSON-able dict, so the same code writes a run in place and replays a
+spool after a kill. Applying one twice is harmless (MLflow skips a metric value it holds,
+a tag or param set again to its value is unchanged, the files are overwritten with the same
+bytes), except creating the run: a replay first looks for the run by its
+:data:`~imbsweep.names.TAG_RECORD`."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .names import TAG_RECORD
+
+log = logging.getLogger(__name__)
+
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits per request
+
+
+class Applier:
+    """Applies :mod:`tracking` operations with one MLflow client; remembers each run's id and
+    artifact location by the key its ``create`` gave it."""
+
+    def __init__(self, uri: str, client: Any = None, replay: bool = False) -> None:
+        from ._client import make_client
+
+        self.uri = uri
+        self.client = client or make_client(uri)
+        self.replay = replay  # a replay after a kill: a ``create`` may have been applied already
+        self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact URI)
+
+    def run_id(self, key: str) -> str:
+        return self.runs[key][0]
+
+    def apply(self, op: Mapping[str, Any]) -> None:
+        kind, key = op["op"], str(op["key"])
+        if kind == "create":
+            self._create(key, op)
+            return
+        if kind == "attach":  # a run that exists (a study's parent run): later operations name it by key
+            self.runs[key] = (str(op["run_id"]), str(op.get("artifact_uri", "")))
+            return
+        run_id, artifact_uri = self.runs[key]
+        if kind == "batch":
+            self._batch(run_id, op.get("metrics") or [], op.get("params") or [], op.get("tags") or {})
+        elif kind == "inputs":
+            from .data import dataset_input
+
+            self.client.log_inputs(run_id, datasets=[dataset_input(op["dataset"])])
+        elif kind == "files":
+            self._files(run_id, artifact_uri, op.get("texts") or {}, op.get("confusion"))
+        elif kind == "end":
+            self.client.set_terminated(run_id, status=str(op["status"]))
+        else:
+            raise ValueError(f"unknown record operation {kind!r}")
+
+    def _create(self, key: str, op: Mapping[str, Any]) -> None:
+        tags = dict(op["tags"])
+        run = None
+        if self.replay and TAG_RECORD in tags:  # created before the kill, but not noted as done
+            found = self.client.search_runs([str(op["experiment_id"])],
+                                            f"tags.`{TAG_RECORD}` = '{tags[TAG_RECORD]}'", max_results=1)
+            run = found[0] if found else None
+        if run is None:
+            run = self.client.create_run(str(op["experiment_id"]), run_name=op.get("run_name"), tags=tags)
+        self.runs[key] = (run.info.run_id, run.info.artifact_uri)
+
+    def _batch(self, run_id: str, metrics: list[Any], params: list[Any], tags: Mapping[str, str]) -> None:
+        """In as few ``log_batch`` calls as MLflow's limits allow (a batch holds at most 1000
+        values in all)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        ms = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
+        ps = [Param(k, v) for k, v in params]
+        ts_ = [RunTag(k, v) for k, v in tags.items()]
+        per = MAX_METRICS - MAX_TAGS - MAX_PARAMS
+        for i in range(max(-(-len(ms) // per), -(-len(ts_) // MAX_TAGS), -(-len(ps) // MAX_PARAMS))):
+            self.client.log_batch(run_id, metrics=ms[i * per:(i + 1) * per],
+                                  params=ps[i * MAX_PARAMS:(i + 1) * MAX_PARAMS],
+                                  tags=ts_[i * MAX_TAGS:(i + 1) * MAX_TAGS])
+
+    def _files(self, run_id: str, artifact_uri: str, texts: Mapping[str, str],
+               confusion: Mapping[str, Any] | None) -> None:
+        """The run's artifact files: ``texts`` as they are, and the confusion-matrix PNG drawn
+        here (``{"matrix", "names", "title"}``); straight into the run's folder on a local store."""
+
+        def write(out: Path) -> None:
+            for name, text in texts.items():
+                (out / name).write_text(text, encoding="utf-8")
+            if confusion is not None:
+                import numpy as np
+
+                from .artifacts import plot_confusion
+
+                plot_confusion(np.asarray(confusion["matrix"]), tuple(confusion["names"]), str(confusion["title"]),
+                               out / "confusion_matrix.png")
+
+        local = local_dir(artifact_uri)
+        if local is not None:  # a local store: written in place (no copy, no get_run)
+            local.mkdir(parents=True, exist_ok=True)
+            write(local)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp))
+            self.client.log_artifacts(run_id, tmp)
+
+
+def local_dir(uri: str) -> Path | None:
+    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    return Path(uri) if not parsed.scheme else None
+
+
+# -- a spool's writer ---------------------------------------------------------------------
+def done_path(spool: Path) -> Path:
+    """Where a spool's writer notes how far it got and the runs it created."""
+    return spool.with_name(spool.name + ".done")
+
+
+class Replay:
+    """Applies a spool file's operations from where the last writer stopped (its ``.done``
+    note), noting progress after each one."""
+
+    def __init__(self, spool: Path, uri: str, recovering: bool) -> None:
+        self.spool, self.done = spool, done_path(spool)
+        note = json.loads(self.done.read_text()) if self.done.exists() else {}
+        self.offset = int(note.get("offset", 0))
+        self.applier = Applier(uri, replay=recovering)
+        self.applier.runs = {k: (v[0], v[1]) for k, v in note.get("runs", {}).items()}
+        self.answered: set[str] = set(self.applier.runs)
+
+    def step(self, final: bool) -> list[str]:
+        """Apply every whole line past the offset (``final``: a torn last line is dropped, with
+        a warning); returns the keys of the runs created."""
+        created = []
+        with open(self.spool, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        for line in data[:end].splitlines():
+            self.offset += len(line) + 1
+            if not line.strip():
+                continue
+            op = json.loads(line)
+            self.applier.apply(op)
+            self._note()
+            if op["op"] == "create":
+                created.append(str(op["key"]))
+        if final and data[end:].strip():
+            log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
+        return created
+
+    def _note(self) -> None:
+        tmp = self.done.with_name(self.done.name + ".tmp")
+        tmp.write_text(json.dumps({"offset": self.offset, "runs": self.applier.runs}))
+        os.replace(tmp, self.done)
+
+    def finish(self) -> None:
+        """All applied: the spool and its note go."""
+        for p in (self.spool, self.done, self.spool.with_name(self.spool.name + ".log")):
+            p.unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m imbsweep._writer SPOOL URI``: applies what the producer appends to SPOOL,
+    woken by a byte on stdin; answers ``created <key> <run id>`` on stdout; on stdin's end
+    (the producer closed it, exited or was killed) applies the rest, removes the spool and
+    exits. An error is one line ``error <message>`` on stdout and exit 1, the spool kept for
+    the next command (:func:`imbsweep._spool.settle`)."""
+    spool, uri = Path(argv[0]), argv[1]
+    # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lock = open(spool, "rb")  # noqa: SIM115 - held for the process's life: "a writer owns this spool"
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    out = sys.stdout
+    try:
+        replay = Replay(spool, uri, recovering=False)
+        while True:
+            chunk = os.read(0, 65536)
+            for key in replay.step(final=not chunk):
+                out.write(f"created {key} {replay.applier.run_id(key)}\n")
+            out.flush()
+            if not chunk:
+                break
+    except Exception as exc:  # noqa: BLE001 - one line to the producer; the spool stays for a replay
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+        log.error("%s", text)
+        try:
+            out.write(f"error {text}\n")
+            out.flush()
+        except OSError:
+            pass
+        return 1
+    replay.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sys.exit(main(sys.argv[1:]))

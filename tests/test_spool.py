@@ -1,0 +1,131 @@
+"""``imbsweep._spool`` and ``_writer``: a sweep trial's MLflow writes go through a spool file
+and a writer process. The record is the one written in place; a spool left by a kill is
+applied by the next command, exactly once; a writer's error is one line that keeps the spool."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.cli import run_cli
+from tests.helpers.stores import mlflow_client, runs
+
+SMOKE = ("sweep", "smoke", "hydra.sweeper.n_trials=3")
+TIMING = {"fit_time_s"}  # the one value that differs between two runs of one config
+# tags that name the study, its parent run, the spool, or say how the run was recorded
+OWN = {"imbsweep.study", "mlflow.parentRunId", "imbsweep.record"}
+
+
+def _record(workdir: Path, study: str) -> dict[str, Any]:
+    """Every trial run of ``study``: params, metric histories (steps and values), tags, artifacts' bytes."""
+    client = mlflow_client(workdir)
+    out = {}
+    for r in runs(workdir, study):
+        if r.data.tags.get("imbsweep.role") == "parent":
+            continue
+        folder = Path(r.info.artifact_uri.removeprefix("file://"))
+        files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir())
+                 if f.name != "config.yaml"}  # config.yaml holds tracking.spool, a param that differs on purpose
+        out[r.info.run_name] = {
+            "status": r.info.status,
+            "params": {k: v for k, v in r.data.params.items() if k != "tracking.spool"},
+            "metrics": {k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)]
+                        for k in r.data.metrics if k not in TIMING},
+            "tags": {k: v for k, v in r.data.tags.items() if k not in OWN},
+            "inputs": [(d.dataset.name, d.dataset.digest) for d in (r.inputs.dataset_inputs if r.inputs else [])],
+            "files": files,
+        }
+    return out
+
+
+def test_a_spooled_sweep_records_what_an_unspooled_one_does(tmp_path: Path) -> None:
+    for name, spool in (("spooled", "true"), ("inplace", "false")):
+        p = run_cli(tmp_path, *SMOKE, f"hydra.sweeper.study_name={name}", f"tracking.spool={spool}")
+        assert p.returncode == 0, p.stderr
+    spooled, inplace = _record(tmp_path, "spooled"), _record(tmp_path, "inplace")
+    assert len(spooled) == 3 and set(spooled) == set(inplace)
+    for name in spooled:
+        assert spooled[name] == inplace[name], name
+    assert all(r["status"] == "FINISHED" and len(r["files"]) == 3 for r in spooled.values())
+    assert not list((tmp_path / "mlruns" / "spool").glob("*"))  # applied and removed
+    (r,) = [r for r in runs(tmp_path, "spooled") if r.info.run_name == "ce trial-0"]
+    assert r.data.tags["imbsweep.record"].endswith(":r1")
+
+
+def _experiment(workdir: Path) -> tuple[str, str]:
+    from imbsweep._paths import local_tracking_uri
+
+    uri = local_tracking_uri(workdir / "mlruns")
+    client = mlflow_client(workdir)
+    return uri, str(client.create_experiment("spooled", artifact_location=(workdir / "art").as_uri()))
+
+
+def _ops(exp: str, record: str) -> list[dict[str, Any]]:
+    return [{"op": "create", "key": "r1", "experiment_id": exp, "run_name": "left",
+             "tags": {"imbsweep.record": record}},
+            {"op": "batch", "key": "r1", "params": [["a", "1"]]},
+            {"op": "batch", "key": "r1", "metrics": [["m", 0.5, 1000, 1], ["m", 0.25, 2000, 2]], "tags": {"t": "v"}},
+            {"op": "files", "key": "r1", "texts": {"note.txt": "hello"}, "confusion": None},
+            {"op": "end", "key": "r1", "status": "FINISHED"}]
+
+
+def test_a_spool_left_by_a_kill_is_applied_once_by_the_next_command(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The writer was killed after creating the run but before noting it (the worst moment):
+    the replay finds the run by its record tag instead of creating a second one, and a metric
+    value applied twice is stored once. A torn last line is dropped, with a warning."""
+    from imbsweep._spool import settle
+    from imbsweep._writer import Applier
+
+    uri, exp = _experiment(tmp_path)
+    folder = tmp_path / "mlruns" / "spool"
+    folder.mkdir()
+    dead = 2 ** 22 + 12345  # above the kernel's default pid_max: never a live process
+    spool = folder / f"{os.uname().nodename}-{dead}-deadbeef.spool"
+    ops = _ops(exp, f"{spool.name}:r1")
+    applied = Applier(uri)
+    applied.apply(ops[0])  # created, not noted
+    applied.apply(ops[2])  # and its metrics applied once already
+    spool.write_text("".join(json.dumps(o) + "\n" for o in ops) + '{"op": "batch", "key": "r1", "met')
+    assert settle(folder, uri) == 1
+    client = mlflow_client(tmp_path)
+    (run,) = client.search_runs([exp])
+    assert run.info.status == "FINISHED" and run.info.run_name == "left"
+    assert run.data.params == {"a": "1"} and run.data.tags["t"] == "v"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "m")] == [(1, 0.5), (2, 0.25)]
+    assert (Path(run.info.artifact_uri.removeprefix("file://")) / "note.txt").read_text() == "hello"
+    assert not list(folder.iterdir())
+    assert any("torn last record" in r.getMessage() for r in caplog.records)
+
+
+def test_a_live_processs_spool_is_left_to_it(tmp_path: Path) -> None:
+    from imbsweep._spool import settle
+
+    uri, exp = _experiment(tmp_path)
+    folder = tmp_path / "mlruns" / "spool"
+    folder.mkdir()
+    spool = folder / f"{os.uname().nodename}-{os.getppid()}-cafe.spool"  # pytest's parent: alive
+    spool.write_text("".join(json.dumps(o) + "\n" for o in _ops(exp, "x")))
+    assert settle(folder, uri) == 0 and spool.exists()
+    assert mlflow_client(tmp_path).search_runs([exp]) == []
+
+
+def test_a_writers_error_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
+    from imbsweep._spool import Spool
+    from imbsweep.errors import StorageError
+
+    uri, exp = _experiment(tmp_path)
+    spool = Spool(uri, tmp_path / "mlruns" / "spool")
+    spool.submit({"op": "create", "key": "r1", "experiment_id": exp, "run_name": "ok", "tags": {}})
+    assert len(spool.run_id("r1")) == 32
+    spool.submit({"op": "end", "key": "r2", "status": "FINISHED"})  # a run it never created
+    with pytest.raises(StorageError) as err:
+        spool.close()
+    text = str(err.value)
+    assert "\n" not in text and "the MLflow writer process stopped: KeyError: 'r2'" in text
+    assert str(spool.path) in text and spool.path.exists()  # kept for the next command
