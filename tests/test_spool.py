@@ -129,3 +129,29 @@ def test_a_writers_error_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None
     text = str(err.value)
     assert "\n" not in text and "the MLflow writer process stopped: KeyError: 'r2'" in text
     assert str(spool.path) in text and spool.path.exists()  # kept for the next command
+
+
+def test_a_killed_writer_is_started_again_and_loses_nothing(tmp_path: Path) -> None:
+    import signal
+
+    from imbsweep._spool import Spool
+
+    uri, exp = _experiment(tmp_path)
+    spool = Spool(uri, tmp_path / "mlruns" / "spool")
+    ops = _ops(exp, "")
+    ops[0]["tags"] = {"imbsweep.record": spool.record_tag("r1")}
+    for op in ops[:2]:
+        spool.submit(op)
+    run_id = spool.run_id("r1")
+    assert spool._proc is not None
+    first = spool._proc.pid
+    os.kill(first, signal.SIGKILL)
+    spool._proc.wait()
+    for op in ops[2:]:
+        spool.submit(op)  # finds the writer gone, starts another on the same spool
+    spool.close()
+    assert spool._proc.pid != first and not spool.path.exists()
+    client = mlflow_client(tmp_path)
+    (run,) = client.search_runs([exp])  # one run: the second writer did not create it again
+    assert run.info.run_id == run_id and run.info.status == "FINISHED" and run.data.params == {"a": "1"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "m")] == [(1, 0.5), (2, 0.25)]

@@ -29,11 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _writer
 from ._signals import signals_held
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
+RESTARTS = 3  # a killed writer is started again on its spool this many times, then the sweep stops
 
 
 class WriterFailed(Exception):
@@ -51,6 +53,7 @@ class Spool:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ids: dict[str, str] = {}
         self._n = 0
+        self._restarts = 0
 
     def new_key(self) -> str:
         """A run's key in this spool (what its operations name it by until the writer made it)."""
@@ -70,20 +73,32 @@ class Spool:
         with signals_held():  # a whole line or none
             self._fh.write(line)
             self._fh.flush()
+        self._wake()
+
+    def _wake(self) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write(b"\n")
             self._proc.stdin.flush()
         except BrokenPipeError:
-            self._raise()
+            self._gone()
+            self._wake()
 
-    def _start(self) -> None:
+    def _start(self, resume: bool = False) -> None:
         # stdin: wake-ups, its end the end of the work; stdout: answers; its own session, so
         # Ctrl-C in the terminal reaches the producer, which ends its runs KILLED through it
         with open(self.path.with_name(self.path.name + ".log"), "ab") as err:
-            self._proc = subprocess.Popen([sys.executable, "-m", "imbsweep._writer", str(self.path), self.uri],
+            self._proc = subprocess.Popen([sys.executable, "-m", _writer.__name__, str(self.path), self.uri,
+                                           *(["--resume"] if resume else [])],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                           start_new_session=True)
+
+    def _answer(self, line: str) -> str:
+        """Note a ``created`` answer; return an ``error`` line's message ("" otherwise)."""
+        if line.startswith("created "):
+            _, k, run_id = line.split()
+            self._ids[k] = run_id
+        return line.removeprefix("error ").strip() if line.startswith("error ") else ""
 
     def run_id(self, key: str, wait: bool = True) -> str:
         """The id MLflow gave the run ``key``: waits for the writer to create it, or, without
@@ -95,23 +110,30 @@ class Spool:
             if not wait and not select.select([self._proc.stdout], [], [], 0)[0]:
                 return ""
             line = self._proc.stdout.readline().decode()  # the writer writes whole lines
-            if line.startswith("created "):
-                _, k, run_id = line.split()
-                self._ids[k] = run_id
+            if not line.startswith("created "):
+                self._gone(line)
             else:
-                self._raise(line)
+                self._answer(line)
         return self._ids[key]
 
-    def _raise(self, line: str = "") -> None:
+    def _gone(self, line: str = "") -> None:
+        """The writer ended while work was left: its error is raised (one line; the spool is
+        kept for the next command); a writer that was killed is started again on the same spool,
+        from where it got (at most :data:`RESTARTS` times)."""
         from .errors import StorageError
 
-        assert self._proc is not None
-        if not line.startswith("error ") and self._proc.stdout is not None:
-            line = next((ln for ln in self._proc.stdout.read().decode().splitlines() if ln.startswith("error ")), "")
+        assert self._proc is not None and self._proc.stdout is not None
+        why = self._answer(line)
+        for rest in self._proc.stdout.read().decode().splitlines():
+            why = self._answer(rest) or why
         rc = self._proc.wait()
-        why = line.removeprefix("error ").strip() or f"exited with {rc}"
-        raise StorageError(f"the MLflow writer process stopped: {why}; the runs' records are kept in {self.path}: "
-                           "run the same command again to apply them")
+        if not why and self._restarts < RESTARTS:
+            self._restarts += 1
+            log.warning("the MLflow writer process exited with %s; started again on %s", rc, self.path)
+            self._start(resume=True)
+            return
+        raise StorageError(f"the MLflow writer process stopped: {why or f'exited with {rc}'}; the runs' records are "
+                           f"kept in {self.path}: run the same command again to apply them")
 
     def close(self, wait: bool = True) -> None:
         """No more operations: the writer applies the rest and ends (``wait``: for it)."""
@@ -119,15 +141,19 @@ class Spool:
             return
         self._fh.close()
         self._fh = None
-        assert self._proc is not None and self._proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self._proc.stdin.close()
-        if wait:
-            for line in (self._proc.stdout.read().decode().splitlines() if self._proc.stdout else []):
-                if line.startswith("error "):
-                    self._raise(line)
-            if self._proc.wait() != 0:
-                self._raise()
+        while True:
+            assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+            with contextlib.suppress(BrokenPipeError):
+                self._proc.stdin.close()
+            if not wait:
+                return
+            lines = self._proc.stdout.read().decode().splitlines()
+            why = ""
+            for line in lines:
+                why = self._answer(line) or why
+            if self._proc.wait() == 0 and not why:
+                return
+            self._gone(f"error {why}" if why else "")  # raises, or a new writer finishes the spool
 
 
 _SPOOLS: dict[tuple[str, Path], Spool] = {}
@@ -175,8 +201,6 @@ def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
     """Every spool in ``folder`` whose producer is gone is applied: waited for while its writer
     still runs, replayed here when that was killed too. Spools of live processes (other
     workers) are theirs. Returns how many were replayed here."""
-    from ._writer import Replay
-
     if not folder.is_dir():
         return 0
     host, replayed = socket.gethostname(), 0
@@ -201,8 +225,15 @@ def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
                     time.sleep(0.05)
             if not path.exists():  # applied and removed by its writer meanwhile
                 continue
-            replay = Replay(path, uri, recovering=True)
-            replay.step(final=True)
+            try:
+                replay = _writer.Replay(path, uri, recovering=True)
+                replay.step(final=True)
+            except Exception as exc:  # noqa: BLE001 - one line; the spool stays for the next try
+                from .errors import StorageError
+
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+                raise StorageError(f"cannot apply the MLflow records kept in {path}: {why}; "
+                                   "run the same command again once the store can be written") from exc
             replay.finish()
             replayed += 1
             log.info("applied the MLflow records left in %s", path)

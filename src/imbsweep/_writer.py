@@ -61,7 +61,7 @@ class Applier:
 
             self.client.log_inputs(run_id, datasets=[dataset_input(op["dataset"])])
         elif kind == "files":
-            self._files(run_id, artifact_uri, op.get("texts") or {}, op.get("confusion"))
+            self._files(run_id, artifact_uri, op.get("texts") or {}, op.get("tables") or {}, op.get("confusion"))
         elif kind == "end":
             self.client.set_terminated(run_id, status=str(op["status"]))
         else:
@@ -92,14 +92,20 @@ class Applier:
                                   params=ps[i * MAX_PARAMS:(i + 1) * MAX_PARAMS],
                                   tags=ts_[i * MAX_TAGS:(i + 1) * MAX_TAGS])
 
-    def _files(self, run_id: str, artifact_uri: str, texts: Mapping[str, str],
+    def _files(self, run_id: str, artifact_uri: str, texts: Mapping[str, str], tables: Mapping[str, Any],
                confusion: Mapping[str, Any] | None) -> None:
-        """The run's artifact files: ``texts`` as they are, and the confusion-matrix PNG drawn
-        here (``{"matrix", "names", "title"}``); straight into the run's folder on a local store."""
+        """The run's artifact files: ``texts`` as they are, ``tables`` (columns) as CSV, and the
+        confusion-matrix PNG drawn here (``{"matrix", "names", "title"}``); straight into the
+        run's folder on a local store."""
 
         def write(out: Path) -> None:
             for name, text in texts.items():
                 (out / name).write_text(text, encoding="utf-8")
+            if tables:
+                import pandas as pd
+
+                for name, columns in tables.items():
+                    pd.DataFrame(columns).to_csv(out / name, index=False)
             if confusion is not None:
                 import numpy as np
 
@@ -179,12 +185,12 @@ class Replay:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m imbsweep._writer SPOOL URI``: applies what the producer appends to SPOOL,
+    """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends to SPOOL,
     woken by a byte on stdin; answers ``created <key> <run id>`` on stdout; on stdin's end
     (the producer closed it, exited or was killed) applies the rest, removes the spool and
     exits. An error is one line ``error <message>`` on stdout and exit 1, the spool kept for
     the next command (:func:`imbsweep._spool.settle`)."""
-    spool, uri = Path(argv[0]), argv[1]
+    spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -192,7 +198,9 @@ def main(argv: list[str]) -> int:
     fcntl.flock(lock, fcntl.LOCK_EX)
     out = sys.stdout
     try:
-        replay = Replay(spool, uri, recovering=False)
+        replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
+        for key in replay.answered:  # what the killed one created and noted
+            out.write(f"created {key} {replay.applier.run_id(key)}\n")
         while True:
             chunk = os.read(0, 65536)
             for key in replay.step(final=not chunk):

@@ -13,12 +13,11 @@ if TYPE_CHECKING:  # training imports torch
     from .training import Result
 
 
-def per_class_table(result: Result) -> Any:
-    """One row per class: its label, training count, shot group, val/test support, recall and
+def per_class_columns(result: Result) -> dict[str, list[Any]]:
+    """``per_class.csv``'s columns as plain lists (JSON: a spooled run's writer makes the table):
+    one row per class: its label, training count, shot group, val/test support, recall and
     precision, and its metric key (``val/recall/<key>``); a class a split does not hold has no
     recall there (empty, not 0: it was not evaluated)."""
-    import pandas as pd
-
     from .metrics import class_keys
 
     counts = result.train_class_counts
@@ -33,19 +32,17 @@ def per_class_table(result: Result) -> Any:
             rows[f"{split}_recall"] = np.where(ev.support > 0, np.round(ev.recall, 6), np.nan)
             rows[f"{split}_precision"] = np.round(ev.precision, 6)
     rows["key"] = class_keys(result.class_names)  # last: readers of the older columns keep their order
-    return pd.DataFrame(rows)
+    return {k: np.asarray(v).tolist() for k, v in rows.items()}
 
 
-def posthoc_table(result: Result) -> Any:
-    """The post-hoc tau scan: one row per tau, the metric on validation (which picks tau)
-    and on test (reported only)."""
-    import pandas as pd
-
+def posthoc_columns(result: Result) -> dict[str, list[Any]]:
+    """``posthoc.csv``'s columns as plain lists: the post-hoc tau scan, one row per tau, the
+    metric on validation (which picks tau) and on test (reported only)."""
     scan = result.posthoc
     assert scan is not None
-    return pd.DataFrame({"tau": scan.taus, f"val_{scan.metric}": np.round(scan.val, 6),
-                         f"test_{scan.metric}": np.round(scan.test, 6),
-                         "picked": [t == scan.tau for t in scan.taus]})
+    cols = {"tau": scan.taus, f"val_{scan.metric}": np.round(scan.val, 6),
+            f"test_{scan.metric}": np.round(scan.test, 6), "picked": [t == scan.tau for t in scan.taus]}
+    return {k: np.asarray(v).tolist() for k, v in cols.items()}
 
 
 _FONTS: dict[int, Any] = {}

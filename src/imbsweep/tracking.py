@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import _config
 from ._client import connect, tracking_uri
 from ._paths import absolute_paths, git_commit, state_of
-from .artifacts import per_class_table, posthoc_table
+from .artifacts import per_class_columns, posthoc_columns
 from .names import (
     COMPLETE,
     CONTEXT_KEY,
@@ -263,17 +263,18 @@ class MlflowRun(Reporter):
         self._last_flush = time.monotonic()
 
     def _write_artifacts(self, result: Result) -> None:
-        """config.yaml, per_class.csv, posthoc.csv (the text made here) and the test confusion
-        matrix's PNG (drawn where the operation is applied)."""
-        texts = {"config.yaml": _config.to_yaml(self._container),
-                 "per_class.csv": per_class_table(result).to_csv(index=False)}
+        """config.yaml (its text made here), per_class.csv, posthoc.csv (their columns) and
+        the test confusion matrix's PNG: the tables written and the PNG drawn where the
+        operation is applied."""
+        texts = {"config.yaml": _config.to_yaml(self._container)}
+        tables = {"per_class.csv": per_class_columns(result)}
         if result.posthoc is not None:
-            texts["posthoc.csv"] = posthoc_table(result).to_csv(index=False)
+            tables["posthoc.csv"] = posthoc_columns(result)
         confusion = None
         if result.test is not None:
             confusion = {"matrix": result.test.confusion.tolist(), "names": list(result.class_names),
                          "title": f"test confusion matrix ({self._container['loss']['name']})"}
-        self.sink.submit({"op": "files", "key": self.key, "texts": texts, "confusion": confusion})
+        self.sink.submit({"op": "files", "key": self.key, "texts": texts, "tables": tables, "confusion": confusion})
 
 
 def _per_class(key: str) -> bool:

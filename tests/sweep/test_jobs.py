@@ -42,9 +42,11 @@ def _hydra_config() -> DictConfig:
 
 
 @pytest.fixture
-def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[str, Any]]]]:
-    """Hydra's basic launcher, set up as ``imbsweep sweep smoke`` sets it up, with a task
-    function that records what it saw."""
+def hydra_launcher(tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator[tuple[Any, DictConfig, list[dict[str, Any]]]]:
+    """Hydra's basic launcher, set up as ``imbsweep sweep smoke`` sets it up (plus the hydra
+    overrides of an indirect parameter), with a task function that records what it saw."""
+    extra = list(getattr(request, "param", []))
     from hydra import initialize_config_dir
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
@@ -67,7 +69,8 @@ def hydra_launcher(tmp_path: Path) -> Iterator[tuple[Any, DictConfig, list[dict[
             hydra = GlobalHydra.instance().hydra
             assert hydra is not None
             cfg = hydra.compose_config("config", ["sweep=smoke", f"state_dir={tmp_path}/mlruns",
-                                                  f"hydra.sweep.dir={tmp_path}/multirun", "hydra.sweeper.n_jobs=2"],
+                                                  f"hydra.sweep.dir={tmp_path}/multirun", "hydra.sweeper.n_jobs=2",
+                                                  *extra],
                                        run_mode=RunMode.MULTIRUN)
             launcher = BasicLauncher()
             context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(cfg))
@@ -168,3 +171,52 @@ def test_every_option_of_a_group_is_the_config_hydra_composes(hydra_launcher: Fi
         assert OmegaConf.to_yaml(OmegaConf.masked_copy(mine, body)) == \
             OmegaConf.to_yaml(OmegaConf.masked_copy(hydra, body)), lines
     assert ("sweep=smoke", f"~{group}") in cached.composed or group == "data"
+
+
+def test_each_job_logs_to_its_own_file_and_the_sweep_to_none(hydra_launcher: Fixture,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The job's logging is put back as it was left instead of configured anew each time:
+    every job's ``app.log`` holds that job's lines only, as with Hydra's launcher, and the
+    console gets the same lines in the same formats (the sweep's in Hydra's, the job's in the
+    job's)."""
+    import logging
+    import re
+
+    launcher, cfg, _ = hydra_launcher
+
+    def task(c: DictConfig) -> float:
+        logging.getLogger("task").info("training job %s", c.imbsweep_trial.number)
+        return 0.5
+
+    launcher.task_function = task
+    out: dict[str, tuple[list[str], str]] = {}
+    for kind, jobs in (("hydra", LauncherJobs(launcher)), ("cached", make_jobs(launcher, cfg))):
+        capsys.readouterr()
+        for idx in range(3):
+            jobs.run(["sweep=smoke", f"optimizer.lr=0.00{idx + 1}",
+                      f"+imbsweep_trial={{study:s,number:{idx},trial_id:{idx},experiment_id:'2',parent_run_id:a}}"],
+                     10 * (kind == "cached") + idx)
+            logging.getLogger("imbsweep.sweep").info("between jobs %s", idx)
+        logs = []
+        for idx in range(3):
+            text = (Path(str(cfg.hydra.sweep.dir)) / str(10 * (kind == "cached") + idx) / "app.log").read_text()
+            logs.append(re.sub(r"^\[[^]]*\]", "", text, flags=re.M))
+        console = re.sub(r"^\[[^]]*\]", "", capsys.readouterr().out, flags=re.M)
+        out[kind] = (logs, re.sub(r"#\d+ :", "#N :", console))  # the job's number, 0.. or 10..
+    assert out["cached"] == out["hydra"]
+    assert out["cached"][0][1] == "[task][INFO] - training job 1\n"
+    assert "[HYDRA] between jobs 2" in out["cached"][1] and "[task][INFO] - training job 2" in out["cached"][1]
+
+
+@pytest.mark.parametrize("hydra_launcher", [["hydra.sweep.subdir=w1_${hydra.job.num}"]], indirect=True)
+def test_a_workers_interpolated_hydra_override_composes_as_with_hydra(hydra_launcher: Fixture) -> None:
+    """A worker process (``n_jobs``) runs with ``hydra.sweep.subdir=w1_${hydra.job.num}``: an
+    interpolation that resolves only inside a job, taken unresolved as Hydra takes it."""
+    launcher, cfg, seen = hydra_launcher
+    cached = make_jobs(launcher, cfg)
+    for idx, job in enumerate([["loss=focal", CONTEXT], ["loss=ldam", "resampling=sqrt", CONTEXT]]):
+        for jobs in (LauncherJobs(launcher), cached):
+            jobs.run(["sweep=smoke", *job], idx)
+        assert seen[-1] == seen[-2], job
+        assert seen[-1]["output_dir"].endswith(f"w1_{idx}")
+    assert ("sweep=smoke", "~loss") in cached.composed  # the options' bases without compositions of their own

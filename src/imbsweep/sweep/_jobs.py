@@ -82,6 +82,71 @@ def _save(container: Any, filename: str, folder: Path) -> None:
     (folder / filename).write_text(text, encoding="utf-8")
 
 
+class _Logging:
+    """Hydra's ``configure_log`` for each job (``hydra.job_logging``: the console and the job's
+    log file) and back to the sweep's (``hydra.hydra_logging``) after it, as the basic
+    launcher does, without a ``logging.config.dictConfig`` each time: a configuration met
+    before is put back as it was left (each logger's handlers, level, propagation), its file
+    handlers pointed at the new job's files. Only for configurations that leave other loggers
+    alone (``disable_existing_loggers: false``, not incremental); any other is configured by
+    Hydra each time."""
+
+    def __init__(self, master: DictConfig) -> None:
+        self.master = master
+        self._states: dict[str, tuple[list[tuple[Any, list[Any], int, bool, bool]], dict[str, Any]]] = {}
+
+    def sweep(self) -> None:
+        self._configure(self.master.hydra.hydra_logging, self.master.hydra.verbose)
+
+    def job(self, log_config: DictConfig, verbose: Any) -> None:
+        self._configure(log_config, verbose)
+
+    def _configure(self, log_config: DictConfig | None, verbose: Any) -> None:
+        import json
+        import logging
+
+        from hydra.core.utils import configure_log
+
+        conf = OmegaConf.to_container(log_config, resolve=True) if log_config is not None else None
+        cacheable = isinstance(conf, dict) and conf.get("root") is not None and not conf.get("incremental") \
+            and conf.get("disable_existing_loggers", True) is False
+        if not cacheable:
+            configure_log(log_config, verbose)  # type: ignore[arg-type]
+            return
+        assert isinstance(conf, dict) and log_config is not None
+        files = {name: os.path.abspath(str(h["filename"])) for name, h in (conf.get("handlers") or {}).items()
+                 if isinstance(h, dict) and "filename" in h}
+        shape = json.loads(json.dumps(conf, default=str))
+        for name in files:
+            shape["handlers"][name]["filename"] = ""
+        verbose_c = OmegaConf.to_container(verbose) if OmegaConf.is_config(verbose) else verbose
+        key = json.dumps([shape, verbose_c], sort_keys=True, default=str)
+        names = [None, *(conf.get("loggers") or {}), *([verbose_c] if isinstance(verbose_c, str) else
+                                                       verbose_c if isinstance(verbose_c, list) else [])]
+        known = self._states.get(key)
+        if known is None:
+            configure_log(log_config, verbose)
+            loggers = [logging.getLogger(n) for n in dict.fromkeys(names)]
+            state = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+            handlers = {h.baseFilename: h for _, hs, *_ in state for h in hs if isinstance(h, logging.FileHandler)}
+            self._states[key] = (state, {name: handlers.get(path) for name, path in files.items()})
+            return
+        state, file_handlers = known
+        for lg, hs, level, propagate, disabled in state:
+            lg.handlers[:] = hs
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+        for name, h in file_handlers.items():
+            if h is not None and h.baseFilename != files[name]:  # this job's file (created as FileHandler does)
+                h.acquire()
+                try:
+                    h.close()
+                    h.baseFilename = files[name]
+                    h.stream = None if h.delay else h._open()
+                finally:
+                    h.release()
+
+
 class CachedJobs:
     """Hydra's basic launcher and ``run_job``, composing each job from a cached base (see
     the module docstring)."""
@@ -101,6 +166,7 @@ class CachedJobs:
         self._laters: dict[tuple[tuple[str, ...], str], tuple[Any] | None] = {}  # see _later
         self._lists: dict[tuple[str, ...], list[Any] | None] = {}  # Hydra's defaults lists, see _defaults
         self._started = False
+        self._logs = _Logging(config)
         self._lent: DictConfig | None = None
 
     # -- composing ------------------------------------------------------------------------
@@ -201,8 +267,8 @@ class CachedJobs:
         from hydra.types import RunMode
 
         if fixed not in self._lists:
-            hydra_overrides = [str(x) for x in OmegaConf.select(self.master, "hydra.overrides.hydra", default=[]) or []]
-            try:
+            try:  # as load_sweep_config takes them: unresolved (a worker's hydra.sweep.subdir=w1_${hydra.job.num})
+                hydra_overrides = list(OmegaConf.to_container(self.master.hydra.overrides.hydra))  # type: ignore[arg-type]
                 self._lists[fixed] = self.loader.compute_defaults_list(
                     self.master.hydra.job.config_name, [*hydra_overrides, *fixed], RunMode.MULTIRUN).defaults
             except Exception:  # noqa: BLE001 - Hydra's own composition reports it
@@ -300,7 +366,6 @@ class CachedJobs:
             JobRuntime,
             JobStatus,
             _flush_loggers,
-            configure_log,
             env_override,
             filter_overrides,
             setup_globals,
@@ -311,7 +376,7 @@ class CachedJobs:
             Path(str(self.master.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
             # (the launcher configures Hydra's logging before each launch; after the first job
             # it is already so, restored at the end of the previous one)
-            configure_log(self.master.hydra.hydra_logging, self.master.hydra.verbose)
+            self._logs.sweep()
             self._started = True
         log.info("Launching 1 jobs locally")
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
@@ -331,7 +396,13 @@ class CachedJobs:
             with read_write(config.hydra.runtime), open_dict(config.hydra.runtime):
                 config.hydra.runtime.output_dir = os.path.abspath(output_dir)
             ret = JobReturn()
-            task_cfg = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
+            # the task's config: the job's own nodes without the hydra node, moved to a root of
+            # their own rather than copied (compose made them for this job; Hydra's deep copy
+            # kept the job's config apart from the task's, which nothing reads after this)
+            task_cfg = OmegaConf.create()
+            with flag_override(task_cfg, "no_deepcopy_set_nodes", True):
+                for k in [str(k) for k in config if k != "hydra"]:
+                    task_cfg[k] = config._get_node(k)
             OmegaConf.set_struct(task_cfg, True)
             ret.cfg = task_cfg
             ret.overrides = list(config.hydra.overrides.task)
@@ -346,7 +417,7 @@ class CachedJobs:
                 ret.working_dir = output_dir
             else:
                 ret.working_dir = os.getcwd()
-            configure_log(config.hydra.job_logging, config.hydra.verbose)
+            self._logs.job(config.hydra.job_logging, config.hydra.verbose)
             if config.hydra.output_subdir is not None:
                 out = Path(config.hydra.runtime.output_dir) / Path(config.hydra.output_subdir)
                 for name, node in (("config.yaml", task_cfg), ("hydra.yaml", config.hydra),
@@ -368,4 +439,4 @@ class CachedJobs:
             self._give_back()
             if chdir:
                 os.chdir(old_cwd)
-            configure_log(self.master.hydra.hydra_logging, self.master.hydra.verbose)
+            self._logs.sweep()
