@@ -214,6 +214,7 @@ def test_a_workers_interpolated_hydra_override_composes_as_with_hydra(hydra_laun
     interpolation that resolves only inside a job, taken unresolved as Hydra takes it."""
     launcher, cfg, seen = hydra_launcher
     cached = make_jobs(launcher, cfg)
+    assert isinstance(cached, CachedJobs)
     for idx, job in enumerate([["loss=focal", CONTEXT], ["loss=ldam", "resampling=sqrt", CONTEXT]]):
         for jobs in (LauncherJobs(launcher), cached):
             jobs.run(["sweep=smoke", *job], idx)
