@@ -86,7 +86,7 @@ def test_a_spool_left_by_a_kill_is_applied_once_by_the_next_command(tmp_path: Pa
     folder = tmp_path / "mlruns" / "spool"
     folder.mkdir()
     dead = 2 ** 22 + 12345  # above the kernel's default pid_max: never a live process
-    spool = folder / f"{os.uname().nodename}-{dead}-deadbeef.spool"
+    spool = folder / f"{os.uname().nodename}-{dead}-0-deadbeef.spool"
     ops = _ops(exp, f"{spool.name}:r1")
     applied = Applier(uri)
     applied.apply(ops[0])  # created, not noted
@@ -109,10 +109,16 @@ def test_a_live_processs_spool_is_left_to_it(tmp_path: Path) -> None:
     uri, exp = _experiment(tmp_path)
     folder = tmp_path / "mlruns" / "spool"
     folder.mkdir()
-    spool = folder / f"{os.uname().nodename}-{os.getppid()}-cafe.spool"  # pytest's parent: alive
+    from imbsweep._liveness import proc_start
+
+    parent = os.getppid()  # pytest's parent: alive
+    spool = folder / f"{os.uname().nodename}-{parent}-{proc_start(parent)}-cafe.spool"
     spool.write_text("".join(json.dumps(o) + "\n" for o in _ops(exp, "x")))
     assert settle(folder, uri) == 0 and spool.exists()
     assert mlflow_client(tmp_path).search_runs([exp]) == []
+    recycled = spool.rename(folder / f"{os.uname().nodename}-{parent}-1-cafe.spool")  # its pid, another start
+    assert settle(folder, uri) == 1 and not recycled.exists()
+    assert len(mlflow_client(tmp_path).search_runs([exp])) == 1
 
 
 def test_a_writers_error_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None:
@@ -123,12 +129,25 @@ def test_a_writers_error_is_one_line_and_keeps_the_spool(tmp_path: Path) -> None
     spool = Spool(uri, tmp_path / "mlruns" / "spool")
     spool.submit({"op": "create", "key": "r1", "experiment_id": exp, "run_name": "ok", "tags": {}})
     assert len(spool.run_id("r1")) == 32
-    spool.submit({"op": "end", "key": "r2", "status": "FINISHED"})  # a run it never created
+    spool.submit({"op": "end", "key": "r2", "status": "FINISHED"})  # a run it never created: refused, skipped
+    spool.submit({"op": "end", "key": "r1", "status": "FINISHED"})
+    spool.close()  # the rest was applied
+    (run,) = mlflow_client(tmp_path).search_runs([exp])
+    assert run.info.status == "FINISHED"
+
+    spool = Spool(uri, tmp_path / "mlruns" / "spool")  # a store that cannot be written stops the writer
+    spool.submit({"op": "create", "key": "r1", "experiment_id": exp, "run_name": "ok", "tags": {}})
+    folder = Path(mlflow_client(tmp_path).get_run(spool.run_id("r1")).info.artifact_uri.removeprefix("file://"))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("")  # a file where the run's artifact folder goes: the files cannot be written
+    spool.submit({"op": "files", "key": "r1", "texts": {"note.txt": "hello"}})
     with pytest.raises(StorageError) as err:
         spool.close()
     text = str(err.value)
-    assert "\n" not in text and "the MLflow writer process stopped: KeyError: 'r2'" in text
+    assert "\n" not in text and text.startswith("the MLflow writer process stopped: ")
     assert str(spool.path) in text and spool.path.exists()  # kept for the next command
+    with pytest.raises(StorageError):  # and every later write is refused with the same line
+        spool.submit({"op": "end", "key": "r1", "status": "FINISHED"})
 
 
 def test_a_killed_writer_is_started_again_and_loses_nothing(tmp_path: Path) -> None:

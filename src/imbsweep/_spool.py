@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _writer
+from ._liveness import proc_start, process_alive
 from ._signals import signals_held
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,14 @@ class Spool:
 
     def __init__(self, uri: str, folder: Path) -> None:
         self.uri, self.folder = uri, folder
-        self.path = folder / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        start = proc_start(os.getpid()) or "0"  # with the pid: a recycled pid is not this process
+        self.path = folder / f"{socket.gethostname()}-{os.getpid()}-{start}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         self._fh: Any = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._ids: dict[str, str] = {}
         self._n = 0
         self._restarts = 0
+        self._failed = ""  # the writer's error: every later operation is refused with it
 
     def new_key(self) -> str:
         """A run's key in this spool (what its operations name it by until the writer made it)."""
@@ -65,6 +68,7 @@ class Spool:
 
     def submit(self, op: Mapping[str, Any]) -> None:
         """Append ``op`` and wake the writer (started if need be)."""
+        self._check()
         if self._fh is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - open for the spool's life
@@ -93,11 +97,19 @@ class Spool:
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                           start_new_session=True)
 
+    def _check(self) -> None:
+        if self._failed:
+            from .errors import StorageError
+
+            raise StorageError(self._failed)
+
     def _answer(self, line: str) -> str:
         """Note a ``created`` answer; return an ``error`` line's message ("" otherwise)."""
         if line.startswith("created "):
             _, k, run_id = line.split()
             self._ids[k] = run_id
+        elif line.startswith("skipped "):  # MLflow refused an operation: said, not dropped silently
+            log.warning("MLflow refused a record of %s, skipped: %s", self.path.name, line[len("skipped "):].strip())
         return line.removeprefix("error ").strip() if line.startswith("error ") else ""
 
     def run_id(self, key: str, wait: bool = True) -> str:
@@ -105,15 +117,16 @@ class Spool:
         ``wait``, "" if it has not answered yet."""
         import select
 
+        self._check()
         while key not in self._ids:
             assert self._proc is not None and self._proc.stdout is not None
             if not wait and not select.select([self._proc.stdout], [], [], 0)[0]:
                 return ""
             line = self._proc.stdout.readline().decode()  # the writer writes whole lines
-            if not line.startswith("created "):
-                self._gone(line)
-            else:
+            if line.startswith(("created ", "skipped ")):
                 self._answer(line)
+            else:
+                self._gone(line)
         return self._ids[key]
 
     def _gone(self, line: str = "") -> None:
@@ -132,13 +145,15 @@ class Spool:
             log.warning("the MLflow writer process exited with %s; started again on %s", rc, self.path)
             self._start(resume=True)
             return
-        raise StorageError(f"the MLflow writer process stopped: {why or f'exited with {rc}'}; the runs' records are "
-                           f"kept in {self.path}: run the same command again to apply them")
+        self._failed = (f"the MLflow writer process stopped: {why or f'exited with {rc}'}; the runs' records are "
+                        f"kept in {self.path}: run the same command again to apply them")
+        raise StorageError(self._failed)
 
     def close(self, wait: bool = True) -> None:
         """No more operations: the writer applies the rest and ends (``wait``: for it)."""
         if self._fh is None:
             return
+        self._check()
         self._fh.close()
         self._fh = None
         while True:
@@ -187,27 +202,20 @@ def close_all(strict: bool = False) -> None:
         raise error
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
     """Every spool in ``folder`` whose producer is gone is applied: waited for while its writer
     still runs, replayed here when that was killed too. Spools of live processes (other
     workers) are theirs. Returns how many were replayed here."""
     if not folder.is_dir():
         return 0
-    host, replayed = socket.gethostname(), 0
+    replayed = 0
     own = {s.path for s in _SPOOLS.values()}
     for path in sorted(folder.glob("*" + SUFFIX)):
-        h, _, rest = path.name.rpartition("-")[0].rpartition("-")
-        if path in own or h != host or (rest.isdigit() and _alive(int(rest))):
+        parts = path.name[:-len(SUFFIX)].rsplit("-", 3)  # host-pid-start-random
+        if path in own or len(parts) != 4 or not parts[1].isdigit():
+            continue
+        host, pid, start = parts[0], int(parts[1]), parts[2]
+        if process_alive(host, pid, None if start == "0" else start) is not False:  # alive, or elsewhere
             continue
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
@@ -221,7 +229,10 @@ def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
                     break
                 except BlockingIOError:  # its writer is still applying it
                     if time.monotonic() > deadline:
-                        raise
+                        from .errors import StorageError
+
+                        raise StorageError(f"the MLflow writer of {path} has not finished in {timeout_s:.0f} s; "
+                                           "run the same command again once it has") from None
                     time.sleep(0.05)
             if not path.exists():  # applied and removed by its writer meanwhile
                 continue

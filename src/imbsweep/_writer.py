@@ -140,17 +140,42 @@ def done_path(spool: Path) -> Path:
     return spool.with_name(spool.name + ".done")
 
 
+#: what MLflow answers about an operation itself (it will never take it), as opposed to the store
+#: not taking writes (locked, full, gone): such an operation is skipped with a warning
+REFUSED = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
+           "BAD_REQUEST")
+
+
+def refused(exc: Exception) -> bool:
+    """Whether ``exc`` says the operation is wrong (skip it) rather than the store unwritable (stop)."""
+    if isinstance(exc, KeyError | ValueError | TypeError):  # a run never created, a value MLflow cannot take
+        return True
+    return getattr(exc, "error_code", None) in REFUSED
+
+
 class Replay:
     """Applies a spool file's operations from where the last writer stopped (its ``.done``
-    note), noting progress after each one."""
+    note: appended lines, the offset after each operation and each run made), noting progress
+    after each one."""
 
     def __init__(self, spool: Path, uri: str, recovering: bool) -> None:
         self.spool, self.done = spool, done_path(spool)
-        note = json.loads(self.done.read_text()) if self.done.exists() else {}
-        self.offset = int(note.get("offset", 0))
+        self.offset = 0
+        runs: dict[str, tuple[str, str]] = {}
+        for line in (self.done.read_bytes().splitlines() if self.done.exists() else []):
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a note cut short by a kill: the operation is applied again
+                continue
+            if "o" in entry:
+                self.offset = int(entry["o"])
+            else:
+                runs[str(entry["k"])] = (str(entry["id"]), str(entry["uri"]))
         self.applier = Applier(uri, replay=recovering)
-        self.applier.runs = {k: (v[0], v[1]) for k, v in note.get("runs", {}).items()}
-        self.answered: set[str] = set(self.applier.runs)
+        self.applier.runs = runs
+        self.answered: set[str] = set(runs)
+        self.skipped: list[str] = []  # "<op> <key>: <why>" of the operations MLflow refused
+        self._note_fh: Any = None
 
     def step(self, final: bool) -> list[str]:
         """Apply every whole line past the offset (``final``: a torn last line is dropped, with
@@ -164,22 +189,39 @@ class Replay:
             self.offset += len(line) + 1
             if not line.strip():
                 continue
-            op = json.loads(line)
-            self.applier.apply(op)
-            self._note()
+            op: Any = None
+            try:
+                op = json.loads(line)
+                self.applier.apply(op)
+            except Exception as exc:
+                if not refused(exc):
+                    raise
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+                what = f"{op.get('op')} {op.get('key')}" if isinstance(op, dict) else "a garbled line"
+                self.skipped.append(f"{what}: {why}")
+                log.warning("skipped %s of %s: %s", what, self.spool, why)
+                self._note(None)
+                continue
+            self._note(str(op["key"]) if op["op"] in ("create", "attach") else None)
             if op["op"] == "create":
                 created.append(str(op["key"]))
         if final and data[end:].strip():
             log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
         return created
 
-    def _note(self) -> None:
-        tmp = self.done.with_name(self.done.name + ".tmp")
-        tmp.write_text(json.dumps({"offset": self.offset, "runs": self.applier.runs}))
-        os.replace(tmp, self.done)
+    def _note(self, made: str | None) -> None:
+        if self._note_fh is None:
+            self._note_fh = open(self.done, "ab")  # noqa: SIM115 - closed in finish
+        if made is not None:
+            run_id, uri = self.applier.runs[made]
+            self._note_fh.write((json.dumps({"k": made, "id": run_id, "uri": uri}) + "\n").encode())
+        self._note_fh.write((json.dumps({"o": self.offset}) + "\n").encode())
+        self._note_fh.flush()
 
     def finish(self) -> None:
         """All applied: the spool and its note go."""
+        if self._note_fh is not None:
+            self._note_fh.close()
         for p in (self.spool, self.done, self.spool.with_name(self.spool.name + ".log")):
             p.unlink(missing_ok=True)
 
@@ -194,9 +236,18 @@ def main(argv: list[str]) -> int:
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    lock = open(spool, "rb")  # noqa: SIM115 - held for the process's life: "a writer owns this spool"
+    # the answers get a stdout of their own; anything a library prints goes to the log (stderr)
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    try:
+        lock = open(spool, "rb")  # noqa: SIM115 - held for the process's life: "a writer owns this spool"
+    except FileNotFoundError:
+        if resume:  # the writer before was killed after it had applied and removed it all
+            return 0
+        raise
     fcntl.flock(lock, fcntl.LOCK_EX)
-    out = sys.stdout
+    if not spool.exists():  # applied and removed by a replay while this one waited for the lock
+        return 0
     try:
         replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
         for key in replay.answered:  # what the killed one created and noted
@@ -205,6 +256,9 @@ def main(argv: list[str]) -> int:
             chunk = os.read(0, 65536)
             for key in replay.step(final=not chunk):
                 out.write(f"created {key} {replay.applier.run_id(key)}\n")
+            for skipped in replay.skipped:
+                out.write(f"skipped {skipped}\n")
+            replay.skipped.clear()
             out.flush()
             if not chunk:
                 break

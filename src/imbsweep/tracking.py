@@ -211,7 +211,12 @@ class MlflowRun(Reporter):
         except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
             log.exception("could not record how run %s ended", self.key)
         finally:
-            self.sink.submit({"op": "end", "key": self.key, "status": status})
+            try:
+                self.sink.submit({"op": "end", "key": self.key, "status": status})
+            except Exception:
+                if exc_type is None:
+                    raise
+                log.exception("could not record how run %s ended", self.key)  # the exception that ended it goes on
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:

@@ -221,3 +221,18 @@ def test_a_workers_interpolated_hydra_override_composes_as_with_hydra(hydra_laun
         assert seen[-1] == seen[-2], job
         assert seen[-1]["output_dir"].endswith(f"w1_{idx}")
     assert ("sweep=smoke", "~loss") in cached.composed  # the options' bases without compositions of their own
+
+
+def test_a_data_option_that_picks_its_model_composes_as_with_hydra(hydra_launcher: Fixture) -> None:
+    """``data=synthetic`` has a defaults list of its own (it overrides ``/model``): its base is
+    Hydra's, and a model or a group option on top of it, and a plain data option after it, are
+    what Hydra composes."""
+    launcher, cfg, seen = hydra_launcher
+    cached = make_jobs(launcher, cfg)
+    assert isinstance(cached, CachedJobs)
+    jobs = [["data=synthetic", CONTEXT], ["data=synthetic", "model=logreg", CONTEXT],
+            ["data=synthetic", "resampling=sqrt", "loss=focal", CONTEXT], ["data=mnist1d_lt", "model=mlp", CONTEXT]]
+    for idx, job in enumerate(jobs):
+        for jobs_ in (LauncherJobs(launcher), cached):
+            jobs_.run(["sweep=smoke", *job], idx)
+        assert seen[-1] == seen[-2], job

@@ -37,6 +37,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 
+from ._joblog import JobLogging
+
 log = logging.getLogger(__name__)
 
 
@@ -82,69 +84,14 @@ def _save(container: Any, filename: str, folder: Path) -> None:
     (folder / filename).write_text(text, encoding="utf-8")
 
 
-class _Logging:
-    """Hydra's ``configure_log`` for each job (``hydra.job_logging``: the console and the job's
-    log file) and back to the sweep's (``hydra.hydra_logging``) after it, as the basic
-    launcher does, without a ``logging.config.dictConfig`` each time: a configuration met
-    before is put back as it was left (each logger's handlers, level, propagation), its file
-    handlers pointed at the new job's files. Only for configurations that leave other loggers
-    alone (``disable_existing_loggers: false``, not incremental); any other is configured by
-    Hydra each time."""
-
-    def __init__(self, master: DictConfig) -> None:
-        self.master = master
-        self._states: dict[str, tuple[list[tuple[Any, list[Any], int, bool, bool]], dict[str, Any]]] = {}
-
-    def sweep(self) -> None:
-        self._configure(self.master.hydra.hydra_logging, self.master.hydra.verbose)
-
-    def job(self, log_config: DictConfig, verbose: Any) -> None:
-        self._configure(log_config, verbose)
-
-    def _configure(self, log_config: DictConfig | None, verbose: Any) -> None:
-        import json
-        import logging
-
-        from hydra.core.utils import configure_log
-
-        conf = OmegaConf.to_container(log_config, resolve=True) if log_config is not None else None
-        cacheable = isinstance(conf, dict) and conf.get("root") is not None and not conf.get("incremental") \
-            and conf.get("disable_existing_loggers", True) is False
-        if not cacheable:
-            configure_log(log_config, verbose)  # type: ignore[arg-type]
-            return
-        assert isinstance(conf, dict) and log_config is not None
-        files = {name: os.path.abspath(str(h["filename"])) for name, h in (conf.get("handlers") or {}).items()
-                 if isinstance(h, dict) and "filename" in h}
-        shape = json.loads(json.dumps(conf, default=str))
-        for name in files:
-            shape["handlers"][name]["filename"] = ""
-        verbose_c = OmegaConf.to_container(verbose) if OmegaConf.is_config(verbose) else verbose
-        key = json.dumps([shape, verbose_c], sort_keys=True, default=str)
-        names = [None, *(conf.get("loggers") or {}), *([verbose_c] if isinstance(verbose_c, str) else
-                                                       verbose_c if isinstance(verbose_c, list) else [])]
-        known = self._states.get(key)
-        if known is None:
-            configure_log(log_config, verbose)
-            loggers = [logging.getLogger(n) for n in dict.fromkeys(names)]
-            state = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
-            handlers = {h.baseFilename: h for _, hs, *_ in state for h in hs if isinstance(h, logging.FileHandler)}
-            self._states[key] = (state, {name: handlers.get(path) for name, path in files.items()})
-            return
-        state, file_handlers = known
-        for lg, hs, level, propagate, disabled in state:
-            lg.handlers[:] = hs
-            lg.setLevel(level)
-            lg.propagate, lg.disabled = propagate, disabled
-        for name, h in file_handlers.items():
-            if h is not None and h.baseFilename != files[name]:  # this job's file (created as FileHandler does)
-                h.acquire()
-                try:
-                    h.close()
-                    h.baseFilename = files[name]
-                    h.stream = None if h.delay else h._open()
-                finally:
-                    h.release()
+def _has_null(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
 
 
 class CachedJobs:
@@ -166,7 +113,7 @@ class CachedJobs:
         self._laters: dict[tuple[tuple[str, ...], str], tuple[Any] | None] = {}  # see _later
         self._lists: dict[tuple[str, ...], list[Any] | None] = {}  # Hydra's defaults lists, see _defaults
         self._started = False
-        self._logs = _Logging(config)
+        self._logs = JobLogging(config)
         self._lent: DictConfig | None = None
 
     # -- composing ------------------------------------------------------------------------
@@ -232,34 +179,60 @@ class CachedJobs:
         Hydra merges the files of the defaults list in order, so the group's subtree is the
         option's file merged with what the files after it write into the group, which is what a
         composition without the group (``~loss``) holds there (once per group, not per option).
-        Only when no file before the group's writes into it (checked on the defaults list);
-        None when that cannot be shown (Hydra composes it then)."""
+        Only where :meth:`_later` shows that this is so; None otherwise (Hydra composes it)."""
         group, option = o.key_or_group, o.value()
-        root = self._base(fixed)
-        later = self._later(tuple(f.input_line for f in fixed), group)
-        if later is None or group not in root or group not in root.hydra.runtime.choices:
+        later = self._later(fixed, group)
+        if later is None or self._schema(group, option):
             return None
+        merged = self._merged(group, option, later[0])
+        if merged is None:
+            return None
+        base = copy.deepcopy(self._base(fixed))
+        with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
+            base[group] = merged
+            base.hydra.runtime.choices[group] = option
+        return base
+
+    def _merged(self, group: str, option: str, later: Any) -> Any:
+        """The group's subtree: ``group/option``'s file merged with ``later``; None if that fails."""
         loaded = self.loader.repository.load_config(f"{group}/{option}")
         if loaded is None:
             return None
         merged = OmegaConf.create()
-        with flag_override(merged, "no_deepcopy_set_nodes", True):  # as Hydra's composition merges
-            merged.merge_with({group: loaded.config})
-            if later[0] is not None:
-                merged.merge_with({group: later[0]})
-        base = copy.deepcopy(root)
-        with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
-            base[group] = merged[group]
-            base.hydra.runtime.choices[group] = option
-        return base
+        try:
+            with flag_override(merged, "no_deepcopy_set_nodes", True):  # as Hydra's composition merges
+                merged.merge_with({group: loaded.config})
+                if later is not None:
+                    merged.merge_with({group: later})
+        except Exception:  # noqa: BLE001 - Hydra's own composition reports it
+            return None
+        return merged[group]
 
-    def _later(self, fixed: tuple[str, ...], group: str) -> tuple[Any] | None:
+    def _schema(self, group: str, option: str) -> bool:
+        """Whether a ConfigStore schema of the same name is merged with the file (Hydra still does)."""
+        try:
+            return bool(self.loader.repository.get_schema_source().is_config(f"{group}/{option}"))
+        except Exception:  # noqa: BLE001 - cannot tell: compose it
+            return True
+
+    def _later(self, fixed: list[Any], group: str) -> tuple[Any] | None:
         """``(subtree,)``: what the files after ``group``'s in the defaults list of ``fixed``
-        write into its package (``(None,)``: nothing); None when a file before it writes there
-        too, or the list does not hold the group once."""
-        key = (fixed, group)
+        write into its package (``(None,)``: nothing); None when that does not give the
+        group's subtree: the list does not hold the group once, or its current option is not a
+        plain file, a file before the group's writes into it, a defaults list interpolates,
+        the later writes hold a null (merging is not associative then), or the current option
+        put together this way is not what Hydra composed."""
+        lines = tuple(f.input_line for f in fixed)
+        key = (lines, group)
         if key not in self._laters:
-            self._laters[key] = self._find_later(fixed, group)
+            found = self._find_later(lines, group)
+            if found is not None:  # checked on the option the composition holds
+                root = self._base(fixed)
+                current = root.hydra.runtime.choices.get(group) if group in root else None
+                mine = self._merged(group, str(current), found[0]) if current is not None else None
+                if mine is None or OmegaConf.to_container(mine) != OmegaConf.to_container(root[group]):
+                    found = None
+            self._laters[key] = found
         return self._laters[key]
 
     def _defaults(self, fixed: tuple[str, ...]) -> list[Any] | None:
@@ -270,7 +243,7 @@ class CachedJobs:
             try:  # as load_sweep_config takes them: unresolved (a worker's hydra.sweep.subdir=w1_${hydra.job.num})
                 hydra_overrides = list(OmegaConf.to_container(self.master.hydra.overrides.hydra))  # type: ignore[arg-type]
                 self._lists[fixed] = self.loader.compute_defaults_list(
-                    self.master.hydra.job.config_name, [*hydra_overrides, *fixed], RunMode.MULTIRUN).defaults
+                    self.master.hydra.job.config_name, [*hydra_overrides, *fixed], RunMode.RUN).defaults
             except Exception:  # noqa: BLE001 - Hydra's own composition reports it
                 self._lists[fixed] = None
         return self._lists[fixed]
@@ -280,21 +253,30 @@ class CachedJobs:
         if defaults is None:
             return None
         at = [i for i, d in enumerate(defaults) if d.package == group and str(d.config_path).startswith(group + "/")]
-        if len(at) != 1:
+        if len(at) != 1 or not self._is_plain(group, str(defaults[at[0]].config_path)[len(group) + 1:]):
             return None
-        for d in defaults[:at[0]]:
+        from hydra.core.default_element import GroupDefault
+
+        for i, d in enumerate(defaults):
+            loaded = self.loader.repository.load_config(d.config_path) if d.config_path is not None else None
+            if loaded is not None and any(isinstance(x, GroupDefault) and x.is_interpolation()
+                                          for x in loaded.defaults_list or []):
+                return None  # a choice that follows another group's: swapping one can change the list
+            if i >= at[0]:
+                continue
             package = d.package or ""
             if package == group or package.startswith(group + "."):
                 return None
-            if package == "" and d.config_path is not None:
-                loaded = self.loader.repository.load_config(d.config_path)
-                if loaded is None or group in loaded.config:
-                    return None
+            if package == "" and (loaded is None or group in loaded.config):
+                return None
         try:
             without = self._compose((*fixed, f"~{group}"))
         except Exception:  # noqa: BLE001 - a defaults list that needs the group: compose each option
             return None
-        return (without.get(group),)
+        later = without.get(group)
+        if later is not None and _has_null(OmegaConf.to_container(later) if OmegaConf.is_config(later) else later):
+            return None
+        return (later,)
 
     def _plain_file(self, o: Any) -> bool:
         """Whether ``o`` picks a plain file of a top-level group (see :meth:`_base`)."""
@@ -303,6 +285,10 @@ class CachedJobs:
         group, option = o.key_or_group, o.value()
         if not isinstance(option, str) or "/" in group:
             return False
+        return self._is_plain(group, option)
+
+    def _is_plain(self, group: str, option: str) -> bool:
+        """Whether ``group/option`` is a plain file: no defaults list, written into its group."""
         known = self._plain.get((group, option))
         if known is None:
             try:
@@ -403,6 +389,7 @@ class CachedJobs:
             with flag_override(task_cfg, "no_deepcopy_set_nodes", True):
                 for k in [str(k) for k in config if k != "hydra"]:
                     task_cfg[k] = config._get_node(k)
+            OmegaConf.copy_cache(from_config=config, to_config=task_cfg)  # as Hydra's deep copy carries it
             OmegaConf.set_struct(task_cfg, True)
             ret.cfg = task_cfg
             ret.overrides = list(config.hydra.overrides.task)

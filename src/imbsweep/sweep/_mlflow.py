@@ -59,12 +59,9 @@ class ParentRun:
                  posthoc_kinds: Mapping[str, str] | None = None) -> None:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.spool_dir = state_of(config) / SPOOL
-        self.spool: Any = None  # the progress metrics go through this process's spool (see _spool)
-        self._spool_key = ""
-        if self.uri.startswith("sqlite:///") and config.tracking.get("spool", True):
-            from .._spool import spool_for
-
-            self.spool = spool_for(self.uri, self.spool_dir)
+        # the progress metrics go through this process's spool (see _spool)
+        self.spooled = self.uri.startswith("sqlite:///") and bool(config.tracking.get("spool", True))
+        self._attached: tuple[Any, str] | None = None  # (spool, key) the parent run is known by
         self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
@@ -140,12 +137,15 @@ class ParentRun:
             arm = best.user_attrs.get(ATTR_ARM)
             tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
-        if self.spool is not None:  # through the trials' writer process, off the sweep's path
-            if not self._spool_key:
-                self._spool_key = self.spool.new_key()
-                self.spool.submit({"op": "attach", "key": self._spool_key, "run_id": self.run_id})
-            self.spool.submit({"op": "batch", "key": self._spool_key, "tags": {t.key: t.value for t in tags},
-                               "metrics": [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]})
+        if self.spooled:  # through the trials' writer process, off the sweep's path
+            from .._spool import spool_for
+
+            spool = spool_for(self.uri, self.spool_dir)
+            if self._attached is None or self._attached[0] is not spool:  # a spool made since
+                self._attached = (spool, spool.new_key())
+                spool.submit({"op": "attach", "key": self._attached[1], "run_id": self.run_id})
+            spool.submit({"op": "batch", "key": self._attached[1], "tags": {t.key: t.value for t in tags},
+                          "metrics": [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]})
             return
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
                                                     for k, v in metrics.items()], tags=tags)

@@ -206,6 +206,7 @@ class Sweep:
                 from .._spool import close_all
 
                 close_all(strict=True)  # the trials' MLflow writes are in the store before the parent ends
+                parent.settle()  # and those of a worker that died with its writer
         except BaseException:
             stop(workers)
             raise

@@ -165,12 +165,17 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
             if twin is not None:
                 trial.set_user_attr(posthoc_attr(str(kind)), float(twin))
     finally:
-        if reporter is not None:
-            reporter.name_run(wait=True)
-        if outcome is not None:
-            trial.set_user_attr(ATTR_OUTCOME, outcome)
-        if held:
-            hold.__exit__(None, None, None)
+        try:
+            if reporter is not None:
+                try:
+                    reporter.name_run(wait=True)
+                except Exception as exc:  # noqa: BLE001 - the outcome matters more; the tags find the run
+                    log.warning("trial %s could not name its MLflow run: %s", ctx.number, exc)
+            if outcome is not None:
+                trial.set_user_attr(ATTR_OUTCOME, outcome)
+        finally:
+            if held:
+                hold.__exit__(None, None, None)
     if error is not None:
         raise error
     shown = ", ".join(f"{m}={v:.4f}" for (m, _), v in zip(objectives, values, strict=True))

@@ -26,6 +26,8 @@ from typing import Any
 
 import optuna
 
+from .._liveness import proc_start as _proc_start
+from .._liveness import process_alive
 from ..names import (
     ATTR_BASELINE,
     ATTR_FAIL_REASON,
@@ -40,36 +42,8 @@ from ..names import (
 log = logging.getLogger(__name__)
 
 
-def _proc_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a recycled pid;
-    None when it is gone or a zombie (dead, not yet reaped by its parent: its ``/proc`` entry
-    stays until then, and a killed worker must not count as alive)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
 def this_process() -> dict[str, Any]:
     return {ATTR_HOST: socket.gethostname(), ATTR_PID: os.getpid(), ATTR_START: _proc_start(os.getpid())}
-
-
-def process_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:
-    """True/False for a process on this host; None when it runs elsewhere (cannot tell)."""
-    if host != socket.gethostname() or pid is None:
-        return None
-    if Path("/proc").is_dir():
-        now = _proc_start(int(pid))
-        return now is not None and (start is None or now == start)
-    try:  # no /proc: only "does a process with this pid exist"
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def mark_running(trial: optuna.Trial) -> None:
