@@ -32,15 +32,12 @@ from typing import Any
 from . import _writer
 from ._liveness import proc_start, process_alive
 from ._signals import signals_held
+from .errors import one_line
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
 RESTARTS = 3  # a killed writer is started again on its spool this many times, then the sweep stops
-
-
-class WriterFailed(Exception):
-    """The writer process stopped on an error; its spool is kept for the next command."""
 
 
 class Spool:
@@ -129,17 +126,25 @@ class Spool:
                 self._gone(line)
         return self._ids[key]
 
-    def _gone(self, line: str = "") -> None:
-        """The writer ended while work was left: its error is raised (one line; the spool is
-        kept for the next command); a writer that was killed is started again on the same spool,
-        from where it got (at most :data:`RESTARTS` times)."""
-        from .errors import StorageError
-
+    def _drain(self, line: str = "") -> tuple[str, int]:
+        """The writer's last answers (``line`` and the rest of its stdout, to its end), and its
+        exit status: ``(error message or "", returncode)``."""
         assert self._proc is not None and self._proc.stdout is not None
         why = self._answer(line)
         for rest in self._proc.stdout.read().decode().splitlines():
             why = self._answer(rest) or why
-        rc = self._proc.wait()
+        return why, self._proc.wait()
+
+    def _gone(self, line: str = "") -> None:
+        """The writer ended while work was left: see :meth:`_restart_or_fail`."""
+        self._restart_or_fail(*self._drain(line))
+
+    def _restart_or_fail(self, why: str, rc: int) -> None:
+        """A writer that was killed (no error of its own) is started again on the same spool,
+        from where it got (at most :data:`RESTARTS` times); its error is raised (one line; the
+        spool is kept for the next command)."""
+        from .errors import StorageError
+
         if not why and self._restarts < RESTARTS:
             self._restarts += 1
             log.warning("the MLflow writer process exited with %s; started again on %s", rc, self.path)
@@ -157,18 +162,25 @@ class Spool:
         self._fh.close()
         self._fh = None
         while True:
-            assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
+            assert self._proc is not None and self._proc.stdin is not None
             with contextlib.suppress(BrokenPipeError):
                 self._proc.stdin.close()
             if not wait:
                 return
-            lines = self._proc.stdout.read().decode().splitlines()
-            why = ""
-            for line in lines:
-                why = self._answer(line) or why
-            if self._proc.wait() == 0 and not why:
+            why, rc = self._drain()
+            if rc == 0 and not why:
                 return
-            self._gone(f"error {why}" if why else "")  # raises, or a new writer finishes the spool
+            self._restart_or_fail(why, rc)  # raises, or a new writer finishes the spool
+
+
+def serves(uri: str) -> bool:
+    """Whether ``uri`` is a store the spool is for: the local SQLite file (its per-row cost)."""
+    return uri.startswith("sqlite:///")
+
+
+def enabled(uri: str, tracking: Mapping[str, Any]) -> bool:
+    """Whether writes to ``uri`` go through a spool: a store it serves, and ``tracking.spool``."""
+    return serves(uri) and bool(tracking.get("spool", True))
 
 
 _SPOOLS: dict[tuple[str, Path], Spool] = {}
@@ -242,8 +254,7 @@ def settle(folder: Path, uri: str, timeout_s: float = 300.0) -> int:
             except Exception as exc:  # noqa: BLE001 - one line; the spool stays for the next try
                 from .errors import StorageError
 
-                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-                raise StorageError(f"cannot apply the MLflow records kept in {path}: {why}; "
+                raise StorageError(f"cannot apply the MLflow records kept in {path}: {one_line(exc, 500)}; "
                                    "run the same command again once the store can be written") from exc
             replay.finish()
             replayed += 1

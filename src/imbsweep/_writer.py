@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .errors import one_line
 from .names import TAG_RECORD
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ class Applier:
     def __init__(self, uri: str, client: Any = None, replay: bool = False) -> None:
         from ._client import make_client
 
-        self.uri = uri
         self.client = client or make_client(uri)
         self.replay = replay  # a replay after a kill: a ``create`` may have been applied already
         self.runs: dict[str, tuple[str, str]] = {}  # key -> (run id, artifact URI)
@@ -196,7 +196,7 @@ class Replay:
             except Exception as exc:
                 if not refused(exc):
                     raise
-                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+                why = one_line(exc, 500)
                 what = f"{op.get('op')} {op.get('key')}" if isinstance(op, dict) else "a garbled line"
                 self.skipped.append(f"{what}: {why}")
                 log.warning("skipped %s of %s: %s", what, self.spool, why)
@@ -263,7 +263,7 @@ def main(argv: list[str]) -> int:
             if not chunk:
                 break
     except Exception as exc:  # noqa: BLE001 - one line to the producer; the spool stays for a replay
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+        text = one_line(exc, 2000)
         log.error("%s", text)
         try:
             out.write(f"error {text}\n")

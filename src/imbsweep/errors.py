@@ -11,6 +11,11 @@ def say(msg: str) -> None:
     print(f"imbsweep: {msg}", file=sys.stderr)
 
 
+def one_line(exc: BaseException, limit: int) -> str:
+    """``Type: message`` with its whitespace (newlines included) collapsed, at most ``limit`` characters."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:limit]
+
+
 class ImbsweepError(Exception):
     """Base class of the errors the CLI prints as one line (no traceback)."""
 

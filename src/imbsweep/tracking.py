@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import _config
 from ._client import connect, tracking_uri
 from ._paths import absolute_paths, git_commit, state_of
+from ._spool import enabled, spool_for
 from .artifacts import per_class_columns, posthoc_columns
 from .names import (
     COMPLETE,
@@ -109,8 +110,8 @@ class MlflowRun(Reporter):
         parent_run_id: makes this a child run (``mlflow.parentRunId``).
         choices: the config-group options, tagged ``imbsweep.choice.<group>``; by default
             Hydra's runtime choices (a run re-created outside Hydra passes its original's).
-        spool: hand the writes to a writer process (needs ``experiment_id``; only on a local
-            SQLite store, else ignored).
+        spool: hand the writes to a writer process (needs ``experiment_id``; only where
+            ``_spool.enabled``: the local SQLite store and ``tracking.spool``, else ignored).
     """
 
     def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
@@ -120,9 +121,7 @@ class MlflowRun(Reporter):
         tr = cfg.tracking
         uri = tracking_uri(tr, state_of(cfg))
         self.sink: Any
-        if spool and experiment_id and client is None and uri.startswith("sqlite:///"):
-            from ._spool import spool_for
-
+        if spool and experiment_id and client is None and enabled(uri, tr):
             self.uri, self.experiment_id = uri, experiment_id
             self.sink = spool_for(uri, state_of(cfg) / SPOOL)
         else:

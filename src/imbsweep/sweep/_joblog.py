@@ -23,31 +23,27 @@ class JobLogging:
         self._states: dict[str, tuple[list[tuple[Any, list[Any], int, bool, bool]], dict[str, Any]]] = {}
 
     def sweep(self) -> None:
-        self._configure(self.master.hydra.hydra_logging, self.master.hydra.verbose)
+        self.configure(self.master.hydra.hydra_logging, self.master.hydra.verbose)
 
-    def job(self, log_config: DictConfig, verbose: Any) -> None:
-        self._configure(log_config, verbose)
-
-    def _configure(self, log_config: DictConfig | None, verbose: Any) -> None:
+    def configure(self, log_config: DictConfig | None, verbose: Any) -> None:
+        """What ``hydra.core.utils.configure_log(log_config, verbose)`` does."""
         import json
         import logging
 
         from hydra.core.utils import configure_log
 
         conf = OmegaConf.to_container(log_config, resolve=True) if log_config is not None else None
+        file_confs = {name: h for name, h in (conf.get("handlers") or {}).items()
+                      if isinstance(h, dict) and "filename" in h} if isinstance(conf, dict) else {}
+        files = {name: os.path.abspath(str(h["filename"])) for name, h in file_confs.items()}
+        # a file truncated or opened late, or two handlers on one file: as Hydra does it, each time
         cacheable = isinstance(conf, dict) and conf.get("root") is not None and not conf.get("incremental") \
-            and conf.get("disable_existing_loggers", True) is False
+            and conf.get("disable_existing_loggers", True) is False and len(set(files.values())) == len(files) \
+            and all(h.get("mode", "a") == "a" and not h.get("delay") for h in file_confs.values())
         if not cacheable:
             configure_log(log_config, verbose)  # type: ignore[arg-type]
             return
         assert isinstance(conf, dict) and log_config is not None
-        file_confs = {name: h for name, h in (conf.get("handlers") or {}).items()
-                      if isinstance(h, dict) and "filename" in h}
-        files = {name: os.path.abspath(str(h["filename"])) for name, h in file_confs.items()}
-        if len(set(files.values())) < len(files) or any(h.get("mode", "a") != "a" or h.get("delay")
-                                                         for h in file_confs.values()):
-            configure_log(log_config, verbose)  # a file truncated or opened late: as Hydra does it
-            return
         shape = json.loads(json.dumps(conf, default=str))
         for name in files:
             shape["handlers"][name]["filename"] = ""

@@ -404,7 +404,7 @@ class CachedJobs:
                 ret.working_dir = output_dir
             else:
                 ret.working_dir = os.getcwd()
-            self._logs.job(config.hydra.job_logging, config.hydra.verbose)
+            self._logs.configure(config.hydra.job_logging, config.hydra.verbose)
             if config.hydra.output_subdir is not None:
                 out = Path(config.hydra.runtime.output_dir) / Path(config.hydra.output_subdir)
                 for name, node in (("config.yaml", task_cfg), ("hydra.yaml", config.hydra),

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._client import connect
 from .._paths import git_commit, state_of
+from .._spool import enabled, serves, settle, spool_for
 from .._stores import redact
 from ..names import (
     ATTR_ARM,
@@ -60,7 +61,7 @@ class ParentRun:
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.spool_dir = state_of(config) / SPOOL
         # the progress metrics go through this process's spool (see _spool)
-        self.spooled = self.uri.startswith("sqlite:///") and bool(config.tracking.get("spool", True))
+        self.spooled = enabled(self.uri, config.tracking)
         self._attached: tuple[Any, str] | None = None  # (spool, key) the parent run is known by
         self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
@@ -138,8 +139,6 @@ class ParentRun:
             tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
         if self.spooled:  # through the trials' writer process, off the sweep's path
-            from .._spool import spool_for
-
             spool = spool_for(self.uri, self.spool_dir)
             if self._attached is None or self._attached[0] is not spool:  # a spool made since
                 self._attached = (spool, spool.new_key())
@@ -217,9 +216,7 @@ class ParentRun:
 
     def settle(self) -> None:
         """The MLflow records spooled by processes that are gone are applied (``_spool``)."""
-        from .._spool import settle
-
-        if self.uri.startswith("sqlite:///"):
+        if serves(self.uri):
             settle(self.spool_dir, self.uri)
 
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None) -> None:

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from .._config import objective_metrics, validate_objective
 from .._paths import journal_path, state_of
 from .._signals import signals_held
+from .._spool import close_all
 from ..errors import ConfigError, ImbsweepError, StorageError
 from ..names import (
     ATTR_ARM,
@@ -203,16 +204,12 @@ class Sweep:
                         self._check_failures(studies)
                     progress.update(studies)
                 join(workers)
-                from .._spool import close_all
-
                 close_all(strict=True)  # the trials' MLflow writes are in the store before the parent ends
                 parent.settle()  # and those of a worker that died with its writer
         except BaseException:
             stop(workers)
             raise
         finally:
-            from .._spool import close_all
-
             close_all()  # (after an error: what this process spooled is applied, or kept for the next command)
             if not self.worker:
                 results = self._write_results(self.arms)

@@ -130,7 +130,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     try:
         recorder: MlflowRun = MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
                              tags=tags, run_name=f"{arm or trick} trial-{ctx.number}",
-                             spool=bool(cfg.tracking.get("spool", True)))
+                             spool=True)
         reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None, recorder)
         with recorder:
             from ..reporting import CompositeReporter
