@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
 RESTARTS = 3  # a killed writer is started again on its spool this many times, then the sweep stops
+BEHIND = 1  # at most this many ended runs not yet applied by the writer when the next run starts
 
 
 class Spool:
@@ -52,6 +53,10 @@ class Spool:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ids: dict[str, str] = {}
         self._n = 0
+        self._buf = b""  # the writer's answers: the start of a line not yet whole
+        self._why = ""  # an ``error`` the writer answered before it exited
+        self._applied = 0  # how far into the spool the writer has applied (bytes; its ``at`` answers)
+        self._ends: list[int] = []  # where the last runs' ``end`` operations stop in the spool
         self._restarts = 0
         self._failed = ""  # the writer's error: every later operation is refused with it
 
@@ -70,20 +75,41 @@ class Spool:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - open for the spool's life
             self._start()
+        elif op["op"] == "create" and len(self._ends) > BEHIND:
+            self._keep_up(self._ends[-BEHIND - 1])
         line = (json.dumps(op, separators=(",", ":"), allow_nan=True) + "\n").encode()
         with signals_held():  # a whole line or none
             self._fh.write(line)
             self._fh.flush()
+        if op["op"] == "end":
+            self._ends = [*self._ends[-BEHIND:], self._fh.tell()]
         self._wake()
+        self._read(block=False)  # the answers never fill the pipe
 
-    def _wake(self) -> None:
+    def _keep_up(self, offset: int) -> None:
+        """Wait until the writer has applied the spool up to ``offset``. The writer runs at the
+        lowest CPU priority (``_writer.main``), so that it never slows a trial's training; this
+        keeps a machine whose cores are all busy from leaving MLflow ever further behind: a run
+        starts once at most :data:`BEHIND` ended runs are not in MLflow yet."""
+        while self._applied < offset:
+            if not self._read(block=True):
+                self._gone()
+                self._wake()
+
+    def training(self, on: bool) -> None:
+        """The producer begins (``on``) or ends training: the writer holds its work meanwhile
+        (at most ``_writer.HOLD_S``), so that it does not take a core from a training thread."""
+        if self._fh is not None and not self._failed:
+            self._wake(b"b" if on else b"f")
+
+    def _wake(self, what: bytes = b"\n") -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
-            self._proc.stdin.write(b"\n")
+            self._proc.stdin.write(what)
             self._proc.stdin.flush()
         except BrokenPipeError:
             self._gone()
-            self._wake()
+            self._wake(b"\n" + what.strip())  # the new writer: to work, and whether we train
 
     def _start(self, resume: bool = False) -> None:
         # stdin: wake-ups, its end the end of the work; stdout: answers; its own session, so
@@ -100,44 +126,58 @@ class Spool:
 
             raise StorageError(self._failed)
 
-    def _answer(self, line: str) -> str:
-        """Note a ``created`` answer; return an ``error`` line's message ("" otherwise)."""
-        if line.startswith("created "):
-            _, k, run_id = line.split()
-            self._ids[k] = run_id
-        elif line.startswith("skipped "):  # MLflow refused an operation: said, not dropped silently
-            log.warning("MLflow refused a record of %s, skipped: %s", self.path.name, line[len("skipped "):].strip())
-        return line.removeprefix("error ").strip() if line.startswith("error ") else ""
+    def _read(self, block: bool) -> bool:
+        """Take in the writer's answers (``created <key> <run id>``, ``at <offset>``, ``skipped
+        <what>``, ``error <message>``, a line each), waiting for some when ``block``; False once
+        its stdout has ended (it exited)."""
+        import select
+
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()  # read raw: select sees no data held in a Python buffer
+        if not block and not select.select([fd], [], [], 0)[0]:
+            return True
+        data = os.read(fd, 65536)
+        if not data:
+            return False
+        *lines, self._buf = (self._buf + data).split(b"\n")
+        for raw in lines:
+            line = raw.decode()
+            if line.startswith("created "):
+                _, k, run_id = line.split()
+                self._ids[k] = run_id
+            elif line.startswith("at "):
+                self._applied = max(self._applied, int(line.split()[1]))
+            elif line.startswith("skipped "):  # MLflow refused an operation: said, not dropped silently
+                log.warning("MLflow refused a record of %s, skipped: %s", self.path.name, line[len("skipped "):].strip())
+            elif line.startswith("error "):
+                self._why = line.removeprefix("error ").strip()
+        return True
 
     def run_id(self, key: str, wait: bool = True) -> str:
         """The id MLflow gave the run ``key``: waits for the writer to create it, or, without
         ``wait``, "" if it has not answered yet."""
-        import select
-
         self._check()
+        self._read(block=False)
         while key not in self._ids:
-            assert self._proc is not None and self._proc.stdout is not None
-            if not wait and not select.select([self._proc.stdout], [], [], 0)[0]:
+            if not wait:
                 return ""
-            line = self._proc.stdout.readline().decode()  # the writer writes whole lines
-            if line.startswith(("created ", "skipped ")):
-                self._answer(line)
-            else:
-                self._gone(line)
+            if not self._read(block=True):
+                self._gone()
+                self._wake()
         return self._ids[key]
 
-    def _drain(self, line: str = "") -> tuple[str, int]:
-        """The writer's last answers (``line`` and the rest of its stdout, to its end), and its
-        exit status: ``(error message or "", returncode)``."""
-        assert self._proc is not None and self._proc.stdout is not None
-        why = self._answer(line)
-        for rest in self._proc.stdout.read().decode().splitlines():
-            why = self._answer(rest) or why
+    def _drain(self) -> tuple[str, int]:
+        """The writer's last answers (to the end of its stdout), and its exit status: ``(error
+        message or "", returncode)``."""
+        assert self._proc is not None
+        while self._read(block=True):
+            pass
+        why, self._why, self._buf = self._why, "", b""
         return why, self._proc.wait()
 
-    def _gone(self, line: str = "") -> None:
+    def _gone(self) -> None:
         """The writer ended while work was left: see :meth:`_restart_or_fail`."""
-        self._restart_or_fail(*self._drain(line))
+        self._restart_or_fail(*self._drain())
 
     def _restart_or_fail(self, why: str, rc: int) -> None:
         """A writer that was killed (no error of its own) is started again on the same spool,

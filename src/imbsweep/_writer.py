@@ -16,9 +16,11 @@ import fcntl
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from .names import TAG_RECORD
 log = logging.getLogger(__name__)
 
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits per request
+#: while the producer trains (it sent ``b``, not yet ``f``), operations wait at most this long:
+#: the writer's work then lands between trials, not among a trial's training threads
+HOLD_S = 2.0
 
 
 class Applier:
@@ -177,9 +182,10 @@ class Replay:
         self.skipped: list[str] = []  # "<op> <key>: <why>" of the operations MLflow refused
         self._note_fh: Any = None
 
-    def step(self, final: bool) -> list[str]:
+    def step(self, final: bool, created_now: Any = None) -> list[str]:
         """Apply every whole line past the offset (``final``: a torn last line is dropped, with
-        a warning); returns the keys of the runs created."""
+        a warning); returns the keys of the runs created, each also passed to ``created_now``
+        as soon as it is made (a trial may be waiting for its run's id)."""
         created = []
         with open(self.spool, "rb") as fh:
             fh.seek(self.offset)
@@ -205,6 +211,8 @@ class Replay:
             self._note(str(op["key"]) if op["op"] in ("create", "attach") else None)
             if op["op"] == "create":
                 created.append(str(op["key"]))
+                if created_now is not None:
+                    created_now(str(op["key"]))
         if final and data[end:].strip():
             log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
         return created
@@ -226,11 +234,25 @@ class Replay:
             p.unlink(missing_ok=True)
 
 
+def idle_priority() -> None:
+    """This process runs only on CPU time nothing else wants (Linux's ``SCHED_IDLE``; elsewhere
+    the lowest nice value): a trial's training threads, which wait for each other, are never
+    held up by the writer taking a core from one of them."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
+
+
 def main(argv: list[str]) -> int:
     """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends to SPOOL,
-    woken by a byte on stdin; answers ``created <key> <run id>`` on stdout; on stdin's end
-    (the producer closed it, exited or was killed) applies the rest, removes the spool and
-    exits. An error is one line ``error <message>`` on stdout and exit 1, the spool kept for
+    woken by a newline on stdin (``b`` / ``f`` there: the producer begins / finishes training,
+    and operations wait for ``f``, at most :data:`HOLD_S`); answers ``created <key> <run id>`` and ``at <offset>`` (applied
+    so far) on stdout; on stdin's end (the producer closed it, exited or was killed) applies
+    the rest, removes the spool and exits. An error is one line ``error <message>`` on stdout and exit 1, the spool kept for
     the next command (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
@@ -246,21 +268,40 @@ def main(argv: list[str]) -> int:
             return 0
         raise
     fcntl.flock(lock, fcntl.LOCK_EX)
+    idle_priority()
     if not spool.exists():  # applied and removed by a replay while this one waited for the lock
         return 0
     try:
         replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
         for key in replay.answered:  # what the killed one created and noted
             out.write(f"created {key} {replay.applier.run_id(key)}\n")
+        out.flush()
+        def created(key: str) -> None:
+            out.write(f"created {key} {replay.applier.run_id(key)}\n")
+            out.flush()
+
+        training, due = False, None  # due: when work held back during training is applied anyway
         while True:
-            chunk = os.read(0, 65536)
-            for key in replay.step(final=not chunk):
-                out.write(f"created {key} {replay.applier.run_id(key)}\n")
+            wait = None if due is None else max(0.0, due - time.monotonic())
+            chunk = os.read(0, 65536) if select.select([0], [], [], wait)[0] else None
+            if chunk:
+                began, ended = chunk.rfind(b"b"), chunk.rfind(b"f")
+                if max(began, ended) >= 0:
+                    training = began > ended
+                if due is None and b"\n" in chunk:
+                    due = time.monotonic() + HOLD_S
+            if chunk and due is None:  # a training mark alone: nothing to apply
+                continue
+            if training and chunk != b"" and due is not None and time.monotonic() < due:
+                continue
+            replay.step(final=chunk == b"", created_now=created)
+            due = None
             for skipped in replay.skipped:
                 out.write(f"skipped {skipped}\n")
             replay.skipped.clear()
+            out.write(f"at {replay.offset}\n")  # applied so far: the producer waits on it (_spool.BEHIND)
             out.flush()
-            if not chunk:
+            if chunk == b"":
                 break
     except Exception as exc:  # noqa: BLE001 - one line to the producer; the spool stays for a replay
         text = one_line(exc, 2000)

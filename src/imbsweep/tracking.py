@@ -83,6 +83,9 @@ class _Direct:
     def run_id(self, key: str, wait: bool = True) -> str:
         return self.applier.run_id(key)
 
+    def training(self, on: bool) -> None:
+        pass
+
 
 class MlflowRun(Reporter):
     """Records one training run in MLflow.
@@ -185,6 +188,7 @@ class MlflowRun(Reporter):
                  tb: TracebackType | None) -> None:
         if not self.key:
             return
+        self.sink.training(False)
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
@@ -229,6 +233,7 @@ class MlflowRun(Reporter):
             gone = "; ".join(f"{s}: {', '.join(c)}" for s, c in not_evaluated(ds).items() if c)
             if gone:  # classes a split does not hold: no recall there (per_class.csv leaves it empty)
                 self._tags[TAG_NOT_EVALUATED] = gone[:5000]
+        self.sink.training(True)  # the run's writes wait for its training's end, or a while
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -245,6 +250,7 @@ class MlflowRun(Reporter):
         beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
         ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
         self.result = result
+        self.sink.training(False)
         now = int(time.time() * 1000)
         complete = result.state == COMPLETE
         step = result.best_epoch if complete else result.epochs_run

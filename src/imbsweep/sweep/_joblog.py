@@ -66,14 +66,16 @@ class JobLogging:
             if not isinstance(other, logging.Logger) or name in configured:
                 continue
             if any(name.startswith(c + ".") for c in configured):
-                other.setLevel(logging.NOTSET)
+                if other.level != logging.NOTSET:  # (each setLevel clears every logger's cache)
+                    other.setLevel(logging.NOTSET)
                 other.handlers = []
                 other.propagate = True
             else:
                 other.disabled = False
         for lg, hs, level, propagate, disabled in state:
             lg.handlers[:] = hs
-            lg.setLevel(level)
+            if lg.level != level:
+                lg.setLevel(level)
             lg.propagate, lg.disabled = propagate, disabled
         for name, h in file_handlers.items():
             if h is not None and h.baseFilename != files[name]:  # this job's file (created as FileHandler does)

@@ -108,6 +108,8 @@ class CachedJobs:
         self.parser = OverridesParser.create()
         self._parsed: dict[str, Any] = {}
         self._bases: dict[tuple[str, ...], DictConfig] = {}
+        self._assembled: dict[tuple[str, ...], tuple[DictConfig, dict[str, DictConfig]]] = {}  # see _parts
+        self._chosen: dict[str, Any] = {}  # the lent hydra node's choices as they were (see compose)
         self.composed: list[tuple[str, ...]] = []  # the bases Hydra composed, in order
         self._plain: dict[tuple[str, str], bool] = {}  # (group, option): a plain file of a top-level group
         self._laters: dict[tuple[tuple[str, ...], str], tuple[Any] | None] = {}  # see _later
@@ -150,23 +152,43 @@ class CachedJobs:
         base = self._bases.get(lines)
         if base is not None:
             return base
+        root, sources = self._parts(key)
+        if sources:  # put together in a config of its own
+            base = copy.deepcopy(root)
+            with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
+                for group, single in sources.items():
+                    base[group] = single[group]
+                    base.hydra.runtime.choices[group] = single.hydra.runtime.choices[group]
+        else:
+            base = root
+        self._bases[lines] = base
+        return base
+
+    def _parts(self, key: list[Any]) -> tuple[DictConfig, dict[str, DictConfig]]:
+        """``(root, sources)``: the base of ``key`` is ``root`` with each group of ``sources``
+        (and its choice) taken from that group's base (see :meth:`_base`); ``sources`` is empty
+        when ``root`` is the whole base. A job takes the parts as they are (:meth:`compose`),
+        without a base of its own for each combination of options."""
+        lines = tuple(o.input_line for o in key)
+        parts = self._assembled.get(lines)
+        if parts is not None:
+            return parts
         plain = [o for o in key if self._plain_file(o)]
         fixed = [o for o in key if o not in plain]
         if len(plain) >= 2:
             root = self._base(fixed)
             if all(o.key_or_group in root and o.key_or_group in root.hydra.runtime.choices for o in plain):
-                base = copy.deepcopy(root)
-                with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
-                    for o in plain:
-                        single = self._base([*fixed, o])
-                        base[o.key_or_group] = single[o.key_or_group]
-                        base.hydra.runtime.choices[o.key_or_group] = single.hydra.runtime.choices[o.key_or_group]
-        if base is None and len(plain) == 1:
-            base = self._single(fixed, plain[0])
-        if base is None:
-            base = self._compose(lines)
-        self._bases[lines] = base
-        return base
+                parts = (root, {str(o.key_or_group): self._base([*fixed, o]) for o in plain})
+        if parts is None and len(plain) == 1:
+            single = self._single(fixed, plain[0])
+            if single is not None:
+                parts = (single, {})
+        if parts is None:
+            known = self._bases.get(lines)
+            parts = (known if known is not None else self._compose(lines), {})
+        if len(self._assembled) < 10_000:
+            self._assembled[lines] = parts
+        return parts
 
     def _compose(self, lines: tuple[str, ...]) -> DictConfig:
         """What Hydra's launcher does for a job: a whole composition."""
@@ -305,16 +327,24 @@ class CachedJobs:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
         parsed = self._parse(overrides)
-        base = self._base([o for o in parsed if self._is_base(o)])
+        base, sources = self._parts([o for o in parsed if self._is_base(o)])
         # a new root: the hydra node is the base's own, moved, not copied (it is ~80% of the
-        # config, and every value a job changes in it is set below); the rest is copied
-        body = OmegaConf.masked_copy(base, [str(k) for k in base if k != "hydra"])
+        # config, and every value a job changes in it is set below, its choices of the groups
+        # taken from other bases too); the rest is copied, each group from its own base
+        content = {k: v for k in [str(k) for k in base if k != "hydra"]
+                   for _, v in sources.get(k, base).items_ex(resolve=False, keys=[k])}
+        body = DictConfig(content=content)  # (what OmegaConf.masked_copy makes)
         cfg = OmegaConf.create()
         with flag_override(cfg, "no_deepcopy_set_nodes", True):
             cfg["hydra"] = base.hydra
             for k in list(body):
                 cfg[k] = body._get_node(k)
         self._lent = base  # the hydra node goes back to it after the job (give_back)
+        choices = base.hydra.runtime.choices
+        self._chosen = {g: choices[g] for g in sources}
+        with read_write(choices), open_dict(choices):
+            for g, single in sources.items():
+                choices[g] = single.hydra.runtime.choices[g]
         OmegaConf.copy_cache(from_config=base, to_config=cfg)
         OmegaConf.set_struct(cfg, True)
         OmegaConf.set_readonly(cfg.hydra, False)
@@ -340,8 +370,13 @@ class CachedJobs:
         next job), so that copying the base never follows a job's root."""
         if self._lent is not None:
             node = self._lent._get_node("hydra")
-            assert node is not None
+            assert isinstance(node, DictConfig)
             node._set_parent(self._lent)
+            choices = node.runtime.choices
+            with read_write(choices), open_dict(choices):
+                for g, option in self._chosen.items():
+                    choices[g] = option
+            self._chosen = {}
             self._lent = None
 
     # -- running --------------------------------------------------------------------------

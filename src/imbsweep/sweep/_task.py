@@ -107,7 +107,10 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     from ._study import make_pruner, open_storage
 
     ctx = cfg[CONTEXT_KEY]
-    settings = Settings.of(HydraConfig.get().sweeper)  # validated by the sweep that launched this job
+    # validated by the sweep that launched this job; only what a job reads (resolving all of it,
+    # the search space too, took a millisecond a trial)
+    sweeper = HydraConfig.get().sweeper
+    settings = Settings.of({k: sweeper[k] for k in ("storage", "heartbeat_interval", "pruner") if k in sweeper})
     storage = open_storage(settings.storage, state_of(cfg), settings.heartbeat_interval, reuse=True)
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
     # a tournament's arm is a study of its own (``<study>/<arm>``): its pruner sees only its trials
