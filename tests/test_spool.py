@@ -174,3 +174,83 @@ def test_a_killed_writer_is_started_again_and_loses_nothing(tmp_path: Path) -> N
     (run,) = client.search_runs([exp])  # one run: the second writer did not create it again
     assert run.info.run_id == run_id and run.info.status == "FINISHED" and run.data.params == {"a": "1"}
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "m")] == [(1, 0.5), (2, 0.25)]
+
+
+def _poll(check: Any, timeout: float = 10.0) -> float:
+    """Seconds until ``check()`` is true (fails the test after ``timeout``)."""
+    import time
+
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def test_the_writer_takes_only_idle_cpu_and_holds_its_work_while_the_trial_trains(tmp_path: Path) -> None:
+    """The writer runs at the lowest CPU priority, and what arrives while the producer trains
+    waits for the training's end, or at most ``HOLD_S``: its work lands between trials, not
+    among the training's threads."""
+    import time
+
+    from imbsweep._spool import Spool
+    from imbsweep._writer import HOLD_S
+
+    uri, exp = _experiment(tmp_path)
+    client = mlflow_client(tmp_path)
+    spool = Spool(uri, tmp_path / "mlruns" / "spool")
+    spool.submit({"op": "create", "key": "r1", "experiment_id": exp, "run_name": "held", "tags": {}})
+    run_id = spool.run_id("r1")
+    assert spool._proc is not None
+    if hasattr(os, "sched_getscheduler"):
+        assert os.sched_getscheduler(spool._proc.pid) == os.SCHED_IDLE
+    spool.training(True)
+    spool.submit({"op": "batch", "key": "r1", "params": [["a", "1"]]})
+    time.sleep(0.5)
+    assert client.get_run(run_id).data.params == {}  # held while training
+    spool.training(False)
+    assert _poll(lambda: client.get_run(run_id).data.params == {"a": "1"}) < HOLD_S  # applied at its end
+    spool.training(True)
+    t0 = time.monotonic()
+    spool.submit({"op": "batch", "key": "r1", "params": [["b", "2"]]})
+    _poll(lambda: "b" in client.get_run(run_id).data.params)  # a long training: applied after HOLD_S anyway
+    assert HOLD_S - 0.1 <= time.monotonic() - t0 < HOLD_S + 5
+    spool.training(False)
+    spool.submit({"op": "end", "key": "r1", "status": "FINISHED"})
+    spool.close()
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_new_run_waits_for_a_writer_left_behind(tmp_path: Path) -> None:
+    """On a machine with no idle CPU the writer would fall ever further behind: a run starts
+    once at most one ended run is not applied yet."""
+    import signal
+    import threading
+
+    from imbsweep._spool import Spool
+
+    uri, exp = _experiment(tmp_path)
+    spool = Spool(uri, tmp_path / "mlruns" / "spool")
+
+    def run(key: str) -> None:
+        spool.submit({"op": "create", "key": key, "experiment_id": exp, "run_name": key, "tags": {}})
+        spool.submit({"op": "end", "key": key, "status": "FINISHED"})
+
+    run("r1")
+    _poll(lambda: spool._read(block=False) and spool._applied >= spool._ends[-1])  # r1 is in MLflow
+    assert spool._proc is not None
+    os.kill(spool._proc.pid, signal.SIGSTOP)  # from here the writer gets no CPU
+    try:
+        run("r2")
+        run("r3")  # one ended run (r2) not applied: r3 starts
+        last = threading.Thread(target=run, args=("r4",))
+        last.start()
+        last.join(0.5)
+        assert last.is_alive()  # two (r2, r3): r4 waits
+    finally:
+        os.kill(spool._proc.pid, signal.SIGCONT)
+    last.join(10)
+    assert not last.is_alive()
+    spool.close()
+    names = sorted(r.info.run_name for r in mlflow_client(tmp_path).search_runs([exp]))
+    assert names == ["r1", "r2", "r3", "r4"]

@@ -148,7 +148,8 @@ class Spool:
             elif line.startswith("at "):
                 self._applied = max(self._applied, int(line.split()[1]))
             elif line.startswith("skipped "):  # MLflow refused an operation: said, not dropped silently
-                log.warning("MLflow refused a record of %s, skipped: %s", self.path.name, line[len("skipped "):].strip())
+                log.warning("MLflow refused a record of %s, skipped: %s", self.path.name,
+                            line[len("skipped "):].strip())
             elif line.startswith("error "):
                 self._why = line.removeprefix("error ").strip()
         return True

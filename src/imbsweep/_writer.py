@@ -12,6 +12,7 @@ bytes), except creating the run: a replay first looks for the run by its
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -239,21 +240,20 @@ def idle_priority() -> None:
     the lowest nice value): a trial's training threads, which wait for each other, are never
     held up by the writer taking a core from one of them."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
-        try:
+        with contextlib.suppress(OSError):
             os.nice(19)
-        except OSError:
-            pass
 
 
 def main(argv: list[str]) -> int:
-    """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends to SPOOL,
-    woken by a newline on stdin (``b`` / ``f`` there: the producer begins / finishes training,
-    and operations wait for ``f``, at most :data:`HOLD_S`); answers ``created <key> <run id>`` and ``at <offset>`` (applied
-    so far) on stdout; on stdin's end (the producer closed it, exited or was killed) applies
-    the rest, removes the spool and exits. An error is one line ``error <message>`` on stdout and exit 1, the spool kept for
-    the next command (:func:`imbsweep._spool.settle`)."""
+    """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends
+    to SPOOL, woken by a newline on stdin (``b`` / ``f`` there: the producer begins / ends
+    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``created <key>
+    <run id>`` and ``at <offset>`` (applied so far) on stdout; on stdin's end (the producer
+    closed it, exited or was killed) applies the rest, removes the spool and exits. An error
+    is one line ``error <message>`` on stdout and exit 1, the spool kept for the next command
+    (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -17,6 +17,7 @@ inverse}`` where ``loss.class_weights`` is itself conditional on ``loss``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,15 +113,22 @@ def _encode(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+@functools.lru_cache(maxsize=4096)  # a trial's overrides are mostly the same strings (a parse is ~0.1 ms)
 def _reads_back(text: str) -> bool:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        ov = OverridesParser.create().parse_override(f"k={text}")
+        ov = _parser().parse_override(f"k={text}")
     except HydraException:
         return False
     return not ov.is_sweep_override() and ov.value() == text
+
+
+@functools.cache
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 
 def override(key: str, value: Any) -> str:
