@@ -216,6 +216,10 @@ def test_the_writer_takes_only_idle_cpu_and_holds_its_work_while_the_trial_train
     _poll(lambda: "b" in client.get_run(run_id).data.params)  # a long training: applied after HOLD_S anyway
     assert HOLD_S - 0.1 <= time.monotonic() - t0 < HOLD_S + 5
     spool.training(False)
+    spool.submit({"op": "batch", "key": "r1", "params": [["c", "3"]]})
+    spool.training(True)  # what came before the training began is not held (a new run shows up at once)
+    assert _poll(lambda: "c" in client.get_run(run_id).data.params) < HOLD_S - 0.5
+    spool.training(False)
     spool.submit({"op": "end", "key": "r1", "status": "FINISHED"})
     spool.close()
     assert client.get_run(run_id).info.status == "FINISHED"

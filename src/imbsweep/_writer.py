@@ -276,23 +276,28 @@ def main(argv: list[str]) -> int:
         for key in replay.answered:  # what the killed one created and noted
             out.write(f"created {key} {replay.applier.run_id(key)}\n")
         out.flush()
+
         def created(key: str) -> None:
             out.write(f"created {key} {replay.applier.run_id(key)}\n")
             out.flush()
 
-        training, due = False, None  # due: when work held back during training is applied anyway
+        # a wake-up (newline) that comes while the producer trains (between its ``b`` and ``f``)
+        # is held until the ``f``, or until ``due``; one that came before the ``b`` is not
+        training, due = False, None
         while True:
             wait = None if due is None else max(0.0, due - time.monotonic())
             chunk = os.read(0, 65536) if select.select([0], [], [], wait)[0] else None
-            if chunk:
-                began, ended = chunk.rfind(b"b"), chunk.rfind(b"f")
-                if max(began, ended) >= 0:
-                    training = began > ended
-                if due is None and b"\n" in chunk:
-                    due = time.monotonic() + HOLD_S
-            if chunk and due is None:  # a training mark alone: nothing to apply
-                continue
-            if training and chunk != b"" and due is not None and time.monotonic() < due:
+            now = chunk == b"" or (due is not None and time.monotonic() >= due)
+            for byte in chunk or b"":
+                if byte == ord("\n"):
+                    if training:
+                        due = due if due is not None else time.monotonic() + HOLD_S
+                    else:
+                        now = True
+                elif byte in b"bf":
+                    training = byte == ord("b")
+                    now = now or (not training and due is not None)
+            if not now:
                 continue
             replay.step(final=chunk == b"", created_now=created)
             due = None
