@@ -91,10 +91,17 @@ class Spool:
         lowest CPU priority (``_writer.main``), so that it never slows a trial's training; this
         keeps a machine whose cores are all busy from leaving MLflow ever further behind: a run
         starts once at most :data:`BEHIND` ended runs are not in MLflow yet."""
+        self._wake()  # an answer for sure, even if the last one was lost to an interrupt
+        t0 = time.monotonic()
+        warned = False
         while self._applied < offset:
-            if not self._read(block=True):
+            if not self._read(block=True, timeout=30.0):
                 self._gone()
                 self._wake()
+            elif not warned and time.monotonic() - t0 >= 30.0:
+                warned = True
+                log.warning("waiting for the MLflow writer of %s (%.0f s so far): it gets no idle CPU, or the "
+                            "store is locked", self.path, time.monotonic() - t0)
 
     def training(self, on: bool) -> None:
         """The producer begins (``on``) or ends training: the writer holds its work meanwhile
@@ -126,15 +133,15 @@ class Spool:
 
             raise StorageError(self._failed)
 
-    def _read(self, block: bool) -> bool:
+    def _read(self, block: bool, timeout: float | None = None) -> bool:
         """Take in the writer's answers (``created <key> <run id>``, ``at <offset>``, ``skipped
-        <what>``, ``error <message>``, a line each), waiting for some when ``block``; False once
-        its stdout has ended (it exited)."""
+        <what>``, ``error <message>``, a line each), waiting for some when ``block`` (at most
+        ``timeout`` seconds); False once its stdout has ended (it exited)."""
         import select
 
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()  # read raw: select sees no data held in a Python buffer
-        if not block and not select.select([fd], [], [], 0)[0]:
+        if not select.select([fd], [], [], timeout if block else 0)[0]:
             return True
         data = os.read(fd, 65536)
         if not data:

@@ -5,6 +5,7 @@ experiment come from ``_client``, the artifact files from ``artifacts``, the nam
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import time
@@ -188,7 +189,8 @@ class MlflowRun(Reporter):
                  tb: TracebackType | None) -> None:
         if not self.key:
             return
-        self.sink.training(False)
+        with contextlib.suppress(Exception):  # a writer gone: said by the writes below, not instead of exc
+            self.sink.training(False)
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"

@@ -326,6 +326,7 @@ class CachedJobs:
         ``hydra.job.id`` and ``num`` = ``idx`` as the basic launcher sets them."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
+        self._give_back()  # (a job interrupted between compose and the end of run)
         parsed = self._parse(overrides)
         base, sources = self._parts([o for o in parsed if self._is_base(o)])
         # a new root: the hydra node is the base's own, moved, not copied (it is ~80% of the
