@@ -142,33 +142,29 @@ class CachedJobs:
 
         Hydra composes each set of group options once. Options that are plain files of a
         top-level group (no defaults list of their own, written into their group's package)
-        are also put together: the base of the other overrides (the command line's
-        ``sweep=…``) with each such group's subtree taken from the base of that option alone
-        with them. What a group holds then does not depend on the other groups' options
-        (Hydra merges the files of the defaults list in order, and what later files such as
-        the primary config write into the group's package is the same in both), which
-        tests/sweep/test_jobs.py checks against Hydra on combinations of groups."""
+        are put together (:meth:`_parts`): what a group holds does not depend on the other
+        groups' options (Hydra merges the defaults list's files in order, and what later files
+        write into the group is the same in both), as tests/sweep/test_jobs.py checks."""
         lines = tuple(o.input_line for o in key)
         base = self._bases.get(lines)
         if base is not None:
             return base
-        root, sources = self._parts(key)
+        base, sources = self._parts(key)
         if sources:  # put together in a config of its own
-            base = copy.deepcopy(root)
+            base = copy.deepcopy(base)
             with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
                 for group, single in sources.items():
                     base[group] = single[group]
                     base.hydra.runtime.choices[group] = single.hydra.runtime.choices[group]
-        else:
-            base = root
         self._bases[lines] = base
         return base
 
     def _parts(self, key: list[Any]) -> tuple[DictConfig, dict[str, DictConfig]]:
         """``(root, sources)``: the base of ``key`` is ``root`` with each group of ``sources``
-        (and its choice) taken from that group's base (see :meth:`_base`); ``sources`` is empty
-        when ``root`` is the whole base. A job takes the parts as they are (:meth:`compose`),
-        without a base of its own for each combination of options."""
+        (and its choice) taken from that group's base: the base of the other overrides (the
+        command line's ``sweep=…``) with each plain option's subtree from the base of that
+        option alone with them; ``sources`` is empty when ``root`` is the whole base. A job
+        takes the parts as they are (:meth:`compose`): no base for each combination of options."""
         lines = tuple(o.input_line for o in key)
         parts = self._assembled.get(lines)
         if parts is not None:
@@ -184,10 +180,8 @@ class CachedJobs:
             if single is not None:
                 parts = (single, {})
         if parts is None:
-            known = self._bases.get(lines)
-            parts = (known if known is not None else self._compose(lines), {})
-        if len(self._assembled) < 10_000:
-            self._assembled[lines] = parts
+            parts = (self._compose(lines), {})
+        self._assembled[lines] = parts
         return parts
 
     def _compose(self, lines: tuple[str, ...]) -> DictConfig:
