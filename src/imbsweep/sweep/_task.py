@@ -138,8 +138,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         with recorder:
             from ..reporting import CompositeReporter
 
-            # the run's id goes on the trial after an epoch (asking for it now would wait for
-            # the writer process); a trial killed before that is found by its tags
+            # the run's id goes on the trial once the trial is prepared (asking for it now would
+            # wait for the writer process); a trial killed before that is found by its tags
             trial.set_user_attr(ATTR_TRICK, trick)
             if arm:
                 trial.set_user_attr(ATTR_ARM, arm)
@@ -148,6 +148,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
             try:
                 # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
                 setup = prepare(cfg)
+                # the run's id before training: the writer (idle CPU only) creates the run while
+                # this process prepares; a training on every core would keep it from doing so
+                reporter.name_run(wait=True)
                 result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
             except optuna.TrialPruned:
                 hold.__enter__()
