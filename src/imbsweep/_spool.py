@@ -95,10 +95,9 @@ class Spool:
         t0 = time.monotonic()
         warned = False
         while self._applied < offset:
-            if not self._read(block=True, timeout=30.0):
-                self._gone()
-                self._wake()
-            elif not warned and time.monotonic() - t0 >= 30.0:
+            if not self._answers(timeout=30.0):
+                continue
+            if not warned and time.monotonic() - t0 >= 30.0:
                 warned = True
                 log.warning("waiting for the MLflow writer of %s (%.0f s so far): it gets no idle CPU, or the "
                             "store is locked", self.path, time.monotonic() - t0)
@@ -161,17 +160,21 @@ class Spool:
                 self._why = line.removeprefix("error ").strip()
         return True
 
-    def run_id(self, key: str, wait: bool = True) -> str:
-        """The id MLflow gave the run ``key``: waits for the writer to create it, or, without
-        ``wait``, "" if it has not answered yet."""
+    def _answers(self, timeout: float | None = None) -> bool:
+        """Wait for the writer's next answers, at most ``timeout`` seconds; False when it had
+        exited instead, and was started again and woken (:meth:`_gone`)."""
+        if not self._read(block=True, timeout=timeout):
+            self._gone()
+            self._wake()
+            return False
+        return True
+
+    def run_id(self, key: str) -> str:
+        """The id MLflow gave the run ``key``: waits for the writer to create it."""
         self._check()
         self._read(block=False)
         while key not in self._ids:
-            if not wait:
-                return ""
-            if not self._read(block=True):
-                self._gone()
-                self._wake()
+            self._answers()
         return self._ids[key]
 
     def _drain(self) -> tuple[str, int]:

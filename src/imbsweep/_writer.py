@@ -183,11 +183,10 @@ class Replay:
         self.skipped: list[str] = []  # "<op> <key>: <why>" of the operations MLflow refused
         self._note_fh: Any = None
 
-    def step(self, final: bool, created_now: Any = None) -> list[str]:
+    def step(self, final: bool, created: Any = None) -> None:
         """Apply every whole line past the offset (``final``: a torn last line is dropped, with
-        a warning); returns the keys of the runs created, each also passed to ``created_now``
-        as soon as it is made (a trial may be waiting for its run's id)."""
-        created = []
+        a warning); the key of each run created is passed to ``created`` as soon as it is made
+        (a trial may be waiting for its run's id)."""
         with open(self.spool, "rb") as fh:
             fh.seek(self.offset)
             data = fh.read()
@@ -210,13 +209,10 @@ class Replay:
                 self._note(None)
                 continue
             self._note(str(op["key"]) if op["op"] in ("create", "attach") else None)
-            if op["op"] == "create":
-                created.append(str(op["key"]))
-                if created_now is not None:
-                    created_now(str(op["key"]))
+            if op["op"] == "create" and created is not None:
+                created(str(op["key"]))
         if final and data[end:].strip():
             log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
-        return created
 
     def _note(self, made: str | None) -> None:
         if self._note_fh is None:
@@ -273,13 +269,13 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
-        for key in replay.answered:  # what the killed one created and noted
-            out.write(f"created {key} {replay.applier.run_id(key)}\n")
-        out.flush()
 
         def created(key: str) -> None:
             out.write(f"created {key} {replay.applier.run_id(key)}\n")
             out.flush()
+
+        for key in replay.answered:  # what the killed one created and noted
+            created(key)
 
         # a wake-up (newline) that comes while the producer trains (between its ``b`` and ``f``)
         # is held until the ``f``, or until ``due``; one that came before the ``b`` is not
@@ -299,7 +295,7 @@ def main(argv: list[str]) -> int:
                     now = now or (not training and due is not None)
             if not now:
                 continue
-            replay.step(final=chunk == b"", created_now=created)
+            replay.step(final=chunk == b"", created=created)
             due = None
             for skipped in replay.skipped:
                 out.write(f"skipped {skipped}\n")

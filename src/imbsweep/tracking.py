@@ -81,7 +81,7 @@ class _Direct:
     def record_tag(self, key: str) -> str | None:
         return None
 
-    def run_id(self, key: str, wait: bool = True) -> str:
+    def run_id(self, key: str) -> str:
         return self.applier.run_id(key)
 
     def training(self, on: bool) -> None:
@@ -151,10 +151,6 @@ class MlflowRun(Reporter):
     def run_id(self) -> str:
         """The MLflow run's id ("" before the run is created)."""
         return self.sink.run_id(self.key) if self.key else ""
-
-    def run_id_if_known(self) -> str:
-        """The run's id if the writer has created it already, else "" (never waits)."""
-        return self.sink.run_id(self.key, wait=False) if self.key else ""
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> MlflowRun:
@@ -252,7 +248,6 @@ class MlflowRun(Reporter):
         beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
         ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
         self.result = result
-        self.sink.training(False)
         now = int(time.time() * 1000)
         complete = result.state == COMPLETE
         step = result.best_epoch if complete else result.epochs_run

@@ -54,18 +54,17 @@ class OptunaReporter(Reporter):
         self.trial, self.metric, self.recorder = trial, metric, recorder
         self.named = False
 
-    def name_run(self, wait: bool) -> None:
-        """The trial names its MLflow run (``mlflow_run_id``) once the run exists: after an
-        epoch if the writer process has made it by then, at the latest with the outcome."""
+    def name_run(self) -> None:
+        """The trial names its MLflow run (``mlflow_run_id``), waiting for the writer process to
+        have made it: once the trial is prepared, at the latest with the outcome."""
         if self.named or self.recorder is None or not self.recorder.key:
             return
-        run_id = self.recorder.run_id if wait else self.recorder.run_id_if_known()
+        run_id = self.recorder.run_id
         if run_id:
             self.trial.set_user_attr(ATTR_RUN_ID, run_id)
             self.named = True
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.name_run(wait=False)
         if self.metric is None or self.metric not in metrics:
             return
         with signals_held():  # Ctrl-C lands after the storage write, not inside its transaction
@@ -150,7 +149,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
                 setup = prepare(cfg)
                 # the run's id before training: the writer (idle CPU only) creates the run while
                 # this process prepares; a training on every core would keep it from doing so
-                reporter.name_run(wait=True)
+                reporter.name_run()
                 result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
             except optuna.TrialPruned:
                 hold.__enter__()
@@ -174,7 +173,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         try:
             if reporter is not None:
                 try:
-                    reporter.name_run(wait=True)
+                    reporter.name_run()
                 except Exception as exc:  # noqa: BLE001 - the outcome matters more; the tags find the run
                     log.warning("trial %s could not name its MLflow run: %s", ctx.number, exc)
             if outcome is not None:
