@@ -130,6 +130,61 @@ def test_a_torn_last_record_is_moved_aside_and_the_journal_stays_readable(tmp_pa
     assert out.returncode == 0 and "torn" in out.stdout, out.stderr
 
 
+_KILLED_MID_TRIAL = """
+import os, signal, sys
+from pathlib import Path
+import optuna
+from imbsweep.sweep._study import open_storage
+study = optuna.create_study(study_name="deferred", storage=open_storage(sys.argv[1], Path(".")))
+done = study.ask(); done.suggest_float("lr", 1e-3, 1.0); study.tell(done, 0.5)
+t = study.ask()
+t.suggest_float("lr", 1e-3, 1.0); t.suggest_categorical("bs", [32, 64])
+t.report(0.25, step=1); t.set_user_attr("note", "here")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_running_trials_records_skip_their_own_fsync_and_a_kill_keeps_them(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial's params, intermediate values and attributes are ~16 of its ~18 journal appends:
+    they reach the disk with the trial's end (whose fsync takes the whole file), and a killed
+    process loses none of them (written is in the OS's hands)."""
+    import os
+
+    import optuna
+    from optuna.storages.journal._storage import JournalOperation as Op
+
+    from imbsweep.sweep._study import DEFERRED_SYNC, open_storage
+
+    assert {Op.SET_TRIAL_PARAM, Op.SET_TRIAL_INTERMEDIATE_VALUE, Op.SET_TRIAL_USER_ATTR,
+                             Op.SET_TRIAL_SYSTEM_ATTR} == DEFERRED_SYNC
+    journal = tmp_path / "journal.log"
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_size), real_fsync(fd))[1])
+    study = optuna.create_study(study_name="s", storage=open_storage(str(journal), tmp_path))
+    trial = study.ask()
+    before, size = len(synced), journal.stat().st_size
+    trial.suggest_float("lr", 1e-3, 1.0)
+    trial.report(0.5, step=1)
+    trial.set_user_attr("note", "x")
+    assert len(synced) == before and journal.stat().st_size > size  # written, no fsync of their own
+    reader = optuna.load_study(study_name="s", storage=open_storage(str(journal), tmp_path / "other"))
+    (seen,) = reader.get_trials(deepcopy=False)  # another storage sees them at once
+    assert seen.params.keys() == {"lr"} and seen.intermediate_values == {1: 0.5} and seen.user_attrs == {"note": "x"}
+    study.tell(trial, 0.5)
+    assert len(synced) == before + 1 and synced[-1] == journal.stat().st_size  # the end takes everything to disk
+
+    killed = tmp_path / "killed.log"
+    p = subprocess.run([sys.executable, "-c", _KILLED_MID_TRIAL, str(killed)], cwd=tmp_path, env=cli_env(),
+                       capture_output=True, text=True)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    first, running = optuna.load_study(study_name="deferred", storage=open_storage(str(killed), tmp_path)).trials
+    assert first.state == optuna.trial.TrialState.COMPLETE and running.state == optuna.trial.TrialState.RUNNING
+    assert running.params.keys() == {"lr", "bs"} and running.intermediate_values == {1: 0.25}
+    assert running.user_attrs == {"note": "here"}
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 KiB filesystem (tmpfs) for the Optuna journal: it fills after a few trials."""

@@ -109,6 +109,7 @@ class CachedJobs:
         self._parsed: dict[str, Any] = {}
         self._bases: dict[tuple[str, ...], DictConfig] = {}
         self._assembled: dict[tuple[str, ...], tuple[DictConfig, dict[str, DictConfig]]] = {}  # see _parts
+        self._sources: dict[tuple[str, ...], DictConfig] = {}  # see _source
         self._chosen: dict[str, Any] = {}  # the lent hydra node's choices as they were (see compose)
         self.composed: list[tuple[str, ...]] = []  # the bases Hydra composed, in order
         self._plain: dict[tuple[str, str], bool] = {}  # (group, option): a plain file of a top-level group
@@ -161,24 +162,28 @@ class CachedJobs:
 
     def _parts(self, key: list[Any]) -> tuple[DictConfig, dict[str, DictConfig]]:
         """``(root, sources)``: the base of ``key`` is ``root`` with each group of ``sources``
-        (and its choice) taken from that group's base: the base of the other overrides (the
-        command line's ``sweep=…``) with each plain option's subtree from the base of that
-        option alone with them; ``sources`` is empty when ``root`` is the whole base. A job
-        takes the parts as they are (:meth:`compose`): no base for each combination of options."""
+        (and its choice) taken from that group's source: the base of the other overrides (the
+        command line's ``sweep=…``) with each plain option's subtree from :meth:`_source`;
+        ``sources`` is empty when ``root`` is the whole base. A job takes the parts as they are
+        (:meth:`compose`): no base for each combination of options, and no copy of a base for
+        each option."""
         lines = tuple(o.input_line for o in key)
         parts = self._assembled.get(lines)
         if parts is not None:
             return parts
         plain = [o for o in key if self._plain_file(o)]
         fixed = [o for o in key if o not in plain]
-        if len(plain) >= 2:
+        if plain:
             root = self._base(fixed)
             if all(o.key_or_group in root and o.key_or_group in root.hydra.runtime.choices for o in plain):
-                parts = (root, {str(o.key_or_group): self._base([*fixed, o]) for o in plain})
-        if parts is None and len(plain) == 1:
-            single = self._single(fixed, plain[0])
-            if single is not None:
-                parts = (single, {})
+                sources: dict[str, DictConfig] = {}
+                for o in plain:
+                    source = self._source(fixed, o, compose=len(plain) > 1)  # (one: Hydra's own job)
+                    if source is None:
+                        break
+                    sources[str(o.key_or_group)] = source
+                else:
+                    parts = (root, sources)
         if parts is None:
             parts = (self._compose(lines), {})
         self._assembled[lines] = parts
@@ -190,12 +195,32 @@ class CachedJobs:
         self.composed.append(lines)
         return base
 
+    def _source(self, fixed: list[Any], o: Any, compose: bool) -> DictConfig | None:
+        """A config holding what the plain file ``o`` (``loss=focal``) makes of its group on top
+        of ``fixed``, and its choice (``hydra.runtime.choices``): :meth:`_single`, or else, with
+        ``compose``, Hydra's composition of ``fixed`` and ``o``; None where there is none (the
+        job composes itself, and reports an error as Hydra does)."""
+        lines = (*[f.input_line for f in fixed], o.input_line)
+        source = self._sources.get(lines)
+        if source is None:
+            source = self._single(fixed, o)
+            if source is None:
+                if not compose:
+                    return None
+                try:
+                    source = self._compose(lines)
+                except Exception:  # noqa: BLE001 - the job's own composition raises it
+                    return None
+            self._sources[lines] = source
+        return source
+
     def _single(self, fixed: list[Any], o: Any) -> DictConfig | None:
-        """The base of ``fixed`` with one plain file ``o`` (``loss=focal``) without composing it:
-        Hydra merges the files of the defaults list in order, so the group's subtree is the
-        option's file merged with what the files after it write into the group, which is what a
-        composition without the group (``~loss``) holds there (once per group, not per option).
-        Only where :meth:`_later` shows that this is so; None otherwise (Hydra composes it)."""
+        """The group of one plain file ``o`` (``loss=focal``) on top of ``fixed`` without
+        composing it: Hydra merges the files of the defaults list in order, so the group's
+        subtree is the option's file merged with what the files after it write into the group,
+        which is what a composition without the group (``~loss``) holds there (once per group,
+        not per option). Only where :meth:`_later` shows that this is so; None otherwise.
+        A config of the group and its choice only: not a copy of the whole base."""
         group, option = o.key_or_group, o.value()
         later = self._later(fixed, group)
         if later is None or self._schema(group, option):
@@ -203,11 +228,10 @@ class CachedJobs:
         merged = self._merged(group, option, later[0])
         if merged is None:
             return None
-        base = copy.deepcopy(self._base(fixed))
-        with open_dict(base), read_write(base.hydra), open_dict(base.hydra):
-            base[group] = merged
-            base.hydra.runtime.choices[group] = option
-        return base
+        source = OmegaConf.create({"hydra": {"runtime": {"choices": {group: option}}}})
+        with flag_override(source, "no_deepcopy_set_nodes", True):
+            source[group] = merged
+        return source
 
     def _merged(self, group: str, option: str, later: Any) -> Any:
         """The group's subtree: ``group/option``'s file merged with ``later``; None if that fails."""
