@@ -161,7 +161,12 @@ def test_a_running_trials_records_skip_their_own_fsync_and_a_kill_keeps_them(tmp
     journal = tmp_path / "journal.log"
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_size), real_fsync(fd))[1])
+
+    def fsync(fd: int) -> None:  # the real one, counted with the file's size
+        synced.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     study = optuna.create_study(study_name="s", storage=open_storage(str(journal), tmp_path))
     trial = study.ask()
     before, size = len(synced), journal.stat().st_size
