@@ -27,7 +27,7 @@ from _common import machine  # noqa: E402
 STEPS = [  # module:qualified name, in the order a trial meets them
     "imbsweep.sweep._runner:Sweep._claim", "imbsweep.sweep._space:SearchSpace.sample",
     "imbsweep.sweep._jobs:CachedJobs.compose", "imbsweep.sweep._joblog:JobLogging.configure",
-    "imbsweep.sweep._jobs:_save", "imbsweep.sweep._settings:Settings.of", "imbsweep.sweep._study:make_pruner",
+    "imbsweep.sweep._jobtext:save", "imbsweep.sweep._settings:Settings.of", "imbsweep.sweep._study:make_pruner",
     "imbsweep.tracking:MlflowRun.__init__", "imbsweep.tracking:MlflowRun.__enter__",
     "optuna.trial:Trial.set_user_attr", "imbsweep.training:prepare", "imbsweep.training:fit",
     "imbsweep.sweep._task:OptunaReporter.on_epoch_end", "imbsweep.tracking:MlflowRun.on_fit_end",

@@ -242,13 +242,32 @@ def idle_priority() -> None:
             os.nice(19)
 
 
+def pausable() -> bool:
+    """Whether the producer may stop this process (SIGSTOP) while it trains: only where its
+    death is sure to continue it (Linux's parent-death signal, set here to SIGCONT), so that
+    a producer killed meanwhile never leaves it stopped with work to apply."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGCONT), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    return True  # (a producer that died before this is not there to stop it)
+
+
 def main(argv: list[str]) -> int:
     """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends
     to SPOOL, woken by a newline on stdin (``b`` / ``f`` there: the producer begins / ends
-    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``created <key>
-    <run id>`` and ``at <offset>`` (applied so far) on stdout; on stdin's end (the producer
-    closed it, exited or was killed) applies the rest, removes the spool and exits. An error
-    is one line ``error <message>`` on stdout and exit 1, the spool kept for the next command
+    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``pausable``
+    (see :func:`pausable`: the producer then stops this process while it trains, at most
+    :data:`HOLD_S`), ``created <key> <run id>`` and ``at <offset>`` (applied so far) on
+    stdout; on stdin's end (the producer closed it, exited or was killed) applies the rest,
+    removes the spool and exits (answering nothing once the producer is gone). An error is one
+    line ``error <message>`` on stdout and exit 1, the spool kept for the next command
     (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
@@ -257,6 +276,12 @@ def main(argv: list[str]) -> int:
     # the answers get a stdout of their own; anything a library prints goes to the log (stderr)
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+
+    def say(*lines: str) -> None:
+        """Answers to the producer; none once it is gone (killed: the work goes on)."""
+        with contextlib.suppress(BrokenPipeError):
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()
     try:
         lock = open(spool, "rb")  # noqa: SIM115 - held for the process's life: "a writer owns this spool"
     except FileNotFoundError:
@@ -265,14 +290,15 @@ def main(argv: list[str]) -> int:
         raise
     fcntl.flock(lock, fcntl.LOCK_EX)
     idle_priority()
+    if pausable():
+        say("pausable")
     if not spool.exists():  # applied and removed by a replay while this one waited for the lock
         return 0
     try:
         replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
 
         def created(key: str) -> None:
-            out.write(f"created {key} {replay.applier.run_id(key)}\n")
-            out.flush()
+            say(f"created {key} {replay.applier.run_id(key)}")
 
         for key in replay.answered:  # what the killed one created and noted
             created(key)
@@ -297,21 +323,16 @@ def main(argv: list[str]) -> int:
                 continue
             replay.step(final=chunk == b"", created=created)
             due = None
-            for skipped in replay.skipped:
-                out.write(f"skipped {skipped}\n")
+            # applied so far: the producer waits on it (_spool.BEHIND)
+            say(*[f"skipped {skipped}" for skipped in replay.skipped], f"at {replay.offset}")
             replay.skipped.clear()
-            out.write(f"at {replay.offset}\n")  # applied so far: the producer waits on it (_spool.BEHIND)
-            out.flush()
             if chunk == b"":
                 break
     except Exception as exc:  # noqa: BLE001 - one line to the producer; the spool stays for a replay
         text = one_line(exc, 2000)
         log.error("%s", text)
-        try:
-            out.write(f"error {text}\n")
-            out.flush()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            say(f"error {text}")
         return 1
     replay.finish()
     return 0

@@ -237,3 +237,65 @@ def test_a_data_option_that_picks_its_model_composes_as_with_hydra(hydra_launche
         for jobs_ in (LauncherJobs(launcher), cached):
             jobs_.run(["sweep=smoke", *job], idx)
         assert seen[-1] == seen[-2], job
+
+
+def test_a_plain_override_is_what_hydras_parser_makes_of_it() -> None:
+    """The sweeper's sampled values (new text every trial) skip Hydra's ANTLR parser when
+    they are a plain number or word; everything else is the parser's."""
+    import random
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from imbsweep.sweep._jobtext import simple_override
+
+    parser = OverridesParser.create()
+    rng = random.Random(0)
+    values = [repr(rng.uniform(-1, 1) * 10.0 ** rng.randint(-12, 18)) for _ in range(300)]
+    values += [str(rng.randint(-10**6, 10**6)) for _ in range(50)]
+    values += ["0", "-0", "0.0", "1e-05", "2.5e+16", "12.0", "sgd", "focal_v2", "Adam", "x_1", "_y"]
+    odd = ["1.", ".5", "+3", "007", "00.5", "1_000", "1e5", "1E+05", "inf", "-inf", "nan", "NaN", "true", "False",
+           "null", "NULL", "a-b", "x.y", "-x", "'q'", "${a.b}", "[1,2]", "{a:1}", "", " 1", "1 ", "a b", "é"]
+    fast = 0
+    for value in values + odd:
+        for key in ("optimizer.lr", "loss", "a_b.c1", "+x", "~y", "x@p", "hydra.sweeper.n_trials", "1a"):
+            text = f"{key}={value}"
+            mine = simple_override(text)
+            try:
+                (theirs,) = parser.parse_overrides([text])
+            except Exception:  # noqa: BLE001 - what the parser rejects is never taken
+                assert mine is None, text
+                continue
+            if mine is not None:
+                fast += 1
+                assert mine == theirs and type(mine.value()) is type(theirs.value()), text
+    assert fast >= 3 * len(values)  # (the keys that are plain, the values that are)
+
+
+def test_a_job_cannot_change_a_group_it_was_lent(hydra_launcher: Fixture) -> None:
+    """A group that no value override of the job writes into is the base's own node, lent to
+    the job read-only and given back after it: a task writing into it fails, the base stays
+    as it was, and the next job is still Hydra's."""
+    from hydra.core.utils import JobStatus
+    from omegaconf import open_dict
+    from omegaconf.errors import ReadonlyConfigError
+
+    launcher, cfg, seen = hydra_launcher
+    record = launcher.task_function
+
+    def writes(c: DictConfig) -> float:
+        with open_dict(c):
+            c.data.imbalance_ratio = 5
+        return 0.5
+
+    cached = make_jobs(launcher, cfg)
+    assert isinstance(cached, CachedJobs)
+    cached.task_function = writes
+    ret = cached.run(["sweep=smoke", "optimizer.lr=0.1", CONTEXT], 0)
+    assert ret.status == JobStatus.FAILED and isinstance(ret._return_value, ReadonlyConfigError)
+    (root, _) = cached._parts(cached._parse(["sweep=smoke"]))
+    assert root.data._get_parent() is root and not OmegaConf.is_readonly(root.data)  # given back
+    cached.task_function = record
+    for jobs in (LauncherJobs(launcher), cached):
+        jobs.run(["sweep=smoke", "optimizer.lr=0.2", CONTEXT], 1)
+    assert seen[-1] == seen[-2]
+    assert seen[-1]["cfg"]["data"]["imbalance_ratio"] != 5

@@ -9,16 +9,20 @@ this process, for Hydra's basic launcher without callbacks:
 - the config of a job is composed by Hydra once per set of *group* overrides (``loss=focal``:
   they pick files) and *hydra* overrides; a combination of plain group files (a tournament's
   ``loss=ce resampling=sqrt``) is put together from the bases of each option alone (see
-  :meth:`CachedJobs._base`). Each job takes a copy of its base (the large hydra node is
-  moved, not copied, and given back after the job), and its value overrides
+  :meth:`CachedJobs._base`). A job's config is a new root holding its base's nodes: the large
+  hydra node and each group that no value override of the job writes into are moved, not
+  copied, read-only while the job runs and given back after it (a task writing into one of
+  them fails; Hydra's launcher would have let it: imbsweep's task writes none), the groups the
+  job's value overrides write into are copies; its value overrides
   (``optimizer.lr=0.003``, ``+imbsweep_trial={…}``) are applied by Hydra's own code, in their
   order, after the struct flag is set: what Hydra's ``load_configuration`` does with them;
   ``hydra.overrides.task``, ``hydra.job.override_dirname``, ``id``, ``num`` and
   ``runtime.output_dir`` are set as Hydra sets them;
 - the job then runs as in Hydra's ``run_job``: its output folder, ``.hydra/config.yaml``,
   ``hydra.yaml`` and ``overrides.yaml`` (the same text, dumped by libyaml with OmegaConf's
-  quoting rule), the job's logging, ``hydra.job.chdir``, ``env_set``, ``HydraConfig`` set
-  for the job and restored after it, the task's exception caught into the ``JobReturn``.
+  quoting rule, a lent node's entry dumped once: :mod:`._jobtext`), the job's logging,
+  ``hydra.job.chdir``, ``env_set``, ``HydraConfig`` set for the job and restored after it,
+  the task's exception caught into the ``JobReturn``.
 
 ``tests/sweep/test_jobs.py`` checks every job's config, Hydra config and files against
 Hydra's launcher. Any other launcher (joblib, a user's own) or configured callbacks are
@@ -34,10 +38,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 
 from ._joblog import JobLogging
+from ._jobtext import EntryText, container, dump, save, simple_override
 
 log = logging.getLogger(__name__)
 
@@ -63,27 +67,6 @@ def make_jobs(launcher: Any, config: DictConfig) -> LauncherJobs | CachedJobs:
     return LauncherJobs(launcher)
 
 
-class _Dumper(getattr(yaml, "CDumper", yaml.Dumper)):  # type: ignore[misc]
-    """libyaml's emitter with OmegaConf's representers: ``OmegaConf.to_yaml``'s text, ~5x faster."""
-
-
-def _represent_str(dumper: Any, data: str) -> Any:
-    from omegaconf._utils import OmegaConfDumper
-
-    return OmegaConfDumper.str_representer(dumper, data)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def _save(container: Any, filename: str, folder: Path) -> None:
-    """Hydra's ``_save_config``: the text of ``OmegaConf.to_yaml`` into ``folder/filename``
-    (``container``: ``OmegaConf.to_container(cfg, enum_to_str=True)``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_Dumper)
-    (folder / filename).write_text(text, encoding="utf-8")
-
-
 def _has_null(value: Any) -> bool:
     if value is None:
         return True
@@ -92,6 +75,10 @@ def _has_null(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_null(v) for v in value)
     return False
+
+
+#: the entries of the hydra node a job sets (compose, run): its other entries are the base's
+_PER_JOB = frozenset({"overrides", "job", "runtime"})
 
 
 class CachedJobs:
@@ -107,6 +94,8 @@ class CachedJobs:
         self.task_function = launcher.task_function
         self.parser = OverridesParser.create()
         self._parsed: dict[str, Any] = {}
+        self._groups: dict[str, bool] = {}  # key: whether Hydra has a config group of that name
+        self._texts = EntryText()  # the .hydra files' entries that stay as they were
         self._bases: dict[tuple[str, ...], DictConfig] = {}
         self._assembled: dict[tuple[str, ...], tuple[DictConfig, dict[str, DictConfig]]] = {}  # see _parts
         self._sources: dict[tuple[str, ...], DictConfig] = {}  # see _source
@@ -118,12 +107,15 @@ class CachedJobs:
         self._started = False
         self._logs = JobLogging(config)
         self._lent: DictConfig | None = None
+        self._lent_body: list[tuple[DictConfig, str, Any]] = []  # (owner, key, its readonly flag)
 
     # -- composing ------------------------------------------------------------------------
     def _parse(self, overrides: Sequence[str]) -> list[Any]:
         out = []
         for text in overrides:
             o = self._parsed.get(text)
+            if o is None:
+                o = simple_override(text)  # (a sampled value: new text every trial)
             if o is None:
                 (o,) = self.parser.parse_overrides([text])
                 if len(self._parsed) < 10_000:
@@ -136,7 +128,10 @@ class CachedJobs:
         to the hydra node: such overrides pick the cached base; the rest are applied to it."""
         if o.is_hydra_override() or o.is_sweep_override():
             return True
-        return bool(self.loader.repository.group_exists(o.key_or_group)) and not isinstance(o.value(), dict)
+        group = self._groups.get(o.key_or_group)
+        if group is None:
+            group = self._groups[o.key_or_group] = bool(self.loader.repository.group_exists(o.key_or_group))
+        return group and not isinstance(o.value(), dict)
 
     def _base(self, key: list[Any]) -> DictConfig:
         """The config Hydra composes from the overrides ``key`` (group options, hydra keys).
@@ -349,15 +344,26 @@ class CachedJobs:
         base, sources = self._parts([o for o in parsed if self._is_base(o)])
         # a new root: the hydra node is the base's own, moved, not copied (it is ~80% of the
         # config, and every value a job changes in it is set below, its choices of the groups
-        # taken from other bases too); the rest is copied, each group from its own base
-        content = {k: v for k in [str(k) for k in base if k != "hydra"]
+        # taken from other bases too); so is each group no value override of the job writes
+        # into, read-only while it is lent; the others are copied, each from its own base
+        keys = [str(k) for k in base if k != "hydra"]
+        written = {str(o.key_or_group).split(".")[0] for o in parsed if not self._is_base(o)}
+        content = {k: v for k in keys if k in written
                    for _, v in sources.get(k, base).items_ex(resolve=False, keys=[k])}
         body = DictConfig(content=content)  # (what OmegaConf.masked_copy makes)
         cfg = OmegaConf.create()
         with flag_override(cfg, "no_deepcopy_set_nodes", True):
             cfg["hydra"] = base.hydra
-            for k in list(body):
-                cfg[k] = body._get_node(k)
+            for k in keys:
+                if k in content:
+                    cfg[k] = body._get_node(k)
+                else:
+                    owner = sources.get(k, base)
+                    node = owner._get_node(k)
+                    assert node is not None
+                    self._lent_body.append((owner, k, node._get_node_flag("readonly")))
+                    cfg[k] = node
+                    node._set_flag("readonly", True)
         self._lent = base  # the hydra node goes back to it after the job (give_back)
         choices = base.hydra.runtime.choices
         self._chosen = {g: choices[g] for g in sources}
@@ -397,6 +403,12 @@ class CachedJobs:
                     choices[g] = option
             self._chosen = {}
             self._lent = None
+        for owner, key, flag in self._lent_body:
+            lent = owner._get_node(key)
+            assert lent is not None
+            lent._set_flag("readonly", flag)
+            lent._set_parent(owner)
+        self._lent_body = []
 
     # -- running --------------------------------------------------------------------------
     def run(self, overrides: Sequence[str], idx: int) -> Any:
@@ -461,10 +473,10 @@ class CachedJobs:
             self._logs.configure(config.hydra.job_logging, config.hydra.verbose)
             if config.hydra.output_subdir is not None:
                 out = Path(config.hydra.runtime.output_dir) / Path(config.hydra.output_subdir)
-                for name, node in (("config.yaml", task_cfg), ("hydra.yaml", config.hydra),
-                                   ("overrides.yaml", config.hydra.overrides.task)):
-                    container = OmegaConf.to_container(node, resolve=False, enum_to_str=True)
-                    _save({"hydra": container} if name == "hydra.yaml" else container, name, out)
+                lent = {key for _, key, _ in self._lent_body}
+                save(self._texts.text(task_cfg, lambda k: k not in lent), "config.yaml", out)
+                save(self._texts.text(config.hydra, _PER_JOB.__contains__, under="hydra"), "hydra.yaml", out)
+                save(dump(container(config.hydra.overrides.task)), "overrides.yaml", out)
             with env_override(config.hydra.job.env_set):
                 try:
                     ret.return_value = self.task_function(task_cfg)
