@@ -20,11 +20,9 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -61,9 +59,6 @@ class Spool:
         self._ends: list[int] = []  # where the last runs' ``end`` operations stop in the spool
         self._restarts = 0
         self._failed = ""  # the writer's error: every later operation is refused with it
-        self._pausable = False  # the writer said it may be stopped (_writer.pausable)
-        self._paused: Any = None  # while it is: the timer that continues it after HOLD_S
-        self._pause_lock = threading.Lock()
 
     def new_key(self) -> str:
         """A run's key in this spool (what its operations name it by until the writer made it)."""
@@ -109,36 +104,9 @@ class Spool:
 
     def training(self, on: bool) -> None:
         """The producer begins (``on``) or ends training: the writer holds its work meanwhile
-        (at most ``_writer.HOLD_S``), so that it does not take a core from a training thread.
-        A pausable writer is stopped meanwhile, for the same time at most: even at the lowest
-        CPU priority, one busy beside a trial's training slowed it by ~30% (the operation under
-        way when the training began went on among its threads; bench/fit_beside.py)."""
+        (at most ``_writer.HOLD_S``), so that it does not take a core from a training thread."""
         if self._fh is not None and not self._failed:
             self._wake(b"b" if on else b"f")
-            if on and self._pausable:
-                self._pause()
-            elif not on:
-                self._resume()
-
-    def _pause(self) -> None:
-        assert self._proc is not None
-        with self._pause_lock:
-            if self._paused is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._proc.pid, signal.SIGSTOP)
-                self._paused = threading.Timer(_writer.HOLD_S, self._resume)
-                self._paused.daemon = True
-                self._paused.start()
-
-    def _resume(self) -> None:
-        """The writer goes on, if it was stopped (before any wait for its answers)."""
-        with self._pause_lock:
-            if self._paused is not None:
-                self._paused.cancel()
-                self._paused = None
-                assert self._proc is not None
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._proc.pid, signal.SIGCONT)
 
     def _wake(self, what: bytes = b"\n") -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -150,8 +118,6 @@ class Spool:
             self._wake(b"\n" + what.strip())  # the new writer: to work, and whether we train
 
     def _start(self, resume: bool = False) -> None:
-        self._resume()  # (a writer before this one: gone)
-        self._pausable = False  # until this one says so
         # stdin: wake-ups, its end the end of the work; stdout: answers; its own session, so
         # Ctrl-C in the terminal reaches the producer, which ends its runs KILLED through it
         with open(self.path.with_name(self.path.name + ".log"), "ab") as err:
@@ -182,9 +148,7 @@ class Spool:
         *lines, self._buf = (self._buf + data).split(b"\n")
         for raw in lines:
             line = raw.decode()
-            if line == "pausable":
-                self._pausable = True
-            elif line.startswith("created "):
+            if line.startswith("created "):
                 _, k, run_id = line.split()
                 self._ids[k] = run_id
             elif line.startswith("at "):
@@ -199,7 +163,6 @@ class Spool:
     def _answers(self, timeout: float | None = None) -> bool:
         """Wait for the writer's next answers, at most ``timeout`` seconds; False when it had
         exited instead, and was started again and woken (:meth:`_gone`)."""
-        self._resume()
         if not self._read(block=True, timeout=timeout):
             self._gone()
             self._wake()
@@ -219,7 +182,6 @@ class Spool:
         """The writer's last answers (to the end of its stdout), and its exit status: ``(error
         message or "", returncode)``."""
         assert self._proc is not None
-        self._resume()
         while self._read(block=True):
             pass
         why, self._why, self._buf = self._why, "", b""
@@ -248,7 +210,6 @@ class Spool:
         """No more operations: the writer applies the rest and ends (``wait``: for it)."""
         if self._fh is None:
             return
-        self._resume()
         self._check()
         self._fh.close()
         self._fh = None

@@ -242,31 +242,13 @@ def idle_priority() -> None:
             os.nice(19)
 
 
-def pausable() -> bool:
-    """Whether the producer may stop this process (SIGSTOP) while it trains: only where its
-    death is sure to continue it (Linux's parent-death signal, set here to SIGCONT), so that
-    a producer killed meanwhile never leaves it stopped with work to apply."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, int(signal.SIGCONT), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
-            return False
-    except (OSError, AttributeError):
-        return False
-    return True  # (a producer that died before this is not there to stop it)
-
-
 def main(argv: list[str]) -> int:
     """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends
     to SPOOL, woken by a newline on stdin (``b`` / ``f`` there: the producer begins / ends
-    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``pausable``
-    (see :func:`pausable`: the producer then stops this process while it trains, at most
-    :data:`HOLD_S`), ``created <key> <run id>`` and ``at <offset>`` (applied so far) on
-    stdout; on stdin's end (the producer closed it, exited or was killed) applies the rest,
-    removes the spool and exits (answering nothing once the producer is gone). An error is one
+    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``created <key>
+    <run id>`` and ``at <offset>`` (applied so far) on stdout; on stdin's end (the producer
+    closed it, exited or was killed) applies the rest, removes the spool and exits (answering
+    nothing once the producer is gone). An error is one
     line ``error <message>`` on stdout and exit 1, the spool kept for the next command
     (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
@@ -290,8 +272,6 @@ def main(argv: list[str]) -> int:
         raise
     fcntl.flock(lock, fcntl.LOCK_EX)
     idle_priority()
-    if pausable():
-        say("pausable")
     if not spool.exists():  # applied and removed by a replay while this one waited for the lock
         return 0
     try:
