@@ -169,14 +169,13 @@ class Spool:
             return False
         return True
 
-    def run_id(self, key: str, wait: bool = True) -> str:
-        """The id MLflow gave the run ``key``: waits for the writer to create it (or, without
-        ``wait``, "" while it has not said it did)."""
+    def run_id(self, key: str) -> str:
+        """The id MLflow gave the run ``key``: waits for the writer to create it."""
         self._check()
         self._read(block=False)
-        while wait and key not in self._ids:
+        while key not in self._ids:
             self._answers()
-        return self._ids.get(key, "")
+        return self._ids[key]
 
     def _drain(self) -> tuple[str, int]:
         """The writer's last answers (to the end of its stdout), and its exit status: ``(error

@@ -81,7 +81,7 @@ class _Direct:
     def record_tag(self, key: str) -> str | None:
         return None
 
-    def run_id(self, key: str, wait: bool = True) -> str:
+    def run_id(self, key: str) -> str:
         return self.applier.run_id(key)
 
     def training(self, on: bool) -> None:
@@ -151,10 +151,6 @@ class MlflowRun(Reporter):
     def run_id(self) -> str:
         """The MLflow run's id ("" before the run is created)."""
         return self.sink.run_id(self.key) if self.key else ""
-
-    def known_run_id(self) -> str:
-        """The MLflow run's id if a spool's writer has made the run already, else "" (no wait)."""
-        return self.sink.run_id(self.key, wait=False) if self.key else ""
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> MlflowRun:

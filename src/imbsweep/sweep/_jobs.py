@@ -1,32 +1,24 @@
 """Launching a sweep's jobs: Hydra's own launcher, or the same work from a cached base.
 
-Hydra's ``BasicLauncher`` composes every job from scratch (the defaults tree, every group
-file read and merged: ~100-130 ms a trial on this project's 2 cores) and its ``run_job``
-copies the whole config four times and writes three YAML files with a pure-Python dumper
-(~50 ms more). For a small model that is more than its training. :class:`CachedJobs` does what the two do, in
-this process, for Hydra's basic launcher without callbacks:
+Hydra's ``BasicLauncher`` composes every job from scratch (~100-130 ms a trial here) and its
+``run_job`` copies the config four times and dumps three YAML files in pure Python (~50 ms).
+:class:`CachedJobs` does what the two do, in this process, for the basic launcher without
+callbacks:
 
-- the config of a job is composed by Hydra once per set of *group* overrides (``loss=focal``:
-  they pick files) and *hydra* overrides; a combination of plain group files (a tournament's
-  ``loss=ce resampling=sqrt``) is put together from the bases of each option alone (see
-  :meth:`CachedJobs._base`). A job's config is a new root holding its base's nodes: the large
-  hydra node and each group that no value override of the job writes into are moved, not
-  copied, read-only while the job runs and given back after it (a task writing into one of
-  them fails; Hydra's launcher would have let it: imbsweep's task writes none), the groups the
-  job's value overrides write into are copies; its value overrides
-  (``optimizer.lr=0.003``, ``+imbsweep_trial={…}``) are applied by Hydra's own code, in their
-  order, after the struct flag is set: what Hydra's ``load_configuration`` does with them;
-  ``hydra.overrides.task``, ``hydra.job.override_dirname``, ``id``, ``num`` and
+- Hydra composes once per set of *group* and *hydra* overrides; a combination of plain group
+  files (``loss=ce resampling=sqrt``) is put together from each option's part (:meth:`CachedJobs._parts`).
+  A job's root holds its base's nodes: the hydra node and each group no value override writes
+  into are lent (read-only during the job, given back after it: a task writing into one fails,
+  where Hydra's launcher would let it; imbsweep's writes none), the other groups are copies.
+  The value overrides are applied by Hydra's own code, in order, after the struct flag is set;
+  ``hydra.overrides.task``, ``job.override_dirname``, ``id``, ``num`` and
   ``runtime.output_dir`` are set as Hydra sets them;
-- the job then runs as in Hydra's ``run_job``: its output folder, ``.hydra/config.yaml``,
-  ``hydra.yaml`` and ``overrides.yaml`` (the same text, dumped by libyaml with OmegaConf's
-  quoting rule, a lent node's entry dumped once: :mod:`._jobtext`), the job's logging,
-  ``hydra.job.chdir``, ``env_set``, ``HydraConfig`` set for the job and restored after it,
-  the task's exception caught into the ``JobReturn``.
+- the job runs as in ``run_job``: its folder, the ``.hydra`` files (the same text: :mod:`._jobtext`),
+  its logging, ``chdir``, ``env_set``, ``HydraConfig`` set and restored, the task's exception
+  caught into the ``JobReturn``.
 
-``tests/sweep/test_jobs.py`` checks every job's config, Hydra config and files against
-Hydra's launcher. Any other launcher (joblib, a user's own) or configured callbacks are
-used as they are, through :class:`LauncherJobs`.
+``tests/sweep/test_jobs.py`` checks every job's config, Hydra config and files against Hydra's
+launcher. Other launchers (joblib, a user's) or callbacks are used as they are (:class:`LauncherJobs`).
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 
 from ._joblog import JobLogging
-from ._jobtext import EntryText, container, dump, save, simple_override
+from ._jobtext import EntryText, container, dump, has_null, save, simple_override
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +59,7 @@ def make_jobs(launcher: Any, config: DictConfig) -> LauncherJobs | CachedJobs:
     return LauncherJobs(launcher)
 
 
-def _has_null(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, dict):
-        return any(_has_null(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_null(v) for v in value)
-    return False
-
-
-#: the entries of the hydra node a job sets (compose, run): its other entries are the base's
-_PER_JOB = frozenset({"overrides", "job", "runtime"})
+_PER_JOB = frozenset({"overrides", "job", "runtime"})  # the hydra node's entries a job sets
 
 
 class CachedJobs:
@@ -94,7 +75,7 @@ class CachedJobs:
         self.task_function = launcher.task_function
         self.parser = OverridesParser.create()
         self._parsed: dict[str, Any] = {}
-        self._groups: dict[str, bool] = {}  # key: whether Hydra has a config group of that name
+        self._groups: dict[str, bool] = {}  # a key: whether a config group has its name
         self._texts = EntryText()  # the .hydra files' entries that stay as they were
         self._bases: dict[tuple[str, ...], DictConfig] = {}
         self._assembled: dict[tuple[str, ...], tuple[DictConfig, dict[str, DictConfig]]] = {}  # see _parts
@@ -134,13 +115,9 @@ class CachedJobs:
         return group and not isinstance(o.value(), dict)
 
     def _base(self, key: list[Any]) -> DictConfig:
-        """The config Hydra composes from the overrides ``key`` (group options, hydra keys).
-
-        Hydra composes each set of group options once. Options that are plain files of a
-        top-level group (no defaults list of their own, written into their group's package)
-        are put together (:meth:`_parts`): what a group holds does not depend on the other
-        groups' options (Hydra merges the defaults list's files in order, and what later files
-        write into the group is the same in both), as tests/sweep/test_jobs.py checks."""
+        """The config Hydra composes from the overrides ``key`` (group options, hydra keys), put
+        together from :meth:`_parts` (plain files of top-level groups: what a group holds does
+        not depend on the others' options, as tests/sweep/test_jobs.py checks)."""
         lines = tuple(o.input_line for o in key)
         base = self._bases.get(lines)
         if base is not None:
@@ -156,12 +133,9 @@ class CachedJobs:
         return base
 
     def _parts(self, key: list[Any]) -> tuple[DictConfig, dict[str, DictConfig]]:
-        """``(root, sources)``: the base of ``key`` is ``root`` with each group of ``sources``
-        (and its choice) taken from that group's source: the base of the other overrides (the
-        command line's ``sweep=…``) with each plain option's subtree from :meth:`_source`;
-        ``sources`` is empty when ``root`` is the whole base. A job takes the parts as they are
-        (:meth:`compose`): no base for each combination of options, and no copy of a base for
-        each option."""
+        """``(root, sources)``: the base of ``key`` is ``root`` (the base of the other overrides)
+        with each group of ``sources`` and its choice taken from there (:meth:`_source`); a job
+        takes the parts as they are (:meth:`compose`): no base per combination of options."""
         lines = tuple(o.input_line for o in key)
         parts = self._assembled.get(lines)
         if parts is not None:
@@ -191,10 +165,8 @@ class CachedJobs:
         return base
 
     def _source(self, fixed: list[Any], o: Any, compose: bool) -> DictConfig | None:
-        """A config holding what the plain file ``o`` (``loss=focal``) makes of its group on top
-        of ``fixed``, and its choice (``hydra.runtime.choices``): :meth:`_single`, or else, with
-        ``compose``, Hydra's composition of ``fixed`` and ``o``; None where there is none (the
-        job composes itself, and reports an error as Hydra does)."""
+        """A config of ``o``'s group on top of ``fixed`` and its choice: :meth:`_single`, else
+        (``compose``) Hydra's composition; None: the job composes itself (and its error)."""
         lines = (*[f.input_line for f in fixed], o.input_line)
         source = self._sources.get(lines)
         if source is None:
@@ -210,12 +182,10 @@ class CachedJobs:
         return source
 
     def _single(self, fixed: list[Any], o: Any) -> DictConfig | None:
-        """The group of one plain file ``o`` (``loss=focal``) on top of ``fixed`` without
-        composing it: Hydra merges the files of the defaults list in order, so the group's
-        subtree is the option's file merged with what the files after it write into the group,
-        which is what a composition without the group (``~loss``) holds there (once per group,
-        not per option). Only where :meth:`_later` shows that this is so; None otherwise.
-        A config of the group and its choice only: not a copy of the whole base."""
+        """The group of the plain file ``o`` (``loss=focal``) on top of ``fixed``, uncomposed:
+        Hydra merges the defaults list's files in order, so it is the option's file merged with
+        what later files write into the group (a composition without it, ``~loss``, once per
+        group); only where :meth:`_later` shows that this is so, else None."""
         group, option = o.key_or_group, o.value()
         later = self._later(fixed, group)
         if later is None or self._schema(group, option):
@@ -251,12 +221,10 @@ class CachedJobs:
             return True
 
     def _later(self, fixed: list[Any], group: str) -> tuple[Any] | None:
-        """``(subtree,)``: what the files after ``group``'s in the defaults list of ``fixed``
-        write into its package (``(None,)``: nothing); None when that does not give the
-        group's subtree: the list does not hold the group once, or its current option is not a
-        plain file, a file before the group's writes into it, a defaults list interpolates,
-        the later writes hold a null (merging is not associative then), or the current option
-        put together this way is not what Hydra composed."""
+        """``(subtree,)``: what the files after ``group``'s in ``fixed``'s defaults list write into
+        it (``(None,)``: nothing); None where that does not give the group (it is not once in the
+        list, its option not a plain file, an earlier file or an interpolated defaults list writes
+        there, a null in the later writes, or the current option put together differs)."""
         lines = tuple(f.input_line for f in fixed)
         key = (lines, group)
         if key not in self._laters:
@@ -309,7 +277,7 @@ class CachedJobs:
         except Exception:  # noqa: BLE001 - a defaults list that needs the group: compose each option
             return None
         later = without.get(group)
-        if later is not None and _has_null(OmegaConf.to_container(later) if OmegaConf.is_config(later) else later):
+        if later is not None and has_null(OmegaConf.to_container(later) if OmegaConf.is_config(later) else later):
             return None
         return (later,)
 
@@ -342,10 +310,8 @@ class CachedJobs:
         self._give_back()  # (a job interrupted between compose and the end of run)
         parsed = self._parse(overrides)
         base, sources = self._parts([o for o in parsed if self._is_base(o)])
-        # a new root: the hydra node is the base's own, moved, not copied (it is ~80% of the
-        # config, and every value a job changes in it is set below, its choices of the groups
-        # taken from other bases too); so is each group no value override of the job writes
-        # into, read-only while it is lent; the others are copied, each from its own base
+        # a new root: the hydra node (~80% of the config; what a job changes in it is set below)
+        # and each group no value override writes into are lent, read-only; the rest copied
         keys = [str(k) for k in base if k != "hydra"]
         written = {str(o.key_or_group).split(".")[0] for o in parsed if not self._is_base(o)}
         content = {k: v for k in keys if k in written
@@ -391,8 +357,7 @@ class CachedJobs:
         return cfg
 
     def _give_back(self) -> None:
-        """The lent hydra node is its base's child again (its values are set anew by the
-        next job), so that copying the base never follows a job's root."""
+        """The lent nodes are their owners' children again, as they were (copying a base never follows a job's root)."""
         if self._lent is not None:
             node = self._lent._get_node("hydra")
             assert isinstance(node, DictConfig)

@@ -122,3 +122,18 @@ class EntryText:
         if not parts:
             return dump({under: {}} if under is not None else {})
         return (f"{under}:\n" if under is not None else "") + "".join(parts)
+
+
+def has_null(value: Any) -> bool:
+    """Whether a container (dicts, lists) holds a null anywhere."""
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_null(v) for v in value)
+    return False
+
+
+#: the entries of the hydra node a job sets (compose, run): its other entries are the base's
+_PER_JOB = frozenset({"overrides", "job", "runtime"})

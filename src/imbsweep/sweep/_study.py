@@ -77,10 +77,10 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
 #: SET_TRIAL_PARAM, SET_TRIAL_INTERMEDIATE_VALUE, SET_TRIAL_USER_ATTR, SET_TRIAL_SYSTEM_ATTR),
 #: appended without an fsync of their own. A killed process loses none of them (the OS holds
 #: what was written); a power cut or an OS crash can lose those of the trials running then,
-#: back to the last fsynced record: such a trial is RUNNING without its worker's process
-#: attributes, so the next command re-queues it (``recover_dead``), as it re-queues any trial
-#: whose worker died. Every study record, trial creation and trial end is fsynced, and its
-#: fsync takes the records before it to the disk.
+#: back to the last fsynced record: such a trial is RUNNING with no live worker (its process
+#: attributes lost, or naming a process that is gone), so the next command re-queues it
+#: (``recover_dead``), as it re-queues any trial whose worker died. Every study record, trial
+#: creation and trial end is fsynced, and its fsync takes the records before it to the disk.
 DEFERRED_SYNC = frozenset({5, 7, 8, 9})
 
 

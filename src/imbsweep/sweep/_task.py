@@ -54,19 +54,17 @@ class OptunaReporter(Reporter):
         self.trial, self.metric, self.recorder = trial, metric, recorder
         self.named = False
 
-    def name_run(self, wait: bool = True) -> None:
-        """The trial names its MLflow run (``mlflow_run_id``) as soon as the writer process has
-        made it (tried once the trial is prepared and at each epoch's end, without waiting),
-        at the latest with the outcome (``wait``)."""
+    def name_run(self) -> None:
+        """The trial names its MLflow run (``mlflow_run_id``), waiting for the writer process to
+        have made it: once the trial is prepared, at the latest with the outcome."""
         if self.named or self.recorder is None or not self.recorder.key:
             return
-        run_id = self.recorder.run_id if wait else self.recorder.known_run_id()
+        run_id = self.recorder.run_id
         if run_id:
             self.trial.set_user_attr(ATTR_RUN_ID, run_id)
             self.named = True
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.name_run(wait=False)
         if self.metric is None or self.metric not in metrics:
             return
         with signals_held():  # Ctrl-C lands after the storage write, not inside its transaction
@@ -139,8 +137,8 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
         with recorder:
             from ..reporting import CompositeReporter
 
-            # the run's id goes on the trial once the writer process has made the run (asking
-            # for it now would wait for it); a trial killed before that is found by its tags
+            # the run's id goes on the trial once the trial is prepared (asking for it now would
+            # wait for the writer process); a trial killed before that is found by its tags
             trial.set_user_attr(ATTR_TRICK, trick)
             if arm:
                 trial.set_user_attr(ATTR_ARM, arm)
@@ -149,9 +147,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
             try:
                 # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
                 setup = prepare(cfg)
-                # the run's id as soon as the writer (idle CPU only) has created the run, which
-                # it does while this process prepares: not waited for (~10 ms a trial)
-                reporter.name_run(wait=False)
+                # the run's id before training: the writer (idle CPU only) creates the run while
+                # this process prepares; a training on every core would keep it from doing so
+                reporter.name_run()
                 result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
             except optuna.TrialPruned:
                 hold.__enter__()
