@@ -248,9 +248,8 @@ def main(argv: list[str]) -> int:
     training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``created <key>
     <run id>`` and ``at <offset>`` (applied so far) on stdout; on stdin's end (the producer
     closed it, exited or was killed) applies the rest, removes the spool and exits (answering
-    nothing once the producer is gone). An error is one
-    line ``error <message>`` on stdout and exit 1, the spool kept for the next command
-    (:func:`imbsweep._spool.settle`)."""
+    nothing once the producer is gone). An error is one line ``error <message>`` on stdout and
+    exit 1, the spool kept for the next command (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
     signal.signal(signal.SIGINT, signal.SIG_IGN)

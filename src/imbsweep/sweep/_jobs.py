@@ -309,11 +309,11 @@ class CachedJobs:
 
         self._give_back()  # (a job interrupted between compose and the end of run)
         parsed = self._parse(overrides)
-        base, sources = self._parts([o for o in parsed if self._is_base(o)])
-        # a new root: the hydra node (~80% of the config; what a job changes in it is set below)
-        # and each group no value override writes into are lent, read-only; the rest copied
+        values = [o for o in parsed if not self._is_base(o)]  # applied to the base (the rest pick it)
+        base, sources = self._parts([o for o in parsed if o not in values])
+        # a new root: the hydra node and each group no value override writes into lent, the rest copied
         keys = [str(k) for k in base if k != "hydra"]
-        written = {str(o.key_or_group).split(".")[0] for o in parsed if not self._is_base(o)}
+        written = {str(o.key_or_group).split(".")[0] for o in values}
         content = {k: v for k in keys if k in written
                    for _, v in sources.get(k, base).items_ex(resolve=False, keys=[k])}
         body = DictConfig(content=content)  # (what OmegaConf.masked_copy makes)
@@ -340,7 +340,7 @@ class CachedJobs:
         OmegaConf.set_struct(cfg, True)
         OmegaConf.set_readonly(cfg.hydra, False)
         try:
-            ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not self._is_base(o)], cfg)
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         except BaseException:
             self._give_back()
             raise

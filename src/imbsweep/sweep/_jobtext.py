@@ -78,19 +78,17 @@ def container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=False, enum_to_str=True)
 
 
-def _entry(parent: Any, key: str) -> tuple[Any, Any]:
-    """``(node, value)``: the node at ``parent[key]`` and what ``container(parent)`` holds there
-    (as OmegaConf's ``_to_content`` makes each entry)."""
+def _value(node: Any) -> Any:
+    """What ``container`` makes of a node (as OmegaConf's ``_to_content`` makes each entry)."""
     from enum import Enum
 
     from omegaconf import Container
     from omegaconf.basecontainer import BaseContainer
 
-    node = parent._get_node(key)
     if isinstance(node, Container):
-        return node, BaseContainer._to_content(node, resolve=False, throw_on_missing=False, enum_to_str=True)
+        return BaseContainer._to_content(node, resolve=False, throw_on_missing=False, enum_to_str=True)
     value = node._value()
-    return node, (value.name if isinstance(value, Enum) else value)
+    return value.name if isinstance(value, Enum) else value
 
 
 class EntryText:
@@ -108,16 +106,18 @@ class EntryText:
     def text(self, parent: Any, fresh: Callable[[str], bool], under: str | None = None) -> str:
         parts = []
         for key in [str(k) for k in parent]:
-            kept = None if fresh(key) else self._kept.get((under, key, id(parent._get_node(key))))
+            node = parent._get_node(key)
+            keep = not fresh(key)
+            kept = self._kept.get((under, key, id(node))) if keep else None
             if kept is not None:
                 parts.append(kept[1])
                 continue
-            node, value = _entry(parent, key)
+            value = _value(node)
             text = dump({under: {key: value}} if under is not None else {key: value})
             if under is not None:
                 text = text[len(under) + 2:]  # "hydra:\n": the entries' text follows it
             parts.append(text)
-            if not fresh(key):
+            if keep:
                 self._kept[(under, key, id(node))] = (node, text)
         if not parts:
             return dump({under: {}} if under is not None else {})
@@ -134,6 +134,3 @@ def has_null(value: Any) -> bool:
         return any(has_null(v) for v in value)
     return False
 
-
-#: the entries of the hydra node a job sets (compose, run): its other entries are the base's
-_PER_JOB = frozenset({"overrides", "job", "runtime"})
