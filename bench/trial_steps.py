@@ -31,6 +31,7 @@ STEPS = [  # module:qualified name, in the order a trial meets them
     "imbsweep.tracking:MlflowRun.__init__", "imbsweep.tracking:MlflowRun.__enter__",
     "optuna.trial:Trial.set_user_attr", "imbsweep.training:prepare", "imbsweep.training:fit",
     "imbsweep.sweep._task:OptunaReporter.on_epoch_end", "imbsweep.tracking:MlflowRun.on_fit_end",
+    "imbsweep._writer:write_files",
     "imbsweep.tracking:MlflowRun.__exit__", "imbsweep.sweep._jobs:CachedJobs.run",
     "imbsweep.sweep._runner:Sweep._tell", "imbsweep.sweep._runner:Sweep._one_trial",
 ]

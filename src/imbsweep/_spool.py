@@ -52,6 +52,7 @@ class Spool:
         self._fh: Any = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._ids: dict[str, str] = {}
+        self._uris: dict[str, str] = {}  # a run's artifact URI, by key (as ``_ids``)
         self._n = 0
         self._buf = b""  # the writer's answers: the start of a line not yet whole
         self._why = ""  # an ``error`` the writer answered before it exited
@@ -133,7 +134,7 @@ class Spool:
             raise StorageError(self._failed)
 
     def _read(self, block: bool, timeout: float | None = None) -> bool:
-        """Take in the writer's answers (``created <key> <run id>``, ``at <offset>``, ``skipped
+        """Take in the writer's answers (``created <key> <run id> <artifact URI>``, ``at <offset>``, ``skipped
         <what>``, ``error <message>``, a line each), waiting for some when ``block`` (at most
         ``timeout`` seconds); False once its stdout has ended (it exited)."""
         import select
@@ -149,8 +150,9 @@ class Spool:
         for raw in lines:
             line = raw.decode()
             if line.startswith("created "):
-                _, k, run_id = line.split()
+                _, k, run_id, uri = line.split(" ", 3)
                 self._ids[k] = run_id
+                self._uris[k] = uri
             elif line.startswith("at "):
                 self._applied = max(self._applied, int(line.split()[1]))
             elif line.startswith("skipped "):  # MLflow refused an operation: said, not dropped silently
@@ -176,6 +178,13 @@ class Spool:
         while key not in self._ids:
             self._answers()
         return self._ids[key]
+
+    def artifact_dir(self, key: str) -> Path | None:
+        """The local folder of the run ``key``'s artifacts, once the writer has made the run
+        (None before, or on a store whose artifacts are not local files)."""
+        self._read(block=False)
+        uri = self._uris.get(key)
+        return None if uri is None else _writer.local_dir(uri)
 
     def _drain(self) -> tuple[str, int]:
         """The writer's last answers (to the end of its stdout), and its exit status: ``(error

@@ -8,7 +8,12 @@ Every operation is a JSON-able dict, so the same code writes a run in place and 
 spool after a kill. Applying one twice is harmless (MLflow skips a metric value it holds,
 a tag or param set again to its value is unchanged, the files are overwritten with the same
 bytes), except creating the run: a replay first looks for the run by its
-:data:`~imbsweep.names.TAG_RECORD`."""
+:data:`~imbsweep.names.TAG_RECORD`.
+
+The writer holds a run's writes while its producer trains (but for run creations: the producer
+may wait for a run's id) and applies what it finds together, a run's batches merged into one
+``log_batch`` (:func:`coalesce`). On short trials the writer's work, not the trial's, sets the
+sweep's pace (docs/benchmarks.md, platform overhead)."""
 
 from __future__ import annotations
 
@@ -103,31 +108,61 @@ class Applier:
         """The run's artifact files: ``texts`` as they are, ``tables`` (columns) as CSV, and the
         confusion-matrix PNG drawn here (``{"matrix", "names", "title"}``); straight into the
         run's folder on a local store."""
-
-        def write(out: Path) -> None:
-            for name, text in texts.items():
-                (out / name).write_text(text, encoding="utf-8")
-            if tables:
-                import pandas as pd
-
-                for name, columns in tables.items():
-                    pd.DataFrame(columns).to_csv(out / name, index=False)
-            if confusion is not None:
-                import numpy as np
-
-                from .artifacts import plot_confusion
-
-                plot_confusion(np.asarray(confusion["matrix"]), tuple(confusion["names"]), str(confusion["title"]),
-                               out / "confusion_matrix.png")
-
         local = local_dir(artifact_uri)
         if local is not None:  # a local store: written in place (no copy, no get_run)
-            local.mkdir(parents=True, exist_ok=True)
-            write(local)
+            write_files(local, texts, tables, confusion)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            write(Path(tmp))
+            write_files(Path(tmp), texts, tables, confusion)
             self.client.log_artifacts(run_id, tmp)
+
+
+def write_files(out: Path, texts: Mapping[str, str], tables: Mapping[str, Any],
+                confusion: Mapping[str, Any] | None) -> None:
+    """A ``files`` operation's files in the folder ``out`` (made if need be), each whole or not
+    at all (written beside, then renamed: a kill leaves no half a file)."""
+
+    def put(name: str, write: Any) -> None:
+        part = out / f".part-{os.getpid()}-{name}"  # (its suffix kept: Pillow picks the format by it)
+        write(part)
+        os.replace(part, out / name)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        put(name, lambda p, text=text: p.write_text(text, encoding="utf-8"))
+    for name, columns in tables.items():
+        put(name, lambda p, columns=columns: p.write_text(csv_text(columns), encoding="utf-8"))
+    if confusion is not None:
+        import numpy as np
+
+        from .artifacts import plot_confusion
+
+        put("confusion_matrix.png", lambda p: plot_confusion(
+            np.asarray(confusion["matrix"]), tuple(confusion["names"]), str(confusion["title"]), p))
+
+
+def csv_text(columns: Mapping[str, list[Any]]) -> str:
+    """A table's columns as CSV, as ``pandas.DataFrame(columns).to_csv(index=False)`` writes
+    them (a missing value empty, floats as Python shows them), without building a frame."""
+    import csv
+    import io
+    import math
+
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    def column(values: list[Any]) -> list[Any]:
+        present = [v for v in values if not missing(v)]
+        # pandas makes a column of numbers with a float or a gap in it floats (1 -> 1.0)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+        floats = numbers and (len(present) < len(values) or any(isinstance(v, float) for v in present))
+        return ["" if missing(v) else float(v) if floats else v for v in values]
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*(column(list(v)) for v in columns.values()), strict=True))
+    return buf.getvalue()
 
 
 def local_dir(uri: str) -> Path | None:
@@ -159,6 +194,41 @@ def refused(exc: Exception) -> bool:
     return getattr(exc, "error_code", None) in REFUSED
 
 
+CREATE = b'{"op":"create"'  # how a spooled ``create`` line starts
+
+
+def coalesce(steps: list[tuple[int, Any]]) -> list[tuple[int, Any, list[Any]]]:
+    """``(offset, op, parts)`` for each spooled operation in order, where a run's later
+    ``batch`` operations are merged into its first one here (``op`` None where one was
+    merged away; ``parts``: what a merged one was made of): one ``log_batch`` instead of
+    several, each a few SQLite transactions. Batches commute with a run's other operations
+    (its inputs, its files) and with other runs'; they are not merged across the run's
+    ``end``, nor when they set the same param (MLflow refuses a batch that holds one twice).
+    A replay after a kill may apply a merged part again: harmless (see the module)."""
+    out: list[tuple[int, Any, list[Any]]] = []
+    open_: dict[str, int] = {}  # run key -> index in ``out`` of its batch that takes later ones
+    for offset, op in steps:
+        if not isinstance(op, dict) or op.get("op") != "batch":
+            if isinstance(op, dict) and op.get("op") in ("end", "create", "attach"):
+                open_.pop(str(op.get("key")), None)
+            out.append((offset, op, [op]))
+            continue
+        key = str(op.get("key"))
+        at = open_.get(key)
+        if at is not None:
+            first = out[at][1]
+            if not {p[0] for p in first.get("params") or []} & {p[0] for p in op.get("params") or []}:
+                merged = {**first, "metrics": [*(first.get("metrics") or []), *(op.get("metrics") or [])],
+                          "params": [*(first.get("params") or []), *(op.get("params") or [])],
+                          "tags": {**(first.get("tags") or {}), **(op.get("tags") or {})}}
+                out[at] = (out[at][0], merged, [*out[at][2], op])
+                out.append((offset, None, []))
+                continue
+        open_[key] = len(out)
+        out.append((offset, op, [op]))
+    return out
+
+
 class Replay:
     """Applies a spool file's operations from where the last writer stopped (its ``.done``
     note: appended lines, the offset after each operation and each run made), noting progress
@@ -183,44 +253,67 @@ class Replay:
         self.skipped: list[str] = []  # "<op> <key>: <why>" of the operations MLflow refused
         self._note_fh: Any = None
 
-    def step(self, final: bool, created: Any = None) -> None:
+    def step(self, final: bool, created: Any = None, hold: bool = False) -> None:
         """Apply every whole line past the offset (``final``: a torn last line is dropped, with
         a warning); the key of each run created is passed to ``created`` as soon as it is made
-        (a trial may be waiting for its run's id)."""
+        (a trial may be waiting for its run's id). ``hold`` (the producer trains): only up to
+        the last ``create``, the rest left for later. A run's ``batch`` operations met together
+        go to MLflow as one (:func:`coalesce`)."""
         with open(self.spool, "rb") as fh:
             fh.seek(self.offset)
             data = fh.read()
         end = data.rfind(b"\n") + 1
-        for line in data[:end].splitlines():
+        lines = data[:end].splitlines()
+        if hold:  # (``Spool.submit`` writes compact JSON, "op" first)
+            lines = lines[:1 + max((i for i, ln in enumerate(lines) if ln.startswith(CREATE)), default=-1)]
+        steps: list[tuple[int, Any]] = []  # (offset after the line, its operation, or the error parsing it)
+        for line in lines:
             self.offset += len(line) + 1
-            if not line.strip():
-                continue
-            op: Any = None
-            try:
-                op = json.loads(line)
-                self.applier.apply(op)
-            except Exception as exc:
-                if not refused(exc):
-                    raise
-                why = one_line(exc, 500)
-                what = f"{op.get('op')} {op.get('key')}" if isinstance(op, dict) else "a garbled line"
-                self.skipped.append(f"{what}: {why}")
-                log.warning("skipped %s of %s: %s", what, self.spool, why)
-                self._note(None)
-                continue
-            self._note(str(op["key"]) if op["op"] in ("create", "attach") else None)
-            if op["op"] == "create" and created is not None:
-                created(str(op["key"]))
-        if final and data[end:].strip():
+            if line.strip():
+                try:
+                    steps.append((self.offset, json.loads(line)))
+                except ValueError as exc:
+                    steps.append((self.offset, exc))
+        for offset, op, parts in coalesce(steps):
+            if op is not None:
+                self._apply(op, parts, offset, created)
+            self._note(None, offset)
+        if final and not hold and data[end:].strip():
             log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
 
-    def _note(self, made: str | None) -> None:
+    def _apply(self, op: Any, parts: list[Any], offset: int, created: Any) -> None:
+        """One operation (``parts``: the batches a coalesced one was made of); one MLflow
+        refuses is skipped with a warning, a coalesced one applied again part by part."""
+        try:
+            if isinstance(op, Exception):
+                raise op
+            self.applier.apply(op)
+        except Exception as exc:
+            if not refused(exc):
+                raise
+            if len(parts) > 1:
+                for part in parts:
+                    self._apply(part, [part], offset, created)
+                return
+            why = one_line(exc, 500)
+            what = f"{op.get('op')} {op.get('key')}" if isinstance(op, dict) else "a garbled line"
+            self.skipped.append(f"{what}: {why}")
+            log.warning("skipped %s of %s: %s", what, self.spool, why)
+            return
+        if op["op"] in ("create", "attach"):
+            self._note(str(op["key"]), None)
+        if op["op"] == "create" and created is not None:
+            created(str(op["key"]))
+
+    def _note(self, made: str | None, offset: int | None) -> None:
+        """Note a run made (its key) or how far the spool is applied (``offset``)."""
         if self._note_fh is None:
             self._note_fh = open(self.done, "ab")  # noqa: SIM115 - closed in finish
         if made is not None:
             run_id, uri = self.applier.runs[made]
             self._note_fh.write((json.dumps({"k": made, "id": run_id, "uri": uri}) + "\n").encode())
-        self._note_fh.write((json.dumps({"o": self.offset}) + "\n").encode())
+        if offset is not None:
+            self._note_fh.write((json.dumps({"o": offset}) + "\n").encode())
         self._note_fh.flush()
 
     def finish(self) -> None:
@@ -245,10 +338,11 @@ def idle_priority() -> None:
 def main(argv: list[str]) -> int:
     """``python -m imbsweep._writer SPOOL URI [--resume]``: applies what the producer appends
     to SPOOL, woken by a newline on stdin (``b`` / ``f`` there: the producer begins / ends
-    training; operations then wait for ``f``, at most :data:`HOLD_S`); answers ``created <key>
-    <run id>`` and ``at <offset>`` (applied so far) on stdout; on stdin's end (the producer
-    closed it, exited or was killed) applies the rest, removes the spool and exits (answering
-    nothing once the producer is gone). An error is one line ``error <message>`` on stdout and
+    training; operations then wait for ``f``, at most :data:`HOLD_S`, but for run creations
+    and what precedes them); answers ``created <key> <run id> <artifact URI>`` and ``at
+    <offset>`` (applied so far) on stdout; on stdin's end (the producer closed it, exited or
+    was killed) applies the rest, removes the spool and exits (answering nothing once the
+    producer is gone). An error is one line ``error <message>`` on stdout and
     exit 1, the spool kept for the next command (:func:`imbsweep._spool.settle`)."""
     spool, uri, resume = Path(argv[0]), argv[1], "--resume" in argv[2:]
     # Ctrl-C and SIGTERM are the producer's: this process finishes the writes it was given
@@ -277,31 +371,32 @@ def main(argv: list[str]) -> int:
         replay = Replay(spool, uri, recovering=resume)  # resume: a writer before this one was killed
 
         def created(key: str) -> None:
-            say(f"created {key} {replay.applier.run_id(key)}")
+            say(f"created {key} {' '.join(replay.applier.runs[key])}")  # its id and artifact URI
 
         for key in replay.answered:  # what the killed one created and noted
             created(key)
 
-        # a wake-up (newline) that comes while the producer trains (between its ``b`` and ``f``)
-        # is held until the ``f``, or until ``due``; one that came before the ``b`` is not
+        # while the producer trains (between its ``b`` and ``f``), a wake-up (newline) applies the
+        # spool up to its last run creation only (the producer may be waiting for the run's id);
+        # the rest waits for the ``f``, or for ``due``
         training, due = False, None
         while True:
             wait = None if due is None else max(0.0, due - time.monotonic())
             chunk = os.read(0, 65536) if select.select([0], [], [], wait)[0] else None
-            now = chunk == b"" or (due is not None and time.monotonic() >= due)
+            woke = False
             for byte in chunk or b"":
-                if byte == ord("\n"):
-                    if training:
-                        due = due if due is not None else time.monotonic() + HOLD_S
-                    else:
-                        now = True
-                elif byte in b"bf":
+                woke = woke or byte == ord("\n")
+                if byte in b"bf":
                     training = byte == ord("b")
-                    now = now or (not training and due is not None)
-            if not now:
+                    woke = woke or (not training and due is not None)
+            now = chunk == b"" or (due is not None and time.monotonic() >= due) or (woke and not training)
+            if not now and not woke:
                 continue
-            replay.step(final=chunk == b"", created=created)
-            due = None
+            if not now and due is None:
+                due = time.monotonic() + HOLD_S
+            replay.step(final=chunk == b"", created=created, hold=not now)
+            if now:
+                due = None
             # applied so far: the producer waits on it (_spool.BEHIND)
             say(*[f"skipped {skipped}" for skipped in replay.skipped], f"at {replay.offset}")
             replay.skipped.clear()

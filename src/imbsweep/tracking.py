@@ -49,6 +49,8 @@ from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
 if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, export) does not need it
+    from pathlib import Path
+
     from .training import Result
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,11 @@ class _Direct:
 
     def run_id(self, key: str) -> str:
         return self.applier.run_id(key)
+
+    def artifact_dir(self, key: str) -> Path | None:
+        from ._writer import local_dir
+
+        return local_dir(self.applier.runs[key][1])
 
     def training(self, on: bool) -> None:
         pass
@@ -185,8 +192,6 @@ class MlflowRun(Reporter):
                  tb: TracebackType | None) -> None:
         if not self.key:
             return
-        with contextlib.suppress(Exception):  # a writer gone: said by the writes below, not instead of exc
-            self.sink.training(False)
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
@@ -207,8 +212,7 @@ class MlflowRun(Reporter):
         try:
             self._flush()  # the last metrics and the tags, in one write
             if state != COMPLETE and self.log_artifacts:  # what it ran with (a complete run has it already)
-                self.sink.submit({"op": "files", "key": self.key,
-                                  "texts": {"config.yaml": _config.to_yaml(self._container)}})
+                self._files({"texts": {"config.yaml": _config.to_yaml(self._container)}})
         except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
             log.exception("could not record how run %s ended", self.key)
         finally:
@@ -218,6 +222,16 @@ class MlflowRun(Reporter):
                 if exc_type is None:
                     raise
                 log.exception("could not record how run %s ended", self.key)  # the exception that ended it goes on
+            finally:  # the run's last writes are spooled: the writer applies them together
+                with contextlib.suppress(Exception):  # a writer gone: said by the writes above
+                    self.sink.training(False)
+
+    def training(self) -> None:
+        """Training begins: the writer process holds this run's writes until the run ends (at
+        most ``_writer.HOLD_S``) but for run creations, so that a waiting :attr:`run_id` comes
+        at once (called again at ``on_fit_start``)."""
+        if self.key:
+            self.sink.training(True)
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
@@ -231,7 +245,7 @@ class MlflowRun(Reporter):
             gone = "; ".join(f"{s}: {', '.join(c)}" for s, c in not_evaluated(ds).items() if c)
             if gone:  # classes a split does not hold: no recall there (per_class.csv leaves it empty)
                 self._tags[TAG_NOT_EVALUATED] = gone[:5000]
-        self.sink.training(True)  # the run's writes wait for its training's end, or a while
+        self.training()  # the run's writes wait for its training's end, or a while
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -271,8 +285,7 @@ class MlflowRun(Reporter):
 
     def _write_artifacts(self, result: Result) -> None:
         """config.yaml (its text made here), per_class.csv, posthoc.csv (their columns) and
-        the test confusion matrix's PNG: the tables written and the PNG drawn where the
-        operation is applied."""
+        the test confusion matrix's PNG (see :meth:`_files`)."""
         texts = {"config.yaml": _config.to_yaml(self._container)}
         tables = {"per_class.csv": per_class_columns(result)}
         if result.posthoc is not None:
@@ -281,7 +294,19 @@ class MlflowRun(Reporter):
         if result.test is not None:
             confusion = {"matrix": result.test.confusion.tolist(), "names": list(result.class_names),
                          "title": f"test confusion matrix ({self._container['loss']['name']})"}
-        self.sink.submit({"op": "files", "key": self.key, "texts": texts, "tables": tables, "confusion": confusion})
+        self._files({"texts": texts, "tables": tables, "confusion": confusion})
+
+    def _files(self, files: dict[str, Any]) -> None:
+        """The run's artifact files: written here when its folder is a local one (a short
+        trial's writer process, which applies its other records, is busier than this one),
+        else handed to the sink as an operation (``_writer.Applier``)."""
+        where = self.sink.artifact_dir(self.key)
+        if where is None:
+            self.sink.submit({"op": "files", "key": self.key, **files})
+            return
+        from ._writer import write_files
+
+        write_files(where, files.get("texts") or {}, files.get("tables") or {}, files.get("confusion"))
 
 
 def _per_class(key: str) -> bool:

@@ -35,6 +35,9 @@ def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     parent, children = trial_runs(workdir, "smoke")
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_value"] == study.best_value
     assert parent.data.tags["imbsweep.best_trial"] == str(study.best_trial.number)
+    # the progress curve has a point per finished trial, however its points were batched
+    history = mlflow_client(workdir).get_metric_history(parent.info.run_id, "trials_finished")
+    assert [(m.step, m.value) for m in history] == [(n, float(n)) for n in range(1, 5)]
     artifacts = {a.path for a in mlflow_client(workdir).list_artifacts(parent.info.run_id)}
     assert artifacts == {"sweep.yaml", "optimization_results.yaml", "optimization_history.png",
                          "param_importances.png"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,11 @@ from ..names import (
 )
 from ._counts import best_trial, counts
 
+log = logging.getLogger(__name__)
+
+
+PROGRESS_EVERY_S = 2.0  # seconds between two batches of the parent run's progress metrics
+
 
 def common_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     """The parameters every one of ``trials`` has: what importances are computed over."""
@@ -63,6 +69,11 @@ class ParentRun:
         # the progress metrics go through this process's spool (see _spool)
         self.spooled = enabled(self.uri, config.tracking)
         self._attached: tuple[Any, str] | None = None  # (spool, key) the parent run is known by
+        # spooled progress points wait for the next batch, at most PROGRESS_EVERY_S after the one
+        # before (a short trial's: one batch for many; a long trial's: written at once)
+        self._points: list[list[Any]] = []
+        self._point_tags: dict[str, str] = {}
+        self._sent = float("-inf")
         self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
@@ -123,8 +134,9 @@ class ParentRun:
         return self
 
     def log_progress(self, studies: Sequence[optuna.Study]) -> None:
+        """The study's counts (and best value) as metrics of the parent run, stepped by the
+        trials finished; its best trial as a tag."""
         from mlflow.entities import Metric, RunTag
-
 
         c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
@@ -139,15 +151,25 @@ class ParentRun:
             tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
         if self.spooled:  # through the trials' writer process, off the sweep's path
-            spool = spool_for(self.uri, self.spool_dir)
-            if self._attached is None or self._attached[0] is not spool:  # a spool made since
-                self._attached = (spool, spool.new_key())
-                spool.submit({"op": "attach", "key": self._attached[1], "run_id": self.run_id})
-            spool.submit({"op": "batch", "key": self._attached[1], "tags": {t.key: t.value for t in tags},
-                          "metrics": [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]})
+            self._points += [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]
+            self._point_tags.update({t.key: t.value for t in tags})
+            if time.monotonic() - self._sent >= PROGRESS_EVERY_S:
+                self.flush_progress()
             return
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
                                                     for k, v in metrics.items()], tags=tags)
+
+    def flush_progress(self) -> None:
+        """The progress points not written yet, each with its own step and time, in one batch."""
+        if not self._points and not self._point_tags:
+            return
+        spool = spool_for(self.uri, self.spool_dir)
+        if self._attached is None or self._attached[0] is not spool:  # a spool made since
+            self._attached = (spool, spool.new_key())
+            spool.submit({"op": "attach", "key": self._attached[1], "run_id": self.run_id})
+        points, tags, self._points, self._point_tags = self._points, self._point_tags, [], {}
+        spool.submit({"op": "batch", "key": self._attached[1], "tags": tags, "metrics": points})
+        self._sent = time.monotonic()
 
     def log_study_artifacts(self, studies: Sequence[optuna.Study], results: Path | None) -> None:
         """Optuna's optimization history (every arm's, in a tournament) and parameter
@@ -235,6 +257,10 @@ class ParentRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        try:
+            self.flush_progress()  # (a sweep that ends well did before its writer's end)
+        except Exception as error:  # noqa: BLE001 - the run's end matters more; the writer said why
+            log.warning("the study's last progress points were not recorded: %s", error)
         if not self.owner:
             return
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):

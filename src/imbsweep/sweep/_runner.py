@@ -204,6 +204,7 @@ class Sweep:
                         self._check_failures(studies)
                     progress.update(studies)
                 join(workers)
+                parent.flush_progress()
                 close_all(strict=True)  # the trials' MLflow writes are in the store before the parent ends
                 parent.settle()  # and those of a worker that died with its writer
         except BaseException:

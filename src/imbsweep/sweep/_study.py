@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -257,17 +258,20 @@ def _pruner_classes() -> dict[str, type]:
             "wilcoxon": P.WilcoxonPruner}
 
 
+@functools.cache
+def _takes(cls: type) -> frozenset[str]:
+    """The keyword arguments of ``cls`` (a trial's job makes its pruner: once per class)."""
+    import inspect
+
+    return frozenset(inspect.signature(cls).parameters)
+
+
 def fit_kwargs(kind: str, name: str, kwargs: dict[str, Any], classes: dict[str, type]) -> dict[str, Any]:
     """Keep the keys the chosen class takes. Keys of *another* sampler/pruner (a sweep file's
     TPE settings after ``sampler.name=random`` on the command line) are dropped with a
     warning; a key that no class takes is an error (a typo)."""
-    import inspect
-
-    def params(cls: type) -> set[str]:
-        return set(inspect.signature(cls).parameters)
-
-    mine = params(classes[name])
-    known = set().union(*(params(c) for c in classes.values()))
+    mine = _takes(classes[name])
+    known = set().union(*(_takes(c) for c in classes.values()))
     for k in kwargs:
         if k not in known:
             raise ConfigError(f"hydra.sweeper.{kind}.{k}", kwargs[k],
