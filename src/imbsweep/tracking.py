@@ -261,6 +261,7 @@ class MlflowRun(Reporter):
         step: the curves hold the epochs only, and the runs table can show the selected value
         beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
         ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
+        self.sink.training(False)  # the training is over: the writer goes on with this run's writes
         self.result = result
         now = int(time.time() * 1000)
         complete = result.state == COMPLETE
