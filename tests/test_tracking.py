@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import cli_env, popen_cli
-from tests.helpers.configs import TINY
+from tests.helpers.configs import TINY, MakeCfg
 from tests.helpers.stores import mlflow_client, mlflow_db, runs
 
 RUN = ("run", *TINY)
@@ -153,3 +153,35 @@ def test_a_selected_value_sorts_after_its_curve_and_maps_back(curve: str, select
     assert selected_key(curve) == selected and curve_key(selected) == curve
     assert curve.split("/")[0] <= selected.rsplit("/", 1)[0]  # the UI's chart sections sort by name
     assert curve_key(curve) is None and curve_key("test/balanced_acc") is None
+
+
+def test_artifact_files_that_cannot_be_written_here_go_to_the_writer_and_the_run_finishes(
+        make_cfg: MakeCfg, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A run writes its artifact files itself where its folder is local; when that fails (a
+    full disk for a moment), it says so and hands them to the writer as an operation: a run
+    that trained is not failed by its files, and no half-written file is left."""
+    import imbsweep._writer as writer
+    from imbsweep.app import run
+
+    real, calls = writer.write_files, []
+
+    def full_once(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "write_files", full_once)
+    cfg = make_cfg()
+    run(cfg, progress=False)
+    assert len(calls) == 2 and "No space left on device" in caplog.text
+    client = mlflow_client(Path(str(cfg.state_dir)).parent)
+    experiment = client.get_experiment_by_name(str(cfg.tracking.experiment))
+    assert experiment is not None
+    (only,) = client.search_runs([experiment.experiment_id])
+    assert only.info.status == "FINISHED"
+    folder = writer.local_dir(only.info.artifact_uri)
+    assert folder is not None
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "confusion_matrix.png", "per_class.csv",
+                                                         "posthoc.csv"]
+    assert not list(folder.parent.glob(".part-*"))

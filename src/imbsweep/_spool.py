@@ -4,8 +4,10 @@ process (``python -m imbsweep._writer``) applies them to the local SQLite store 
 sweep goes on with the next trial, on another core.
 
 Nothing is lost on the way: a line is in the file (the page cache) before the producer goes
-on, so a killed producer's writer still applies all of it (it ends when its stdin does), and
-a killed writer's spool is applied by the next command that settles the folder
+on (the parent run's progress points wait in the sweep's memory for their batch first:
+``sweep._mlflow.ParentRun.flush_progress``), so a killed producer's writer still applies all
+of it (it ends when its stdin does), and a killed writer's spool is applied by the next
+command that settles the folder
 (:func:`settle`: the sweep does before it ends dead workers' runs, and when it ends). The writer notes
 after each operation how far it got, and a replay finds a run it created by its
 :data:`~imbsweep.names.TAG_RECORD`.

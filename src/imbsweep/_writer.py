@@ -123,9 +123,13 @@ def write_files(out: Path, texts: Mapping[str, str], tables: Mapping[str, Any],
     at all (written beside, then renamed: a kill leaves no half a file)."""
 
     def put(name: str, write: Any) -> None:
-        part = out / f".part-{os.getpid()}-{name}"  # (its suffix kept: Pillow picks the format by it)
-        write(part)
-        os.replace(part, out / name)
+        # beside the folder, not in it (MLflow would list it); its suffix kept (Pillow picks the format by it)
+        part = out.parent / f".part-{os.getpid()}-{out.name}-{name}"
+        try:
+            write(part)
+            os.replace(part, out / name)
+        finally:
+            part.unlink(missing_ok=True)
 
     out.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
@@ -166,8 +170,12 @@ def csv_text(columns: Mapping[str, list[Any]]) -> str:
 
 
 def local_dir(uri: str) -> Path | None:
-    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store."""
+    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store (or
+    none: a run attached by its id has no URI here)."""
     from urllib.parse import unquote, urlparse
+
+    if not uri:
+        return None
 
     parsed = urlparse(uri)
     if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):

@@ -222,14 +222,14 @@ class MlflowRun(Reporter):
                 if exc_type is None:
                     raise
                 log.exception("could not record how run %s ended", self.key)  # the exception that ended it goes on
-            finally:  # the run's last writes are spooled: the writer applies them together
+            finally:  # (a run that never reached on_fit_end: its training is over too)
                 with contextlib.suppress(Exception):  # a writer gone: said by the writes above
                     self.sink.training(False)
 
     def training(self) -> None:
-        """Training begins: the writer process holds this run's writes until the run ends (at
-        most ``_writer.HOLD_S``) but for run creations, so that a waiting :attr:`run_id` comes
-        at once (called again at ``on_fit_start``)."""
+        """Training begins: the writer process holds this run's writes until the training's end
+        (``on_fit_end``, or the run's end; at most ``_writer.HOLD_S``) but for run creations, so
+        that a waiting :attr:`run_id` comes at once (called again at ``on_fit_start``)."""
         if self.key:
             self.sink.training(True)
 
@@ -302,12 +302,16 @@ class MlflowRun(Reporter):
         trial's writer process, which applies its other records, is busier than this one),
         else handed to the sink as an operation (``_writer.Applier``)."""
         where = self.sink.artifact_dir(self.key)
-        if where is None:
-            self.sink.submit({"op": "files", "key": self.key, **files})
-            return
-        from ._writer import write_files
+        if where is not None:
+            from ._writer import write_files
 
-        write_files(where, files.get("texts") or {}, files.get("tables") or {}, files.get("confusion"))
+            try:
+                write_files(where, files.get("texts") or {}, files.get("tables") or {}, files.get("confusion"))
+                return
+            except Exception as exc:  # noqa: BLE001 - a trial that trained is not failed by its files
+                log.warning("could not write the artifact files of run %s here (%s); handed to the writer",
+                            self.key, exc)
+        self.sink.submit({"op": "files", "key": self.key, **files})
 
 
 def _per_class(key: str) -> bool:

@@ -48,7 +48,7 @@ from ._counts import best_trial, counts
 log = logging.getLogger(__name__)
 
 
-PROGRESS_EVERY_S = 2.0  # seconds between two batches of the parent run's progress metrics
+PROGRESS_EVERY_S = 2.0  # at least this many seconds between two batches of the parent run's progress points
 
 
 def common_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
@@ -69,10 +69,10 @@ class ParentRun:
         # the progress metrics go through this process's spool (see _spool)
         self.spooled = enabled(self.uri, config.tracking)
         self._attached: tuple[Any, str] | None = None  # (spool, key) the parent run is known by
-        # spooled progress points wait for the next batch, at most PROGRESS_EVERY_S after the one
-        # before (a short trial's: one batch for many; a long trial's: written at once)
+        # spooled progress points wait for the next log_progress at least PROGRESS_EVERY_S after the
+        # last batch (short trials: one batch for many; long trials: each point at once)
         self._points: list[list[Any]] = []
-        self._point_tags: dict[str, str] = {}
+        self._studies: Sequence[optuna.Study] = ()  # what the points count (the best trial is read at the batch)
         self._sent = float("-inf")
         self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
@@ -141,33 +141,42 @@ class ParentRun:
         c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
                                      "trials_failed": c["fail"]}
-        tags = []
-        directions = studies[0].directions
-        if len(directions) == 1 and c["complete"]:
-            best = best_trial(studies, directions[0].name.lower())
-            assert best is not None
+        best = self._best(studies) if c["complete"] else None
+        if best is not None:
             metrics["best_value"] = float(best.values[0])
-            arm = best.user_attrs.get(ATTR_ARM)
-            tags.append(RunTag(TAG_BEST_TRIAL, f"{arm} {best.number}" if arm else str(best.number)))
         now = int(time.time() * 1000)
         if self.spooled:  # through the trials' writer process, off the sweep's path
             self._points += [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]
-            self._point_tags.update({t.key: t.value for t in tags})
+            self._studies = studies
             if time.monotonic() - self._sent >= PROGRESS_EVERY_S:
                 self.flush_progress()
             return
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
-                                                    for k, v in metrics.items()], tags=tags)
+                                                    for k, v in metrics.items()],
+                              tags=[RunTag(k, v) for k, v in self._best_tag(best).items()])
+
+    def _best(self, studies: Sequence[optuna.Study]) -> optuna.trial.FrozenTrial | None:
+        directions = studies[0].directions
+        return best_trial(studies, directions[0].name.lower()) if len(directions) == 1 else None
+
+    @staticmethod
+    def _best_tag(best: optuna.trial.FrozenTrial | None) -> dict[str, str]:
+        if best is None:
+            return {}
+        arm = best.user_attrs.get(ATTR_ARM)
+        return {TAG_BEST_TRIAL: f"{arm} {best.number}" if arm else str(best.number)}
 
     def flush_progress(self) -> None:
-        """The progress points not written yet, each with its own step and time, in one batch."""
-        if not self._points and not self._point_tags:
+        """The progress points not written yet, each with its own step and time, in one batch,
+        with the best trial as it is now (other workers may have found a better one since)."""
+        if not self._points:
             return
         spool = spool_for(self.uri, self.spool_dir)
         if self._attached is None or self._attached[0] is not spool:  # a spool made since
             self._attached = (spool, spool.new_key())
             spool.submit({"op": "attach", "key": self._attached[1], "run_id": self.run_id})
-        points, tags, self._points, self._point_tags = self._points, self._point_tags, [], {}
+        points, self._points = self._points, []
+        tags = self._best_tag(self._best(self._studies)) if self._studies else {}
         spool.submit({"op": "batch", "key": self._attached[1], "tags": tags, "metrics": points})
         self._sent = time.monotonic()
 

@@ -196,6 +196,7 @@ class Sweep:
                     if trial is None:
                         if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
                             break
+                        parent.flush_progress()  # (nothing of this process's own runs meanwhile)
                         time.sleep(0.5)  # the rest of the budget runs elsewhere; watch it
                     else:
                         assert claimed is not None

@@ -149,7 +149,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
                 setup = prepare(cfg)
                 # the run's id before training: the writer (idle CPU only) creates the run while
                 # this process prepares; a training on every core would keep it from doing so.
-                # Its other writes wait for the run's end (applied together, off the training)
+                # Its other writes wait for the training's end (applied together, off the training)
                 recorder.training()
                 reporter.name_run()
                 result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
