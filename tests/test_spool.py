@@ -366,3 +366,29 @@ def test_the_writers_csv_is_what_pandas_writes() -> None:
         n = rnd.randint(1, 5)
         cols = {f"c{j}": [rnd.choice(pool) for _ in range(n)] for j in range(rnd.randint(1, 4))}
         assert csv_text(cols) == pd.DataFrame(cols).to_csv(index=False), cols
+
+
+def test_a_writer_started_early_and_given_nothing_leaves_nothing(tmp_path: Path) -> None:
+    """A sweep starts its writer before its first run (the writer's start, ~1 s of imports,
+    then overlaps the sweep's); a sweep that stops before any run ends it at once, leaving
+    no spool, and one that goes on uses it as any other."""
+    import time
+
+    from imbsweep._spool import Spool
+
+    uri, exp = _experiment(tmp_path)
+    folder = tmp_path / "mlruns" / "spool"
+    idle = Spool(uri, folder)
+    idle.start()
+    assert idle._proc is not None and idle.path.exists()
+    t0 = time.monotonic()
+    idle.close()
+    assert time.monotonic() - t0 < 1.0 and idle._proc.returncode is not None and not list(folder.iterdir())
+    used = Spool(uri, folder)
+    used.start()
+    for op in _ops(exp, ""):
+        used.submit(op)
+    used.close()
+    assert not list(folder.iterdir())
+    (run,) = mlflow_client(tmp_path).search_runs([exp])
+    assert run.info.status == "FINISHED" and run.data.params == {"a": "1"}

@@ -62,6 +62,7 @@ class Spool:
         self._ends: list[int] = []  # where the last runs' ``end`` operations stop in the spool
         self._restarts = 0
         self._failed = ""  # the writer's error: every later operation is refused with it
+        self._used = False  # an operation was submitted (a writer started early may have none)
 
     def new_key(self) -> str:
         """A run's key in this spool (what its operations name it by until the writer made it)."""
@@ -71,14 +72,21 @@ class Spool:
     def record_tag(self, key: str) -> str:
         return f"{self.path.name}:{key}"
 
-    def submit(self, op: Mapping[str, Any]) -> None:
-        """Append ``op`` and wake the writer (started if need be)."""
+    def start(self) -> None:
+        """Open the spool and start its writer (if not yet): a sweep does so before its first
+        run, so that the writer's own start (importing MLflow, opening the store: ~1 s) goes on
+        beside the sweep's, instead of the first trial waiting for it."""
         self._check()
         if self._fh is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - open for the spool's life
             self._start()
-        elif op["op"] == "create" and len(self._ends) > BEHIND:
+
+    def submit(self, op: Mapping[str, Any]) -> None:
+        """Append ``op`` and wake the writer (started if need be)."""
+        self.start()
+        self._used = True
+        if op["op"] == "create" and len(self._ends) > BEHIND:
             self._keep_up(self._ends[-BEHIND - 1])
         line = (json.dumps(op, separators=(",", ":"), allow_nan=True) + "\n").encode()
         with signals_held():  # a whole line or none
@@ -223,6 +231,17 @@ class Spool:
         self._check()
         self._fh.close()
         self._fh = None
+        if not self._used:  # started early and given nothing (the sweep stopped before its first run)
+            assert self._proc is not None
+            self._proc.kill()  # (it may still be importing MLflow: nothing to wait for)
+            self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            for p in (self.path, self.path.with_name(self.path.name + ".log")):
+                p.unlink(missing_ok=True)
+            return
         while True:
             assert self._proc is not None and self._proc.stdin is not None
             with contextlib.suppress(BrokenPipeError):
@@ -256,6 +275,18 @@ def spool_for(uri: str, folder: Path) -> Spool:
             atexit.register(close_all)
         _SPOOLS[key] = Spool(uri, folder)
     return _SPOOLS[key]
+
+
+def start_writer(config: Any) -> None:
+    """Where a sweep's trials will spool (``config``: the sweep's), this process's writer
+    started now (:meth:`Spool.start`)."""
+    from ._client import tracking_uri
+    from ._paths import state_of
+    from .names import SPOOL
+
+    uri = tracking_uri(config.tracking, state_of(config))
+    if enabled(uri, config.tracking):
+        spool_for(uri, state_of(config) / SPOOL).start()
 
 
 def close_all(strict: bool = False) -> None:

@@ -159,6 +159,9 @@ class Sweep:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> optuna.Study | list[optuna.Study]:
+        from .._spool import start_writer
+
+        start_writer(self.config)  # its start goes on beside ours (before the first trial: ~0.6 s there)
         from ._mlflow import ParentRun  # imports mlflow
         from ._progress import SweepProgress
 
