@@ -283,15 +283,17 @@ class Replay:
                 except ValueError as exc:
                     steps.append((self.offset, exc))
         for offset, op, parts in coalesce(steps):
-            if op is not None:
-                self._apply(op, parts, offset, created)
-            self._note(None, offset)
+            made = None if op is None else self._apply(op, parts)
+            self._note(made, offset)  # a run is noted before it is answered
+            if made is not None and op["op"] == "create" and created is not None:
+                created(made)
         if final and not hold and data[end:].strip():
             log.warning("dropped a torn last record of %s (%d bytes)", self.spool, len(data) - end)
 
-    def _apply(self, op: Any, parts: list[Any], offset: int, created: Any) -> None:
+    def _apply(self, op: Any, parts: list[Any]) -> str | None:
         """One operation (``parts``: the batches a coalesced one was made of); one MLflow
-        refuses is skipped with a warning, a coalesced one applied again part by part."""
+        refuses is skipped with a warning, a coalesced one applied again part by part. Returns
+        the key of the run it made known (a ``create`` or ``attach``), else None."""
         try:
             if isinstance(op, Exception):
                 raise op
@@ -300,28 +302,24 @@ class Replay:
             if not refused(exc):
                 raise
             if len(parts) > 1:
-                for part in parts:
-                    self._apply(part, [part], offset, created)
-                return
+                for part in parts:  # (batches: none makes a run)
+                    self._apply(part, [part])
+                return None
             why = one_line(exc, 500)
             what = f"{op.get('op')} {op.get('key')}" if isinstance(op, dict) else "a garbled line"
             self.skipped.append(f"{what}: {why}")
             log.warning("skipped %s of %s: %s", what, self.spool, why)
-            return
-        if op["op"] in ("create", "attach"):
-            self._note(str(op["key"]), None)
-        if op["op"] == "create" and created is not None:
-            created(str(op["key"]))
+            return None
+        return str(op["key"]) if op["op"] in ("create", "attach") else None
 
-    def _note(self, made: str | None, offset: int | None) -> None:
-        """Note a run made (its key) or how far the spool is applied (``offset``)."""
+    def _note(self, made: str | None, offset: int) -> None:
+        """Note a run made (its key, if one) and how far the spool is applied (``offset``)."""
         if self._note_fh is None:
             self._note_fh = open(self.done, "ab")  # noqa: SIM115 - closed in finish
         if made is not None:
             run_id, uri = self.applier.runs[made]
             self._note_fh.write((json.dumps({"k": made, "id": run_id, "uri": uri}) + "\n").encode())
-        if offset is not None:
-            self._note_fh.write((json.dumps({"o": offset}) + "\n").encode())
+        self._note_fh.write((json.dumps({"o": offset}) + "\n").encode())
         self._note_fh.flush()
 
     def finish(self) -> None:
