@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
 from _common import machine  # noqa: E402
 
-SWEEP = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
+SWEEP = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.name=none",
          "hydra.sweeper.baseline=null"]
 
 

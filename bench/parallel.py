@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    common = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
+    common = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.name=none",
               f"hydra.sweeper.n_trials={args.trials}", *args.overrides]
     rate = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     variants = args.pruner or [""]
-    common = ["tricks_joint", "hydra.sweeper.sampler.name=random", f"hydra.sweeper.sampler.seed={args.seed}",
+    common = ["tricks_joint", "hydra/sweeper/sampler=random", f"hydra.sweeper.sampler.seed={args.seed}",
               f"hydra.sweeper.n_trials={args.trials}", *args.overrides]
     runs = [("unpruned", ["hydra.sweeper.pruner.name=none"])]
     runs += [(f"pruned{i}", v.split()) for i, v in enumerate(variants)]

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a packa
 from _common import config, machine  # noqa: E402
 from _sweeps import loop_seconds, study, sweep, trial_periods  # noqa: E402
 
-SWEEP = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
+SWEEP = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.name=none",
          "hydra.sweeper.baseline=null"]
 DEFAULT = ["model=logreg", "trainer.epochs=3"]
 

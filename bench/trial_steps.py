@@ -26,16 +26,17 @@ from _common import machine  # noqa: E402
 
 STEPS = [  # module:qualified name, in the order a trial meets them
     "imbsweep.sweep._runner:Sweep._claim", "imbsweep.sweep._space:SearchSpace.sample",
-    "imbsweep.sweep._jobs:CachedJobs.compose", "imbsweep.sweep._joblog:JobLogging.configure",
-    "imbsweep.sweep._jobtext:save", "imbsweep.sweep._settings:Settings.of", "imbsweep.sweep._study:make_pruner",
+    "hydra._internal.core_plugins.basic_launcher:run_job", "imbsweep.sweep._usertask:TrialTask.__call__",
+    "imbsweep.sweep._settings:Settings.of", "imbsweep.sweep._study:make_pruner",
     "imbsweep.tracking:MlflowRun.__init__", "imbsweep.tracking:MlflowRun.__enter__",
     "optuna.trial:Trial.set_user_attr", "imbsweep.training:prepare", "imbsweep.training:fit",
     "imbsweep.sweep._task:OptunaReporter.on_epoch_end", "imbsweep.tracking:MlflowRun.on_fit_end",
     "imbsweep._writer:write_files",
-    "imbsweep.tracking:MlflowRun.__exit__", "imbsweep.sweep._jobs:CachedJobs.run",
+    "imbsweep.tracking:MlflowRun.__exit__",
+    "hydra._internal.core_plugins.basic_launcher:BasicLauncher.launch",  # (the job: Hydra's launcher)
     "imbsweep.sweep._runner:Sweep._tell", "imbsweep.sweep._runner:Sweep._one_trial",
 ]
-SWEEP = ["tricks_joint", "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none",
+SWEEP = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.name=none",
          "hydra.sweeper.baseline=null"]
 
 

@@ -65,7 +65,7 @@ SWEEP_FILES = {
     "f_unknown_tag": "    params: {optimizer.lr: 'tag(lg, interval(0.001, 0.1))'}",
     "f_empty_interval": "    params: {optimizer.lr: 'interval(0.1, 0.01)'}",
     "f_heartbeat": "    heartbeat_interval: -5\n    params: {optimizer.lr: 'interval(0.001, 0.1)'}",
-    "f_seed": "    sampler: {name: tpe, seed: abc}\n    params: {optimizer.lr: 'interval(0.001, 0.1)'}",
+    "f_seed": "    sampler: {seed: abc}\n    params: {optimizer.lr: 'interval(0.001, 0.1)'}",
     "f_baseline_outside": ("    params: {optimizer.lr: 'tag(log, interval(1e-3, 1e-1))'}\n"
                            "    baseline: {optimizer.lr: 0.5}"),
     "f_baseline_unsearched": ("    params: {optimizer.lr: 'interval(0.001, 0.1)'}\n"
@@ -152,7 +152,7 @@ def _cases() -> list[Any]:
     add("file-unknown-tag", sweep_file("f_unknown_tag"), "hydra.sweeper.params.optimizer.lr", "unknown tag lg")
     add("file-empty-interval", sweep_file("f_empty_interval"), "hydra.sweeper.params.optimizer.lr", "low < high")
     add("file-heartbeat", sweep_file("f_heartbeat"), "hydra.sweeper.heartbeat_interval=-5")
-    add("file-seed", sweep_file("f_seed"), "hydra.sweeper.sampler.seed='abc'")
+    add("file-seed", sweep_file("f_seed"), "hydra.sweeper.sampler.seed", "abc", "Integer")
     add("file-baseline-outside", sweep_file("f_baseline_outside"), "hydra.sweeper.baseline.optimizer.lr=0.5",
         "outside")
     add("file-baseline-unsearched", sweep_file("f_baseline_unsearched"),
@@ -193,10 +193,20 @@ def _cases() -> list[Any]:
     add("cli-heartbeat-zero", [*SWEEP, "hydra.sweeper.heartbeat_interval=0"], "hydra.sweeper.heartbeat_interval=0")
     add("cli-heartbeat-text", [*SWEEP, "hydra.sweeper.heartbeat_interval=abc"], "hydra.sweeper.heartbeat_interval",
         "abc")
-    add("cli-seed-text", [*SWEEP, "hydra.sweeper.sampler.seed=abc"], "hydra.sweeper.sampler.seed='abc'")
-    add("cli-seed-float", [*SWEEP, "hydra.sweeper.sampler.seed=1.5"], "hydra.sweeper.sampler.seed=1.5")
-    add("cli-sampler", [*SWEEP, "hydra.sweeper.sampler.name=nope"], "hydra.sweeper.sampler.name='nope'")
+    add("cli-seed-text", [*SWEEP, "hydra.sweeper.sampler.seed=abc"], "hydra.sweeper.sampler.seed=abc", "Integer")
+    add("cli-seed-float", [*SWEEP, "hydra.sweeper.sampler.seed=1.5"], "hydra.sweeper.sampler.seed=1.5", "Integer")
+    add("cli-sampler", [*SWEEP, "hydra/sweeper/sampler=nope"], "hydra/sweeper/sampler=nope", "random, tpe")
+    add("cli-sampler-name", [*SWEEP, "hydra.sweeper.sampler.name=random"], "hydra.sweeper.sampler.name",
+        "hydra/sweeper/sampler=random")
     add("cli-pruner", [*SWEEP, "hydra.sweeper.pruner.name=nope"], "hydra.sweeper.pruner.name='nope'")
+    add("cli-direction", [*SWEEP, "hydra.sweeper.direction=upward"], "hydra.sweeper.direction='upward'",
+        "minimize or maximize")
+    add("cli-direction-own-app", [*SWEEP, "hydra.sweeper.direction=minimize"], "hydra.sweeper.direction='minimize'",
+        "objective.direction")
+    add("cli-seed-key", [*SWEEP, "hydra.sweeper.seed_key=trainer.nope"], "hydra.sweeper.seed_key='trainer.nope'",
+        "not a key")
+    add("cli-custom-space", [*SWEEP, "hydra.sweeper.custom_search_space=nope.configure"],
+        "hydra.sweeper.custom_search_space='nope.configure'", "imported")
     add("cli-sampler-key", [*SWEEP, "+hydra.sweeper.sampler.nosuch=1"], "hydra.sweeper.sampler.nosuch=1")
     add("cli-n-trials", [*SWEEP, "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0")
     add("cli-n-jobs", [*SWEEP, "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs=0")

@@ -109,6 +109,7 @@ def test_bad_data_input_is_one_line_and_no_run(workdir: Path, args: list[str], l
 SWEEP = """# @package _global_
 defaults:
   - override /hydra/sweeper: imbsweep_optuna
+  - override /hydra/sweeper/sampler: random
   - override /data: tabular
 data:
   target: label
@@ -123,7 +124,7 @@ hydra:
   sweeper:
     study_name: {study}
     n_trials: 2
-    sampler: {{name: random, seed: 0}}
+    sampler: {{seed: 0}}
     params:
       optimizer.lr: tag(log, interval(1e-3, 1e-1))
 """
@@ -179,7 +180,7 @@ hydra:
   sweeper:
     study_name: pets
     n_trials: 2
-    sampler: {name: tpe, seed: 0}
+    sampler: {seed: 0}
     params:
       optimizer.lr: tag(log, interval(1e-3, 1e-1))
 """

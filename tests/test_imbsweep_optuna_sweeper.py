@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
+import pytest
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf
+from hydra_plugins.imbsweep_optuna_sweeper.config import SAMPLER_CONFIGS, ImbsweepOptunaSweeperConf
 from hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper import ImbsweepOptunaSweeper
 from tests.helpers.cli import cli_env
 
@@ -23,15 +26,41 @@ def test_discovery() -> None:
     assert ImbsweepOptunaSweeper.__name__ in [x.__name__ for x in Plugins.instance().discover(Sweeper)]
 
 
+def _sweeper_node(*overrides: str) -> Any:
+    """``hydra.sweeper`` as Hydra composes it for an app with no config of its own."""
+    from hydra import compose, initialize
+
+    with initialize(version_base="1.3", config_path=None):
+        cfg = compose(overrides=["hydra/sweeper=imbsweep_optuna", *overrides], return_hydra_config=True)
+    return cfg.hydra.sweeper
+
+
 def test_the_registered_config_builds_the_sweeper() -> None:
     stored = ConfigStore.instance().load("hydra/sweeper/imbsweep_optuna.yaml")
     assert stored.provider == "imbsweep_optuna_sweeper"
     assert stored.node["_target_"] == f"{ImbsweepOptunaSweeper.__module__}.{ImbsweepOptunaSweeper.__qualname__}"
-    sweeper = instantiate(stored.node)
+    sweeper = instantiate(_sweeper_node())
     conf = sweeper.conf
     # by name: Hydra's plugin scan imports the module anew, so its class is not the one imported above
     assert isinstance(sweeper, Sweeper) and type(sweeper).__qualname__ == ImbsweepOptunaSweeper.__qualname__
     assert conf["max_failure_rate"] == ImbsweepOptunaSweeperConf.max_failure_rate == 0.5
+    # the sampler arrives as its settings (the sweeper seeds it per worker), TPE by default
+    assert conf["sampler"]["_target_"] == "optuna.samplers.TPESampler" and conf["sampler"]["seed"] == 0
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLER_CONFIGS) - {"motpe"}))
+def test_every_sampler_option_loads_as_the_official_plugin_names_it(name: str) -> None:
+    """``hydra/sweeper/sampler=<name>`` with its typed settings builds that Optuna sampler."""
+    from imbsweep.sweep import SearchSpace, make_sampler
+
+    node = _sweeper_node(f"hydra/sweeper/sampler={name}", "hydra.sweeper.sampler.seed=3").sampler
+    expected = OmegaConf.structured(SAMPLER_CONFIGS[name])
+    assert {k: node[k] for k in expected if k != "seed"} == {k: expected[k] for k in expected if k != "seed"}
+    space = SearchSpace.build({"x": "choice(1, 2)"}, None)
+    sampler = make_sampler(dict(node), space)
+    import optuna
+
+    assert isinstance(sampler, getattr(optuna.samplers, node._target_.rsplit(".", 1)[1]))
 
 
 def test_discovering_the_plugin_imports_nothing_heavy() -> None:

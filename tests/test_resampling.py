@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 from imbsweep.errors import ConfigError
-from imbsweep.resampling import RESAMPLERS, build_resampler
+from imbsweep.resampling import RESAMPLERS, ImbalancedSampler, build_resampler
 
 COUNTS = [500, 158, 50, 16, 5]
 LABELS = torch.repeat_interleave(torch.arange(5), torch.tensor(COUNTS))
@@ -99,3 +99,61 @@ def test_bad_resampling_is_a_one_line_error() -> None:
         build_resampler({"name": "smote"}, LABELS, 3)
     with pytest.raises(ConfigError, match=r"resampling.power=2"):
         build_resampler({"name": "sqrt", "power": 2}, LABELS, 3)
+
+
+# --- ImbalancedSampler: the same draws as a torch Sampler, for a DataLoader of the user's own ----
+
+
+def _loaded(sampler: ImbalancedSampler, passes: int, epoch: int) -> np.ndarray:
+    """Class frequencies of ``passes`` passes of a DataLoader over the labels, each at ``epoch``."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(LABELS), batch_size=100, sampler=sampler)
+    obs = np.zeros(len(COUNTS))
+    for _ in range(passes):
+        sampler.set_epoch(epoch)
+        for (yb,) in loader:
+            obs += np.bincount(yb.numpy(), minlength=len(COUNTS))
+    return obs
+
+
+@pytest.mark.parametrize("name", ["class_balanced", "sqrt", "progressive"])
+@pytest.mark.parametrize("seed", range(5))
+def test_the_sampler_in_a_dataloader_draws_classes_in_proportion(name: str, seed: int) -> None:
+    # 20 passes at epoch 3 of 5 are the draws CHI2_BOUND was measured on (over seeds 0..999, above):
+    # the sampler draws what the resampler draws (the next test)
+    sampler = ImbalancedSampler(LABELS, name, epochs=5, generator=torch.Generator().manual_seed(seed))
+    obs = _loaded(sampler, 20, epoch=3)
+    assert obs.sum() == 20 * N
+    assert chi2(obs, expected(name, 3, 5)) < CHI2_BOUND
+    assert chi2(obs, expected("none", 3, 5)) > 20 * CHI2_BOUND  # the test can tell samplers apart
+
+
+@pytest.mark.parametrize("name", sorted(RESAMPLERS))
+def test_the_sampler_draws_what_the_resampler_draws_epoch_after_epoch(name: str) -> None:
+    sampler = ImbalancedSampler(LABELS.numpy(), name, epochs=4, generator=torch.Generator().manual_seed(7))
+    resampler, gen = build_resampler({"name": name}, LABELS, 4), torch.Generator().manual_seed(7)
+    for epoch in (1, 2, 3):  # each pass is the next epoch
+        assert list(sampler) == resampler.indices(epoch, gen).tolist()
+    assert sampler.epoch == 4 and len(sampler) == N
+
+
+def test_the_sampler_is_deterministic_for_a_seed() -> None:
+    a, b, c = (list(ImbalancedSampler(LABELS.tolist(), "sqrt", generator=torch.Generator().manual_seed(s)))
+               for s in (3, 3, 4))
+    assert a == b and a != c
+    with torch.random.fork_rng():  # without a generator: one seeded from torch's global generator
+        torch.manual_seed(5)
+        d = list(ImbalancedSampler(LABELS))
+        torch.manual_seed(5)
+        assert list(ImbalancedSampler(LABELS)) == d
+
+
+def test_bad_sampler_arguments_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"resampling.name='smote': must be one of none, class_balanced"):
+        ImbalancedSampler(LABELS, "smote")
+    with pytest.raises(ValueError, match="epochs=0 must be an integer >= 1"):
+        ImbalancedSampler(LABELS, epochs=0)
+    for labels in ([[0, 1]], [0, -1], []):
+        with pytest.raises(ValueError, match="labels must be a non-empty 1-D sequence of class indices >= 0"):
+            ImbalancedSampler(labels)

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ._stores import redact
-from .errors import ConfigError, ImbsweepError
+from .errors import ConfigError, ImbsweepError, one_line
 from .names import STATE_DIR
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def instantiate_checked(node: DictConfig, key: str, **runtime: Any) -> Any:
     try:
         obj = get_object(target)
     except Exception as exc:  # noqa: BLE001 - any import failure is a bad _target_
-        raise ConfigError(f"{key}._target_", target, f"cannot be imported ({exc})") from None
+        raise ConfigError(f"{key}._target_", target, f"cannot be imported ({one_line(exc, 300)})") from None
     params = inspect.signature(obj).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         allowed = [n for n, p in params.items()

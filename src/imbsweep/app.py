@@ -15,10 +15,6 @@ def run(cfg: DictConfig, progress: bool = True) -> float | list[float] | None:
     Everything is built and checked before the MLflow run is created, so bad input leaves
     no run behind; once the run exists it always ends FINISHED, FAILED or KILLED.
     """
-    if cfg.get("imbsweep_trial") is not None:  # a job launched by the imbsweep sweeper
-        from .sweep import run_trial
-
-        return run_trial(cfg)
     from .reporting import CompositeReporter, ProgressReporter, Reporter
     from .training import fit, prepare
 
@@ -60,10 +56,15 @@ def print_summary(recorder: object, result: object, cfg: DictConfig) -> None:
           + ui_link("http://127.0.0.1:5000", f"experiments/{recorder.experiment_id}/runs/{recorder.run_id}"))
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def main(cfg: DictConfig) -> float | list[float] | None:
-    """Hydra's entry point; returns the objective (or objectives) for sweepers."""
+def task(cfg: DictConfig) -> float | list[float] | None:
+    """The app's task function; returns the objective (or objectives) for sweepers (the
+    imbsweep sweeper runs its trials with ``sweep.run_trial`` instead: per-epoch pruning and
+    the full MLflow record)."""
     return run(cfg)
+
+
+task.imbsweep_app = True  # type: ignore[attr-defined]  # what the sweeper recognises as imbsweep's app
+main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
 
 
 if __name__ == "__main__":

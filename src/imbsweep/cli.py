@@ -55,6 +55,12 @@ def hydra_error_line(exc: BaseException) -> str:
     if isinstance(exc, OverrideParseException):
         hint = " ".join(ln.strip() for ln in exc.message.splitlines() if ln.strip())
         return f"cannot parse override {exc.override!r}: {hint}"
+    text = str(exc)
+    if "hydra.sweeper.sampler.name" in text:  # the sampler became a config group (the official plugin's)
+        return ("hydra.sweeper.sampler.name: the sampler is chosen with the config group hydra/sweeper/sampler, "
+                "as in the official Optuna sweeper (hydra/sweeper/sampler=random on the command line; in a sweep "
+                "file: defaults: [override /hydra/sweeper/sampler: random]); its settings stay under "
+                "hydra.sweeper.sampler (seed, …)")
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, option = exc.missing_cfg_file.rpartition("/")
         return f"{group}={option}: no such option; available: {', '.join(sorted(exc.options))}"
@@ -85,6 +91,9 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     stderr = sys.stderr
     if not {"-m", "--multirun"} & set(argv):
         sys.stderr = _DropLines(stderr, "Error executing job with overrides")
+    from .sweep import _app
+
+    program, _app.PROGRAM = _app.PROGRAM, [sys.executable, "-m", "imbsweep", "run"]  # what the sweep's workers run
     try:
         from . import app
 
@@ -110,6 +119,7 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
         say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
         return 1
     finally:
+        _app.PROGRAM = program
         sys.stderr = stderr
         signal.signal(signal.SIGTERM, previous)
         sys.argv = argv_before  # called in-process (tests, a notebook), the caller's state is kept
@@ -152,7 +162,6 @@ def compare(args: argparse.Namespace) -> int:
     from .export import safe_name
     from .results import load_study
 
-    _check_metric(args.metric)
     for option, value, what in (("--reseed", args.reseed, "seeds per arm"), ("--jobs", args.jobs, "worker processes"),
                                 ("--top", args.top, "arms to re-run")):
         if value is not None and value < 1:
@@ -161,6 +170,8 @@ def compare(args: argparse.Namespace) -> int:
             raise ImbsweepError(f"{option}={value}: only with --reseed K (the {what} for its re-runs); without "
                                 "--reseed, compare re-runs nothing")
     record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
+    if record.own_app:  # (another app's trials are picked on what they returned; --metric is what is reported)
+        _check_metric(args.metric)
     if args.reseed is not None:
         jobs = args.jobs if args.jobs is not None else sweep_jobs(record)
         baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
@@ -215,16 +226,21 @@ def export(args: argparse.Namespace) -> int:
     from .export import reproduce_command
     from .results import load_study
 
-    _check_metric(args.metric)
     record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False,
                         connect_timeout=args.connect_timeout)
-    out = Path(args.out) if args.out else conf_dir() / "best"
+    if record.own_app:
+        _check_metric(args.metric)
+    from .export import app_out_dir, app_reproduce
+
+    out = Path(args.out) if args.out else conf_dir() / "best" if record.own_app else app_out_dir(record)
     done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick, args.arm)
     for e in done:
         scores = ", ".join(f"{m} {v:.4f}" for m, v in e.values)
         print(f"{e.path}: trial {e.trial} ({scores}), MLflow run {e.run_id}")
         if args.format == "yaml":
-            print(f"  reproduce: {reproduce_command(out, e.name)}")
+            again = reproduce_command(out, e.name) if record.own_app else \
+                app_reproduce(record, out, e.name, e.deletions)
+            print(f"  reproduce: {again}")
     return 0
 
 

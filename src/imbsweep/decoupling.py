@@ -77,8 +77,19 @@ class TauNorm:
         return out if bias is None else out + bias.float()
 
 
-def taunorm_logits(head: nn.Module, features: torch.Tensor, tau: float, batch_size: int) -> torch.Tensor:
-    """The logits of ``head`` on ``features`` at one τ (:class:`TauNorm`)."""
+def taunorm_logits(head: nn.Module, features: torch.Tensor, tau: float, batch_size: int = 1024) -> torch.Tensor:
+    """The logits of the τ-normalised classifier (:class:`TauNorm`); ``head`` is left as it is.
+
+    Args:
+        head: the trained classifier (an ``nn.Linear``, or any with a per-class weight matrix).
+        features: what ``head`` takes, ``[N, d]``.
+        tau: the normalisation's strength, >= 0 (0: ``head(features)``; pick it on validation
+            with :func:`imbsweep.posthoc.best_taunorm_tau`).
+        batch_size: the features' batch size for ``head``.
+
+    Returns:
+        ``[N, C]`` float32 logits.
+    """
     return TauNorm(head, features, batch_size).logits(tau)
 
 

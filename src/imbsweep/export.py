@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Exported:
     trial: int
     run_id: str
     values: list[tuple[str, float]]
+    deletions: list[str] = field(default_factory=list)  # another app's ``~key`` overrides (not in the file)
 
 
 def pareto_front(df: Any, objectives: list[tuple[str, str]]) -> Any:
@@ -151,11 +152,13 @@ _MISSING = object()
 
 
 def render_yaml(header: list[str], choices: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    """A ``_global_`` config: ``choices`` in its defaults list (a group ``+g`` that the primary
+    config does not list is added, the others overridden), ``values`` in its body."""
     from omegaconf import OmegaConf
 
     lines = ["# @package _global_", *(f"# {h}" for h in header)]
     lines.append("defaults:")
-    lines += [f"  - override /{g}: {o}" for g, o in choices.items()]
+    lines += [f"  - /{g[1:]}: {o}" if g.startswith("+") else f"  - override /{g}: {o}" for g, o in choices.items()]
     lines.append("  - _self_")
     body = OmegaConf.to_yaml(OmegaConf.create(dict(values))) if values else ""
     return "\n".join(lines) + "\n\n" + body
@@ -191,7 +194,8 @@ def export(record: StudyRecord, out_dir: Path, metric: str | None = None, top_k:
         raise ImbsweepError(f"{', '.join(existing)}: already exists; pass --force to overwrite")
     composer = DefaultsComposer()
     try:
-        rendered = [_render(record, path, name, r, objectives, composer, fmt, out_dir) for path, name, r in planned]
+        render = _render if record.own_app else _render_app
+        rendered = [render(record, path, name, r, objectives, composer, fmt, out_dir) for path, name, r in planned]
     finally:
         composer.close()
     try:
@@ -249,3 +253,104 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
                                   for (m, v), (_, d) in zip(scores, objectives, strict=True)],
                               "choices": choices, "values": values}, indent=2) + "\n"
     return path, content, Exported(path, name, int(r["trial"]), run_id, scores)
+
+
+def app_out_dir(record: StudyRecord) -> Path:
+    """Where ``export`` writes for a study of another app: ``best/`` in the app's primary config
+    folder (so that ``+best=NAME`` finds it), else ``best/`` in the working folder."""
+    from .compare._replay import app_command
+
+    try:
+        folder = app_command(record).get("config_dir")
+    except StudyError:
+        folder = None
+    return Path(folder) / "best" if folder else Path("best")
+
+
+def app_reproduce(record: StudyRecord, out_dir: Path, name: str, deletions: list[str]) -> str:
+    """The app's command that re-runs an exported trial: its program and config flags, the
+    export folder on Hydra's search path where it is not the primary config's, ``+best=NAME``."""
+    import shlex
+
+    from .compare._replay import app_command
+
+    try:
+        command = app_command(record)
+    except StudyError:
+        return f"<your app> --config-dir {out_dir.resolve().parent} +{out_dir.name}={name}"
+    program = ["python", *command["program"][1:]]
+    argv = list(command["argv"])
+    flags = []
+    for i, a in enumerate(argv):  # the flags that pick the primary config
+        if a in ("-cp", "--config-path", "-cn", "--config-name") and i + 1 < len(argv):
+            flags += [a, argv[i + 1]]
+        elif a.startswith(("--config-path=", "--config-name=")):
+            flags.append(a)
+    primary = command.get("config_dir")
+    if not primary or out_dir.resolve().parent != Path(primary).resolve():
+        flags.append(f"hydra.searchpath=[file://{out_dir.resolve().parent}]")
+    return " ".join(shlex.quote(x) for x in [*program, *flags, f"+{out_dir.name}={name}", *deletions])
+
+
+def _hydra_only(folder: Path | None, group: str, option: str) -> bool:
+    """Whether the option file ``<folder>/<group>/<option>.yaml`` sets nothing but Hydra's
+    settings (a sweep file: not part of the trial's config); False when it cannot be read."""
+    import yaml as pyyaml
+
+    if folder is None:
+        return False
+    try:
+        content = pyyaml.safe_load((folder / group / f"{option}.yaml").read_text())
+    except (OSError, pyyaml.YAMLError):
+        return False
+    if not isinstance(content, dict):
+        return False
+    defaults = [d for d in content.get("defaults") or [] if not (isinstance(d, dict) and any(
+        str(k).removeprefix("override ").lstrip("/").startswith("hydra/") for k in d))]
+    return not defaults and set(content) <= {"defaults", "hydra"}
+
+
+def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: list[tuple[str, str]],
+                composer: DefaultsComposer, fmt: str, out_dir: Path) -> tuple[Path, str, Exported]:
+    """One trial of another app: its job's overrides (``overrides.yaml``) as a ``_global_``
+    config: group options in its defaults list, values in its body; a deletion (``~key``)
+    cannot be written in a config and joins the command that re-runs it."""
+    import yaml as pyyaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    run_id = str(r["run_id"])
+    text = download_text(record.client, run_id, "overrides.yaml")
+    if text is None:
+        raise ImbsweepError(f"run {run_id} (trial {r['trial']}) has no overrides.yaml artifact: it cannot be exported")
+    groups = choices_of(r)
+    choices: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    deletions: list[str] = []
+    folder = app_out_dir(record).parent if app_out_dir(record).name == "best" else None
+    for o in OverridesParser.create().parse_overrides([str(x) for x in pyyaml.safe_load(text) or []]):
+        key = str(o.key_or_group)
+        if o.is_delete():
+            deletions.append(str(o.input_line))
+        elif key in groups and isinstance(o.value(), str) and o.package is None:
+            if not _hydra_only(folder, key, str(o.value())):  # (+sweep=tournament: the sweep's settings)
+                choices[("+" if o.is_add() else "") + key] = str(o.value())
+        else:
+            node = values
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = o.value()
+    scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
+    shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
+    header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
+              f"{arm_words(r)}MLflow run {run_id} (experiment id {record.experiment_id})",
+              f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
+              f"reproduce: {app_reproduce(record, out_dir, name, deletions)}"]
+    if fmt == "yaml":
+        content = render_yaml(header, choices, values)
+    else:
+        content = json.dumps({"study": record.name, "trial": int(r["trial"]), "run_id": run_id, "arm": r["arm"],
+                              "objectives": [{"metric": m, "direction": d, "value": v}
+                                             for (m, v), (_, d) in zip(scores, objectives, strict=True)],
+                              "choices": choices, "values": values, "deletions": deletions}, indent=2) + "\n"
+    return path, content, Exported(path, name, int(r["trial"]), run_id, scores, deletions)

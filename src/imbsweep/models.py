@@ -3,16 +3,17 @@ that needs another classifier (LDAM's normalised one) or a second stage (classif
 re-training, :mod:`imbsweep.decoupling`) can replace it.
 
 Config files (``conf/model/*.yaml``) hold ``_target_`` plus the constructor's arguments;
-``in_features`` and ``n_classes`` come from the data at run time. ``max_norm`` (every model)
-is the MaxNorm constraint of weight balancing (Alshammari et al. 2022): after each optimizer
-step, every class's weight row of the classifier is projected back onto the ball of that
-radius (:meth:`Classifier.apply_max_norm`).
+``in_features`` and ``n_classes`` come from the data at run time
+(:func:`imbsweep.own_models.build_model`, which builds a model of your own too). ``max_norm``
+(every model) is the MaxNorm constraint of weight balancing (Alshammari et al. 2022): after
+each optimizer step, every class's weight row of the classifier is projected back onto the ball
+of that radius (:meth:`Classifier.apply_max_norm`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -299,18 +300,22 @@ class ResNet(Classifier):
             tv = import_torchvision().models.resnet18(weights=None, num_classes=n_classes)
             tv.conv1 = nn.Conv2d(shape[0], 64, 3, 1, 1, bias=False)
             tv.maxpool = nn.Identity()
-            if weights is not None and not _own_keys(_read_weights(weights)):
-                _load_matching(tv, _read_weights(weights), weights)
+            if weights is not None and not _own_keys(read_weights(weights)):
+                load_matching(tv, read_weights(weights), weights)
                 weights = None
             self.features = nn.Sequential(_AsImage(shape), tv.conv1, tv.bn1, tv.relu, tv.maxpool, tv.layer1,
                                           tv.layer2, tv.layer3, tv.layer4, tv.avgpool, nn.Flatten())
             self.head = tv.fc
         if weights is not None:
-            _load_matching(self, _read_weights(weights), weights)
+            load_matching(self, read_weights(weights), weights)
 
 
-def _read_weights(path: str) -> dict[str, torch.Tensor]:
-    """A state dict from a local file (``{"state_dict": ...}`` and ``module.`` prefixes allowed)."""
+def read_weights(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (``{"state_dict": ...}`` and ``module.`` prefixes allowed).
+
+    Raises:
+        ConfigError: no such file, not a PyTorch file, or not a state dict (key ``model.weights``).
+    """
     from pathlib import Path
 
     p = Path(path).expanduser()
@@ -332,8 +337,13 @@ def _own_keys(state: dict[str, torch.Tensor]) -> bool:
     return any(k.startswith(("features.", "head.")) for k in state)
 
 
-def _load_matching(module: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
-    """Load the tensors whose name and shape match; warn about the rest, by name."""
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """Load into ``module`` the tensors of ``state`` whose name and shape match; warn about the
+    rest, by name (``path``: the file, for the messages).
+
+    Raises:
+        ConfigError: no tensor matches (key ``model.weights``).
+    """
     import logging
 
     own = module.state_dict()
@@ -349,48 +359,5 @@ def _load_matching(module: nn.Module, state: dict[str, torch.Tensor], path: str)
             "initialisation: %s", path, len(fits), ", ".join(skipped) or "none", ", ".join(kept) or "none")
 
 
-def build_model(node: Any, ds: Any) -> nn.Module:
-    """The model a ``model`` config node names, for dataset ``ds``: its input size, class count
-    and (for a model that takes ``input_shape``) the image shape come from the data.
-
-    Raises:
-        ConfigError: the model cannot take this kind of data (``Dataset.kind``), or a bad value.
-    """
-    import inspect
-
-    from hydra.utils import get_object
-
-    from ._config import instantiate_checked
-
-    try:
-        target = get_object(str(node.get("_target_")))
-    except Exception:  # noqa: BLE001 - instantiate_checked reports a bad target
-        target = None
-    runtime: dict[str, Any] = {"in_features": ds.n_features, "n_classes": ds.n_classes}
-    if target is not None:
-        accepts = getattr(target, "accepts", None)
-        if accepts is not None and ds.kind not in accepts:
-            raise ConfigError("model", _choice("model", target.__name__.lower()),
-                              f"takes {' or '.join(accepts)} data; data={_choice('data', ds.name)} is {ds.kind} "
-                              f"data: use {_fits(ds.kind)}")
-        if inspect.isclass(target) and "input_shape" in inspect.signature(target).parameters:
-            runtime["input_shape"] = ds.image_shape or tuple(ds.x_train.shape[1:])
-    model: nn.Module = instantiate_checked(node, "model", **runtime)
-    return model
-
-
-def _choice(group: str, fallback: str) -> str:
-    """The option Hydra composed for ``group`` (``cnn1d``), else ``fallback``."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        picked = HydraConfig.get().runtime.choices.get(group)
-        if picked:
-            return str(picked)
-    return fallback
-
-
-def _fits(kind: str) -> str:
-    """The models that take data of ``kind``, as the user types them."""
-    return {"image": "model=resnet, model=mlp or model=logreg",
-            "sequence": "model=cnn1d, model=mlp or model=logreg"}.get(kind, "model=mlp or model=logreg")
+__all__ = ["CNN1D", "MLP", "RESNET_ARCHS", "Classifier", "LogisticRegression", "NormedLinear", "ResNet", "ScaledHead",
+           "check_max_norm", "classifier_weight_name", "load_matching", "max_norm_", "read_weights"]

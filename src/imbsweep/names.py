@@ -45,6 +45,7 @@ TAG_GIT_DIRTY = "imbsweep.git_dirty"
 TAG_DATA_DIGEST = "imbsweep.data.digest"  # the digest of the data a run trained on (a user's file: its bytes)
 TAG_NOT_EVALUATED = "imbsweep.data.not_evaluated"  # classes a split holds no example of
 TAG_RECORD = "imbsweep.record"  # a spooled run's "<spool>:<key>": a replay after a kill finds the run it created
+TAG_OVERRIDES = "imbsweep.overrides"  # an app's trial: its job's overrides, space-separated (artifact overrides.yaml)
 
 # -- MLflow: the parent run of a study -----------------------------------------------------
 TAG_STUDY_DATA = "imbsweep.data"  # JSON: what the study trains on (its digest and columns)
@@ -53,6 +54,11 @@ TAG_POSTHOC_ARMS = "imbsweep.posthoc_arms"  # JSON {post-hoc arm: its source arm
 TAG_POSTHOC_KINDS = "imbsweep.posthoc_kinds"  # JSON {post-hoc arm: posthoc | taunorm}
 TAG_BEST_TRIAL = "imbsweep.best_trial"  # "<arm> <number>", or "<number>" in a study without arms
 TAG_CONCLUSION = "imbsweep.compare.conclusion"  # what the last `imbsweep compare` concluded
+TAG_APP = "imbsweep.app"  # APP_OWN for imbsweep's training app, else the swept app's job name
+APP_OWN = "imbsweep"
+TAG_OBJECTIVES = "imbsweep.objectives"  # JSON [[name, direction], ...]: what the trials return
+TAG_SEED_KEY = "imbsweep.seed_key"  # the config key `compare --reseed` sets (absent: none)
+COMMAND_FILE = "command.json"  # the parent run's artifact: {program, argv, cwd}, the app's command line
 
 # -- MLflow: a reseed run (`imbsweep compare --reseed K`) ----------------------------------
 TAG_RESEED_OF = "imbsweep.reseed_of"  # the run id of the trial it re-runs

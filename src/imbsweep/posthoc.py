@@ -1,12 +1,19 @@
 """What every run scans on its selected weights after training: post-hoc logit adjustment
 (Menon et al. 2021) and tau-normalisation (Kang et al. 2020), each over a tau grid, tau
 picked on validation. Imports torch only to scan tau-normalisation, so readers of the store
-can use its names."""
+can use its names.
+
+In a training loop of your own: :func:`adjusted_logits` (``z - tau * log(prior)``, on numpy
+arrays or torch tensors), :func:`best_posthoc_tau` (its tau picked on validation) and
+:func:`best_taunorm_tau` (tau-normalisation's, for a linear classifier on its features; the
+classifier itself: :func:`imbsweep.decoupling.taunorm_logits`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -19,9 +26,116 @@ if TYPE_CHECKING:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``[N, C]`` logits, shifted by each row's maximum (no overflow)."""
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+#: the taus a scan tries unless told otherwise (``eval.posthoc_grid`` and ``eval.taunorm_grid``'s default)
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+_Logits = TypeVar("_Logits")
+
+
+def log_prior_of(class_counts: Any) -> np.ndarray:
+    """``log(n_c / N)`` of training class counts ``[C]`` (float64; a class never seen: ``log 1e-12``)."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.ndim != 1 or not len(counts) or (counts < 0).any() or counts.sum() <= 0:
+        raise ValueError(f"class_counts must be a 1-D list of counts >= 0 with a positive sum, got {counts}")
+    return np.log(np.maximum(counts, 1e-12) / counts.sum())
+
+
+def adjusted_logits(logits: _Logits, class_counts: Any, tau: float = 1.0) -> _Logits:
+    """Post-hoc logit adjustment (Menon et al. 2021, eq. 8): ``logits - tau * log(prior)``, the
+    prior from the training class counts. The argmax at ``tau = 1`` is the prediction that is
+    optimal for balanced error; ``tau = 0`` changes nothing.
+
+    Args:
+        logits: ``[N, C]``, a numpy array or a torch tensor (returned as the same type, on the
+            same device and dtype).
+        class_counts: training examples per class ``[C]``.
+        tau: the adjustment strength, finite and >= 0.
+
+    Example:
+        >>> adjusted_logits(np.zeros((1, 2)), [90, 10]).argmax(axis=1)  # the rare class wins a tie
+        array([1])
+    """
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not 0 <= tau < float("inf"):
+        raise ValueError(f"{tau=} must be a finite number >= 0")
+    shift = tau * log_prior_of(class_counts)
+    new_tensor = getattr(logits, "new_tensor", None)
+    if callable(new_tensor):  # a torch tensor, without importing torch here
+        return logits - new_tensor(shift)
+    return np.asarray(logits) - shift  # type: ignore[return-value]
+
+
+def _scan(score: Any, grid: Sequence[float], metric: str, metrics: tuple[str, ...]) -> tuple[float, dict[float, float]]:
+    """``(tau, {tau: value})``: ``score(tau)``'s headline ``metric`` over ``grid``, the first best
+    tau (so the smallest among equals)."""
+    if metric not in metrics:
+        raise ValueError(f"{metric=} must be one of {', '.join(metrics)}")
+    taus = sorted({float(g) for g in grid})
+    if not taus or not all(0 <= g < float("inf") for g in taus):
+        raise ValueError(f"grid={list(grid)} must be a non-empty list of finite numbers >= 0")
+    values = {g: score(g)[metric] for g in taus}
+    return taus[int(np.argmax([values[g] for g in taus]))], values
+
+
+def best_posthoc_tau(val_logits: Any, y_val: Any, class_counts: Any, grid: Sequence[float] = TAU_GRID,
+                     metric: str = "balanced_acc") -> tuple[float, dict[float, float]]:
+    """The tau of post-hoc logit adjustment picked on validation, as every imbsweep run picks it:
+    the one whose :func:`adjusted_logits` score best on ``metric`` (first best on ties).
+
+    Args:
+        val_logits: validation logits ``[N, C]`` (numpy array or torch tensor).
+        y_val: validation labels ``[N]``.
+        class_counts: training examples per class ``[C]``.
+        grid: the taus tried.
+        metric: one of :data:`POSTHOC_METRICS` (``balanced_acc``, ``macro_f1``, …).
+
+    Returns:
+        The tau picked, and ``{tau: metric value}`` over the grid.
+    """
+    logits, y = _numpy(val_logits), _numpy(y_val).astype(np.int64)
+    prior = log_prior_of(class_counts)
+    return _scan(lambda g: _summary(logits, prior, g, y), grid, metric, POSTHOC_METRICS)
+
+
+def best_taunorm_tau(head: torch.nn.Module, val_features: torch.Tensor, y_val: Any,
+                     grid: Sequence[float] = TAU_GRID, metric: str = "balanced_acc",
+                     batch_size: int = 1024) -> tuple[float, dict[float, float]]:
+    """The tau of tau-normalisation (Kang et al. 2020) picked on validation: the classifier
+    ``head`` (a linear layer, or any with a per-class weight matrix) with rows ``w_c / ||w_c||^tau``,
+    scored on ``metric`` over ``grid`` (first best on ties).
+
+    Args:
+        head: the trained classifier.
+        val_features: what ``head`` takes for the validation examples ``[N, d]``.
+        y_val: validation labels ``[N]``.
+        grid: the taus tried.
+        metric: one of :data:`TAUNORM_METRICS`.
+        batch_size: the features' batch size for ``head``.
+
+    Returns:
+        The tau picked, and ``{tau: metric value}`` over the grid; apply it with
+        :func:`imbsweep.decoupling.taunorm_logits`.
+    """
+    from .decoupling import TauNorm
+
+    y = _numpy(y_val).astype(np.int64)
+    norm = TauNorm(head, val_features, batch_size)
+
+    def score(g: float) -> dict[str, float]:
+        logits = norm.logits(g)
+        return headline(y, logits.argmax(dim=1).cpu().numpy(), logits.shape[1])
+
+    return _scan(score, grid, metric, TAUNORM_METRICS)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    detach = getattr(x, "detach", None)
+    return np.asarray(detach().cpu() if callable(detach) else x)
 
 
 def posthoc_probs(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.ndarray:
@@ -113,3 +227,8 @@ def taunorm_scan(head: torch.nn.Module, val_features: torch.Tensor, y_val: np.nd
     for split in ("val", "test"):
         out.update({f"{split}/{k}_taunorm": v for k, v in summaries[split][at].items()})
     return scan, out
+
+
+__all__ = ["POSTHOC_KINDS", "POSTHOC_METRICS", "TAUNORM_METRICS", "TAU_GRID", "PosthocScan", "adjusted_logits",
+           "best_posthoc_tau", "best_taunorm_tau", "log_prior_of", "posthoc_probs", "posthoc_scan", "scan_metrics",
+           "softmax", "taunorm_scan"]

@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import ImbsweepError
 from .names import (
+    APP_OWN,
     COMPLETE,
     FAILED,
     PRUNED,
@@ -35,9 +36,11 @@ from .names import (
     ROLE_TRIAL,
     RUNNING,
     STATE_DIR,
+    TAG_APP,
     TAG_ARM,
     TAG_BASELINE_ARM,
     TAG_CHOICE,
+    TAG_OBJECTIVES,
     TAG_POSTHOC_ARMS,
     TAG_POSTHOC_KINDS,
     TAG_REPLICATE,
@@ -72,6 +75,28 @@ class StudyRecord:
     complete: bool = True  # the study has a complete trial
     parent_tags: dict[str, str] = field(default_factory=dict)
     sweep_settings: dict[str, Any] | None = None  # the parent's sweep.yaml, once read (compare)
+
+    @property
+    def own_app(self) -> bool:
+        """Whether the study swept imbsweep's own training app (its parent run's ``imbsweep.app``;
+        a study recorded before the tag existed is imbsweep's)."""
+        return self.parent_tags.get(TAG_APP, APP_OWN) == APP_OWN
+
+    @property
+    def seed_key(self) -> str | None:
+        """The config key ``compare --reseed`` sets: the one the sweep recorded, else imbsweep's
+        app's ``trainer.seed``; None for another app that named none."""
+        from .names import TAG_SEED_KEY
+
+        return self.parent_tags.get(TAG_SEED_KEY) or ("trainer.seed" if self.own_app else None)
+
+    def selection(self, metric: str | None) -> tuple[str, str]:
+        """``(metric, direction)`` each arm's best trial is picked on: ``metric`` (imbsweep's
+        app: a validation metric), else the study's objective; another app's trials are always
+        picked on what they returned (``metric`` is then only what compare reports)."""
+        if self.own_app or not self.objectives:
+            return self.metric_direction(metric)
+        return self.objectives[0]
 
     @property
     def baseline_arm(self) -> str | None:
@@ -115,7 +140,8 @@ class StudyRecord:
             return self.objectives[0]
         logged = sorted(c[len("metrics."):] for c in self.runs.columns if c.startswith("metrics."))
         if f"metrics.{metric}" not in self.runs.columns or self.runs[f"metrics.{metric}"].isna().all():
-            shown = ", ".join(m for m in logged if m.startswith(("val/", "test/")) and "/recall/" not in m)
+            shown = ", ".join(m for m in logged if (m.startswith(("val/", "test/")) or not self.own_app)
+                              and "/recall/" not in m)
             raise StudyError(f"--metric={metric!r}: never logged in study {self.name!r}; logged: {shown}")
         for m, d in self.objectives:
             if m == metric:
@@ -247,7 +273,7 @@ def _open_lazily(record: StudyRecord) -> StudyRecord:
                              "or was stopped before the first trial ended)")
         record.complete = False
     record.runs = to_frame(list(sample))
-    record.objectives = objectives_of(record.runs) if sample else []
+    record.objectives = recorded_objectives(record.parent_tags) or (objectives_of(record.runs) if sample else [])
     return record
 
 
@@ -317,9 +343,17 @@ def load_study(name: str, tracking_uri: str | None = None, state: str | os.PathL
     if df.empty or not (record.trials["state"].isin(["complete", "pruned", "failed"])).any():
         raise StudyError(f"study {name!r} has no finished trials yet (its sweep is still running, "
                          "or was stopped before the first trial ended)")
-    record.objectives = objectives_of(record.trials)
+    record.objectives = recorded_objectives(parent_tags) or objectives_of(record.trials)
     record.complete = bool((record.trials["state"] == "complete").any())
     return record
+
+
+def recorded_objectives(parent_tags: dict[str, str]) -> list[tuple[str, str]]:
+    """The objectives the sweep recorded on its parent run (``imbsweep.objectives``), [] without."""
+    import json
+
+    text = parent_tags.get(TAG_OBJECTIVES)
+    return [(str(m), str(d)) for m, d in json.loads(text)] if text else []
 
 
 def with_posthoc_arms(df: Any, posthoc_arms: dict[str, str], posthoc_kinds: dict[str, str] | None = None) -> Any:

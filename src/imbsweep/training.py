@@ -25,7 +25,8 @@ from .decoupling import Stage2, build_stage2, check_head, taunorm_logits
 from .errors import ConfigError
 from .losses import ImbalanceLoss, build_loss
 from .metrics import Evaluation, ShotGroups, clean, evaluate
-from .models import Classifier, NormedLinear, build_model, classifier_weight_name
+from .models import Classifier, NormedLinear, classifier_weight_name
+from .own_models import HEAD_NEEDED, build_model
 from .posthoc import PosthocScan, posthoc_probs, posthoc_scan, scan_metrics, taunorm_scan
 from .reporting import FitInfo, Reporter
 from .resampling import Resampler, build_resampler
@@ -111,12 +112,11 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
         raise ConfigError("loss.reweight_from_epoch", loss.reweight_from_epoch,
                           f"must be <= trainer.epochs ({t.epochs}), or the weights never switch on")
     head = getattr(model, "head", None)
-    in_features = getattr(head, "in_features", None)
+    in_features = getattr(head, "in_features", None) if decoupled(model) else None
     if in_features is None:
         probe = loss.make_head(1, ds.n_classes)
         if probe is not None:
-            raise ConfigError("loss.name", cfg.loss.name,
-                              f"needs a model whose `head` is a linear layer; {cfg.model._target_} has none")
+            raise ConfigError("loss.name", cfg.loss.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
     else:
         new_head = loss.make_head(int(in_features), ds.n_classes)
         if new_head is not None:
@@ -164,14 +164,12 @@ def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | N
     tau = float((cfg.get("eval") or {}).get("taunorm_tau", 0.0))
     if tau:
         if not decoupled(model) or weight is None:
-            raise ConfigError("eval.taunorm_tau", tau, f"needs a model computing head(features(x)) with a linear "
-                                                       f"head; {cfg.model._target_} is not one")
+            raise ConfigError("eval.taunorm_tau", tau, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
         if isinstance(head, NormedLinear):
             raise ConfigError("eval.taunorm_tau", tau, f"has no effect {normed}; set eval.taunorm_tau=0")
     if stage2 is not None:
         if not decoupled(model) or not isinstance(head, torch.nn.Module):
-            raise ConfigError("stage2.name", stage2.name, f"needs a model computing head(features(x)); "
-                                                          f"{cfg.model._target_} is not one")
+            raise ConfigError("stage2.name", stage2.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
         check_head(head, stage2)
 
 

@@ -20,7 +20,7 @@ from tests.helpers.stores import check_one_to_one, finished, journal_path, local
 def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
     p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=pareto", "hydra.sweeper.n_trials=5",
                 "objective.metrics=[{metric:val/balanced_acc,direction:maximize},"
-                "{metric:val/ece,direction:minimize}]", "hydra.sweeper.sampler.name=nsgaii")
+                "{metric:val/ece,direction:minimize}]", "hydra/sweeper/sampler=nsgaii")
     assert p.returncode == 0, p.stderr
     study = local_study(workdir, "pareto")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]

@@ -66,7 +66,7 @@ def test_pruning_really_stops_training(workdir: Path) -> None:
     # the median pruner (1 startup trial) compares it with completed lr=0.005 trials only.
     # The grid has two lr=1e-7 points among four, three are drawn: pruning is certain.
     p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=prune", "trainer.epochs=5",
-                "optimizer.lr=choice(0.005,1e-7)", "hydra.sweeper.sampler.name=grid",
+                "optimizer.lr=choice(0.005,1e-7)", "hydra/sweeper/sampler=grid",
                 "hydra.sweeper.pruner.name=median", "+hydra.sweeper.pruner.n_startup_trials=1",
                 "+hydra.sweeper.pruner.n_warmup_steps=0")
     assert p.returncode == 0, p.stderr
@@ -115,7 +115,8 @@ def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(wo
 
 @pytest.mark.parametrize(("override", "words"), [
     ("optimizer.lr=interval(1,0)", ["optimizer.lr='interval(1,0)'", "low < high"]),
-    ("hydra.sweeper.sampler.name=annealing", ["hydra.sweeper.sampler.name='annealing'", "tpe, random"]),
+    ("hydra/sweeper/sampler=annealing", ["hydra/sweeper/sampler=annealing", "random, tpe"]),
+    ("hydra.sweeper.sampler.name=random", ["hydra.sweeper.sampler.name", "hydra/sweeper/sampler=random"]),
     ("hydra.sweeper.pruner.name=asha", ["hydra.sweeper.pruner.name='asha'", "successive_halving"]),
     ("hydra.sweeper.n_trials=0", ["hydra.sweeper.n_trials=0", ">= 1"]),
 ])
@@ -259,7 +260,7 @@ def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> N
     stream (with the count at start-up, all three drew the same points); the baseline
     (the config's defaults) is the one point enqueued, once."""
     args = ("sweep", "smoke", "hydra.sweeper.study_name=together", "hydra.sweeper.n_trials=10",
-            "hydra.sweeper.sampler.name=random")
+            "hydra/sweeper/sampler=random")
     procs = [popen_cli(tmp_path, *args) for _ in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=300)
@@ -271,7 +272,7 @@ def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> N
     # and one process alone on a fresh study draws the same points every time
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-    alone = [run_cli(tmp_path / d, "sweep", "smoke", "hydra.sweeper.n_trials=5", "hydra.sweeper.sampler.name=random")
+    alone = [run_cli(tmp_path / d, "sweep", "smoke", "hydra.sweeper.n_trials=5", "hydra/sweeper/sampler=random")
              for d in ("a", "b")]
     assert all(p.returncode == 0 for p in alone), [p.stderr for p in alone]
     assert [t.params for t in local_study(tmp_path / "a", "smoke").trials] == \

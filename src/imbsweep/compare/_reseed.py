@@ -122,6 +122,10 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
 
     from ..sweep._procs import torch_threads
 
+    if not record.own_app:  # another app's study: its own command re-runs its trials
+        from ._replay import reseed_app
+
+        return reseed_app(record, k, jobs, state, top, baseline, vary_split)
     metric, direction = record.metric_direction(metric)
     threads = torch_threads(jobs, OmegaConf.create({}))  # split torch threads as the sweeper does
     todo = reseed_jobs(record, metric, direction, k, state, threads, top, baseline, vary_split)

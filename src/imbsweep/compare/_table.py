@@ -47,6 +47,7 @@ class Comparison:
     alpha: float = _stats.ALPHA
     posthoc_arms: dict[str, str] = field(default_factory=dict)  # arm -> the arm whose models it re-scores
     posthoc_kinds: dict[str, str] = field(default_factory=dict)  # arm -> how (posthoc.POSTHOC_KINDS)
+    seed_key: str = "trainer.seed"  # what the replicates set to 1..K
 
     @property
     def replicated(self) -> bool:
@@ -67,7 +68,7 @@ class Comparison:
         return (f"best val: {self.metric} of the arm's best trial (its curve: expected best after n trials, "
                 f"Dodge et al. 2019, pruned and failed trials counted as never best; under-tuned when the "
                 f"second half of its budget still adds > {_stats.RISE:.0%} of the arm's value range). "
-                f"Replicates: that configuration re-run with trainer.seed{split} = 1..K in every arm, paired "
+                f"Replicates: that configuration re-run with {self.seed_key}{split} = 1..K in every arm, paired "
                 f"by seed, statistics on the seeds every arm has; mean ± 95% CI: {interval}; Δ: mean paired "
                 f"difference to {base} with its Student-t 95% CI; p: two-sided {self.test_name} against "
                 f"{base}; p Holm: Holm-adjusted over the {self.n_tested} arms tested; P(better): share of "
@@ -170,7 +171,9 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
 
     Args:
         record: the study, as ``results.load_study`` read it.
-        metric: the validation metric to pick each arm's best trial on (default: the objective).
+        metric: imbsweep's app: the validation metric to pick each arm's best trial on (default:
+            the objective), reported as its ``test/`` twin. Another app's trials are picked on
+            what they returned: ``metric`` is what is reported (default: that value).
         baseline: the arm the others are tested against (default: the sweep's baseline arm, else ``ce``).
         test: ``t`` (paired t-test) or ``wilcoxon`` (signed-rank).
         vary_split: use the replicates that also varied ``data.seed``.
@@ -180,8 +183,13 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
 
     if test not in _stats.TESTS:
         raise StudyError(f"--test={test!r}: must be one of {', '.join(_stats.TESTS)}")
-    metric, direction = record.metric_direction(metric)
-    test_metric = reported_metric(metric)
+    if record.own_app:
+        metric, direction = record.metric_direction(metric)
+        test_metric, pick = reported_metric(metric), direction
+    else:
+        report = metric
+        metric, pick = record.selection(None)
+        test_metric, direction = record.metric_direction(report) if report else (metric, pick)
     col, tcol = f"metrics.{metric}", f"metrics.{test_metric}"
     trials = record.trials
     arms = list(dict.fromkeys(trials["arm"]))
@@ -191,7 +199,7 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     fixed = arm_fixed(record)
     fixed.update({a: fixed[src] for a, src in posthoc.items() if src in fixed})
     varying = varying_params(trials) if any(sp is None for sp in spaces.values()) else []
-    best = best_runs(record, metric, direction).set_index("arm")
+    best = best_runs(record, metric, pick).set_index("arm")
     rows: list[dict[str, Any]] = []
     values: dict[str, dict[int, float]] = {}
     curves: dict[str, tuple[list[float], list[float]]] = {}
@@ -205,8 +213,8 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
         done = [float(v) for v in group.loc[(states == "complete"), col].dropna()] if col in group else []
         if done:
             # pruned and failed trials count as trials that are never the best: n is the budget spent
-            curves[arm] = _stats.expected_max(_stats.curve_values(done, row["trials"], direction), direction)
-            row["under_tuned"] = _stats.under_tuned(done, direction, budget=row["trials"])
+            curves[arm] = _stats.expected_max(_stats.curve_values(done, row["trials"], pick), pick)
+            row["under_tuned"] = _stats.under_tuned(done, pick, budget=row["trials"])
         if arm in best.index:
             b = best.loc[arm]
             space = spaces.get(arm)
@@ -252,12 +260,12 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
     for c in ("verdict", "vs_best", "config", "run_id"):
         df[c] = df[c].fillna("")
     df["under_tuned"] = df["under_tuned"].astype("boolean")
-    sign = direction == "minimize"
     df["_has"] = df["seeds"] >= 2
-    df = df.sort_values(["_has", "mean", "best_val"], ascending=[False, sign, sign], na_position="last")
+    df = df.sort_values(["_has", "mean", "best_val"], ascending=[False, direction == "minimize", pick == "minimize"],
+                        na_position="last")
     table = df[[*COLUMNS, "_values"]].reset_index(drop=True)
     return Comparison(record.name, metric, direction, test_metric, baseline, table, test, curves, warning,
-                      vary_split, alpha, posthoc, record.posthoc_kinds)
+                      vary_split, alpha, posthoc, record.posthoc_kinds, record.seed_key or "the seed")
 
 
 def _posthoc_words(kind: str | None) -> str:

@@ -179,12 +179,13 @@ def _compose(config: Any, config_loader: Any, arm: str, overrides: list[str],
     return cfg, OmegaConf.select(cfg, "hydra.runtime.choices", default={}) or {}
 
 def posthoc_arms(spec: Any, arms: list[Arm],
-                 objectives: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+                 objectives: list[tuple[str, str]], own: bool = True) -> tuple[dict[str, str], dict[str, str]]:
     """``{name: source arm}`` and ``{name: kind}``: arms scored on their source arm's trials
     after a post-hoc step every run scans, ``name: source`` for post-hoc logit adjustment
     or ``name: {of: source, by: kind}`` (``by: taunorm``: tau-normalisation); they need the
-    objective's ``_<kind>`` twin, which every run logs for the headline metrics (see
-    ``posthoc.posthoc_scan`` and ``posthoc.taunorm_scan``)."""
+    objective's ``_<kind>`` twin, which every run of imbsweep's app logs for the headline metrics
+    (see ``posthoc.posthoc_scan`` and ``posthoc.taunorm_scan``); another app's runs log it
+    themselves (``mlflow.log_metric("objective_posthoc", …)``)."""
     if not spec:
         return {}, {}
     key = "hydra.sweeper.posthoc_arms"
@@ -192,8 +193,9 @@ def posthoc_arms(spec: Any, arms: list[Arm],
         raise ConfigError(key, spec, "must map an arm's name to the arm whose trials it re-scores")
     names = [a.name for a in arms]
     metric = objectives[0][0]
-    if len(objectives) > 1 or posthoc_metric(metric) is None:
-        raise ConfigError(key, dict(spec), f"needs a single objective val/<m> with m one of "
+    if len(objectives) > 1 or (own and posthoc_metric(metric) is None):
+        raise ConfigError(key, dict(spec), "needs a single objective" if not own else f"needs a single objective "
+                          f"val/<m> with m one of "
                           f"{', '.join(POSTHOC_METRICS)} (runs log its post-hoc twin); the objective is "
                           + ", ".join(m for m, _ in objectives))
     out, kinds = {}, {}

@@ -33,14 +33,27 @@ BATCH = "trainer.batch_size"
 def check_stores(sweep: Sweep) -> None:
     """The state folder, the MLflow tracking URI (a server must answer) and the Optuna storage
     (a journal file's folder must be writable; a database URL needs its driver)."""
-    from .._config import validate_state_dir, validate_tracking
     from .._stores import check_folder, driver_error, sqlalchemy_url
 
-    validate_state_dir(sweep.config)
-    validate_tracking(sweep.config)
+    env = sweep.app.env
+    if sweep.app.own:
+        from .._config import validate_state_dir, validate_tracking
+
+        validate_state_dir(env)
+        validate_tracking(env)
+    else:  # an app without state_dir and tracking: hydra.sweeper's, or MLflow's variable
+        import os
+
+        from .._stores import CONNECT_TIMEOUT_S, check_tracking_uri
+
+        check_folder("hydra.sweeper.state_dir", sweep.state, shown=sweep.settings.state_dir or str(sweep.state))
+        if env.tracking.uri:
+            check_tracking_uri(str(env.tracking.uri), "hydra.sweeper.tracking_uri" if sweep.settings.tracking_uri
+                               or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI",
+                               CONNECT_TIMEOUT_S)
     from .._client import deleted_experiment, make_client, tracking_uri
 
-    uri = tracking_uri(sweep.config.tracking, sweep.state)
+    uri = tracking_uri(env.tracking, sweep.state)
     if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():  # (a new store has none)
         exp = make_client(uri).get_experiment_by_name(sweep.study_name)
         if exp is not None and exp.lifecycle_stage == "deleted":
@@ -106,7 +119,7 @@ def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -
 def check_baseline(sweep: Sweep) -> None:
     """A plain study's ``baseline:`` values: each names a searched parameter and lies inside
     its space (the config's defaults outside it are left to the sampler, with a warning)."""
-    baseline = sweep.settings.baseline
+    baseline = sweep.baseline
     if not baseline or sweep.arms[0].name is not None:
         return
     if not isinstance(baseline, Mapping):
@@ -192,8 +205,10 @@ def drop_new_studies(storage: Any, arms: list[Arm], existed: set[str]) -> None:
 
 
 def preflight(sweep: Sweep) -> None:
-    """Every check above that needs no study, cheapest first; called as the sweep is built."""
+    """Every check above that needs no study, cheapest first; called as the sweep is built
+    (the data: imbsweep's app only)."""
     check_space(sweep)
     check_baseline(sweep)
     check_stores(sweep)
-    check_data(sweep)
+    if sweep.app.own:
+        check_data(sweep)

@@ -21,8 +21,10 @@ from .._paths import git_commit, state_of
 from .._spool import enabled, serves, settle, spool_for
 from .._stores import redact
 from ..names import (
+    APP_OWN,
     ATTR_ARM,
     ATTR_RUN_ID,
+    COMMAND_FILE,
     FAILED,
     GIT_COMMIT,
     NOTE,
@@ -30,13 +32,16 @@ from ..names import (
     SOURCE_NAME,
     SOURCE_TYPE,
     SPOOL,
+    TAG_APP,
     TAG_ARM,
     TAG_BASELINE_ARM,
     TAG_BEST_TRIAL,
+    TAG_OBJECTIVES,
     TAG_POSTHOC_ARMS,
     TAG_POSTHOC_KINDS,
     TAG_REASON,
     TAG_ROLE,
+    TAG_SEED_KEY,
     TAG_STATE,
     TAG_STUDY,
     TAG_STUDY_DATA,
@@ -63,7 +68,8 @@ class ParentRun:
     def __init__(self, config: DictConfig, study_name: str, sweeper_conf: Mapping[str, Any],
                  owner: bool = True, baseline_arm: str | None = None,
                  posthoc_arms: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
-                 posthoc_kinds: Mapping[str, str] | None = None) -> None:
+                 posthoc_kinds: Mapping[str, str] | None = None, app: Any = None) -> None:
+        self.app = app  # _app.App: what the study's trials return, how its app runs again
         self.uri, self.client, self.experiment_id = connect(config, study_name)
         self.spool_dir = state_of(config) / SPOOL
         # the progress metrics go through this process's spool (see _spool)
@@ -127,11 +133,34 @@ class ParentRun:
         assert isinstance(conf, dict)
         if conf.get("storage"):
             conf["storage"] = redact(str(conf["storage"]))
+        if conf.get("tracking_uri"):
+            conf["tracking_uri"] = redact(str(conf["tracking_uri"]))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "sweep.yaml"
             path.write_text(OmegaConf.to_yaml(OmegaConf.create(conf)))
             self.client.log_artifact(self.run_id, str(path))
+            if self.app is not None:
+                self._log_app(Path(tmp))
         return self
+
+    def _log_app(self, tmp: Path) -> None:
+        """What ``compare`` and ``export`` need to know of the app: its objectives, its seed key,
+        and the command that runs it (``command.json``: program, arguments and launch folder,
+        credentials in URLs hidden), for ``compare --reseed``."""
+        from mlflow.entities import RunTag
+
+        app = self.app
+        tags = {TAG_APP: APP_OWN if app.own else app.name,
+                TAG_OBJECTIVES: json.dumps([list(o) for o in app.objectives])}
+        if app.seed_key:
+            tags[TAG_SEED_KEY] = app.seed_key
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        if app.own:  # (its re-runs and exports are made from each trial's config.yaml)
+            return
+        command = {"program": [redact(a) for a in app.program or []], "argv": [redact(a) for a in app.argv],
+                   "cwd": app.cwd, "config_dir": app.config_dir}
+        (tmp / COMMAND_FILE).write_text(json.dumps(command, indent=1))
+        self.client.log_artifact(self.run_id, str(tmp / COMMAND_FILE))
 
     def log_progress(self, studies: Sequence[optuna.Study]) -> None:
         """The study's counts (and best value) as metrics of the parent run, stepped by the

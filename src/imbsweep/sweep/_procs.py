@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,29 @@ log = logging.getLogger(__name__)
 WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"  # set in the processes a sweep starts
 
 
-def start_workers(config: Any, n_jobs: int, sweep_dir: Path, threads: int | None) -> list[subprocess.Popen[bytes]]:
-    """``n_jobs - 1`` more processes running this sweep's command as plain workers (torch
-    threads: ``threads`` each)."""
-    task = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
-    hydra = [o for o in OmegaConf.select(config, "hydra.overrides.hydra", default=[]) or []
-             if not o.startswith(("hydra.sweeper.n_jobs=", "hydra.sweep.dir=", "hydra.sweep.subdir="))]
+#: the command line's settings each worker gets its own value of
+_PER_WORKER = ("hydra.sweeper.n_jobs=", "hydra.sweep.dir=", "hydra.sweep.subdir=")
+
+
+def worker_command(program: list[str], argv: list[str], k: int, sweep_dir: Path) -> list[str]:
+    """Worker ``k``'s command: the sweep's own (its program, flags and overrides) as one worker
+    (``n_jobs=1``) writing its jobs' folders under the sweep's (``w<k>_<job number>``)."""
+    kept = [a for a in argv if not a.lstrip("+").startswith(_PER_WORKER)]
+    return [*program, *kept, "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep_dir}",
+            f"hydra.sweep.subdir=w{k}_${{hydra.job.num}}"]
+
+
+def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: Path,
+                  threads: int | None) -> list[subprocess.Popen[bytes]]:
+    """``n_jobs - 1`` more processes running this sweep's command (``program`` and ``argv``:
+    ``_app.command``) as plain workers (imbsweep's app: ``threads`` torch threads each)."""
     procs = []
     for k in range(1, n_jobs):
-        cmd = [sys.executable, "-m", "imbsweep", "run", "-m", *task, *hydra, "hydra.sweeper.n_jobs=1",
-               f"hydra.sweep.dir={sweep_dir}", f"hydra.sweep.subdir=w{k}_${{hydra.job.num}}"]
         env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or "")}
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
-    log.info("started %d more worker process(es); torch threads per worker: %s", len(procs), threads)
+        procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,
+                                      stdout=subprocess.DEVNULL))
+    log.info("started %d more worker process(es) running %s; torch threads per worker: %s", len(procs),
+             " ".join(program), threads)
     return procs
 
 def reap(workers: list[subprocess.Popen[bytes]]) -> None:

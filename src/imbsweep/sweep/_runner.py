@@ -14,6 +14,7 @@ MLflow experiment and parent run, and one budget lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -26,7 +27,6 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .._config import objective_metrics, validate_objective
 from .._paths import journal_path, state_of
 from .._signals import signals_held
 from .._spool import close_all
@@ -38,18 +38,18 @@ from ..names import (
     ATTR_FAIL_REASON,
     ATTR_METRIC,
     ATTR_TOURNAMENT,
-    CONTEXT_KEY,
     JOURNAL_SUFFIXES,
     posthoc_attr,
 )
+from ._app import App, is_own_app
 from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaults, posthoc_arms
 from ._checks import check_resume, drop_new_studies, preflight
 from ._counts import best_posthoc, best_trial, counts
-from ._jobs import make_jobs
 from ._procs import WORKER_ENV, join, reap, start_workers, stop, torch_threads
 from ._settings import Settings
-from ._space import SearchSpace, override
+from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
 from ._study import grid_size, make_pruner, make_sampler, open_storage
+from ._usertask import trial_override
 from ._workers import budget_lock, finish, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
@@ -65,46 +65,60 @@ class Sweep:
     """One worker's sweep over one study, or over a tournament's arms (see the module docstring)."""
 
     def __init__(self, conf: Mapping[str, Any], config: DictConfig, launcher: Any,
-                 arguments: Sequence[str], config_loader: Any = None) -> None:
+                 arguments: Sequence[str], config_loader: Any = None, task_function: Any = None) -> None:
         self.config, self.launcher, self.config_loader = config, launcher, config_loader
         self.arguments = list(arguments)
-        self.settings = settings = Settings.of(conf)
+        RANGE_STOPS.clear()  # (what range_note says is this sweep's)
+        settings = Settings.of(conf)
         settings.validate()
-        validate_objective(config)
-        self.objectives = objective_metrics(config)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
-        self.study_name = str(settings.study_name or choices.get("sweep") or "imbsweep")
+        task = task_function if task_function is not None else _task_of(launcher)
+        own = is_own_app(task)
+        self.study_name = str(settings.study_name or choices.get("sweep")
+                              or ("imbsweep" if own else OmegaConf.select(config, "hydra.job.name", default=None))
+                              or "imbsweep")
+        self.app = app = App.of(task, config, settings, self.study_name)
+        # the official plugin's deprecated search_space, where params is not given
+        self.settings = settings = dataclasses.replace(settings, params=search_space_params(
+            settings.params, settings.search_space))
+        self.objectives = app.objectives
+        self.extend = custom_space(settings.custom_search_space)
+        self.baseline = settings.baseline_values(app.own)
         self.n_jobs = settings.n_jobs
         self.posthoc_arms: dict[str, str] = {}  # post-hoc arm -> its source arm
         self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (posthoc.POSTHOC_KINDS)
         if settings.tournament:
             self.arms = build_arms(settings, config, self.arguments, config_loader, self.study_name)
             self.n_trials = sum(a.budget for a in self.arms)
-            self.posthoc_arms, self.posthoc_kinds = posthoc_arms(settings.posthoc_arms, self.arms, self.objectives)
+            self.posthoc_arms, self.posthoc_kinds = posthoc_arms(settings.posthoc_arms, self.arms, self.objectives,
+                                                                 app.own)
             self.baseline_arm: str | None = baseline_arm(settings.baseline_arm, self.arms)
         else:
             self.space = SearchSpace.build(settings.params, settings.conditional, self.arguments)
             self.n_trials = 20 if settings.n_trials is None else settings.n_trials
             if settings.sampler_name == "grid":
-                cap = grid_size(self.space) + (0 if settings.baseline is None else 1)
+                cap = grid_size(self.space) + (0 if self.baseline is None else 1)
                 if self.n_trials > cap:
-                    log.warning("the grid has %d points (+ the baseline): n_trials %d lowered to %d",
-                                cap - (settings.baseline is not None), self.n_trials, cap)
+                    log.warning("the grid has %d points%s: n_trials %d lowered to %d",
+                                cap - (self.baseline is not None),
+                                " (+ the baseline)" if self.baseline is not None else "", self.n_trials, cap)
                     self.n_trials = cap
             self.arms = [Arm(None, self.study_name, self.space, self.n_trials,
                              defaults=config_defaults(config, choices, list(self.space.names())))]
             self.baseline_arm = None
         for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
             self._sampler(0, arm.space)
-        self.state = state_of(config)
+        note = range_note()
+        if note and not os.environ.get(WORKER_ENV):  # (once: not again in each worker)
+            log.warning(note)
+        self.state = state_of(app.env)
         preflight(self)  # the space against the config and the data, the stores: before any study is opened
         self.storage = open_storage(settings.storage, self.state, settings.heartbeat_interval)
         self.pruner = make_pruner(settings.pruner)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
-        self.jobs = make_jobs(launcher, config)
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
-        self.threads = torch_threads(self.n_jobs, config)
+        self.threads = torch_threads(self.n_jobs, config) if app.own else None
         url = settings.storage
         self.journal = (Path(url) if url else journal_path(self.state)) \
             if not url or str(url).endswith(JOURNAL_SUFFIXES) else None
@@ -161,15 +175,17 @@ class Sweep:
     def run(self) -> optuna.Study | list[optuna.Study]:
         from .._spool import start_writer
 
-        start_writer(self.config)  # its start goes on beside ours (before the first trial: ~0.6 s there)
+        start_writer(self.app.env)  # its start goes on beside ours (before the first trial: ~0.6 s there)
         from ._mlflow import ParentRun  # imports mlflow
         from ._progress import SweepProgress
 
         directions: list[Any] = [d for _, d in self.objectives]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        from ..data import study_data
+        data = None
+        if self.app.own:
+            from ..data import study_data
 
-        data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
+            data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
         with budget_lock(self.storage, self.study_name, self.journal):
             # under the lock: workers starting together find one parent run, not one each
             existed = self._check_kind()
@@ -177,9 +193,10 @@ class Sweep:
                 for arm in self.arms:
                     arm.study = self._open(arm, directions)
                     self._enqueue_baseline(arm)
-                parent = ParentRun(self.config, self.study_name, self.settings.raw, owner=not self.worker,
+                parent = ParentRun(self.app.env, self.study_name, self.settings.raw, owner=not self.worker,
                                    baseline_arm=self.baseline_arm,
-                                   posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data)
+                                   posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data,
+                                   app=self.app)
             except BaseException:
                 drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind
                 raise
@@ -226,7 +243,7 @@ class Sweep:
             from ._summary import print_summary
 
             print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
-                          self.baseline_arm, self.posthoc_arms, self.posthoc_kinds)
+                          self.baseline_arm, self.posthoc_arms, self.posthoc_kinds, self.app.own, self.app.seed_key)
         return studies[0] if self.arms[0].name is None else studies
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
@@ -259,7 +276,12 @@ class Sweep:
         """``n_jobs - 1`` more processes running this same command as plain workers."""
         if self.worker or self.n_jobs == 1:
             return []
-        return start_workers(self.config, self.n_jobs, self.sweep_dir, self.threads)
+        if self.app.program is None:
+            log.warning("hydra.sweeper.n_jobs=%d: this sweep did not start from a command line that can be run "
+                        "again (it runs inside another program), so no worker processes are started and its "
+                        "trials run one after another in this process", self.n_jobs)
+            return []
+        return start_workers(self.app.program, self.app.argv, self.n_jobs, self.sweep_dir, self.threads)
 
     def _sampler(self, n_existing: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed is offset by the trials the study has (waiting ones
@@ -279,29 +301,34 @@ class Sweep:
         """The first trial of the study (of each arm): the config's defaults for what is
         searched (a plain study: the sweep's ``baseline`` values first)."""
         study = arm.study
-        if self.settings.baseline is None:  # explicitly switched off
+        if self.baseline is None:  # switched off (or an app's plain study: hydra.sweeper.baseline=auto)
             return
         if any(t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials(deepcopy=False)):
             return
-        baseline = dict(self.settings.baseline or {}) if arm.name is None else {}
+        baseline = dict(self.baseline) if arm.name is None else {}
         params = baseline_params(arm.space, arm.defaults, baseline)
         study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True}, skip_if_exists=True)
 
     def _one_trial(self, arm: Arm, trial: optuna.Trial, parent: Any) -> None:
         study = arm.study
         sampled = arm.space.sample(trial)
+        extra: list[str] = []
+        if self.extend is not None:  # hydra.sweeper.custom_search_space: what it suggests on the trial
+            self.extend(self.config, trial)
+            extra = [override(k, v) for k, v in trial.params.items() if k not in sampled]
         ctx: dict[str, Any] = {"study": self.study_name, "number": trial.number, "trial_id": trial._trial_id,
-                               "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
+                               "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
+                               "state": str(self.state), "objectives": [list(o) for o in self.objectives]}
         if arm.name is not None:
             ctx.update({"optuna_study": arm.study_name, "arm": arm.name})
             kinds = sorted({self.posthoc_kinds[a] for a, src in self.posthoc_arms.items() if src == arm.name})
             if kinds:
                 ctx["posthoc"] = kinds  # the trial keeps its post-hoc values for the post-hoc arms
-        overrides = [*arm.space.overrides(sampled), "+" + dict_override(CONTEXT_KEY, ctx)]
+        overrides = [*arm.space.overrides(sampled), *extra, trial_override(ctx)]
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
         try:
-            ret = self.jobs.run(overrides, self.job_idx)
+            (ret,) = self.launcher.launch([overrides], initial_job_idx=self.job_idx)
         except KeyboardInterrupt:
             # a run that ended before the interrupt keeps its outcome; else the study stays
             # resumable: this trial fails uncounted, an identical one waits
@@ -316,7 +343,7 @@ class Sweep:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         from hydra.core.utils import JobStatus
 
-        value = ret._return_value
+        value = ret._return_value  # (JobReturn.return_value re-raises a failed job's exception)
         if isinstance(value, StorageError):  # the store, not the trial: stop, the next run recovers it
             raise value
         if study._storage.get_trial(trial._trial_id).state.is_finished():
@@ -384,9 +411,10 @@ class Sweep:
         return path
 
 
-def dict_override(key: str, mapping: Mapping[str, Any]) -> str:
-    """``key={a:1,b:'x y'}`` in Hydra's override grammar."""
-    return key + "={" + ",".join(override(k, v).replace("=", ":", 1) for k, v in mapping.items()) + "}"
+def _task_of(launcher: Any) -> Any:
+    """The app's task function the launcher runs (unwrapped from ``_usertask.TrialTask``)."""
+    task = getattr(launcher, "task_function", None)
+    return getattr(task, "task_function", task)
 
 
 def _describe(storage: Any, state: Path) -> str:
@@ -396,9 +424,16 @@ def _describe(storage: Any, state: Path) -> str:
 
 
 def run_sweep(conf: Mapping[str, Any], config: DictConfig, launcher: Any, arguments: Sequence[str],
-              config_loader: Any = None) -> Any:
+              config_loader: Any = None, task_function: Any = None) -> None:
+    """The sweep (or, under ``$IMBSWEEP_REPLAY``, the replay of given jobs); returns nothing,
+    as the official sweeper: the study is in its storage, the record in MLflow."""
+    from ._replay import replay, replay_file
+
+    path = replay_file()
+    if path is not None:  # compare --reseed on a study of any app: its jobs, no search
+        replay(path, launcher)
+        return
     t0 = time.monotonic()
-    sweep = Sweep(conf, config, launcher, arguments, config_loader)
-    result = sweep.run()
+    sweep = Sweep(conf, config, launcher, arguments, config_loader, task_function)
+    sweep.run()
     log.info("study %s done in %.1f s", sweep.study_name, time.monotonic() - t0)
-    return result

@@ -10,7 +10,7 @@ config, data or store (the rest is ``_checks.preflight``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -19,51 +19,72 @@ from ..errors import ConfigError
 
 #: keys that only a tournament (``arms``) takes
 ARM_KEYS = ("trials_per_arm", "baseline_arm", "posthoc_arms")
+#: the plugin config's keys that are Hydra's, not settings
+_NOT_SETTINGS = ("_target_", "_recursive_", "defaults")
+DIRECTIONS = ("minimize", "maximize")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """The sweeper's settings (see the plugin config's docstring for each key)."""
 
-    study_name: str | None
+    sampler: dict[str, Any]
+    direction: Any
     storage: str | None
+    study_name: str | None
     n_trials: int | None
     n_jobs: int
-    sampler: dict[str, Any]
-    pruner: dict[str, Any]
-    params: dict[str, Any]
-    conditional: dict[str, Any]
-    baseline: dict[str, Any] | None
     max_failure_rate: float
-    heartbeat_interval: int | None
+    params: dict[str, Any] | None
+    search_space: dict[str, Any] | None
+    custom_search_space: str | None
+    objective_names: list[str] | None
+    seed_key: str | None
+    state_dir: str | None
+    tracking_uri: str | None
+    pruner: dict[str, Any]
+    conditional: dict[str, Any]
+    baseline: Any
     arms: dict[str, Any]
     trials_per_arm: int | None
     baseline_arm: str | None
     posthoc_arms: dict[str, Any]
+    heartbeat_interval: int | None
+    trial: dict[str, Any] | None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)  # as given (the parent run logs it)
 
     @classmethod
     def of(cls, conf: Mapping[str, Any]) -> Settings:
         """The settings in ``conf`` (the sweeper's config, or a plain mapping holding some of
         its keys: the others take the plugin config's defaults), as plain Python values."""
-        given: dict[str, Any] = {str(k): OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                                 for k, v in conf.items()}
+        given: dict[str, Any] = {str(k): _plain(v) for k, v in conf.items() if str(k) not in _NOT_SETTINGS}
         values: dict[str, Any] = {f.name: given[f.name] if f.name in given else _default(f.name)
                                   for f in dataclasses.fields(cls) if f.name != "raw"}
-        for key in ("sampler", "pruner", "params", "conditional", "arms", "posthoc_arms"):
+        for key in ("sampler", "pruner", "conditional", "arms", "posthoc_arms"):
             if values[key] is None:  # written as null: an empty mapping (a sampler or pruner by its own defaults)
                 values[key] = {}
-        return cls(**values, raw=given)
+        return cls(**values, raw={k: v for k, v in given.items() if k != "trial"})
 
     @property
     def tournament(self) -> bool:
         return bool(self.arms)
 
+    def directions(self) -> list[str] | None:
+        """``direction`` as a list (None: not given). Raises ConfigError for anything but
+        minimize/maximize (the official plugin's ``Direction`` names)."""
+        d = self.direction
+        if d is None:
+            return None
+        many = isinstance(d, Sequence) and not isinstance(d, str)
+        out = [str(getattr(x, "name", x)) for x in (d if many else [d])]
+        if not out or any(x not in DIRECTIONS for x in out):
+            raise ConfigError("hydra.sweeper.direction", d, "must be minimize or maximize, or a list of them "
+                              "(one per value the task function returns)")
+        return out
+
     def validate(self) -> None:
         """What Optuna would take and fail on later (or never), each a one-line error."""
-        sampler, seed = self.sampler, None
-        if isinstance(sampler, Mapping):
-            seed = sampler.get("seed")
+        seed = self.sampler.get("seed") if isinstance(self.sampler, Mapping) else None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError("hydra.sweeper.sampler.seed", seed, "must be an integer, or null for a random seed")
         beat = self.heartbeat_interval
@@ -78,6 +99,21 @@ class Settings:
             raise ConfigError("hydra.sweeper.max_failure_rate", rate, "must be in [0, 1]")
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        directions = self.directions()
+        names = self.objective_names
+        if names is not None:
+            if not names or any(not isinstance(n, str) or not n.strip() for n in names) or len(set(names)) < len(names):
+                raise ConfigError("hydra.sweeper.objective_names", names, "must be a list of distinct non-empty names")
+            if directions is not None and len(names) != len(directions):
+                raise ConfigError("hydra.sweeper.objective_names", names,
+                                  f"must name each of the {len(directions)} direction(s) {directions}")
+        for key in ("seed_key", "custom_search_space", "state_dir", "tracking_uri"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"hydra.sweeper.{key}", value, "must be a non-empty string, or null")
+        if self.baseline not in ("auto", None) and not isinstance(self.baseline, Mapping):
+            raise ConfigError("hydra.sweeper.baseline", self.baseline,
+                              "must be auto, {} (the config's defaults), {key: value, …}, or null (no baseline)")
         if self.tournament:
             self._validate_tournament()
             return
@@ -100,16 +136,31 @@ class Settings:
             raise ConfigError("hydra.sweeper.n_trials", n,
                               f"must be unset (null) or {len(arms)} arms x trials_per_arm {per_arm} = "
                               f"{per_arm * len(arms)} in a tournament; set trials_per_arm instead")
-        if self.baseline:
+        if self.baseline not in ("auto", None) and self.baseline:
             raise ConfigError("hydra.sweeper.baseline", self.baseline,
-                              "must be {} or null with hydra.sweeper.arms: each arm's first trial is the "
+                              "must be auto, {} or null with hydra.sweeper.arms: each arm's first trial is the "
                               "config's defaults for what the arm does not fix (null: no such trials)")
         if self.sampler_name == "grid":
-            raise ConfigError("hydra.sweeper.sampler.name", "grid", "cannot run a tournament; use tpe or random")
+            raise ConfigError("hydra/sweeper/sampler", "grid", "cannot run a tournament; use tpe or random")
 
     @property
-    def sampler_name(self) -> Any:
-        return self.sampler.get("name") if isinstance(self.sampler, Mapping) else None
+    def sampler_name(self) -> str | None:
+        """The sampler's short name (``tpe``, ``grid``, …) from its ``_target_``, None for
+        another class."""
+        from hydra_plugins.imbsweep_optuna_sweeper.config import SAMPLER_CONFIGS
+
+        target = self.sampler.get("_target_") if isinstance(self.sampler, Mapping) else None
+        for name, node in SAMPLER_CONFIGS.items():
+            if node._target_ == target:
+                return name
+        return None
+
+    def baseline_values(self, own_app: bool) -> dict[str, Any] | None:
+        """The first trial's values (``{}``: the config's defaults), None for none: ``auto`` is
+        on for imbsweep's app and in a tournament, off for a plain study of another app."""
+        if self.baseline == "auto":
+            return {} if own_app or self.tournament else None
+        return None if self.baseline is None else dict(self.baseline)
 
 
 def positive_int(key: str, value: Any) -> int:
@@ -118,11 +169,21 @@ def positive_int(key: str, value: Any) -> int:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """A config node as plain Python values (interpolations resolved), else the value."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
 def _default(name: str) -> Any:
     """The plugin config's default for ``name`` (an interpolation, such as the storage's
-    ``${oc.env:OPTUNA_STORAGE,null}``, resolved)."""
-    from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf
+    ``${oc.env:OPTUNA_STORAGE,null}``, resolved); the sampler's is the default group option's
+    (``tpe``)."""
+    from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf, TPESamplerConfig
 
+    if name == "sampler":
+        return OmegaConf.to_container(OmegaConf.structured(TPESamplerConfig))
     field = next(f for f in dataclasses.fields(ImbsweepOptunaSweeperConf) if f.name == name)
     value = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     if isinstance(value, str) and "${" in value:

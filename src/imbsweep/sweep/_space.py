@@ -81,6 +81,7 @@ def from_override(override: Any) -> BaseDistribution | Any:
         values = list(override.sweep_iterator())  # Hydra's own semantics: stop is exclusive
         if not values:
             raise ValueError("an empty range (stop is exclusive)")
+        _note_range(str(override.key_or_group), value, values)
         if value.step is None or value.step <= 0 or len(values) == 1:
             return CategoricalDistribution(values)
         lo, hi = values[0], values[-1]
@@ -97,6 +98,31 @@ def from_override(override: Any) -> BaseDistribution | Any:
             return IntDistribution(int(lo), int(hi), log=log)
         return FloatDistribution(float(lo), float(hi), log=log)
     raise ValueError(f"{type(value).__name__} is not supported")
+
+
+#: ``range(…)`` expressions parsed whose stop the official Optuna sweeper would sample too
+#: (``key: (expression, its last value here, the stop)``); the sweep prints them once
+RANGE_STOPS: dict[str, tuple[str, Any, Any]] = {}
+
+
+def _note_range(key: str, value: Any, values: list[Any]) -> None:
+    step = value.step if value.step else 1
+    try:
+        reaches = abs((value.stop - value.start) / step - round((value.stop - value.start) / step)) < 1e-9
+    except (TypeError, ZeroDivisionError):
+        return
+    if reaches and step > 0 and value.stop > value.start:
+        text = f"range({value.start}, {value.stop}" + (f", {value.step})" if value.step else ")")
+        RANGE_STOPS[key] = (text, values[-1], value.stop)
+
+
+def range_note() -> str | None:
+    """The one line that says how the ranges parsed so far differ from the official plugin's."""
+    if not RANGE_STOPS:
+        return None
+    shown = "; ".join(f"{k}: {t} ends at {last}, not {stop}" for k, (t, last, stop) in RANGE_STOPS.items())
+    return (f"{shown} (range excludes its stop, as Hydra's own range does; the official Optuna sweeper includes "
+            "it: extend the stop by one step for that)")
 
 
 def _encode(value: Any) -> str:
@@ -189,7 +215,7 @@ class SearchSpace:
         fixed_here: dict[str, Any] = {}  # command-line values of conditional keys
         by_arm: set[str] = set()
         for key, expr in (params or {}).items():
-            space._add(str(key), parse(str(key), expr))
+            space._add(str(key), expr if isinstance(expr, BaseDistribution) else parse(str(key), expr))
         for ov, from_arm in [(o, True) for o in arm_overrides or []] + [(o, False) for o in cli_overrides or []]:
             key, eq, expr = ov.partition("=")
             bare = key.lstrip("+~")
@@ -265,6 +291,61 @@ class SearchSpace:
     def names(self) -> Iterator[str]:
         yield from self.params
         yield from self.conditional
+
+
+_SEARCH_SPACE_URL = "https://hydra.cc/docs/upgrades/1.1_to_1.2/changes_to_sweeper_config/"
+
+
+def search_space_params(params: Mapping[str, Any] | None,
+                        search_space: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``hydra.sweeper.params``, or the distributions of the official plugin's deprecated
+    ``hydra.sweeper.search_space`` (``{x: {type: float, low: 0, high: 1, step: .., log: ..}}``)
+    when ``params`` is not given, with the official plugin's warnings."""
+    import warnings
+
+    if search_space is None:
+        return dict(params or {})
+    if params is not None:
+        warnings.warn("Both hydra.sweeper.params and hydra.sweeper.search_space are configured.\nHydra will use "
+                      f"hydra.sweeper.params for defining search space.\n{_SEARCH_SPACE_URL}", stacklevel=2)
+        return dict(params)
+    warnings.warn("`hydra.sweeper.search_space` is deprecated and will be removed in the next major release.\n"
+                  f"Please configure with `hydra.sweeper.params`.\n{_SEARCH_SPACE_URL}", stacklevel=2)
+    return {str(k): distribution_of(str(k), v) for k, v in search_space.items()}
+
+
+def distribution_of(key: str, spec: Any) -> BaseDistribution:
+    """One entry of the deprecated ``search_space``: ``{type: categorical, choices: [...]}``,
+    ``{type: int|float, low, high, step?, log?}``."""
+    where = f"hydra.sweeper.search_space.{key}"
+    if not isinstance(spec, Mapping) or spec.get("type") not in ("categorical", "int", "float"):
+        raise ConfigError(where, spec, "must be {type: categorical, choices: [...]} or {type: int|float, low: .., "
+                          "high: .., step: .., log: ..}")
+    kind = spec["type"]
+    try:
+        if kind == "categorical":
+            return CategoricalDistribution(list(spec["choices"]))
+        low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log") or False)
+        if kind == "int":
+            return IntDistribution(int(low), int(high), log=log, step=1 if step is None else int(step))
+        return FloatDistribution(float(low), float(high), log=log, step=None if step is None else float(step))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(where, spec, f"is not a search space Optuna takes ({exc})") from None
+
+
+def custom_space(path: str | None) -> Any:
+    """The function ``hydra.sweeper.custom_search_space`` names (``module.function``, called with
+    the sweep's config and each trial after its parameters are sampled), None when unset."""
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        return get_method(path)
+    except Exception as exc:  # noqa: BLE001 - any import problem is the same bad input
+        raise ConfigError("hydra.sweeper.custom_search_space", path,
+                          f"must name a function (module.function) that can be imported: "
+                          f"{' '.join(str(exc).split())[:300]}") from None
 
 
 def describe(dist: BaseDistribution) -> str:

@@ -268,7 +268,7 @@ def _takes(cls: type) -> frozenset[str]:
 
 def fit_kwargs(kind: str, name: str, kwargs: dict[str, Any], classes: dict[str, type]) -> dict[str, Any]:
     """Keep the keys the chosen class takes. Keys of *another* sampler/pruner (a sweep file's
-    TPE settings after ``sampler.name=random`` on the command line) are dropped with a
+    TPE settings after ``hydra/sweeper/sampler=random`` on the command line) are dropped with a
     warning; a key that no class takes is an error (a typo)."""
     mine = _takes(classes[name])
     known = set().union(*(_takes(c) for c in classes.values()))
@@ -277,27 +277,76 @@ def fit_kwargs(kind: str, name: str, kwargs: dict[str, Any], classes: dict[str, 
             raise ConfigError(f"hydra.sweeper.{kind}.{k}", kwargs[k],
                               f"not an argument of {classes[name].__name__}; it takes: {', '.join(sorted(mine))}")
     dropped = sorted(k for k in kwargs if k not in mine)
-    if dropped:
-        logging.getLogger(__name__).warning("%s %s ignores %s (arguments of other %ss)",
-                                            kind, name, ", ".join(dropped), kind)
+    said = f"{kind} {name} ignores {', '.join(dropped)} (arguments of other {kind}s)"
+    if dropped and said not in _SAID:  # (once a process: the sampler is made again for every arm and worker)
+        _SAID.add(said)
+        logging.getLogger(__name__).warning(said)
     return {k: v for k, v in kwargs.items() if k in mine}
 
 
+_SAID: set[str] = set()
+
+
 def make_sampler(spec: Mapping[str, Any], space: Any = None) -> optuna.samplers.BaseSampler:
-    """``{name: tpe, seed: 0, ...keyword arguments of the sampler}``."""
-    name = spec.get("name", "tpe")
-    if name not in SAMPLERS:
-        raise ConfigError("hydra.sweeper.sampler.name", name, f"must be one of {', '.join(SAMPLERS)}")
-    kwargs = fit_kwargs("sampler", name, {k: v for k, v in dict(spec).items() if k != "name"},
-                        _sampler_classes())
+    """The sampler ``hydra.sweeper.sampler`` describes: a ``hydra/sweeper/sampler`` option's
+    node (``{_target_: optuna.samplers.TPESampler, seed: 0, ...}``; a setting left null takes
+    Optuna's default, a nested ``_target_`` node is instantiated), or, from Python,
+    ``{name: tpe, ...keyword arguments}``. The grid sampler's grid is ``space``'s."""
+    spec = dict(spec)
+    spec.pop("_partial_", None)
+    target = spec.pop("_target_", None)
+    if target is None:
+        name = spec.pop("name", "tpe")
+        if name not in SAMPLERS:
+            raise ConfigError("hydra/sweeper/sampler", name, f"must be one of {', '.join(SAMPLERS)}")
+        cls: Any = _sampler_classes()[name]
+        kwargs = fit_kwargs("sampler", name, spec, _sampler_classes())
+    else:
+        cls = _sampler_class(str(target))
+        kwargs = {k: _built(v) for k, v in spec.items() if v is not None}
+        if isinstance(cls, type):  # (the motpe option's target is a function that says it was removed)
+            known = _sampler_classes()
+            name = next((n for n, c in known.items() if c is cls), None)
+            if name is None:  # a class of the user's: its own arguments
+                takes = _takes(cls)
+                for k, v in kwargs.items():
+                    if k not in takes:
+                        raise ConfigError(f"hydra.sweeper.sampler.{k}", v, f"not an argument of {cls.__name__}; "
+                                          f"it takes: {', '.join(sorted(takes))}")
+            else:  # another sampler's settings (a sweep file's, after hydra/sweeper/sampler=…): ignored
+                kwargs = fit_kwargs("sampler", name, kwargs, known)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if name == "grid":
+            if cls is optuna.samplers.GridSampler:
                 return _GridSampler(_grid(space), **kwargs)
-            return _sampler_classes()[name](**kwargs)
-    except TypeError as exc:
-        raise ConfigError("hydra.sweeper.sampler", dict(spec), str(exc)) from None
+            sampler = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        shown = target.rsplit(".", 1)[-1] if target else "sampler"
+        raise ConfigError("hydra/sweeper/sampler", shown, " ".join(str(exc).split())) from None
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise ConfigError("hydra.sweeper.sampler._target_", target, "must name an Optuna sampler class")
+    return sampler
+
+
+def _sampler_class(target: str) -> Any:
+    """The class (or callable) a sampler node's ``_target_`` names."""
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception as exc:  # noqa: BLE001 - any import problem is the same bad input
+        raise ConfigError("hydra.sweeper.sampler._target_", target,
+                          f"cannot be imported ({' '.join(str(exc).split())[:200]})") from None
+
+
+def _built(value: Any) -> Any:
+    """A sampler argument: a node with a ``_target_`` (``independent_sampler``) instantiated."""
+    if isinstance(value, Mapping) and "_target_" in value:
+        from hydra.utils import instantiate
+
+        return instantiate(dict(value))
+    return value
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -317,17 +366,18 @@ def grid_size(space: Any) -> int:
 
 
 def _grid(space: Any) -> dict[str, list[Any]]:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     grid: dict[str, list[Any]] = {}
     if space is not None and space.conditional:
-        raise ConfigError("hydra.sweeper.sampler.name", "grid",
-                          "cannot search conditional parameters; use tpe or random")
+        raise ConfigError("hydra/sweeper/sampler", "grid", "cannot search conditional parameters; use tpe or random")
     for key, dist in (space.params if space is not None else {}).items():
         if isinstance(dist, CategoricalDistribution):
             grid[key] = list(dist.choices)
         elif isinstance(dist, IntDistribution) and not dist.log:
             grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:  # range(0.5, 2.5, 0.5)
+            grid[key] = [dist.low + i * dist.step for i in range(round((dist.high - dist.low) / dist.step) + 1)]
         else:
             raise ConfigError(f"hydra.sweeper.params.{key}", repr(dist),
                               "the grid sampler needs choice(...) or range(...), not an interval")

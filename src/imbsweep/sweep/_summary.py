@@ -89,8 +89,11 @@ def _short(key: str) -> str:
 
 def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], objectives: list[tuple[str, str]],
                   baseline_arm: str | None = None, posthoc_arms: dict[str, str] | None = None,
-                  posthoc_kinds: dict[str, str] | None = None) -> None:
-    """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study."""
+                  posthoc_kinds: dict[str, str] | None = None, own: bool = True,
+                  seed_key: str | None = None) -> None:
+    """The end-of-sweep summary; ``arms`` is ``[(None, study)]`` for a plain study. ``own``:
+    imbsweep's app (a plain study's trials grouped by trick); ``seed_key``: what
+    ``compare --reseed`` sets (the last line says how to compare)."""
     import sys
 
     from rich.console import Console
@@ -108,9 +111,11 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
     if len(objectives) == 1:
         best = best_trial(studies, direction)
         assert best is not None
-        where = f"arm {best.user_attrs.get(ATTR_ARM)}, " if tournament else ""
-        console.print(f"best trial #{best.number}: {metric} = {best.values[0]:.4f}  "
-                      f"({where}{best.user_attrs.get(ATTR_TRICK, '?')}) {best.params}")
+        where = f"arm {best.user_attrs.get(ATTR_ARM)}" if tournament else ""
+        what = ", ".join(w for w in (where, best.user_attrs.get(ATTR_TRICK, "") if own else "") if w)
+        value = f"{best.values[0]:.4f}" if own else f"{best.values[0]:.6g}"
+        console.print(f"best trial #{best.number}: {metric} = {value}  "
+                      + (f"({what}) " if what else "") + str(best.params))
     else:
         for arm, study in arms:
             if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -122,11 +127,14 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
     if tournament:
         rows = arm_rows([(str(a), s) for a, s in arms], 0, direction, posthoc_arms, posthoc_kinds)
         title = f"study {name}: best {metric} per arm (validation, after tuning; not yet a comparison)"
-    else:
+    elif own:
         rows = trick_rows(studies[0], 0, direction)
         title = f"study {name}: best {metric} per trick (validation)"
+    else:
+        rows = _rows({name: _finished(studies[0])}, 0, direction)
+        title = f"study {name}: best {metric}"
     table = Table(title=title)
-    first = "arm" if tournament else "trick"
+    first = "arm" if tournament else "trick" if own else "study"
     for col in (first, "best", "trial", "complete", "pruned", "failed", "its parameters"):
         table.add_column(col, justify="left" if col in (first, "its parameters") else "right")
     for r in rows:
@@ -145,6 +153,12 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
         what = POSTHOC_KINDS[(posthoc_kinds or {}).get(arm, "posthoc")]
         console.print(f"{arm} trains nothing of its own: it re-scores {source}'s trials (the same models and "
                       f"budget) after {what}, tau picked on validation", style="dim")
+    if not tournament and not own:
+        return
     what = "arm" if tournament else "trick"
+    if seed_key is None:
+        console.print(f"one trial per {what} is not a comparison: re-running the best of each on the same seeds "
+                      "needs the config key that seeds a run: hydra.sweeper.seed_key=<key>", style="dim")
+        return
     console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
                   f"and compare: imbsweep compare {name} --reseed 5", style="dim")

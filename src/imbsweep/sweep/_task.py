@@ -1,9 +1,10 @@
-"""The task side of a sweep trial: the job finds its Optuna trial in the shared storage,
-reports the objective each epoch, and is recorded as a child run of the study's parent run.
+"""The task side of a sweep trial of imbsweep's own app: the job finds its Optuna trial in the
+shared storage, reports the objective each epoch, and is recorded as a child run of the study's
+parent run (any other app's trials: ``_usertask``).
 
-The sweeper passes ``+imbsweep_trial={study:…,number:…,trial_id:…,experiment_id:…,
-parent_run_id:…}``; the storage URL is read from Hydra's sweeper config, never from the
-job's own config (it may hold credentials)."""
+The sweeper passes ``hydra.sweeper.trial={study:…,number:…,trial_id:…,experiment_id:…,
+parent_run_id:…}`` (``_usertask.TrialTask`` reads it); the storage URL is read from Hydra's
+sweeper config, never from the job's own config (it may hold credentials)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from ..names import (
     ATTR_OUTCOME,
     ATTR_RUN_ID,
     ATTR_TRICK,
-    CONTEXT_KEY,
     TAG_ARM,
     TAG_STUDY,
     TAG_TRIAL,
@@ -94,8 +94,9 @@ def _outcome(result: Result, objectives: list[tuple[str, str]]) -> tuple[list[fl
     return values, {"state": "complete", "values": values}, None
 
 
-def run_trial(cfg: DictConfig) -> float | list[float]:
-    """Train the trial the sweeper asked for; return its objective value(s)."""
+def run_trial(cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
+    """Train the trial the sweeper asked for (``ctx``: ``hydra.sweeper.trial``); return its
+    objective value(s)."""
     from hydra.core.hydra_config import HydraConfig
     from optuna.storages._heartbeat import get_heartbeat_thread
 
@@ -105,7 +106,6 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     from ._settings import Settings
     from ._study import make_pruner, open_storage
 
-    ctx = cfg[CONTEXT_KEY]
     # validated by the sweep that launched this job; only what a job reads (resolving all of it,
     # the search space too, took a millisecond a trial)
     sweeper = HydraConfig.get().sweeper
@@ -114,11 +114,11 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     # the pruner decides inside the job, so the job needs the sweep's pruner, not Optuna's default
     # a tournament's arm is a study of its own (``<study>/<arm>``): its pruner sees only its trials
     arm = str(ctx.get("arm") or "")
-    study = optuna.load_study(study_name=str(ctx.get("optuna_study") or ctx.study), storage=storage,
+    study = optuna.load_study(study_name=str(ctx.get("optuna_study") or ctx["study"]), storage=storage,
                               pruner=make_pruner(settings.pruner))
-    trial = optuna.trial.Trial(study, int(ctx.trial_id))
+    trial = optuna.trial.Trial(study, int(ctx["trial_id"]))
     objectives = objective_metrics(cfg)
-    tags = {TAG_STUDY: str(ctx.study), TAG_TRIAL: str(ctx.number)}
+    tags = {TAG_STUDY: str(ctx["study"]), TAG_TRIAL: str(ctx["number"])}
     if arm:
         tags[TAG_ARM] = arm
     trick = trick_label(cfg)
@@ -130,9 +130,9 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     outcome: dict[str, Any] | None = None
     reporter: OptunaReporter | None = None
     try:
-        recorder: MlflowRun = MlflowRun(cfg, experiment_id=str(ctx.experiment_id), parent_run_id=str(ctx.parent_run_id),
-                             tags=tags, run_name=f"{arm or trick} trial-{ctx.number}",
-                             spool=True)
+        recorder: MlflowRun = MlflowRun(cfg, experiment_id=str(ctx["experiment_id"]),
+                                        parent_run_id=str(ctx["parent_run_id"]), tags=tags,
+                                        run_name=f"{arm or trick} trial-{ctx['number']}", spool=True)
         reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None, recorder)
         with recorder:
             from ..reporting import CompositeReporter
@@ -177,7 +177,7 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
                 try:
                     reporter.name_run()
                 except Exception as exc:  # noqa: BLE001 - the outcome matters more; the tags find the run
-                    log.warning("trial %s could not name its MLflow run: %s", ctx.number, exc)
+                    log.warning("trial %s could not name its MLflow run: %s", ctx["number"], exc)
             if outcome is not None:
                 trial.set_user_attr(ATTR_OUTCOME, outcome)
         finally:
@@ -186,5 +186,5 @@ def run_trial(cfg: DictConfig) -> float | list[float]:
     if error is not None:
         raise error
     shown = ", ".join(f"{m}={v:.4f}" for (m, _), v in zip(objectives, values, strict=True))
-    log.info("trial %s: %s", ctx.number, shown)
+    log.info("trial %s: %s", ctx["number"], shown)
     return values[0] if len(values) == 1 else values

@@ -1,0 +1,84 @@
+"""Hydra's own launcher against a home-made one, on default tournament trials.
+
+Until issue 25, a sweep ran its jobs through ``CachedJobs`` (``sweep/_jobs.py``, ``_jobtext.py``,
+``_joblog.py``: ~680 lines on Hydra's private internals), which composed each job from a cached
+base instead of calling Hydra's ``BasicLauncher.launch``. This measures what that saved where it
+matters: the default tournament's trials (sweeps/tricks.yaml: cnn1d on MNIST-1D-LT, 40 epochs,
+Hyperband), 2 workers, side by side in one run:
+
+A. the code in ``--before`` (a checkout of a commit with ``CachedJobs``) as it is;
+B. the same code with a no-op Hydra callback (``hydra.experimental.callback.Callback``), with
+   which it hands every job to Hydra's ``BasicLauncher.launch`` instead (unchanged otherwise);
+C. (``--after``) the installed imbsweep, whose jobs always go through Hydra's launcher.
+
+Each repetition runs the variants in turn (the order rotates, so that a slow spell of this
+shared machine does not land on one variant) on a fresh state folder, with the same seeded
+sampler, so every variant trains the same trials. Reported per variant: the wall time of the
+command and of its trial loop (first trial's start to last trial's end, Optuna's timestamps),
+then the median over repetitions of (B − A) / B: the share of the sweep's time the home-made
+launcher saved.
+
+    .venv/bin/python bench/launcher_jobs.py --before /tmp/before/src [--after] [--repeats 3] \
+        [--trials-per-arm 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
+from _sweeps import loop_seconds, study, sweep  # noqa: E402
+
+ARMS = ("ce", "focal", "logit_adjusted")  # of tricks.yaml's 13: three that train alike
+DROPPED = ("ce_drw", "class_balanced", "ldam_drw", "balanced_softmax", "ce_resampling", "ce_maxnorm", "ce_crt",
+           "ce_lws", "ce_mixup", "ce_remix")
+NOOP_CALLBACK = "+hydra.callbacks.noop._target_=hydra.experimental.callback.Callback"
+
+
+def overrides(name: str, per_arm: int) -> list[str]:
+    return ["tricks", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.trials_per_arm={per_arm}",
+            "hydra.sweeper.n_jobs=2", *(f"~hydra.sweeper.arms.{a}" for a in DROPPED),
+            "~hydra.sweeper.posthoc_arms.ce_posthoc", "~hydra.sweeper.posthoc_arms.ce_taunorm"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", metavar="SRC", required=True,
+                    help="the src/ folder of a checkout of a commit with CachedJobs (e.g. 9cb626d)")
+    ap.add_argument("--after", action="store_true", help="also run the installed imbsweep (C)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--trials-per-arm", type=int, default=4)
+    args = ap.parse_args()
+    variants = {"A cached": (args.before, []), "B hydra launcher": (args.before, [NOOP_CALLBACK])}
+    if args.after:
+        variants["C after"] = (None, [])
+    n = args.trials_per_arm * len(ARMS)
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    loops: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(args.repeats):
+        names = list(variants)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for v in names:
+            src, extra = variants[v]
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                wall = sweep(work, *overrides("bench", args.trials_per_arm), *extra, src=src)
+                loop = sum(loop_seconds(study(work, f"bench/{a}")) for a in ARMS) / len(ARMS)
+            walls[v].append(wall)
+            loops[v].append(loop)
+            print(f"repeat {r + 1} {v:17s} wall {wall:6.1f} s  trial loop {loop:6.1f} s  ({n} trials)", flush=True)
+    print()
+    for v in variants:
+        print(f"{v:17s} wall median {statistics.median(walls[v]):6.1f} s, trial loop median "
+              f"{statistics.median(loops[v]):6.1f} s, {statistics.median(walls[v]) / n:.2f} s a trial")
+    saved = [(b - a) / b for a, b in zip(walls["A cached"], walls["B hydra launcher"], strict=True)]
+    print(f"(B - A) / B, the share of the sweep's wall time CachedJobs saved: median {statistics.median(saved):+.1%} "
+          f"(each repetition: {', '.join(f'{s:+.1%}' for s in saved)})")
+
+
+if __name__ == "__main__":
+    main()

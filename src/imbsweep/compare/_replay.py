@@ -1,0 +1,139 @@
+"""``compare --reseed K`` on a study of any Hydra app: each arm's best trial run again with the
+app's seed key set to 1..K, through the app's own command (the sweep's, recorded on its parent
+run as ``command.json``) in the sweeper's replay mode (``sweep/_replay.py``), on ``--jobs``
+processes. The runs are recorded as imbsweep's own re-runs are (``imbsweep.role=reseed``, the
+trial they re-run, the arm, the replicate), so the comparison reads both alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..names import (
+    COMMAND_FILE,
+    ROLE_RESEED,
+    TAG_ARM,
+    TAG_REPLICATE,
+    TAG_RESEED_OF,
+    TAG_RESEED_OF_TRIAL,
+    TAG_ROLE,
+    TAG_STUDY,
+    TAG_VARY_SPLIT,
+)
+from ..results import StudyError, StudyRecord, best_runs, download_text
+
+
+def app_command(record: StudyRecord) -> dict[str, Any]:
+    """The study's ``command.json``: ``{program, argv, cwd, config_dir}`` (read once per record)."""
+    command = record.__dict__.get("_command")
+    if command is None:
+        text = download_text(record.client, str(record.parent_run_id), COMMAND_FILE) if record.parent_run_id else None
+        command = record.__dict__["_command"] = json.loads(text) if text else {}
+    if not command.get("program"):
+        raise StudyError(f"study {record.name!r}: its sweep did not run from a command line that can be run again "
+                         "(it ran inside another program), so its trials cannot be re-run; run the sweep from the "
+                         "command line (python app.py -m …)")
+    return dict(command)
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").partition("=")[0]
+
+
+def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top: int | None = None,
+                baseline: str | None = None) -> list[dict[str, Any]]:
+    """The re-runs still missing for seeds 1..k of each arm's best trial (of the ``top`` best
+    arms and the baseline, when ``top`` is given), as the sweeper's replay jobs."""
+    import yaml
+
+    from .._stores import redact
+    from ._table import replicate_runs
+
+    seed_key = record.seed_key
+    if seed_key is None:
+        raise StudyError(f"study {record.name!r}: its app names no seed key, so its trials cannot be re-seeded; run "
+                         "the sweep's command again with hydra.sweeper.seed_key=<the config key that seeds a run> "
+                         "(it resumes the finished study and records the key), then compare --reseed")
+    metric, direction = record.selection(None)
+    best = best_runs(record, metric, direction)
+    if top is not None:
+        best = best[(best["arm"] == baseline) | (best["arm"].isin(list(best["arm"][:top])))]
+    best = best.assign(_posthoc=best["arm"].isin(list(record.posthoc_arms))).sort_values("_posthoc", kind="stable")
+    uri = record.uri if redact(record.uri) == record.uri else None  # credentials travel in the environment only
+    jobs = []
+    for _, b in best.drop_duplicates("run_id").iterrows():
+        run_id, arm, trial = str(b["run_id"]), str(b["arm"]), int(b["trial"])
+        have = {int(s) for s in replicate_runs(record, run_id, False)["replicate"]}
+        missing = [s for s in range(1, k + 1) if s not in have]
+        if not missing:
+            continue
+        text = download_text(record.client, run_id, "overrides.yaml")
+        if text is None:
+            raise StudyError(f"run {run_id} (arm {arm}, trial {trial}) has no overrides.yaml artifact: it cannot be "
+                             "re-run")
+        overrides = [str(o) for o in yaml.safe_load(text) or []]
+        for seed in missing:
+            tags = {TAG_STUDY: record.name, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: run_id,
+                    TAG_RESEED_OF_TRIAL: str(trial), TAG_ARM: arm, TAG_REPLICATE: str(seed), TAG_VARY_SPLIT: "false"}
+            ctx = {"study": record.name, "experiment_id": record.experiment_id, "parent_run_id": record.parent_run_id,
+                   "state": str(Path(state).expanduser().resolve()), "objectives": [list(o) for o in record.objectives],
+                   "arm": arm, "run_name": f"{arm}-trial-{trial}-seed-{seed}", "tags": tags,
+                   **({"tracking_uri": uri} if uri else {})}
+            jobs.append({"overrides": [*(o for o in overrides if _key(o) != seed_key), f"{seed_key}={seed}"],
+                         "ctx": ctx})
+    return jobs
+
+
+def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[str], top: int | None = None,
+               baseline: str | None = None, vary_split: bool = False) -> int:
+    """Run the missing re-runs on ``jobs`` processes of the app's command, with a progress bar;
+    return how many ran. Failures are reported and kept (FAILED runs), not raised."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..sweep._replay import DONE, REPLAY_ENV
+
+    if vary_split:
+        raise StudyError(f"--vary-split: study {record.name!r} is of another app than imbsweep's; its split is its "
+                         "own (vary it with its seed key, or in the app)")
+    todo = replay_jobs(record, k, state, top, baseline)
+    if not todo:
+        which = "every arm's" if top is None else f"the {top} best arms' and {baseline}'s"
+        print(f"reseed: {which} best trial already has seeds 1..{k}", file=sys.stderr)
+        return 0
+    command = app_command(record)
+    argv = [a for a in command["argv"] if not a.lstrip("+").startswith("hydra.sweeper.n_jobs=")]
+    env = {**os.environ}
+    if "tracking_uri" not in todo[0]["ctx"]:
+        env["MLFLOW_TRACKING_URI"] = record.uri
+    shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
+    columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp, \
+            Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
+        task = bar.add_task(f"{len({j['ctx']['arm'] for j in todo})} arms x seeds 1..{k}", total=len(todo))
+        procs = []
+        for i, share in enumerate(shares):
+            path = Path(tmp, f"replay{i}.json")
+            path.write_text(json.dumps({"jobs": share}))
+            procs.append(subprocess.Popen([*command["program"], *argv, "hydra.sweeper.n_jobs=1"],
+                                          cwd=command.get("cwd") or None, env={**env, REPLAY_ENV: str(path)},
+                                          stdout=subprocess.PIPE, text=True))
+        for p in procs:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if line.startswith(DONE):
+                    bar.advance(task)
+                    failed += line.split()[-1] != "complete"
+            if p.wait() != 0:
+                print(f"imbsweep: reseed: the app's command exited with {p.returncode}: "
+                      f"{' '.join(command['program'])} (in {command.get('cwd')})", file=sys.stderr)
+    if failed:
+        print(f"imbsweep: reseed failed: {failed} of {len(todo)} re-runs (their MLflow runs are FAILED, with the "
+              "reason)", file=sys.stderr)
+    return len(todo)

@@ -1,0 +1,223 @@
+"""The sweeper on a user's own Hydra app (not imbsweep's): a plain ``@hydra.main`` function
+in a temporary folder, run as its user runs it (``python app.py -m …``) in a subprocess, the
+study and the record read back from Optuna's storage and MLflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.stores import finished, local_study, parent_and_children
+
+APP = '''
+import json, os, time
+import hydra, mlflow
+from omegaconf import DictConfig
+import imbsweep
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    active = mlflow.active_run()
+    mlflow.log_metric("inside", 1.0)  # the user's own MLflow call
+    loss = (cfg.x - 1.0) ** 2 + cfg.y
+    for step in range(cfg.steps):
+        time.sleep(cfg.sleep)
+        imbsweep.report(step, loss + 1.0 / (step + 1))
+    time.sleep(cfg.sleep)
+    if cfg.get("posthoc") is not None:  # the app's own post-hoc score, for a post-hoc arm
+        mlflow.log_metric("objective_posthoc", loss + cfg.posthoc)
+    mark = {"pid": os.getpid(), "run": active.info.run_id if active else None, "cwd": os.getcwd(),
+            "keys": sorted(cfg)}
+    with open(os.path.join(cfg.marks, f"{os.getpid()}-{time.time_ns()}.json"), "w") as f:
+        json.dump(mark, f)
+    return loss
+
+
+if __name__ == "__main__":
+    main()
+'''
+CONFIG = '''
+defaults:
+  - override hydra/sweeper: imbsweep_optuna
+  - _self_
+
+x: 0.0
+y: 0
+steps: 0
+sleep: 0.0
+seed: 0
+marks: ???
+'''
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """The user's app in its own folder (its launch folder too), with a folder for its marks."""
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text(CONFIG)
+    (tmp_path / "marks").mkdir()
+    return tmp_path
+
+
+def run_app(app: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "app.py", "-m", f"marks={app / 'marks'}",
+                           f"hydra.sweep.dir={app / 'sweep'}", *overrides],
+                          cwd=app, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def marks(app: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted((app / "marks").glob("*.json"))]
+
+
+def test_two_workers_run_the_users_function_and_record_every_trial(app: Path) -> None:
+    p = run_app(app, "x=interval(-2.0, 2.0)", "y=choice(0, 1)", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.study_name=mine", "hydra.sweeper.objective_names=[loss]", "sleep=0.4",
+                "hydra.job.chdir=true")
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = local_study(app, "mine")
+    assert len(study.trials) == 8 and len(finished(study)) == 8  # exactly n_trials, nothing added
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert study.metric_names == ["loss"]
+    # every trial ran the user's function, in this process and in the started worker
+    done = marks(app)
+    assert len(done) == 8 and len({m["pid"] for m in done}) == 2
+    assert all(m["keys"] == ["marks", "seed", "sleep", "steps", "x", "y"] for m in done)  # its config, as written
+    assert all(Path(str(m["cwd"])).parent == app / "sweep" for m in done)  # hydra.job.chdir: its job folders
+    parent, children = parent_and_children(app, "mine")
+    assert parent.data.tags["imbsweep.app"] == "app" and json.loads(parent.data.tags["imbsweep.objectives"]) == \
+        [["loss", "minimize"]]
+    assert len(children) == 8
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
+    assert {m["run"] for m in done} == set(by_run) == {r.info.run_id for r in children}  # the active run
+    for run in children:
+        trial = by_run[run.info.run_id]
+        assert run.info.status == "FINISHED" and run.data.tags["imbsweep.state"] == "complete"
+        assert run.data.metrics["loss"] == pytest.approx(trial.value)  # its returned value, under its name
+        assert run.data.metrics["inside"] == 1.0
+        assert run.data.tags["imbsweep.trial"] == str(trial.number)
+        assert float(run.data.params["x"]) == trial.params["x"] and run.data.params["y"] == str(trial.params["y"])
+        assert not any(k.startswith(("trainer.", "data.", "objective.", "imbsweep")) for k in run.data.params)
+    # the sweep's plumbing never reaches the app's own config or the job's overrides
+    for job in (app / "sweep").glob("*/.hydra"):
+        assert "trial" not in (job / "config.yaml").read_text()
+        assert all(not o.startswith("hydra.") for o in yaml.safe_load((job / "overrides.yaml").read_text()))
+    assert (app / "sweep" / "w1_0").is_dir()  # the worker's jobs, in folders of their own
+    results = yaml.safe_load((app / "sweep" / "optimization_results.yaml").read_text())
+    assert results["best_value"] == study.best_value and results["best_params"] == study.best_params
+
+
+def test_a_users_report_draws_the_curve_and_prunes(app: Path) -> None:
+    p = run_app(app, "x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=pruned",
+                "steps=6", "+hydra.sweeper.pruner={name: median, n_startup_trials: 2, n_warmup_steps: 0}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = local_study(app, "pruned")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and len(finished(study)) == 8
+    _, children = parent_and_children(app, "pruned")
+    by_run = {r.info.run_id: r for r in children}
+    from tests.helpers.stores import mlflow_client
+
+    for t in study.trials:
+        run = by_run[t.user_attrs["mlflow_run_id"]]
+        curve = mlflow_client(app).get_metric_history(run.info.run_id, "objective")
+        assert [m.step for m in curve] == sorted(t.intermediate_values)  # the reports, step by step
+        if t.state.name == "PRUNED":
+            assert run.info.status == "FINISHED" and run.data.tags["imbsweep.state"] == "pruned"
+            assert len(t.intermediate_values) < 6
+        else:  # the returned value, as the selected value beside the curve
+            assert run.data.metrics["selected/objective"] == pytest.approx(t.value)
+
+
+def test_a_tournament_with_a_posthoc_arm_on_a_users_app(app: Path) -> None:
+    """Arms, an equal budget and a post-hoc arm scored on what the app logged
+    (``<objective>_posthoc``), then compare and export on its record."""
+    p = run_app(app, "x=interval(-2.0, 2.0)", "hydra.sweeper.study_name=t", "+posthoc=-0.5",
+                "+hydra.sweeper.arms={plain: {y: 0}, shifted: {y: 1}}", "hydra.sweeper.trials_per_arm=3",
+                "+hydra.sweeper.posthoc_arms={plain_post: plain}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    arms = {a: local_study(app, f"t/{a}") for a in ("plain", "shifted")}
+    assert all(len(finished(s)) == 3 for s in arms.values())
+    for t in arms["plain"].trials:  # the post-hoc twin on the source arm's trials
+        assert t.user_attrs["imbsweep:posthoc_value"] == pytest.approx(float(t.value or 0) - 0.5)
+    results = yaml.safe_load((app / "sweep" / "optimization_results.yaml").read_text())
+    assert set(results["arms"]) == {"plain", "shifted", "plain_post"}
+    assert results["arms"]["plain_post"]["best_value"] == pytest.approx(results["arms"]["plain"]["best_value"] - 0.5)
+    c = run_cli(app, "compare", "t", "--format", "csv", "--no-report")
+    assert c.returncode == 0, c.stderr
+    from tests.helpers.cli import csv_by_arm
+
+    rows = csv_by_arm(c.stdout)
+    assert set(rows) == {"plain", "shifted", "plain_post"} and rows["plain"]["trials"] == "3"
+    assert float(rows["plain_post"]["best_val"]) == pytest.approx(float(rows["plain"]["best_val"]) - 0.5)
+    e = run_cli(app, "export", "t", "--arm", "shifted")
+    assert e.returncode == 0, e.stderr
+    text = (app / "conf" / "best" / "t.yaml").read_text()
+    best = yaml.safe_load(text)
+    shifted = arms["shifted"].best_trial
+    assert best["y"] == 1 and best["x"] == shifted.params["x"] and best["posthoc"] == -0.5  # the trial's overrides
+    assert "reproduce: python app.py +best=t" in text
+
+
+def test_a_study_without_a_seed_key_cannot_be_reseeded_one_line(app: Path) -> None:
+    p = run_app(app, "x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=noseed",
+                "+hydra.sweeper.arms={a: {y: 0}, b: {y: 1}}", "hydra.sweeper.trials_per_arm=1",
+                "hydra.sweeper.n_trials=null")
+    assert p.returncode == 0, p.stderr[-3000:]
+    c = run_cli(app, "compare", "noseed", "--reseed", "2")
+    assert c.returncode == 2
+    (line,) = c.stderr.strip().splitlines()
+    assert "no seed key" in line and "hydra.sweeper.seed_key" in line
+
+
+def test_a_bad_sweeper_setting_in_a_users_app_is_one_line(app: Path) -> None:
+    p = run_app(app, "hydra.sweeper.direction=upward")
+    assert p.returncode == 2
+    (line,) = [ln for ln in p.stderr.strip().splitlines() if "Hydra14" not in ln]
+    assert line.startswith("imbsweep: error: hydra.sweeper.direction='upward': must be minimize or maximize")
+    assert not marks(app) and not (app / "mlruns" / "mlflow.db").exists()
+
+
+def test_report_outside_a_sweep_does_nothing() -> None:
+    import imbsweep
+
+    imbsweep.report(1, 0.5)  # no trial: nothing to report to, nothing raised
+
+
+def test_ctrl_c_in_a_users_trial_leaves_nothing_running_and_the_same_command_resumes(app: Path) -> None:
+    """Ctrl-C while the user's function runs: its run ends KILLED, the trial is re-queued
+    (uncounted), the parent run ends KILLED; the same command then ends with exactly n_trials."""
+    import signal
+
+    from tests.helpers.procs import interrupt_when
+    from tests.helpers.stores import runs
+
+    args = ["x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=cut", "steps=4",
+            "sleep=0.5"]
+    cmd = [sys.executable, "app.py", "-m", f"marks={app / 'marks'}", f"hydra.sweep.dir={app / 'sweep'}", *args]
+    proc = subprocess.Popen(cmd, cwd=app, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def running() -> bool:  # the second trial has reported a step: its run is active
+        try:
+            return any(len(t.intermediate_values) >= 1 for t in local_study(app, "cut").trials[1:])
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+
+    interrupt_when(proc, running, signal.SIGINT)
+    assert proc.returncode != 0
+    found = runs(app, "cut")
+    assert found and all(r.info.status != "RUNNING" for r in found)
+    assert any(r.info.status == "KILLED" for r in found)  # the cut trial's run (and the parent)
+    study = local_study(app, "cut")
+    assert len(finished(study)) == 1 and any(t.state.name == "WAITING" for t in study.trials)  # re-queued
+    p = run_app(app, *args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    study = local_study(app, "cut")
+    assert len(finished(study)) == 3 and all(r.info.status != "RUNNING" for r in runs(app, "cut"))
