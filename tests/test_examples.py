@@ -54,6 +54,18 @@ def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -
         assert {k: v for k, v in r.data.params.items() if k != "seed"} == \
             {k: v for k, v in best.data.params.items() if k != "seed"}
 
+    # any metric the app logged: the same replicates, compared on their test split
+    t = run_cli(example, "compare", "digits_tournament", "--metric", "test/balanced_acc", "--format", "csv",
+                "--no-report")
+    assert t.returncode == 0, t.stderr[-3000:]
+    tested = csv_by_arm(t.stdout)
+    by_run = {r.info.run_id: r for r in reseeds}
+    for arm, row in tested.items():
+        values = sorted(float(v) for v in row["seed_values"].split())
+        mine = sorted(r.data.metrics["test/balanced_acc"] for r in by_run.values()
+                      if r.data.tags["imbsweep.arm"] == arm)
+        assert values == pytest.approx(mine, rel=1e-5) and row["best_val"] == rows[arm]["best_val"]  # picked on val
+
     e = run_cli(example, "export", "digits_tournament")
     assert e.returncode == 0, e.stderr[-3000:]
     exported = example / "conf" / "best" / "digits_tournament.yaml"
@@ -61,8 +73,9 @@ def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -
     value = float(re.search(r"val/balanced_acc = ([0-9.]+)", exported.read_text()).group(1))  # type: ignore[union-attr]
     command = re.search(r"reproduce: (.*)", e.stdout).group(1).split()  # type: ignore[union-attr]
     assert command[:2] == ["python", "train.py"] and command[-1] == "+best=digits_tournament"  # as its user typed it
-    again = subprocess.run([*train, *command[2:], "epochs=6"], cwd=example, env=cli_env(), capture_output=True,
-                           text=True, timeout=300)
+    assert "epochs: 6" in exported.read_text()  # the sweep's command line is part of the trial
+    again = subprocess.run([sys.executable, *command[1:]], cwd=example, env=cli_env(), capture_output=True,
+                           text=True, timeout=300)  # the printed command, exactly
     assert again.returncode == 0, again.stderr[-3000:]
     got = float(re.search(r"val/balanced_acc=([0-9.]+)", again.stdout).group(1))  # type: ignore[union-attr]
     assert got == pytest.approx(value, abs=5e-5)  # the same value, as the trial printed it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -50,17 +51,39 @@ def test_the_registered_config_builds_the_sweeper() -> None:
 
 @pytest.mark.parametrize("name", sorted(set(SAMPLER_CONFIGS) - {"motpe"}))
 def test_every_sampler_option_loads_as_the_official_plugin_names_it(name: str) -> None:
-    """``hydra/sweeper/sampler=<name>`` with its typed settings builds that Optuna sampler."""
+    """``hydra/sweeper/sampler=<name>``, its settings set on the command line, builds that Optuna
+    sampler with them: the seed reaches it (the same seed draws the same first points, another
+    seed others), and a setting of the wrong type is refused by the typed config."""
+    import optuna
+    from hydra.errors import ConfigCompositionException
+
     from imbsweep.sweep import SearchSpace, make_sampler
 
-    node = _sweeper_node(f"hydra/sweeper/sampler={name}", "hydra.sweeper.sampler.seed=3").sampler
-    expected = OmegaConf.structured(SAMPLER_CONFIGS[name])
-    assert {k: node[k] for k in expected if k != "seed"} == {k: expected[k] for k in expected if k != "seed"}
-    space = SearchSpace.build({"x": "choice(1, 2)"}, None)
-    sampler = make_sampler(dict(node), space)
-    import optuna
+    space = SearchSpace.build({"x": "interval(0.0, 1.0)" if name != "grid" else "choice(0.1, 0.2, 0.3, 0.4)",
+                               "y": "choice(a, b, c, d)"}, None)
 
-    assert isinstance(sampler, getattr(optuna.samplers, node._target_.rsplit(".", 1)[1]))
+    def first_points(seed: int) -> list[tuple[float, str]]:
+        node = _sweeper_node(f"hydra/sweeper/sampler={name}", f"hydra.sweeper.sampler.seed={seed}").sampler
+        assert node._target_ == SAMPLER_CONFIGS[name]._target_
+        sampler = make_sampler(dict(node), space)
+        assert isinstance(sampler, getattr(optuna.samplers, node._target_.rsplit(".", 1)[1]))
+        study = optuna.create_study(sampler=sampler)
+        points = []
+        for _ in range(3):
+            trial = study.ask()
+            points.append((trial.suggest_float("x", 0.0, 1.0) if name != "grid" else
+                           trial.suggest_categorical("x", [0.1, 0.2, 0.3, 0.4]),
+                           trial.suggest_categorical("y", ["a", "b", "c", "d"])))
+            study.tell(trial, 0.0)
+        return points
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (experimental samplers, independent sampling)
+        assert first_points(3) == first_points(3)
+        assert first_points(3) != first_points(4)
+    with pytest.raises(ConfigCompositionException):
+        _sweeper_node(f"hydra/sweeper/sampler={name}", "hydra.sweeper.sampler.seed=abc")
+
 
 
 def test_discovering_the_plugin_imports_nothing_heavy() -> None:

@@ -299,18 +299,34 @@ def resolve_device(requested: str) -> str:
 # --- flattening and redaction for MLflow -------------------------------------------------
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.I)
-def redacted_container(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain containers, with credentials hidden."""
+HIDDEN = "***"  # what a credential is recorded as
 
-    def walk(node: Any, key: str = "") -> Any:
-        if isinstance(node, Mapping):
-            return {k: ("***" if _SECRET_KEY.search(str(k)) and v is not None else walk(v, k))
-                    for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return redact(node)
 
-    return walk(OmegaConf.to_container(cfg, resolve=True))
+def redact_tree(node: Any) -> Any:
+    """Plain containers with credentials hidden: the value of a key that names one
+    (``password``, ``token``, ``api_key``, …) and the password of a URL."""
+    if isinstance(node, Mapping):
+        return {k: (HIDDEN if _SECRET_KEY.search(str(k)) and v is not None else redact_tree(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact_tree(v) for v in node]
+    return redact(node)
+
+
+def redact_override(text: str) -> str:
+    """A Hydra override (``key=value``) with its value hidden when its key names a credential,
+    and any URL's password hidden."""
+    key, eq, _ = text.partition("=")
+    if eq and _SECRET_KEY.search(key.lstrip("+~").rsplit(".", 1)[-1]):
+        return f"{key}={HIDDEN}"
+    return str(redact(text))
+
+
+def redacted_container(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """The config (resolved) as plain containers, with credentials hidden."""
+    out = redact_tree(OmegaConf.to_container(cfg, resolve=resolve))
+    assert isinstance(out, dict)
+    return out
 
 
 def flatten(container: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -346,6 +362,7 @@ def to_yaml(container: Mapping[str, Any]) -> str:
     return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
-__all__ = ["check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden",
-           "redacted_container", "resolve_device", "to_yaml", "val_metric_names", "validate", "validate_batch_size",
+__all__ = ["HIDDEN", "check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden",
+           "redact_override", "redact_tree", "redacted_container", "resolve_device", "to_yaml", "val_metric_names",
+           "validate", "validate_batch_size",
            "validate_objective_logged", "validate_state_dir", "validate_tracking"]

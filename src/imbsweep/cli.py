@@ -177,7 +177,10 @@ def compare(args: argparse.Namespace) -> int:
         baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
         if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
             record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
-    c = make(record, args.metric, args.baseline, args.test, args.vary_split)
+    if args.direction is not None and record.own_app:
+        raise ImbsweepError(f"--direction={args.direction}: only for a study of another app (imbsweep's app "
+                            "compares its objective's test twin, in the objective's direction)")
+    c = make(record, args.metric, args.baseline, args.test, args.vary_split, direction=args.direction)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []
     if args.format == "table" and args.out is None:
@@ -326,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=int, default=None, help="worker processes for --reseed (default: the sweep's n_jobs)")
     c.add_argument("--baseline", default=None,
                    help="the arm the others are tested against (default: the sweep's baseline_arm, else ce)")
+    c.add_argument("--direction", choices=("maximize", "minimize"), default=None,
+                   help="another app's --metric: whether more or less is better (default: minimize for a name "
+                        "with loss, error, rmse, …, else maximize)")
     c.add_argument("--test", choices=("t", "wilcoxon"), default="t",
                    help="the paired test against the baseline: t (scipy ttest_rel, default) or wilcoxon "
                         "(signed-rank; needs >= 6 seeds to reach p < 0.05)")

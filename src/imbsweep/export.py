@@ -62,6 +62,10 @@ def select(record: StudyRecord, metric: str | None, top_k: int, trick: str | Non
         raise ImbsweepError(f"--top-k={top_k}: must be an integer >= 1")
     if not record.complete:
         raise StudyError(f"study {record.name!r} has no complete trial to export (all were pruned or failed)")
+    names = [m for m, _ in record.objectives]
+    if not record.own_app and metric is not None and metric not in names:
+        raise StudyError(f"--metric={metric!r}: study {record.name!r}'s trials are picked on what they returned "
+                         f"({', '.join(names)}), never on another metric their app logged (it may be a test one)")
     if metric is None and len(record.objectives) > 1:  # a multi-objective study: its Pareto front
         objectives = record.objectives
         cols = [f"metrics.{m}" for m, _ in objectives]
@@ -281,14 +285,18 @@ def app_reproduce(record: StudyRecord, out_dir: Path, name: str, deletions: list
     program = ["python", *command["program"][1:]]
     argv = list(command["argv"])
     flags = []
-    for i, a in enumerate(argv):  # the flags that pick the primary config
-        if a in ("-cp", "--config-path", "-cn", "--config-name") and i + 1 < len(argv):
+    for i, a in enumerate(argv):  # the flags that pick the primary config and its search path
+        if a in ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir") and i + 1 < len(argv):
             flags += [a, argv[i + 1]]
-        elif a.startswith(("--config-path=", "--config-name=")):
+        elif a.startswith(("--config-path=", "--config-name=", "--config-dir=")):
             flags.append(a)
     primary = command.get("config_dir")
     if not primary or out_dir.resolve().parent != Path(primary).resolve():
-        flags.append(f"hydra.searchpath=[file://{out_dir.resolve().parent}]")
+        if any(f in ("-cd", "--config-dir") or f.startswith("--config-dir=") for f in flags):
+            # (one --config-dir only: the export's folder joins the search path instead)
+            flags.append(f"hydra.searchpath=[file://{out_dir.resolve().parent}]")
+        else:
+            flags += ["--config-dir", str(out_dir.resolve().parent)]
     return " ".join(shlex.quote(x) for x in [*program, *flags, f"+{out_dir.name}={name}", *deletions])
 
 
@@ -327,13 +335,18 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
     values: dict[str, Any] = {}
     deletions: list[str] = []
     folder = app_out_dir(record).parent if app_out_dir(record).name == "best" else None
-    for o in OverridesParser.create().parse_overrides([str(x) for x in pyyaml.safe_load(text) or []]):
+    from .sweep._userrun import hidden
+
+    recorded = [str(x) for x in pyyaml.safe_load(text) or []]
+    secret = [o for o in recorded if hidden(o)]  # (recorded hidden: a credential on the command line)
+    for o in OverridesParser.create().parse_overrides([o for o in recorded if not hidden(o)]):
         key = str(o.key_or_group)
         if o.is_delete():
             deletions.append(str(o.input_line))
-        elif key in groups and isinstance(o.value(), str) and o.package is None:
+        elif key in groups and isinstance(o.value(), str):
             if not _hydra_only(folder, key, str(o.value())):  # (+sweep=tournament: the sweep's settings)
-                choices[("+" if o.is_add() else "") + key] = str(o.value())
+                group = key if o.package is None else f"{key}@{o.package}"
+                choices[("+" if o.is_add() else "") + group] = str(o.value())
         else:
             node = values
             *parents, leaf = key.split(".")
@@ -346,6 +359,9 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
               f"{arm_words(r)}MLflow run {run_id} (experiment id {record.experiment_id})",
               f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"reproduce: {app_reproduce(record, out_dir, name, deletions)}"]
+    if secret:
+        header.append(f"not written: {', '.join(o.partition('=')[0] for o in secret)} (credentials on the command "
+                      "line are not recorded: give them through the environment)")
     if fmt == "yaml":
         content = render_yaml(header, choices, values)
     else:

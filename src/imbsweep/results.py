@@ -54,7 +54,7 @@ from .names import (
 )
 
 #: metrics where smaller is better, for a ``--metric`` that is not the study's objective
-MINIMIZED = ("loss", "ece", "nll", "brier", "time")
+MINIMIZED = ("loss", "ece", "nll", "brier", "time", "error", "err", "rmse", "mse", "mae", "perplexity", "regret")
 
 
 class StudyError(ImbsweepError):

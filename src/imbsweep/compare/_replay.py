@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..names import (
     TAG_VARY_SPLIT,
 )
 from ..results import StudyError, StudyRecord, best_runs, download_text
+from ..sweep._userrun import hidden
 
 
 def app_command(record: StudyRecord) -> dict[str, Any]:
@@ -77,6 +79,12 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
             raise StudyError(f"run {run_id} (arm {arm}, trial {trial}) has no overrides.yaml artifact: it cannot be "
                              "re-run")
         overrides = [str(o) for o in yaml.safe_load(text) or []]
+        kept = [o for o in overrides if not hidden(o)]
+        if len(kept) < len(overrides):
+            print(f"imbsweep: reseed: arm {arm}'s best trial had credentials on its command line, which the record "
+                  f"does not keep ({', '.join(o for o in overrides if hidden(o))}); it is re-run without them: "
+                  "give them to the app through the environment (${oc.env:…} in its config)", file=sys.stderr)
+        overrides = kept
         for seed in missing:
             tags = {TAG_STUDY: record.name, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: run_id,
                     TAG_RESEED_OF_TRIAL: str(trial), TAG_ARM: arm, TAG_REPLICATE: str(seed), TAG_VARY_SPLIT: "false"}
@@ -92,7 +100,12 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
 def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[str], top: int | None = None,
                baseline: str | None = None, vary_split: bool = False) -> int:
     """Run the missing re-runs on ``jobs`` processes of the app's command, with a progress bar;
-    return how many ran. Failures are reported and kept (FAILED runs), not raised."""
+    return how many ran. Each process writes its jobs' folders under a sweep folder of the
+    re-runs' own (``multirun/reseed/<study>-<time>/r<i>_<n>`` in the app's launch folder), never
+    over the sweep's. Failures (a FAILED run, a process that died, a run it left RUNNING, which is
+    ended FAILED) are reported and kept, not raised."""
+    import threading
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -107,13 +120,16 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
         print(f"reseed: {which} best trial already has seeds 1..{k}", file=sys.stderr)
         return 0
     command = app_command(record)
-    argv = [a for a in command["argv"] if not a.lstrip("+").startswith("hydra.sweeper.n_jobs=")]
+    per_process = ("hydra.sweeper.n_jobs=", "hydra.sweep.dir=", "hydra.sweep.subdir=")
+    argv = [a for a in command["argv"] if not a.lstrip("+").startswith(per_process) and not hidden(a)]
+    cwd = Path(command.get("cwd") or ".")
+    folder = cwd / "multirun" / "reseed" / f"{record.name.replace('/', '_')}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     env = {**os.environ}
     if "tracking_uri" not in todo[0]["ctx"]:
         env["MLFLOW_TRACKING_URI"] = record.uri
     shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    failed = 0
+    done: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, \
             Progress(*columns, transient=False, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"{len({j['ctx']['arm'] for j in todo})} arms x seeds 1..{k}", total=len(todo))
@@ -121,19 +137,41 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
         for i, share in enumerate(shares):
             path = Path(tmp, f"replay{i}.json")
             path.write_text(json.dumps({"jobs": share}))
-            procs.append(subprocess.Popen([*command["program"], *argv, "hydra.sweeper.n_jobs=1"],
-                                          cwd=command.get("cwd") or None, env={**env, REPLAY_ENV: str(path)},
-                                          stdout=subprocess.PIPE, text=True))
-        for p in procs:
+            procs.append(subprocess.Popen(
+                [*command["program"], *argv, "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={folder}",
+                 f"hydra.sweep.subdir=r{i}_${{hydra.job.num}}"],
+                cwd=cwd, env={**env, REPLAY_ENV: str(path)}, stdout=subprocess.PIPE, text=True))
+
+        def read(p: subprocess.Popen[str]) -> None:  # every process's output at once: a full pipe would stall it
             assert p.stdout is not None
             for line in p.stdout:
                 if line.startswith(DONE):
+                    done.append(line.split()[-1])
                     bar.advance(task)
-                    failed += line.split()[-1] != "complete"
+
+        readers = [threading.Thread(target=read, args=(p,), daemon=True) for p in procs]
+        for t in readers:
+            t.start()
+        for p, t in zip(procs, readers, strict=True):
+            t.join()
             if p.wait() != 0:
                 print(f"imbsweep: reseed: the app's command exited with {p.returncode}: "
-                      f"{' '.join(command['program'])} (in {command.get('cwd')})", file=sys.stderr)
+                      f"{' '.join(command['program'])} (in {cwd})", file=sys.stderr)
+    _end_left_running(record)
+    failed = len(todo) - done.count("complete")
     if failed:
         print(f"imbsweep: reseed failed: {failed} of {len(todo)} re-runs (their MLflow runs are FAILED, with the "
-              "reason)", file=sys.stderr)
+              "reason, or never started: see the lines above)", file=sys.stderr)
     return len(todo)
+
+
+def _end_left_running(record: StudyRecord) -> None:
+    """Re-runs a killed process left RUNNING end FAILED (nothing else would end them)."""
+    from ..names import FAILED, TAG_REASON, TAG_STATE
+
+    query = f"tags.`{TAG_STUDY}` = '{record.name}' and tags.`{TAG_ROLE}` = '{ROLE_RESEED}' and " \
+            "attributes.status = 'RUNNING'"
+    for run in record.client.search_runs([record.experiment_id], query, max_results=1000):
+        record.client.set_tag(run.info.run_id, TAG_STATE, FAILED)
+        record.client.set_tag(run.info.run_id, TAG_REASON, "its process ended before the run did")
+        record.client.set_terminated(run.info.run_id, status="FAILED")

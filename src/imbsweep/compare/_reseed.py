@@ -44,6 +44,7 @@ class ReseedJob:
     study: str
     threads: int | None
     vary_split: bool = False
+    seed_key: str = "trainer.seed"  # the sweep's hydra.sweeper.seed_key
 
 
 def reseed_jobs(record: StudyRecord, metric: str, direction: str, k: int, state: str | os.PathLike[str],
@@ -73,7 +74,7 @@ def reseed_jobs(record: StudyRecord, metric: str, direction: str, k: int, state:
         for seed in missing:
             jobs.append(ReseedJob(str(b["arm"]), str(b["run_id"]), int(b["trial"]), seed, text, choices,
                                   record.uri, str(state), record.experiment_id, record.parent_run_id,
-                                  record.name, threads, vary_split))
+                                  record.name, threads, vary_split, record.seed_key or "trainer.seed"))
     return jobs
 
 
@@ -90,7 +91,7 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     cfg = OmegaConf.create(job.config_yaml)
     assert isinstance(cfg, DictConfig)
-    cfg.trainer.seed = job.seed
+    OmegaConf.update(cfg, job.seed_key, job.seed, merge=False)
     if job.vary_split:
         cfg.data.seed = job.seed
     cfg.state_dir = job.state

@@ -166,7 +166,7 @@ def replicate_values(record: StudyRecord, run_id: str, test_col: str, vary_split
 
 
 def compare(record: StudyRecord, metric: str | None = None, baseline: str | None = None, test: str = "t",
-            vary_split: bool = False, alpha: float = _stats.ALPHA) -> Comparison:
+            vary_split: bool = False, alpha: float = _stats.ALPHA, direction: str | None = None) -> Comparison:
     """The per-arm table of a study (see the module docstring).
 
     Args:
@@ -178,6 +178,9 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
         test: ``t`` (paired t-test) or ``wilcoxon`` (signed-rank).
         vary_split: use the replicates that also varied ``data.seed``.
         alpha: the family-wise error rate of the verdicts.
+        direction: whether more or less of the reported metric is better, where its name does
+            not say (another app's ``--metric``; default: ``minimize`` for a name such as loss or
+            error, else ``maximize``; the study's direction for its own objectives).
     """
     import pandas as pd
 
@@ -187,9 +190,11 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
         metric, direction = record.metric_direction(metric)
         test_metric, pick = reported_metric(metric), direction
     else:
-        report = metric
+        report, given = metric, direction
         metric, pick = record.selection(None)
         test_metric, direction = record.metric_direction(report) if report else (metric, pick)
+        if given is not None:
+            direction = given
     col, tcol = f"metrics.{metric}", f"metrics.{test_metric}"
     trials = record.trials
     arms = list(dict.fromkeys(trials["arm"]))

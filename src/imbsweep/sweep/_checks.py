@@ -92,7 +92,7 @@ def check_space(sweep: Sweep) -> None:
                 _check_group(sweep, key, dist, where)
         if arm.name is None:
             for key in keys_decided(arm.space):
-                if not in_config(key, sweep.config, choices):
+                if not key.startswith("+") and not in_config(key, sweep.config, choices):
                     parent = key.rpartition(".")[0]
                     node = OmegaConf.select(sweep.config, parent, default=None) if parent else sweep.config
                     keys = [str(k) for k in node if not str(k).startswith("_")] if OmegaConf.is_dict(node) else None

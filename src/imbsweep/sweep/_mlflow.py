@@ -21,6 +21,7 @@ from .._paths import git_commit, state_of
 from .._spool import enabled, serves, settle, spool_for
 from .._stores import redact
 from ..names import (
+    APP_OTHER,
     APP_OWN,
     ATTR_ARM,
     ATTR_RUN_ID,
@@ -33,6 +34,7 @@ from ..names import (
     SOURCE_TYPE,
     SPOOL,
     TAG_APP,
+    TAG_APP_NAME,
     TAG_ARM,
     TAG_BASELINE_ARM,
     TAG_BEST_TRIAL,
@@ -150,14 +152,16 @@ class ParentRun:
         from mlflow.entities import RunTag
 
         app = self.app
-        tags = {TAG_APP: APP_OWN if app.own else app.name,
+        tags = {TAG_APP: APP_OWN if app.own else APP_OTHER, TAG_APP_NAME: app.name,
                 TAG_OBJECTIVES: json.dumps([list(o) for o in app.objectives])}
         if app.seed_key:
             tags[TAG_SEED_KEY] = app.seed_key
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         if app.own:  # (its re-runs and exports are made from each trial's config.yaml)
             return
-        command = {"program": [redact(a) for a in app.program or []], "argv": [redact(a) for a in app.argv],
+        from .._config import redact_override
+
+        command = {"program": [redact(a) for a in app.program or []], "argv": [redact_override(a) for a in app.argv],
                    "cwd": app.cwd, "config_dir": app.config_dir}
         (tmp / COMMAND_FILE).write_text(json.dumps(command, indent=1))
         self.client.log_artifact(self.run_id, str(tmp / COMMAND_FILE))

@@ -28,7 +28,7 @@ def replay(path: str, launcher: Any) -> int:
     """Launch every job of ``path`` in turn; returns how many failed (each is a FAILED run)."""
     from hydra.core.utils import JobStatus
 
-    from ._usertask import trial_override
+    from ._usertask import job_value, trial_override
 
     with open(path) as f:
         jobs = json.load(f)["jobs"]
@@ -39,7 +39,7 @@ def replay(path: str, launcher: Any) -> int:
         ok = ret.status == JobStatus.COMPLETED
         if not ok:
             failed += 1
-            value = ret._return_value  # (JobReturn.return_value re-raises it)
+            value = job_value(ret)
             log.warning("re-run %d (%s) failed: %s: %s", i, job["ctx"].get("run_name"), type(value).__name__, value)
         print(f"{DONE} {i} {'complete' if ok else 'failed'}", flush=True)
     return failed

@@ -49,7 +49,7 @@ from ._procs import WORKER_ENV, join, reap, start_workers, stop, torch_threads
 from ._settings import Settings
 from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
 from ._study import grid_size, make_pruner, make_sampler, open_storage
-from ._usertask import trial_override
+from ._usertask import job_value, trial_override
 from ._workers import budget_lock, finish, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ class Sweep:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         from hydra.core.utils import JobStatus
 
-        value = ret._return_value  # (JobReturn.return_value re-raises a failed job's exception)
+        value = job_value(ret)
         if isinstance(value, StorageError):  # the store, not the trial: stop, the next run recovers it
             raise value
         if study._storage.get_trial(trial._trial_id).state.is_finished():

@@ -112,7 +112,7 @@ def _note_range(key: str, value: Any, values: list[Any]) -> None:
     except (TypeError, ZeroDivisionError):
         return
     if reaches and step > 0 and value.stop > value.start:
-        text = f"range({value.start}, {value.stop}" + (f", {value.step})" if value.step else ")")
+        text = f"range({value.start}, {value.stop}" + (f", {value.step})" if value.step not in (None, 1) else ")")
         RANGE_STOPS[key] = (text, values[-1], value.stop)
 
 
@@ -229,7 +229,9 @@ class SearchSpace:
                     fixed_here[bare] = value
                 continue
             if isinstance(value, BaseDistribution):
-                space._add(bare, value)
+                # a key the config does not have (``+w=interval(0, 1)``) keeps its ``+``: its trials'
+                # overrides add it (``+w=0.3``), as the official plugin's do
+                space._add(f"+{bare}" if key.startswith("+") and not key.startswith("++") else bare, value)
             else:
                 space.params.pop(bare, None)
                 space.fixed.pop(bare, None)

@@ -14,13 +14,10 @@ reports to the trial (curve, pruning). A job without ``hydra.sweeper.trial`` (th
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import getpass
 import logging
 import math
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +30,7 @@ from ..names import (
     COMPLETE,
     FAILED,
     KILLED,
-    NOTE,
-    PARENT_RUN,
     PRUNED,
-    RUN_NAME,
-    RUNNING,
-    SOURCE_NAME,
-    SOURCE_TYPE,
-    TAG_ARM,
-    TAG_CHOICE,
-    TAG_OVERRIDES,
-    TAG_PRUNE_REASON,
-    TAG_REASON,
-    TAG_STATE,
-    TAG_STUDY,
-    TAG_TRIAL,
-    TAG_TRICK,
-    USER,
     posthoc_attr,
 )
 from ._app import is_own_app
@@ -59,13 +40,29 @@ TRIAL_KEY = "hydra.sweeper.trial"  # where a job finds its trial (_usertask.tria
 
 
 def trial_override(ctx: Mapping[str, Any]) -> str:
-    """``hydra.sweeper.trial='<ctx as JSON>'``: a hydra override, so the app's own config (its
-    ``.hydra/config.yaml``, ``overrides.yaml``, ``override_dirname``) never holds it."""
+    """``hydra.sweeper.trial=<ctx>``: a hydra override, so the app's own config (its
+    ``.hydra/config.yaml``, ``overrides.yaml``, ``override_dirname``) never holds it. ``ctx`` is
+    JSON in URL-safe base64: any text (quotes, ``${``) passes Hydra's override grammar and its
+    interpolation unchanged."""
+    import base64
     import json
 
-    from ._space import override
+    text = base64.urlsafe_b64encode(json.dumps(dict(ctx), separators=(",", ":")).encode()).decode().rstrip("=")
+    return f"{TRIAL_KEY}={text}"
 
-    return override(TRIAL_KEY, json.dumps(dict(ctx), separators=(",", ":")))
+
+def job_value(ret: Any) -> Any:
+    """A launched job's return value, or the exception its task raised (Hydra's
+    ``JobReturn.return_value`` re-raises it, after an "Error executing job" line on stderr that
+    the sweep's own warning says better)."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return ret.return_value
+    except Exception as exc:  # noqa: BLE001 - the task's own exception, as the official sweeper reads it
+        return exc
 
 
 _CURRENT: contextvars.ContextVar[UserTrial | None] = contextvars.ContextVar("imbsweep_trial", default=None)
@@ -96,12 +93,13 @@ def trial_context() -> dict[str, Any] | None:
 
     if not HydraConfig.initialized():
         return None
+    import base64
     import json
 
     text = HydraConfig.get().sweeper.get("trial")
     if not isinstance(text, str) or not text:
         return None
-    ctx = json.loads(text)  # (written by _runner.trial_override)
+    ctx = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))  # (trial_override's)
     return dict(ctx) if isinstance(ctx, Mapping) and ctx else None
 
 
@@ -160,35 +158,45 @@ class UserTrial:
 
 
 def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
-    """Run the app's task function as the trial ``ctx`` names (see the module docstring)."""
+    """Run the app's task function as the trial ``ctx`` names (see the module docstring).
+
+    The run is created and named on the trial under held signals (both, or neither); from
+    then on, whatever happens (an exception in its description, in the task, a value that is
+    not a finite number, Ctrl-C), the run ends, with the state and reason the trial gets."""
     from hydra.core.hydra_config import HydraConfig
 
     from .._client import make_client
     from .._signals import signals_held
+    from ._userrun import UserRun
 
     hc = HydraConfig.get()
     objectives = [(str(n), str(d)) for n, d in ctx["objectives"]]
-    uri = str(ctx.get("tracking_uri") or _tracking_uri(hc, ctx))
-    client = make_client(uri)
+    uri = _tracking_uri(hc, ctx)
     trial = _optuna_trial(hc, ctx)
-    run_id = _create_run(client, cfg, hc, ctx)
-    if trial is not None:
-        trial.set_user_attr(ATTR_RUN_ID, run_id)
-        if ctx.get("arm"):
-            trial.set_user_attr(ATTR_ARM, str(ctx["arm"]))
-    heartbeat = _heartbeat(trial)
+    record = UserRun(make_client(uri), uri)
     status, state, reason, values = "FAILED", FAILED, "", []
     job: UserTrial | None = None
-    active = _active_run(uri, run_id)
+    heartbeat: Any = _NoThread()
     try:
-        active.__enter__()
-        job = UserTrial(trial, client, run_id, objectives)
+        with signals_held():  # the run exists and its trial names it, or neither
+            record.create(hc, ctx)
+            if trial is not None:
+                trial.set_user_attr(ATTR_RUN_ID, record.run_id)
+                if ctx.get("arm"):
+                    trial.set_user_attr(ATTR_ARM, str(ctx["arm"]))
+        record.describe(cfg, hc)
+        heartbeat = _heartbeat(trial)
+        record.activate(str(ctx["experiment_id"]))
+        job = UserTrial(trial, record.client, record.run_id, objectives)
         token = _CURRENT.set(job)
         try:
             returned = task_function(cfg)
         finally:
             _CURRENT.reset(token)
         values = as_values(returned, len(objectives))
+        if not all(math.isfinite(v) for v in values):
+            values, shown = [], values
+            raise ValueError(f"Return value must be finite. Got '{shown[0] if len(shown) == 1 else shown}'.")
         status, state = "FINISHED", COMPLETE
     except KeyboardInterrupt:
         status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
@@ -202,34 +210,37 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
             reason = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        heartbeat.join()
         with signals_held():  # Optuna and MLflow agree on how the trial ended, whatever the moment of Ctrl-C
-            try:
-                _end_run(client, run_id, objectives, values, status, state, reason,
-                         job.last_step if job is not None else None)
-            finally:
-                active.__exit__(None, None, None)
-            if trial is not None:
-                outcome: dict[str, Any] = {"state": "fail" if state in (FAILED, KILLED) else state}
+            heartbeat.join()
+            if record.run_id:
+                record.end(objectives, values, status, state, reason, job.last_step if job is not None else None)
+            if trial is not None and record.run_id and state != KILLED:
+                outcome: dict[str, Any] = {"state": "fail" if state == FAILED else state}
                 if state == COMPLETE:
                     outcome["values"] = values
-                    _posthoc_twins(client, run_id, trial, ctx, objectives)
+                    _posthoc_twins(record.client, record.run_id, trial, ctx, objectives)
                 elif reason:
                     outcome["reason"] = reason[:2000]
-                if state != KILLED:
-                    trial.set_user_attr(ATTR_OUTCOME, outcome)
+                trial.set_user_attr(ATTR_OUTCOME, outcome)
     log.info("trial %s: %s", ctx.get("number", "-"),
              ", ".join(f"{n}={v:.6g}" for (n, _), v in zip(objectives, values, strict=True)))
     return values[0] if len(values) == 1 else values
 
 
 def _tracking_uri(hc: Any, ctx: Mapping[str, Any]) -> str:
-    """The sweep's MLflow store, as the sweeper found it (credentials never travel in ``ctx``)."""
+    """The sweep's MLflow store, as the sweeper found it: named in ``ctx`` (a local store; a URI
+    with credentials never travels there), else ``hydra.sweeper.tracking_uri`` or
+    ``$MLFLOW_TRACKING_URI`` (a re-run's: the variable ``compare`` sets first), else the local
+    store of the state folder."""
     import os
 
     from .._paths import local_tracking_uri
 
-    uri = OmegaConf.select(hc, "sweeper.tracking_uri", default=None) or os.environ.get("MLFLOW_TRACKING_URI")
+    if ctx.get("tracking_uri"):
+        return str(ctx["tracking_uri"])
+    setting = OmegaConf.select(hc, "sweeper.tracking_uri", default=None)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = (env or setting) if ctx.get("replay") else (setting or env)
     return str(uri) if uri else local_tracking_uri(Path(str(ctx["state"])))
 
 
@@ -282,117 +293,6 @@ def _heartbeat(trial: Any) -> Any:
 class _NoThread:
     def join(self) -> None:
         return None
-
-
-def config_container(cfg: DictConfig) -> dict[str, Any]:
-    """The app's config as plain values, resolved where it resolves, credentials hidden."""
-    from .._config import redacted_container
-
-    try:
-        return redacted_container(cfg)
-    except Exception:  # noqa: BLE001 - an interpolation that resolves only inside the app: as written
-        container = OmegaConf.to_container(cfg, resolve=False)
-        assert isinstance(container, dict)
-        return {str(k): v for k, v in container.items()}
-
-
-def _create_run(client: Any, cfg: DictConfig, hc: Any, ctx: Mapping[str, Any]) -> str:
-    """The trial's MLflow run: tags, the flattened config as params, ``config.yaml`` and
-    ``overrides.yaml`` as artifacts (what ``export`` and ``compare --reseed`` read back)."""
-    import yaml
-    from mlflow.entities import Param, RunTag
-
-    from .._config import flatten, to_yaml
-    from .._paths import git_commit
-
-    arm = ctx.get("arm")
-    container = config_container(cfg)
-    tags = {TAG_STUDY: str(ctx["study"]), TAG_STATE: RUNNING, TAG_TRICK: str(arm or ctx["study"]),
-            USER: getpass.getuser(), SOURCE_TYPE: "LOCAL", SOURCE_NAME: str(hc.job.name),
-            PARENT_RUN: str(ctx["parent_run_id"]),
-            **{TAG_CHOICE + str(g): str(o) for g, o in hc.runtime.choices.items()
-               if o is not None and not str(g).startswith("hydra/")}}
-    if "number" in ctx:
-        tags[TAG_TRIAL] = str(ctx["number"])
-    if arm:
-        tags[TAG_ARM] = str(arm)
-    tags.update({str(k): str(v) for k, v in (ctx.get("tags") or {}).items()})
-    sha, _ = git_commit()
-    if sha:
-        from ..names import GIT_COMMIT
-
-        tags[GIT_COMMIT] = sha
-    name = ctx.get("run_name") or f"{arm or ctx['study']} trial-{ctx.get('number')}"
-    run = client.create_run(str(ctx["experiment_id"]), run_name=str(name), tags=tags)
-    run_id = str(run.info.run_id)
-    params = [Param(k[:250], v[:6000]) for k, v in flatten(container)]
-    for i in range(0, len(params), 100):  # MLflow's limit per batch
-        client.log_batch(run_id, params=params[i:i + 100])
-    overrides = [str(o) for o in hc.overrides.task]
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "config.yaml").write_text(to_yaml(container))
-        Path(tmp, "overrides.yaml").write_text(yaml.safe_dump(overrides, default_flow_style=False))
-        client.log_artifacts(run_id, tmp)
-    client.log_batch(run_id, tags=[RunTag(TAG_OVERRIDES, " ".join(overrides)[:5000])])
-    return run_id
-
-
-@contextlib.contextmanager
-def _active_run(uri: str, run_id: str) -> Iterator[None]:
-    """``run_id`` is MLflow's active run in this process meanwhile (the fluent API's
-    ``mlflow.log_metric`` lands in it), the fluent API's tracking URI the trial's store; runs the
-    task started and left open are ended after it. The run itself stays RUNNING: :func:`_end_run`
-    ends it."""
-    import os
-
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")  # (set_tracking_uri sets it too, for subprocesses)
-    mlflow.set_tracking_uri(uri)
-    try:
-        mlflow.start_run(run_id=run_id)
-        yield
-    finally:
-        try:
-            while (active := mlflow.active_run()) is not None and active.info.run_id != run_id:
-                mlflow.end_run()
-        finally:
-            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # as it was: unset, or the variable's value
-            if before is not None:
-                os.environ["MLFLOW_TRACKING_URI"] = before
-
-
-def _end_run(client: Any, run_id: str, objectives: Sequence[tuple[str, str]], values: Sequence[float],
-             status: str, state: str, reason: str, last_step: int | None = None) -> None:
-    """The returned values under the objectives' names (where ``imbsweep.report`` drew their
-    curve, under ``selected_key``: ``val/selected/balanced_acc``, as imbsweep's app logs the value
-    of its selected epoch; readers take it as the run's value), the state tags, the run's end."""
-    import time
-
-    from mlflow.entities import Metric, RunTag
-
-    from ..names import selected_key
-
-    now = int(time.time() * 1000)
-    step = 0 if last_step is None else last_step
-    metrics = [Metric(n if last_step is None else selected_key(n), float(v), now, step)
-               for (n, _), v in zip(objectives, values, strict=False) if math.isfinite(v)]
-    tags = {TAG_STATE: state}
-    if reason:
-        tags[TAG_PRUNE_REASON if state == PRUNED else TAG_REASON] = reason[:5000]
-        tags[NOTE] = f"{state}: {reason}"[:5000]
-    if state != COMPLETE:
-        tags[RUN_NAME] = f"{client.get_run(run_id).info.run_name} {state}"
-    try:
-        client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
-    finally:
-        import mlflow
-
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(status)  # (with the fluent API's tracking URI still the trial's)
-        else:
-            client.set_terminated(run_id, status=status)
 
 
 def _posthoc_twins(client: Any, run_id: str, trial: Any, ctx: Mapping[str, Any],
