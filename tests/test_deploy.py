@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from imbsweep._paths import PROJECT_ROOT
@@ -42,6 +43,7 @@ def test_compose_file_describes_the_topology_the_code_expects() -> None:
     assert "torch==2.13.0" in dockerfile and "whl/cpu" in dockerfile
 
 
+@pytest.mark.slow  # (~45 s on 2 cores: make test-all runs it; make test stays under 15 minutes)
 def test_the_topology_on_loopback(tmp_path: Path, pg_url: str) -> None:
     from mlflow import MlflowClient
 

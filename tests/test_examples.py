@@ -30,7 +30,7 @@ def example(tmp_path: Path) -> Path:
 
 def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -> None:
     train = [sys.executable, "train.py"]
-    p = subprocess.run([*train, "-m", "+sweep=tournament", "epochs=6", "hydra.sweeper.trials_per_arm=3",
+    p = subprocess.run([*train, "-m", "+sweep=tournament", "epochs=3", "hydra.sweeper.trials_per_arm=3",
                         "hydra.sweeper.n_jobs=2"], cwd=example, env=cli_env(), capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -73,7 +73,7 @@ def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -
     value = float(re.search(r"val/balanced_acc = ([0-9.]+)", exported.read_text()).group(1))  # type: ignore[union-attr]
     command = re.search(r"reproduce: (.*)", e.stdout).group(1).split()  # type: ignore[union-attr]
     assert command[:2] == ["python", "train.py"] and command[-1] == "+best=digits_tournament"  # as its user typed it
-    assert "epochs: 6" in exported.read_text()  # the sweep's command line is part of the trial
+    assert "epochs: 3" in exported.read_text()  # the sweep's command line is part of the trial
     again = subprocess.run([sys.executable, *command[1:]], cwd=example, env=cli_env(), capture_output=True,
                            text=True, timeout=300)  # the printed command, exactly
     assert again.returncode == 0, again.stderr[-3000:]

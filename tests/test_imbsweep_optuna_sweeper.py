@@ -15,7 +15,6 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from hydra_plugins.imbsweep_optuna_sweeper.config import SAMPLER_CONFIGS, ImbsweepOptunaSweeperConf
 from hydra_plugins.imbsweep_optuna_sweeper.optuna_sweeper import ImbsweepOptunaSweeper

@@ -229,8 +229,8 @@ def test_ctrl_c_in_a_users_trial_leaves_nothing_running_and_the_same_command_res
     from tests.helpers.procs import interrupt_when
     from tests.helpers.stores import runs
 
-    args = ["x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=cut", "steps=4",
-            "sleep=0.5"]
+    args = ["x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=cut", "steps=3",
+            "sleep=0.4"]
     cmd = [sys.executable, "app.py", "-m", f"marks={app / 'marks'}", f"hydra.sweep.dir={app / 'sweep'}", *args]
     proc = subprocess.Popen(cmd, cwd=app, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

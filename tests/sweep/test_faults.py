@@ -66,8 +66,10 @@ def _faulty(tmp_path: Path, step: str, sig: str) -> subprocess.CompletedProcess[
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize(("step", "sig"), [("asked", "SIGKILL"), ("run created", "SIGKILL"),
-                                           ("outcome written", "SIGKILL"), ("outcome written", "SIGINT")])
+@pytest.mark.parametrize(("step", "sig"), [
+    pytest.param("asked", "SIGKILL", marks=pytest.mark.slow),  # (~16 s each: make test-all; make test keeps two)
+    pytest.param("run created", "SIGKILL", marks=pytest.mark.slow),
+    ("outcome written", "SIGKILL"), ("outcome written", "SIGINT")])
 def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_path: Path, step: str,
                                                                            sig: str) -> None:
     p = _faulty(tmp_path, step, sig)

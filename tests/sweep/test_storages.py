@@ -56,6 +56,7 @@ def test_bad_objective_list_is_one_line(tmp_path: Path) -> None:
                                 "validation metric (val/...)")
 
 
+@pytest.mark.slow  # (~25 s: make test-all; PostgreSQL stays in make test through the outage and README tests)
 def test_two_workers_share_a_postgresql_study_exactly(tmp_path: Path, pg_url: str) -> None:
     name = "pg"
     args = ("sweep", "smoke", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={pg_url}",

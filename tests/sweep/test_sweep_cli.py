@@ -254,6 +254,7 @@ def test_a_killed_worker_is_reaped_and_its_trial_run_again(tmp_path: Path) -> No
     check_one_to_one(study, [r for r in children if r is not dead], skip=(cut.number,))
 
 
+@pytest.mark.slow  # (~45 s on 2 cores: make test-all runs it; make test stays under 15 minutes)
 def test_processes_started_together_draw_no_identical_point(tmp_path: Path) -> None:
     """Three commands on one study at the same moment: each process seeds its sampler from
     the study's trial count at its first ask, under the budget lock, so no two draw the same

@@ -79,6 +79,7 @@ def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) ->
     assert saved["best_value"] == max(s.best_value for s in studies.values())
 
 
+@pytest.mark.slow  # (~26 s: make test-all; Ctrl-C mid-trial stays in make test through test_any_app and test_cli)
 def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budget(tmp_path: Path) -> None:
     # 150 epochs: a trial's first half lasts longer than a poll of the three arms' studies (with 60,
     # once the sweep's per-trial cost fell, the poll often missed every trial's first half)
