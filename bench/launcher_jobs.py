@@ -16,7 +16,10 @@ shared machine does not land on one variant) on a fresh state folder, with the s
 sampler, so every variant trains the same trials. Reported per variant: the wall time of the
 command and of its trial loop (first trial's start to last trial's end, Optuna's timestamps),
 then the median over repetitions of (B − A) / B: the share of the sweep's time the home-made
-launcher saved.
+launcher saved. Beside the wall time, the CPU time of the sweep and its workers (user + system,
+``getrusage`` of the children): on this shared 2-core VM the wall time of one sweep moves by up to
+10% from a neighbour's load, its CPU time much less, and with both cores training the sweep's
+wall time follows its CPU time.
 
     .venv/bin/python bench/launcher_jobs.py --before /tmp/before/src [--after] [--repeats 3] \
         [--trials-per-arm 4]
@@ -25,6 +28,7 @@ launcher saved.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -39,10 +43,11 @@ DROPPED = ("ce_drw", "class_balanced", "ldam_drw", "balanced_softmax", "ce_resam
 NOOP_CALLBACK = "+hydra.callbacks.noop._target_=hydra.experimental.callback.Callback"
 
 
-def overrides(name: str, per_arm: int) -> list[str]:
+def overrides(name: str, per_arm: int, n_jobs: int = 2, pruner: str | None = None) -> list[str]:
     return ["tricks", f"hydra.sweeper.study_name={name}", f"hydra.sweeper.trials_per_arm={per_arm}",
-            "hydra.sweeper.n_jobs=2", *(f"~hydra.sweeper.arms.{a}" for a in DROPPED),
-            "~hydra.sweeper.posthoc_arms.ce_posthoc", "~hydra.sweeper.posthoc_arms.ce_taunorm"]
+            f"hydra.sweeper.n_jobs={n_jobs}", *(f"~hydra.sweeper.arms.{a}" for a in DROPPED),
+            "~hydra.sweeper.posthoc_arms.ce_posthoc", "~hydra.sweeper.posthoc_arms.ce_taunorm",
+            *([f"hydra.sweeper.pruner={{name:{pruner}}}"] if pruner else [])]
 
 
 def main() -> None:
@@ -52,6 +57,8 @@ def main() -> None:
     ap.add_argument("--after", action="store_true", help="also run the installed imbsweep (C)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--trials-per-arm", type=int, default=4)
+    ap.add_argument("--n-jobs", type=int, default=2, help="workers (1: every variant trains exactly the same trials)")
+    ap.add_argument("--pruner", default=None, help="another pruner (none: every trial trains its 40 epochs)")
     args = ap.parse_args()
     variants = {"A cached": (args.before, []), "B hydra launcher": (args.before, [NOOP_CALLBACK])}
     if args.after:
@@ -59,6 +66,7 @@ def main() -> None:
     n = args.trials_per_arm * len(ARMS)
     walls: dict[str, list[float]] = {v: [] for v in variants}
     loops: dict[str, list[float]] = {v: [] for v in variants}
+    cpus: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.repeats):
         names = list(variants)
         names = names[r % len(names):] + names[:r % len(names)]
@@ -66,15 +74,24 @@ def main() -> None:
             src, extra = variants[v]
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
-                wall = sweep(work, *overrides("bench", args.trials_per_arm), *extra, src=src)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wall = sweep(work, *overrides("bench", args.trials_per_arm, args.n_jobs, args.pruner), *extra, src=src)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 loop = sum(loop_seconds(study(work, f"bench/{a}")) for a in ARMS) / len(ARMS)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             walls[v].append(wall)
             loops[v].append(loop)
-            print(f"repeat {r + 1} {v:17s} wall {wall:6.1f} s  trial loop {loop:6.1f} s  ({n} trials)", flush=True)
+            cpus[v].append(cpu)
+            print(f"repeat {r + 1} {v:17s} wall {wall:6.1f} s  trial loop {loop:6.1f} s  CPU {cpu:6.1f} s  "
+                  f"({n} trials)", flush=True)
     print()
     for v in variants:
         print(f"{v:17s} wall median {statistics.median(walls[v]):6.1f} s, trial loop median "
-              f"{statistics.median(loops[v]):6.1f} s, {statistics.median(walls[v]) / n:.2f} s a trial")
+              f"{statistics.median(loops[v]):6.1f} s, CPU median {statistics.median(cpus[v]):6.1f} s, "
+              f"{statistics.median(walls[v]) / n:.2f} s a trial")
+    saved_cpu = [(b - a) / b for a, b in zip(cpus["A cached"], cpus["B hydra launcher"], strict=True)]
+    print(f"(B - A) / B of the CPU time: median {statistics.median(saved_cpu):+.1%} "
+          f"(each repetition: {', '.join(f'{s:+.1%}' for s in saved_cpu)})")
     saved = [(b - a) / b for a, b in zip(walls["A cached"], walls["B hydra launcher"], strict=True)]
     print(f"(B - A) / B, the share of the sweep's wall time CachedJobs saved: median {statistics.median(saved):+.1%} "
           f"(each repetition: {', '.join(f'{s:+.1%}' for s in saved)})")

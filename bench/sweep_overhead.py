@@ -1,7 +1,7 @@
 """Sweep overhead: what the platform costs per trial, beyond training.
 
 Short trials are where it shows: by default ``model=logreg trainer.epochs=3`` on
-MNIST-1D-LT, 20 trials of ``tricks_joint`` with the random sampler, no pruning, no baseline
+MNIST-1D-LT, 20 trials of ``tricks_joint`` with TPE in its random start-up phase throughout (``n_startup_trials`` above the budget: the same draws as before the sampler became a config group, so ``--before`` runs the same command), no pruning, no baseline
 trial, one worker. Each of ``--repeats`` paired repetitions runs, on the same configurations
 (the platform's study picks them; the others replay its parameters):
 
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a packa
 from _common import config, machine  # noqa: E402
 from _sweeps import loop_seconds, study, sweep, trial_periods  # noqa: E402
 
-SWEEP = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.name=none",
+SWEEP = ["tricks_joint", "++hydra.sweeper.sampler.n_startup_trials=100000", "hydra.sweeper.pruner.name=none",
          "hydra.sweeper.baseline=null"]
 DEFAULT = ["model=logreg", "trainer.epochs=3"]
 

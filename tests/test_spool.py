@@ -188,6 +188,7 @@ def _poll(check: Any, timeout: float = 10.0) -> float:
     return time.monotonic() - t0
 
 
+@pytest.mark.slow  # (a 12-16 s stress test on 2 cores: make test-all; make test stays under 15 minutes)
 def test_the_writer_takes_only_idle_cpu_and_holds_its_work_while_the_trial_trains(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer runs at the lowest CPU priority, and what arrives while the producer trains

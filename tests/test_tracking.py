@@ -77,6 +77,7 @@ print(errors)
 """
 
 
+@pytest.mark.slow  # (a 12-16 s stress test on 2 cores: make test-all; make test stays under 15 minutes)
 def test_workers_tagging_one_run_at_once_never_fail_on_the_insert_race(tmp_path: Path) -> None:
     """Every worker of a sweep tags the study's parent run (``imbsweep.best_trial``).
     MLflow's set_tag is select-then-insert, so two writers of a new key at the same moment
@@ -108,6 +109,7 @@ def test_workers_tagging_one_run_at_once_never_fail_on_the_insert_race(tmp_path:
     print(f"plain client: {errors['0']} of 450 calls lost the race")
 
 
+@pytest.mark.slow  # (a 12-16 s stress test on 2 cores: make test-all; make test stays under 15 minutes)
 def test_a_reader_polling_the_store_never_breaks_a_run(tmp_path: Path) -> None:
     # like `mlflow ui` open on the store while training writes every epoch
     proc = popen_cli(tmp_path, *RUN, "trainer.epochs=150", "tracking.flush_every_s=0", "tracking.experiment=polled",
