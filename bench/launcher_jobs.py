@@ -1,28 +1,26 @@
 """Hydra's own launcher against a home-made one, on default tournament trials.
 
-Until issue 25, a sweep ran its jobs through ``CachedJobs`` (``sweep/_jobs.py``, ``_jobtext.py``,
-``_joblog.py``: ~680 lines on Hydra's private internals), which composed each job from a cached
-base instead of calling Hydra's ``BasicLauncher.launch``. This measures what that saved where it
+A sweep of imbsweep's app runs its jobs through ``CachedJobs`` (``sweep/_jobs.py``, ``_jobtext.py``,
+``_joblog.py``: ~680 lines on Hydra's private internals), which composes each job from a cached base
+instead of calling Hydra's ``BasicLauncher.launch``. This measures what that saves where it
 matters: the default tournament's trials (sweeps/tricks.yaml: cnn1d on MNIST-1D-LT, 40 epochs,
-Hyperband), 2 workers, side by side in one run:
+Hyperband), 2 workers by default, side by side in one run:
 
-A. the code in ``--before`` (a checkout of a commit with ``CachedJobs``) as it is;
+A. the code in ``--before`` (a checkout with ``CachedJobs``, e.g. 9cb626d) as it is;
 B. the same code with a no-op Hydra callback (``hydra.experimental.callback.Callback``), with
    which it hands every job to Hydra's ``BasicLauncher.launch`` instead (unchanged otherwise);
-C. (``--after``) the installed imbsweep, whose jobs always go through Hydra's launcher.
+C. (``--after``) the installed imbsweep.
 
 Each repetition runs the variants in turn (the order rotates, so that a slow spell of this
-shared machine does not land on one variant) on a fresh state folder, with the same seeded
-sampler, so every variant trains the same trials. Reported per variant: the wall time of the
-command and of its trial loop (first trial's start to last trial's end, Optuna's timestamps),
-then the median over repetitions of (B − A) / B: the share of the sweep's time the home-made
-launcher saved. Beside the wall time, the CPU time of the sweep and its workers (user + system,
-``getrusage`` of the children): on this shared 2-core VM the wall time of one sweep moves by up to
-10% from a neighbour's load, its CPU time much less, and with both cores training the sweep's
-wall time follows its CPU time.
+shared machine does not land on one variant) on a fresh state folder. Reported per variant: the
+wall time of the command and of its trial loop (first trial's start to last trial's end, Optuna's
+timestamps) and the CPU time of the sweep and its workers (user + system, ``getrusage`` of the
+children), then the median over repetitions of (B − A) / B: the share of the sweep's time the
+home-made launcher saved. ``--n-jobs 1 --pruner none`` makes every variant train exactly the
+same trials (with 2 workers, which finishes first changes what the samplers and pruners see).
 
     .venv/bin/python bench/launcher_jobs.py --before /tmp/before/src [--after] [--repeats 3] \
-        [--trials-per-arm 4]
+        [--trials-per-arm 4] [--n-jobs 2] [--pruner none]
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Sweep overhead: what the platform costs per trial, beyond training.
 
 Short trials are where it shows: by default ``model=logreg trainer.epochs=3`` on
-MNIST-1D-LT, 20 trials of ``tricks_joint`` with TPE in its random start-up phase throughout (``n_startup_trials`` above the budget: the same draws as before the sampler became a config group, so ``--before`` runs the same command), no pruning, no baseline
+MNIST-1D-LT, 20 trials of ``tricks_joint`` with TPE in its random start-up phase throughout
+(``n_startup_trials`` above the budget: a command that code from before the sampler became a
+config group runs too, for ``--before``), no pruning, no baseline
 trial, one worker. Each of ``--repeats`` paired repetitions runs, on the same configurations
 (the platform's study picks them; the others replay its parameters):
 

@@ -81,3 +81,16 @@ def test_to_yaml_reads_back_the_same_values(make_cfg: MakeCfg) -> None:
     for container in (tricky, _config.redacted_container(make_cfg())):
         back = OmegaConf.to_container(OmegaConf.create(_config.to_yaml(container)))
         assert back == container
+
+
+@pytest.mark.parametrize(("key", "secret"), [
+    ("password", True), ("db.db_password", True), ("apiToken", True), ("extra.api_key", True), ("apikey", True),
+    ("access_token", True), ("AWS_SECRET_ACCESS_KEY", True), ("credentials", True),
+    ("max_tokens", False), ("tokenizer", False), ("model.num_tokens", False), ("keyword", False), ("lr", False)])
+def test_a_credential_is_a_key_whose_words_name_one(key: str, secret: bool) -> None:
+    """Word by word: ``max_tokens`` and ``tokenizer`` are settings, not credentials (a searched
+    ``model.max_tokens`` hidden from the record could not be re-run or exported)."""
+    from imbsweep._config import redact_override, secret_key
+
+    assert secret_key(key) is secret
+    assert (redact_override(f"+{key}=abc") == f"+{key}=***") is secret

@@ -38,6 +38,9 @@ def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -
     assert all(len(finished(s)) == 3 for s in studies.values())  # an equal budget, exactly
     _, runs = parent_and_children(example, "digits_tournament")
     assert len(runs) == 12 and {r.data.tags["imbsweep.arm"] for r in runs} == set(ARMS)
+    returned = {t.user_attrs["mlflow_run_id"]: t.value for s in studies.values() for t in s.trials}
+    for r in runs:  # the returned best epoch's value is the run's, though its curve ends at the last epoch
+        assert r.data.metrics["val/balanced_acc"] == pytest.approx(returned[r.info.run_id])
     assert len({w.name for w in example.glob("multirun/*/*/w1_*")}) >= 1  # the second worker ran trials
 
     c = run_cli(example, "compare", "digits_tournament", "--reseed", "3", "--format", "csv", "--no-report",

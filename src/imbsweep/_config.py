@@ -298,15 +298,26 @@ def resolve_device(requested: str) -> str:
 
 # --- flattening and redaction for MLflow -------------------------------------------------
 
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential)", re.I)
 HIDDEN = "***"  # what a credential is recorded as
+#: the words of a key's name that make its value a credential (``db_password``, ``apiToken``,
+#: ``api_key``); ``max_tokens`` or ``tokenizer`` are not
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "apikey", "credential", "credentials"})
+
+
+def secret_key(key: str) -> bool:
+    """Whether a config key's last component names a credential, word by word (``_ - .``,
+    camelCase): its value is never recorded."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key).rsplit(".", 1)[-1]).lower()
+    words = [w for w in re.split(r"[_\-\s]+", name) if w]
+    pairs = {a + b for a, b in zip(words, words[1:], strict=False)}  # api_key, access_token...
+    return bool(_SECRET_WORDS & (set(words) | pairs))
 
 
 def redact_tree(node: Any) -> Any:
     """Plain containers with credentials hidden: the value of a key that names one
     (``password``, ``token``, ``api_key``, …) and the password of a URL."""
     if isinstance(node, Mapping):
-        return {k: (HIDDEN if _SECRET_KEY.search(str(k)) and v is not None else redact_tree(v))
+        return {k: (HIDDEN if secret_key(str(k)) and v is not None else redact_tree(v))
                 for k, v in node.items()}
     if isinstance(node, list):
         return [redact_tree(v) for v in node]
@@ -317,7 +328,7 @@ def redact_override(text: str) -> str:
     """A Hydra override (``key=value``) with its value hidden when its key names a credential,
     and any URL's password hidden."""
     key, eq, _ = text.partition("=")
-    if eq and _SECRET_KEY.search(key.lstrip("+~").rsplit(".", 1)[-1]):
+    if eq and secret_key(key.lstrip("+~")):
         return f"{key}={HIDDEN}"
     return str(redact(text))
 
@@ -363,6 +374,7 @@ def to_yaml(container: Mapping[str, Any]) -> str:
 
 
 __all__ = ["HIDDEN", "check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden",
-           "redact_override", "redact_tree", "redacted_container", "resolve_device", "to_yaml", "val_metric_names",
+           "redact_override", "redact_tree", "redacted_container", "resolve_device", "secret_key", "to_yaml",
+           "val_metric_names",
            "validate", "validate_batch_size",
            "validate_objective_logged", "validate_state_dir", "validate_tracking"]

@@ -177,9 +177,11 @@ def compare(args: argparse.Namespace) -> int:
         baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
         if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
             record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
-    if args.direction is not None and record.own_app:
-        raise ImbsweepError(f"--direction={args.direction}: only for a study of another app (imbsweep's app "
-                            "compares its objective's test twin, in the objective's direction)")
+    if args.direction is not None and (record.own_app or args.metric is None
+                                       or args.metric in [m for m, _ in record.objectives]):
+        raise ImbsweepError(f"--direction={args.direction}: only with --metric naming a metric another app logged "
+                            "(an objective keeps its own direction; imbsweep's app compares its objective's test "
+                            "twin in the objective's direction)")
     c = make(record, args.metric, args.baseline, args.test, args.vary_split, direction=args.direction)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []

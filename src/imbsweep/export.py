@@ -343,7 +343,7 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
         key = str(o.key_or_group)
         if o.is_delete():
             deletions.append(str(o.input_line))
-        elif key in groups and isinstance(o.value(), str):
+        elif (key if o.package is None else f"{key}@{o.package}") in groups and isinstance(o.value(), str):
             if not _hydra_only(folder, key, str(o.value())):  # (+sweep=tournament: the sweep's settings)
                 group = key if o.package is None else f"{key}@{o.package}"
                 choices[("+" if o.is_add() else "") + group] = str(o.value())

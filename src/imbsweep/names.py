@@ -75,6 +75,14 @@ ROLE_PARENT, ROLE_RESEED, ROLE_TRIAL = "parent", "reseed", "trial"
 SELECTED = "selected"  # a curve's value at the selected epoch: val/balanced_acc -> val/selected/balanced_acc
 
 
+def mlflow_name_ok(name: str) -> bool:
+    """Whether MLflow takes ``name`` as a param's or metric's name: letters, digits, ``_ - . :``,
+    space and ``/`` (not at its ends, not twice in a row, no ``.``/``..`` part), 250 at most."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.: /")
+    return (0 < len(name) <= 250 and all(c in allowed or c.isalnum() for c in name) and not name.startswith("/")
+            and not name.endswith("/") and "//" not in name and not any(p in (".", "..") for p in name.split("/")))
+
+
 def selected_key(key: str) -> str:
     """Where a metric with a curve logs its selected epoch's value: ``val/selected/balanced_acc``.
     The MLflow UI sorts its chart sections by name, and ``val/selected`` follows ``val``, so

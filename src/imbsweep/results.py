@@ -146,8 +146,10 @@ class StudyRecord:
         for m, d in self.objectives:
             if m == metric:
                 return m, d
-        name = metric.rsplit("/", 1)[-1]
-        return metric, "minimize" if name.startswith(MINIMIZED) else "maximize"
+        import re
+
+        pieces = re.split(r"[/_.\-]", metric.lower())  # val/loss, val_loss, test-error
+        return metric, "minimize" if any(p.startswith(MINIMIZED) for p in pieces if p) else "maximize"
 
 
 def tracking_client(tracking_uri: str | None, state: str | os.PathLike[str] = STATE_DIR,

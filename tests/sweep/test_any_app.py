@@ -158,6 +158,11 @@ def test_a_users_report_draws_the_curve_and_prunes(app: Path) -> None:
         else:  # the returned value, under the objective's name at the curve's last step
             assert run.data.metrics["objective"] == pytest.approx(t.value)
             assert curve[-1].value == pytest.approx(t.value) and curve[-1].step == max(t.intermediate_values)
+    # another metric the app logged is compared in the direction given; an objective keeps its own
+    d = run_cli(app, "compare", "pruned", "--metric", "inside", "--direction", "minimize", "--no-report")
+    assert d.returncode == 0 and "lower is better" in d.stdout, d.stderr
+    d = run_cli(app, "compare", "pruned", "--direction", "maximize", "--no-report")
+    assert d.returncode == 2 and "--direction=maximize: only with --metric" in d.stderr
     # a study whose app names no seed key cannot be re-seeded: one line saying how to name it
     c = run_cli(app, "compare", "pruned", "--reseed", "2")
     assert c.returncode == 2

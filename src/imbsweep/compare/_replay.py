@@ -85,6 +85,8 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
                   f"does not keep ({', '.join(o for o in overrides if hidden(o))}); it is re-run without them: "
                   "give them to the app through the environment (${oc.env:…} in its config)", file=sys.stderr)
         overrides = kept
+        # the seed key as the trial set it: added (+seed=…) where the app's config lacks it
+        plus = next((o[:len(o) - len(o.lstrip("+"))] for o in overrides if _key(o) == seed_key), "")
         for seed in missing:
             tags = {TAG_STUDY: record.name, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: run_id,
                     TAG_RESEED_OF_TRIAL: str(trial), TAG_ARM: arm, TAG_REPLICATE: str(seed), TAG_VARY_SPLIT: "false"}
@@ -92,7 +94,7 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
                    "state": str(Path(state).expanduser().resolve()), "objectives": [list(o) for o in record.objectives],
                    "arm": arm, "run_name": f"{arm}-trial-{trial}-seed-{seed}", "tags": tags,
                    **({"tracking_uri": uri} if uri else {})}
-            jobs.append({"overrides": [*(o for o in overrides if _key(o) != seed_key), f"{seed_key}={seed}"],
+            jobs.append({"overrides": [*(o for o in overrides if _key(o) != seed_key), f"{plus}{seed_key}={seed}"],
                          "ctx": ctx})
     return jobs
 
@@ -110,6 +112,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..sweep._replay import DONE, REPLAY_ENV
+    from ..sweep._space import override
 
     if vary_split:
         raise StudyError(f"--vary-split: study {record.name!r} is of another app than imbsweep's; its split is its "
@@ -128,6 +131,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     if "tracking_uri" not in todo[0]["ctx"]:
         env["MLFLOW_TRACKING_URI"] = record.uri
     shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
+    started = int(time.time() * 1000)
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     done: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, \
@@ -138,7 +142,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
             path = Path(tmp, f"replay{i}.json")
             path.write_text(json.dumps({"jobs": share}))
             procs.append(subprocess.Popen(
-                [*command["program"], *argv, "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={folder}",
+                [*command["program"], *argv, "hydra.sweeper.n_jobs=1", override("hydra.sweep.dir", str(folder)),
                  f"hydra.sweep.subdir=r{i}_${{hydra.job.num}}"],
                 cwd=cwd, env={**env, REPLAY_ENV: str(path)}, stdout=subprocess.PIPE, text=True))
 
@@ -157,7 +161,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
             if p.wait() != 0:
                 print(f"imbsweep: reseed: the app's command exited with {p.returncode}: "
                       f"{' '.join(command['program'])} (in {cwd})", file=sys.stderr)
-    _end_left_running(record)
+    _end_left_running(record, todo, started)
     failed = len(todo) - done.count("complete")
     if failed:
         print(f"imbsweep: reseed failed: {failed} of {len(todo)} re-runs (their MLflow runs are FAILED, with the "
@@ -165,13 +169,17 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     return len(todo)
 
 
-def _end_left_running(record: StudyRecord) -> None:
-    """Re-runs a killed process left RUNNING end FAILED (nothing else would end them)."""
+def _end_left_running(record: StudyRecord, todo: list[dict[str, Any]], since: int) -> None:
+    """This command's re-runs that a killed process left RUNNING end FAILED (nothing else would
+    end them); another command's, running beside it, are not touched."""
     from ..names import FAILED, TAG_REASON, TAG_STATE
 
-    query = f"tags.`{TAG_STUDY}` = '{record.name}' and tags.`{TAG_ROLE}` = '{ROLE_RESEED}' and " \
-            "attributes.status = 'RUNNING'"
+    mine = {(j["ctx"]["tags"][TAG_RESEED_OF], j["ctx"]["tags"][TAG_REPLICATE]) for j in todo}
+    study = record.name.replace("\\", "\\\\").replace("'", "\\'")
+    query = f"tags.`{TAG_STUDY}` = '{study}' and tags.`{TAG_ROLE}` = '{ROLE_RESEED}' and attributes.status = 'RUNNING'"
     for run in record.client.search_runs([record.experiment_id], query, max_results=1000):
-        record.client.set_tag(run.info.run_id, TAG_STATE, FAILED)
-        record.client.set_tag(run.info.run_id, TAG_REASON, "its process ended before the run did")
-        record.client.set_terminated(run.info.run_id, status="FAILED")
+        tags = run.data.tags
+        if (tags.get(TAG_RESEED_OF), tags.get(TAG_REPLICATE)) in mine and run.info.start_time >= since:
+            record.client.set_tag(run.info.run_id, TAG_STATE, FAILED)
+            record.client.set_tag(run.info.run_id, TAG_REASON, "its process ended before the run did")
+            record.client.set_terminated(run.info.run_id, status="FAILED")

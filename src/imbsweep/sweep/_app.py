@@ -69,6 +69,7 @@ class App:
     name: str = "imbsweep"
     cwd: str = ""
     config_dir: str | None = None
+    source: str | None = None  # the folder of the task function's source file (its git checkout's commit)
 
     @classmethod
     def of(cls, task_function: Any, config: DictConfig, settings: Settings, study_name: str) -> App:
@@ -102,7 +103,8 @@ class App:
         program, argv = command(config)
         name = "imbsweep" if own else str(OmegaConf.select(config, "hydra.job.name", default="app"))
         cwd = str(OmegaConf.select(config, "hydra.runtime.cwd", default=None) or os.getcwd())
-        return cls(own, objectives, env, seed_key, program, argv, name, cwd, primary_config_dir(config))
+        return cls(own, objectives, env, seed_key, program, argv, name, cwd, primary_config_dir(config),
+                   source_dir(task_function))
 
 
 def generic_env(settings: Settings, study_name: str) -> DictConfig:
@@ -178,6 +180,17 @@ def primary_config_dir(config: DictConfig) -> str | None:
         if source.get("provider") == "main" and source.get("schema") == "file" and source.get("path"):
             return str(Path(str(source["path"])).resolve())
     return None
+
+
+def source_dir(task_function: Any) -> str | None:
+    """The folder of the file that defines ``task_function`` (None when there is none)."""
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(task_function)
+    except TypeError:
+        return None
+    return str(Path(path).resolve().parent) if path else None
 
 
 def state_folder(env: DictConfig) -> Path:

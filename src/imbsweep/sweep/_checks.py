@@ -99,8 +99,8 @@ def check_space(sweep: Sweep) -> None:
                     has = f"; {parent or 'the config'} has: {', '.join(keys)}" if keys is not None \
                         else f"; {parent} is not a config node"
                     raise ConfigError(key, describe(dists[key]),
-                                      f"is not a key of the config{has} (to search a new key, add it with a "
-                                      f"value first: +{key}=<value>)")
+                                      f"is not a key of the config{has} (a key it lacks is searched with +: "
+                                      f"'+{key}=choice(…)')")
 
 
 def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -> None:

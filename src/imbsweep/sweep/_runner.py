@@ -45,6 +45,7 @@ from ._app import App, is_own_app
 from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaults, posthoc_arms
 from ._checks import check_resume, drop_new_studies, preflight
 from ._counts import best_posthoc, best_trial, counts
+from ._jobs import make_jobs
 from ._procs import WORKER_ENV, join, reap, start_workers, stop, torch_threads
 from ._settings import Settings
 from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
@@ -117,6 +118,7 @@ class Sweep:
         self.pruner = make_pruner(settings.pruner)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
+        self.jobs = make_jobs(launcher, config, app.own)  # (imbsweep's app: composed from a cached base)
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
         self.threads = torch_threads(self.n_jobs, config) if app.own else None
         url = settings.storage
@@ -319,6 +321,13 @@ class Sweep:
         ctx: dict[str, Any] = {"study": self.study_name, "number": trial.number, "trial_id": trial._trial_id,
                                "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
                                "state": str(self.state), "objectives": [list(o) for o in self.objectives]}
+        if not self.app.own:  # the store as this process reached it: a job may run in another folder (chdir)
+            from .._stores import redact
+            from ._usertask import resolved_storage
+
+            uri = str(parent.uri)
+            if redact(uri) == uri:  # (a URI with credentials never travels in a job's config)
+                ctx["tracking_uri"] = resolved_storage(uri, os.getcwd())
         if arm.name is not None:
             ctx.update({"optuna_study": arm.study_name, "arm": arm.name})
             kinds = sorted({self.posthoc_kinds[a] for a, src in self.posthoc_arms.items() if src == arm.name})
@@ -328,7 +337,7 @@ class Sweep:
         if self.threads and "trainer.num_threads" not in arm.space.names():
             overrides.append(f"trainer.num_threads={self.threads}")
         try:
-            (ret,) = self.launcher.launch([overrides], initial_job_idx=self.job_idx)
+            ret = self.jobs.run(overrides, self.job_idx)
         except KeyboardInterrupt:
             # a run that ended before the interrupt keeps its outcome; else the study stays
             # resumable: this trial fails uncounted, an identical one waits

@@ -104,6 +104,13 @@ class Settings:
         if names is not None:
             if not names or any(not isinstance(n, str) or not n.strip() for n in names) or len(set(names)) < len(names):
                 raise ConfigError("hydra.sweeper.objective_names", names, "must be a list of distinct non-empty names")
+            from ..names import mlflow_name_ok
+
+            bad = [n for n in names if not mlflow_name_ok(n)]
+            if bad:
+                raise ConfigError("hydra.sweeper.objective_names", names,
+                                  f"{', '.join(bad)}: an MLflow metric's name holds letters, digits, _ - . : space and "
+                                  "/ (not at its ends, not twice in a row)")
             if directions is not None and len(names) != len(directions):
                 raise ConfigError("hydra.sweeper.objective_names", names,
                                   f"must name each of the {len(directions)} direction(s) {directions}")

@@ -229,9 +229,9 @@ class SearchSpace:
                     fixed_here[bare] = value
                 continue
             if isinstance(value, BaseDistribution):
-                # a key the config does not have (``+w=interval(0, 1)``) keeps its ``+``: its trials'
-                # overrides add it (``+w=0.3``), as the official plugin's do
-                space._add(f"+{bare}" if key.startswith("+") and not key.startswith("++") else bare, value)
+                # a key the config does not have (``+w=interval(0, 1)``, ``++w=…``) keeps its prefix: its
+                # trials' overrides add it (``+w=0.3``), as the official plugin's do
+                space._add(key[:len(key) - len(key.lstrip("+"))] + bare, value)  # (+ or ++ as typed)
             else:
                 space.params.pop(bare, None)
                 space.fixed.pop(bare, None)

@@ -13,7 +13,6 @@ import getpass
 import logging
 import math
 import os
-import re
 import subprocess
 import tempfile
 import time
@@ -44,11 +43,10 @@ from ..names import (
     TAG_TRIAL,
     TAG_TRICK,
     USER,
+    mlflow_name_ok,
 )
 
 log = logging.getLogger(__name__)
-#: what MLflow takes as a param's name (its own check): a key of another kind is left out of the params
-_PARAM_NAME = re.compile(r"^[\w\-. /]{1,250}$")
 
 
 def config_container(cfg: DictConfig) -> dict[str, Any]:
@@ -88,11 +86,11 @@ class UserRun:
     def __init__(self, client: Any, uri: str) -> None:
         self.client, self.uri = client, uri
         self.run_id = ""
-        self._env_uri: str | None = None
+        self._env: dict[str, str | None] = {}
         self._active = False
         self._below: Any = None  # the fluent API's active run before ours (an app run inside another's)
 
-    def create(self, hc: Any, ctx: Mapping[str, Any]) -> str:
+    def create(self, hc: Any, ctx: Mapping[str, Any], source: str | None = None) -> str:
         """The run, RUNNING, with its tags (study, trial, arm, parent run, the app's choices)."""
         arm = ctx.get("arm")
         tags = {TAG_STUDY: str(ctx["study"]), TAG_STATE: RUNNING, TAG_TRICK: str(arm or ctx["study"]),
@@ -105,7 +103,7 @@ class UserRun:
         if arm:
             tags[TAG_ARM] = str(arm)
         tags.update({str(k): str(v) for k, v in (ctx.get("tags") or {}).items()})
-        sha = git_commit_of(str(hc.runtime.cwd))
+        sha = git_commit_of(source or str(hc.runtime.cwd))  # (the app's checkout, not imbsweep's)
         if sha:
             tags[GIT_COMMIT] = sha
         name = ctx.get("run_name") or f"{arm or ctx['study']} trial-{ctx.get('number')}"
@@ -120,12 +118,12 @@ class UserRun:
         from mlflow.entities import Param, RunTag
 
         container = config_container(cfg)
-        pairs = list(flatten(container))
-        refused = [k for k, _ in pairs if not _PARAM_NAME.match(k)]
+        pairs = list(dict(flatten(container)).items())  # (a key flattened twice: once)
+        refused = [k for k, _ in pairs if not mlflow_name_ok(k)]
         if refused:
             log.warning("config keys MLflow does not take as param names are left out of the run's params "
                         "(config.yaml has them): %s", ", ".join(refused[:10]))
-        params = [Param(k, v[:6000]) for k, v in pairs if _PARAM_NAME.match(k)]
+        params = [Param(k, v[:6000]) for k, v in pairs if mlflow_name_ok(k)]
         for i in range(0, len(params), 100):  # MLflow's limit per batch
             self.client.log_batch(self.run_id, params=params[i:i + 100])
         overrides = recorded_overrides(hc.overrides.task)
@@ -140,11 +138,12 @@ class UserRun:
         the fluent API's tracking URI and experiment the trial's."""
         import mlflow
 
-        self._env_uri = os.environ.get("MLFLOW_TRACKING_URI")  # (set_tracking_uri sets it too, for subprocesses)
-        mlflow.set_tracking_uri(self.uri)
-        self._active = True
-        mlflow.set_experiment(experiment_id=experiment_id)  # (one the task set would refuse the run)
         self._below = mlflow.active_run()
+        # (set_tracking_uri and set_experiment set these variables too, for subprocesses)
+        self._env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+        self._active = True
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment(experiment_id=experiment_id)  # (one the task set would refuse the run)
         mlflow.start_run(run_id=self.run_id, nested=self._below is not None)
 
     def end(self, objectives: Sequence[tuple[str, str]], values: Sequence[float], status: str, state: str,
@@ -156,17 +155,22 @@ class UserRun:
 
         try:
             self._pop()
-            now = int(time.time() * 1000)
-            step = 0 if last_step is None else last_step
-            metrics = [Metric(n, float(v), now, step) for (n, _), v in zip(objectives, values, strict=False)
-                       if math.isfinite(v)]
             tags = {TAG_STATE: state}
             if reason:
                 tags[TAG_PRUNE_REASON if state == PRUNED else TAG_REASON] = reason[:5000]
                 tags[NOTE] = f"{state}: {reason}"[:5000]
             if state != COMPLETE:
                 tags[RUN_NAME] = f"{self.client.get_run(self.run_id).info.run_name} {state}"
-            self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])  # (the state first)
+            now = int(time.time() * 1000)
+            metrics = []
+            for (name, _), v in zip(objectives, values, strict=False):
+                if math.isfinite(v):  # at the highest step the metric has, so that it is the run's value
+                    history = self.client.get_metric_history(self.run_id, name)  # (the curve, or the task's own)
+                    step = max([0 if last_step is None else last_step, *(m.step for m in history)])
+                    metrics.append(Metric(name, float(v), now, step))
+            if metrics:
+                self.client.log_batch(self.run_id, metrics=metrics)
         finally:
             self.client.set_terminated(self.run_id, status=status)
 
@@ -190,6 +194,9 @@ class UserRun:
                     break
         finally:
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # as it was: unset, or the variable's value
-            if self._env_uri is not None:
-                os.environ["MLFLOW_TRACKING_URI"] = self._env_uri
+            for k, v in self._env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
             self._active = False

@@ -145,7 +145,7 @@ class UserTrial:
         from ._task import TrialPruned
 
         values = as_values(value, len(self.objectives))
-        self.last_step = int(step)
+        self.last_step = int(step) if self.last_step is None else max(self.last_step, int(step))
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(name, v, now, int(step)) for (name, _), v
                                                     in zip(self.objectives, values, strict=True) if math.isfinite(v)])
@@ -179,13 +179,15 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
     heartbeat: Any = _NoThread()
     try:
         with signals_held():  # the run exists and its trial names it, or neither
-            record.create(hc, ctx)
+            from ._app import source_dir
+
+            record.create(hc, ctx, source_dir(task_function))
             if trial is not None:
                 trial.set_user_attr(ATTR_RUN_ID, record.run_id)
                 if ctx.get("arm"):
                     trial.set_user_attr(ATTR_ARM, str(ctx["arm"]))
-        record.describe(cfg, hc)
         heartbeat = _heartbeat(trial)
+        record.describe(cfg, hc)
         record.activate(str(ctx["experiment_id"]))
         job = UserTrial(trial, record.client, record.run_id, objectives)
         token = _CURRENT.set(job)
