@@ -27,10 +27,15 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 
 @pytest.fixture(autouse=True)
-def _no_outside_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests write only to their own stores."""
+def _no_outside_tracking(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests write only to their own stores, and no test sees the Hydra job an earlier one ran
+    in this process (code that asks ``HydraConfig.initialized()`` behaves as in a job)."""
+    from hydra.core.hydra_config import HydraConfig
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    yield
+    HydraConfig.instance().cfg = None  # type: ignore[assignment]
 
 
 @pytest.fixture

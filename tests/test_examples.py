@@ -41,7 +41,8 @@ def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -
     returned = {t.user_attrs["mlflow_run_id"]: t.value for s in studies.values() for t in s.trials}
     for r in runs:  # the returned best epoch's value is the run's, though its curve ends at the last epoch
         assert r.data.metrics["val/balanced_acc"] == pytest.approx(returned[r.info.run_id])
-    assert len({w.name for w in example.glob("multirun/*/*/w1_*")}) >= 1  # the second worker ran trials
+    # (whether the second worker gets a trial before the first has run all 12 depends on the machine's
+    # load: that workers run the user's program is test_any_app's, on trials long enough to share)
 
     c = run_cli(example, "compare", "digits_tournament", "--reseed", "3", "--format", "csv", "--no-report",
                 timeout=600)
