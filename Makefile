@@ -51,6 +51,7 @@ bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/mnist1d_balanced.py
 	$(BIN)/python bench/sweep_overhead.py
 	$(BIN)/python bench/parallel.py
+	$(BIN)/python bench/coordination.py --rounds 12
 	$(BIN)/python bench/pruning.py
 	$(BIN)/python bench/tricks_mnist1d.py --trials 30 --seeds 5
 	bash bench/tournament.sh

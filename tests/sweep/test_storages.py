@@ -126,3 +126,44 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_requeued(pg_url: str, tmp
     assert waiting.state.name == "WAITING" and waiting.user_attrs["imbsweep:requeued_from"] == trial.number
     assert waiting.system_attrs["fixed_params"] == failed.params
     assert recover_dead(study) == []  # recovered once only
+
+
+HOLD = '''
+import sys, time
+from imbsweep.sweep._study import journal_lock
+lock = journal_lock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+'''
+
+
+def test_a_journal_lock_held_by_a_killed_process_is_free_at_once(tmp_path: Path) -> None:
+    """The journal's lock excludes other processes while held, and a process killed while it
+    holds it leaves nothing to wait out (Optuna's lock file was broken only after 30 s)."""
+    import signal
+    import sys
+
+    from imbsweep.sweep._study import journal_lock
+
+    path = str(tmp_path / "journal.log")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        import fcntl
+        import os
+
+        fd = os.open(path + ".flock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):  # held by the other process
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        lock = journal_lock(path)
+        t = time.monotonic()
+        lock.acquire()
+        assert time.monotonic() - t < 1.0
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -186,7 +186,11 @@ class ImbsweepOptunaSweeperConf:
             unset. In a tournament: unset, or arms x ``trials_per_arm``.
         n_jobs: worker processes on this machine (this one and ``n_jobs - 1`` started ones, each
             running the same command); workers on other machines run that command against a
-            shared storage.
+            shared storage. With GPUs visible (``CUDA_VISIBLE_DEVICES``, else every GPU of the
+            machine), the workers are spread over them round-robin, each seeing only its own
+            (as ``cuda:0``).
+        workers_per_gpu: at most this many workers share one GPU (``n_jobs`` is lowered to
+            GPUs x this, with a warning); null: no limit.
         max_failure_rate: stop once more than this fraction of ``n_trials`` has failed.
         params: ``key: expression`` (``choice``, ``range``, ``interval``, ``tag(log, …)``).
         search_space: the deprecated form of ``params`` (``{type: float, low, high, step, log}``).
@@ -239,6 +243,7 @@ class ImbsweepOptunaSweeperConf:
     custom_search_space: Optional[str] = None  # noqa: UP045
 
     # -- imbsweep's own
+    workers_per_gpu: Optional[int] = None  # noqa: UP045
     objective_names: Optional[list[str]] = None  # noqa: UP045
     seed_key: Optional[str] = None  # noqa: UP045
     state_dir: Optional[str] = None  # noqa: UP045

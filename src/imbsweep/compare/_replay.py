@@ -111,6 +111,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..sweep._procs import GPU_ENV, gpu_slots, visible_gpus
     from ..sweep._replay import DONE, REPLAY_ENV
     from ..sweep._space import override
 
@@ -131,6 +132,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     if "tracking_uri" not in todo[0]["ctx"]:
         env["MLFLOW_TRACKING_URI"] = record.uri
     shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
+    slots = gpu_slots(len(shares), visible_gpus(), None)  # each process its GPU, as the sweeper's workers
     started = int(time.time() * 1000)
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     done: list[str] = []
@@ -144,7 +146,8 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
             procs.append(subprocess.Popen(
                 [*command["program"], *argv, "hydra.sweeper.n_jobs=1", override("hydra.sweep.dir", str(folder)),
                  f"hydra.sweep.subdir=r{i}_${{hydra.job.num}}"],
-                cwd=cwd, env={**env, REPLAY_ENV: str(path)}, stdout=subprocess.PIPE, text=True))
+                cwd=cwd, env={**env, REPLAY_ENV: str(path), **({} if slots[i] is None else {GPU_ENV: str(slots[i])})},
+                stdout=subprocess.PIPE, text=True))
 
         def read(p: subprocess.Popen[str]) -> None:  # every process's output at once: a full pipe would stall it
             assert p.stdout is not None

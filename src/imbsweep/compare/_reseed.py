@@ -14,6 +14,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ImbsweepError
 from ..names import (
@@ -111,6 +112,16 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
     return job.arm, job.seed, result.state, result.reason
 
 
+def _pin_worker(counter: Any, slots: list[str | None]) -> None:
+    """A re-run process's GPU: the next of ``slots`` (the pool starts its processes in turn)."""
+    from ..sweep._procs import pin_gpu
+
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    pin_gpu(slots[k % len(slots)])
+
+
 def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: str | os.PathLike[str],
            top: int | None = None, baseline: str | None = None, vary_split: bool = False) -> int:
     """Run the missing replicates on ``jobs`` worker processes with a progress bar; return
@@ -121,7 +132,7 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..sweep._procs import torch_threads
+    from ..sweep._procs import gpu_slots, torch_threads, visible_gpus
 
     if not record.own_app:  # another app's study: its own command re-runs its trials
         from ._replay import reseed_app
@@ -136,8 +147,11 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
         return 0
     failed = []
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    ctx = mp.get_context("spawn")
+    slots = gpu_slots(jobs, visible_gpus(), None)  # each process its GPU, round-robin, as the sweeper's workers
     with Progress(*columns, transient=False, console=Console(stderr=True)) as bar, \
-            ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pin_worker,
+                                initargs=(ctx.Value("i", 0), slots)) as pool:
         task = bar.add_task(f"{len({j.arm for j in todo})} arms x seeds 1..{k}", total=len(todo))
         futures = [pool.submit(run_reseed, j) for j in todo]
         for f in as_completed(futures):

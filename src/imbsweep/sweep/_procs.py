@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"  # set in the processes a sweep starts
+GPU_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 #: the command line's settings each worker gets its own value of
@@ -29,17 +31,72 @@ def worker_command(program: list[str], argv: list[str], k: int, sweep_dir: Path)
             f"hydra.sweep.subdir=w{k}_${{hydra.job.num}}"]
 
 
+def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The GPUs this process may hand out: the entries of ``CUDA_VISIBLE_DEVICES`` when it is
+    set (empty, or starting with ``-1``: none), else the NVIDIA driver's devices (``0``, ``1``,
+    …; read from ``/proc``, without importing torch or CUDA)."""
+    given = environ.get(GPU_ENV)
+    if given is not None:
+        ids = [g.strip() for g in given.split(",") if g.strip()]
+        return [] if not ids or ids[0] == "-1" else ids[:ids.index("-1")] if "-1" in ids else ids
+    try:
+        return [str(i) for i in range(len(list(Path("/proc/driver/nvidia/gpus").iterdir())))]
+    except OSError:
+        return []
+
+
+def gpu_slots(n_jobs: int, gpus: Sequence[str], per_gpu: int | None) -> list[str | None]:
+    """The GPU of each of ``n_jobs`` workers (worker 0: this process): round-robin over
+    ``gpus``, so that each has ``ceil(n_jobs / len(gpus))`` workers at most; None for all
+    when there are none. ``per_gpu`` (``hydra.sweeper.workers_per_gpu``) is checked by the
+    caller: with it, ``n_jobs <= len(gpus) * per_gpu``."""
+    if not gpus:
+        return [None] * n_jobs
+    assert per_gpu is None or n_jobs <= len(gpus) * per_gpu
+    return [gpus[k % len(gpus)] for k in range(n_jobs)]
+
+
+def workers_for_gpus(n_jobs: int, per_gpu: int | None, gpus: Sequence[str]) -> int:
+    """``n_jobs``, lowered (with a warning) to ``len(gpus) * per_gpu`` when
+    ``hydra.sweeper.workers_per_gpu`` limits how many trials share a GPU."""
+    if per_gpu is None or not gpus or n_jobs <= len(gpus) * per_gpu:
+        return n_jobs
+    log.warning("hydra.sweeper.workers_per_gpu=%d on %d visible GPU(s): n_jobs %d lowered to %d",
+                per_gpu, len(gpus), n_jobs, len(gpus) * per_gpu)
+    return len(gpus) * per_gpu
+
+
+def share_gpus(n_jobs: int, per_gpu: int | None, worker: bool) -> tuple[int, list[str | None]]:
+    """``(n_jobs, the GPU of each worker)`` of a sweep's first process (:func:`workers_for_gpus`,
+    :func:`gpu_slots`); a started worker (``worker``) keeps the one it was given."""
+    if worker:
+        return n_jobs, [None] * n_jobs
+    gpus = visible_gpus()
+    n_jobs = workers_for_gpus(n_jobs, per_gpu, gpus)
+    return n_jobs, gpu_slots(n_jobs, gpus, per_gpu)
+
+
+def pin_gpu(gpu: str | None) -> None:
+    """This process's own share (worker 0): its jobs see only ``gpu`` (as ``cuda:0``). Set
+    before its first trial; CUDA reads the variable when it first starts in the process."""
+    if gpu is not None:
+        os.environ[GPU_ENV] = gpu
+
+
 def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: Path,
-                  threads: int | None) -> list[subprocess.Popen[bytes]]:
+                  threads: int | None, gpus: Sequence[str | None] = ()) -> list[subprocess.Popen[bytes]]:
     """``n_jobs - 1`` more processes running this sweep's command (``program`` and ``argv``:
-    ``_app.command``) as plain workers (imbsweep's app: ``threads`` torch threads each)."""
+    ``_app.command``) as plain workers (imbsweep's app: ``threads`` torch threads each; worker
+    ``k`` sees only GPU ``gpus[k]``, when given)."""
     procs = []
     for k in range(1, n_jobs):
         env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or "")}
+        if k < len(gpus) and gpus[k] is not None:
+            env[GPU_ENV] = str(gpus[k])
         procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,
                                       stdout=subprocess.DEVNULL))
-    log.info("started %d more worker process(es) running %s; torch threads per worker: %s", len(procs),
-             " ".join(program), threads)
+    log.info("started %d more worker process(es) running %s; torch threads per worker: %s%s", len(procs),
+             " ".join(program), threads, f"; GPU per worker: {', '.join(map(str, gpus))}" if any(gpus) else "")
     return procs
 
 def reap(workers: list[subprocess.Popen[bytes]]) -> None:

@@ -46,7 +46,7 @@ from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaul
 from ._checks import check_resume, drop_new_studies, preflight
 from ._counts import best_posthoc, best_trial, counts
 from ._jobs import make_jobs
-from ._procs import WORKER_ENV, join, reap, start_workers, stop, torch_threads
+from ._procs import WORKER_ENV, join, pin_gpu, reap, share_gpus, start_workers, stop, torch_threads
 from ._settings import Settings
 from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
 from ._study import grid_size, make_pruner, make_sampler, open_storage
@@ -85,7 +85,8 @@ class Sweep:
         self.objectives = app.objectives
         self.extend = custom_space(settings.custom_search_space)
         self.baseline = settings.baseline_values(app.own)
-        self.n_jobs = settings.n_jobs
+        self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
+        self.n_jobs, self.gpus = share_gpus(settings.n_jobs, settings.workers_per_gpu, bool(self.worker))
         self.posthoc_arms: dict[str, str] = {}  # post-hoc arm -> its source arm
         self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (posthoc.POSTHOC_KINDS)
         if settings.tournament:
@@ -119,7 +120,6 @@ class Sweep:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
         self.jobs = make_jobs(launcher, config, app.own)  # (imbsweep's app: composed from a cached base)
-        self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
         self.threads = torch_threads(self.n_jobs, config) if app.own else None
         url = settings.storage
         self.journal = (Path(url) if url else journal_path(self.state)) \
@@ -283,7 +283,8 @@ class Sweep:
                         "again (it runs inside another program), so no worker processes are started and its "
                         "trials run one after another in this process", self.n_jobs)
             return []
-        return start_workers(self.app.program, self.app.argv, self.n_jobs, self.sweep_dir, self.threads)
+        pin_gpu(self.gpus[0])  # this process's own trials: before its first
+        return start_workers(self.app.program, self.app.argv, self.n_jobs, self.sweep_dir, self.threads, self.gpus)
 
     def _sampler(self, n_existing: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed is offset by the trials the study has (waiting ones

@@ -34,6 +34,7 @@ class Settings:
     study_name: str | None
     n_trials: int | None
     n_jobs: int
+    workers_per_gpu: int | None
     max_failure_rate: float
     params: dict[str, Any] | None
     search_space: dict[str, Any] | None
@@ -99,6 +100,8 @@ class Settings:
             raise ConfigError("hydra.sweeper.max_failure_rate", rate, "must be in [0, 1]")
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
+        if self.workers_per_gpu is not None:
+            positive_int("hydra.sweeper.workers_per_gpu", self.workers_per_gpu)
         directions = self.directions()
         names = self.objective_names
         if names is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -45,7 +46,6 @@ def open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | Non
 
 def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | None) -> Any:
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileOpenLock
 
     from .._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 here
 
@@ -54,7 +54,7 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return JournalStorage(_journal_backend()(str(path), lock_obj=JournalFileOpenLock(str(path))))
+            return JournalStorage(_journal_backend()(str(path), lock_obj=journal_lock(str(path))))
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -72,6 +72,42 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
             raise ConfigError("hydra.sweeper.storage", redact(str(url)),
                               f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
     raise AssertionError("unreachable")
+
+
+def journal_lock(path: str) -> Any:
+    """The journal's lock: a ``flock`` on ``<journal>.flock``, with the methods Optuna's journal
+    backend calls on its ``lock_obj``.
+
+    Optuna's own file locks (``JournalFileOpenLock``, ``JournalFileSymlinkLock``) create a lock
+    file and poll for it with a back-off that grows to 1 s, so with many workers a waiter sleeps
+    long after the lock is free, and a lock file left by a killed process is broken only after
+    a 30 s grace period. A ``flock`` waits in the kernel, wakes the next waiter when it is
+    released and goes with its process (a kill -9 leaves nothing to break); the budget lock
+    beside the journal is one too (``_workers.budget_lock``). On a network file system without
+    ``flock`` (the journal shared by several machines), use an RDB storage (PostgreSQL)."""
+    import fcntl
+
+    class FlockLock:  # (what the backend calls: acquire, release)
+        def __init__(self, target: str) -> None:
+            self._path, self._fd = target + ".flock", -1
+
+        def acquire(self) -> bool:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    return FlockLock(path)
 
 
 #: Optuna journal operations on a running trial's own records (JournalOperation's
