@@ -191,6 +191,7 @@ def _cases() -> list[Any]:
     add("cli-heartbeat-negative", [*SWEEP, "hydra.sweeper.heartbeat_interval=-5"],
         "hydra.sweeper.heartbeat_interval=-5")
     add("cli-heartbeat-zero", [*SWEEP, "hydra.sweeper.heartbeat_interval=0"], "hydra.sweeper.heartbeat_interval=0")
+    add("cli-workers-per-gpu-zero", [*SWEEP, "hydra.sweeper.workers_per_gpu=0"], "hydra.sweeper.workers_per_gpu=0")
     add("cli-heartbeat-text", [*SWEEP, "hydra.sweeper.heartbeat_interval=abc"], "hydra.sweeper.heartbeat_interval",
         "abc")
     add("cli-seed-text", [*SWEEP, "hydra.sweeper.sampler.seed=abc"], "hydra.sweeper.sampler.seed=abc", "Integer")
