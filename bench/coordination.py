@@ -8,7 +8,7 @@ end of the last worker's first trial to the start of the first worker's last one
 and drain are left out. The CPU time of the whole process tree per trial (start-up included)
 says what each trial costs the machine beside its wait.
 
-    .venv/bin/python bench/coordination.py [--sleep 2] [--workers 1 4 8 16] [--rounds 8]
+    .venv/bin/python bench/coordination.py [--sleep 2] [--workers 1 4 8 16] [--rounds 12]
         [--src OTHER_CHECKOUT/src] [hydra overrides...]
 """
 
@@ -29,6 +29,7 @@ from imbsweep.names import ATTR_PID
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
+from _sweeps import study as local_study  # noqa: E402
 
 APP = Path(__file__).parent / "sleep_app" / "app.py"
 
@@ -75,13 +76,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sleep", type=float, default=2.0, help="seconds each trial waits")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 4, 8, 16])
-    ap.add_argument("--rounds", type=int, default=8, help="trials per worker")
+    ap.add_argument("--rounds", type=int, default=12, help="trials per worker")
     ap.add_argument("--src", help="run the sweeper of another checkout's src/ (before/after)")
-    ap.add_argument("overrides", nargs="*", help="more hydra overrides (storage, tracking_uri, ...)")
+    ap.add_argument("overrides", nargs="*", help="more hydra overrides (an RDB storage URL, tracking_uri, ...)")
     args = ap.parse_args()
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"machine: {machine()}")
     print(f"trial: sleeps {args.sleep:g} s; {args.rounds} trials per worker; src: {args.src or 'this checkout'}")
@@ -92,10 +90,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             name = f"sleep{n}_{os.getpid()}"
             wall, cpu = run(Path(tmp), name, n, trials, args.sleep, args.overrides, args.src)
-            url = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("hydra.sweeper.storage=")),
-                       str(Path(tmp) / "mlruns" / "optuna" / "journal.log"))
-            storage = url if "://" in url else JournalStorage(JournalFileBackend(url))
-            study = optuna.load_study(study_name=name, storage=storage)
+            url = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("hydra.sweeper.storage=")), None)
+            study = optuna.load_study(study_name=name, storage=url) if url else local_study(Path(tmp), name)
             finished = sum(t.state.is_finished() for t in study.trials)
             assert finished == trials, f"{finished} finished trials, expected {trials}"
             rate, inside = steady_rate(study)

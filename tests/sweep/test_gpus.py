@@ -53,7 +53,7 @@ def test_without_the_variable_the_drivers_gpus_are_visible() -> None:
     (["0", "1", "2", "3"], 2, ["0", "1"]),
 ])
 def test_workers_take_the_gpus_round_robin(gpus: list[str], n_jobs: int, slots: list[str | None]) -> None:
-    assert gpu_slots(n_jobs, gpus, None) == slots
+    assert gpu_slots(n_jobs, gpus) == slots
 
 
 def test_workers_per_gpu_caps_the_workers(caplog: pytest.LogCaptureFixture) -> None:
@@ -67,7 +67,7 @@ def test_workers_per_gpu_caps_the_workers(caplog: pytest.LogCaptureFixture) -> N
 @pytest.mark.parametrize("devices", ["0", "0,1", "0,1,2,3"])
 def test_each_started_worker_sees_its_own_gpu(devices: str, tmp_path: Path) -> None:
     gpus = visible_gpus({GPU_ENV: devices})
-    slots = gpu_slots(5, gpus, None)
+    slots = gpu_slots(5, gpus)
     program = [sys.executable, "-c", REPORT, str(tmp_path / "env")]
     procs = start_workers(program, [], 5, tmp_path / "sweep", threads=2, gpus=slots)
     assert all(p.wait(timeout=60) == 0 for p in procs)
@@ -80,7 +80,7 @@ def test_without_gpus_a_workers_environment_is_left_as_it_is(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(GPU_ENV, raising=False)
     program = [sys.executable, "-c", REPORT, str(tmp_path / "env")]
-    (p,) = start_workers(program, [], 2, tmp_path / "sweep", threads=None, gpus=gpu_slots(2, [], None))
+    (p,) = start_workers(program, [], 2, tmp_path / "sweep", threads=None, gpus=gpu_slots(2, []))
     assert p.wait(timeout=60) == 0
     assert GPU_ENV not in json.loads((tmp_path / "env1").read_text())
 
@@ -94,7 +94,7 @@ def _seen() -> tuple[int, str | None]:
 
 def test_reseed_processes_take_the_gpus_round_robin() -> None:
     ctx = mp.get_context("spawn")
-    slots = gpu_slots(4, ["0", "1"], None)
+    slots = gpu_slots(4, ["0", "1"])
     with ProcessPoolExecutor(max_workers=4, mp_context=ctx, initializer=_pin_worker,
                              initargs=(ctx.Value("i", 0), slots)) as pool:
         seen = dict(f.result() for f in [pool.submit(_seen) for _ in range(8)])

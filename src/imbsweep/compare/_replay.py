@@ -132,7 +132,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
     if "tracking_uri" not in todo[0]["ctx"]:
         env["MLFLOW_TRACKING_URI"] = record.uri
     shares = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
-    slots = gpu_slots(len(shares), visible_gpus(), None)  # each process its GPU, as the sweeper's workers
+    slots = gpu_slots(len(shares), visible_gpus())  # each process its GPU, as the sweeper's workers
     started = int(time.time() * 1000)
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     done: list[str] = []

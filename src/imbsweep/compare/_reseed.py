@@ -148,7 +148,7 @@ def reseed(record: StudyRecord, metric: str | None, k: int, jobs: int, state: st
     failed = []
     columns = (TextColumn("reseed {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     ctx = mp.get_context("spawn")
-    slots = gpu_slots(jobs, visible_gpus(), None)  # each process its GPU, round-robin, as the sweeper's workers
+    slots = gpu_slots(jobs, visible_gpus())  # each process its GPU, round-robin, as the sweeper's workers
     with Progress(*columns, transient=False, console=Console(stderr=True)) as bar, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pin_worker,
                                 initargs=(ctx.Value("i", 0), slots)) as pool:

@@ -38,22 +38,18 @@ def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
     given = environ.get(GPU_ENV)
     if given is not None:
         ids = [g.strip() for g in given.split(",") if g.strip()]
-        return [] if not ids or ids[0] == "-1" else ids[:ids.index("-1")] if "-1" in ids else ids
+        return ids[:ids.index("-1")] if "-1" in ids else ids
     try:
         return [str(i) for i in range(len(list(Path("/proc/driver/nvidia/gpus").iterdir())))]
     except OSError:
         return []
 
 
-def gpu_slots(n_jobs: int, gpus: Sequence[str], per_gpu: int | None) -> list[str | None]:
+def gpu_slots(n_jobs: int, gpus: Sequence[str]) -> list[str | None]:
     """The GPU of each of ``n_jobs`` workers (worker 0: this process): round-robin over
     ``gpus``, so that each has ``ceil(n_jobs / len(gpus))`` workers at most; None for all
-    when there are none. ``per_gpu`` (``hydra.sweeper.workers_per_gpu``) is checked by the
-    caller: with it, ``n_jobs <= len(gpus) * per_gpu``."""
-    if not gpus:
-        return [None] * n_jobs
-    assert per_gpu is None or n_jobs <= len(gpus) * per_gpu
-    return [gpus[k % len(gpus)] for k in range(n_jobs)]
+    when there are none."""
+    return [gpus[k % len(gpus)] if gpus else None for k in range(n_jobs)]
 
 
 def workers_for_gpus(n_jobs: int, per_gpu: int | None, gpus: Sequence[str]) -> int:
@@ -73,7 +69,7 @@ def share_gpus(n_jobs: int, per_gpu: int | None, worker: bool) -> tuple[int, lis
         return n_jobs, [None] * n_jobs
     gpus = visible_gpus()
     n_jobs = workers_for_gpus(n_jobs, per_gpu, gpus)
-    return n_jobs, gpu_slots(n_jobs, gpus, per_gpu)
+    return n_jobs, gpu_slots(n_jobs, gpus)
 
 
 def pin_gpu(gpu: str | None) -> None:
@@ -84,14 +80,14 @@ def pin_gpu(gpu: str | None) -> None:
 
 
 def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: Path,
-                  threads: int | None, gpus: Sequence[str | None] = ()) -> list[subprocess.Popen[bytes]]:
+                  threads: int | None, gpus: Sequence[str | None]) -> list[subprocess.Popen[bytes]]:
     """``n_jobs - 1`` more processes running this sweep's command (``program`` and ``argv``:
     ``_app.command``) as plain workers (imbsweep's app: ``threads`` torch threads each; worker
-    ``k`` sees only GPU ``gpus[k]``, when given)."""
+    ``k`` sees only GPU ``gpus[k]``, when not None: :func:`gpu_slots`)."""
     procs = []
     for k in range(1, n_jobs):
         env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or "")}
-        if k < len(gpus) and gpus[k] is not None:
+        if gpus[k] is not None:
             env[GPU_ENV] = str(gpus[k])
         procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,
                                       stdout=subprocess.DEVNULL))

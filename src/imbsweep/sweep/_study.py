@@ -74,40 +74,53 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
     raise AssertionError("unreachable")
 
 
-def journal_lock(path: str) -> Any:
-    """The journal's lock: a ``flock`` on ``<journal>.flock``, with the methods Optuna's journal
-    backend calls on its ``lock_obj``.
+class FileLock:
+    """An exclusive ``flock`` on the file ``path`` (created if need be), held between
+    :meth:`acquire` and :meth:`release` (or in a ``with`` block): a waiter waits in the kernel
+    and wakes when the lock is released, and the lock goes with its process (a kill -9 leaves
+    nothing to break). The budget lock beside a local storage (``_workers.budget_lock``), and
+    the journal's own lock (:func:`journal_lock`: Optuna's journal backend calls ``acquire``
+    and ``release``)."""
 
-    Optuna's own file locks (``JournalFileOpenLock``, ``JournalFileSymlinkLock``) create a lock
-    file and poll for it with a back-off that grows to 1 s, so with many workers a waiter sleeps
-    long after the lock is free, and a lock file left by a killed process is broken only after
-    a 30 s grace period. A ``flock`` waits in the kernel, wakes the next waiter when it is
-    released and goes with its process (a kill -9 leaves nothing to break); the budget lock
-    beside the journal is one too (``_workers.budget_lock``). On a network file system without
-    ``flock`` (the journal shared by several machines), use an RDB storage (PostgreSQL)."""
-    import fcntl
+    def __init__(self, path: str) -> None:
+        self.path, self._fd = path, -1
 
-    class FlockLock:  # (what the backend calls: acquire, release)
-        def __init__(self, target: str) -> None:
-            self._path, self._fd = target + ".flock", -1
+    def acquire(self) -> bool:
+        import fcntl
 
-        def acquire(self) -> bool:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
-            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
 
-        def release(self) -> None:
-            fd, self._fd = self._fd, -1
-            if fd >= 0:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+    def release(self) -> None:
+        import fcntl
 
-    return FlockLock(path)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def journal_lock(path: str) -> FileLock:
+    """The journal's lock, as the ``lock_obj`` of Optuna's journal backend: a ``flock`` on
+    ``<journal>.flock`` (:class:`FileLock`), not Optuna's lock file, which a waiter polls
+    with a back-off growing to 1 s (with many workers it slept long after the lock was free)
+    and which a killed process left for the others to break after a 30 s grace period. On a
+    network file system without ``flock`` (one journal for several machines), use an RDB
+    storage (PostgreSQL)."""
+    return FileLock(path + ".flock")
 
 
 #: Optuna journal operations on a running trial's own records (JournalOperation's

@@ -121,15 +121,10 @@ def budget_lock(storage: Any, study_name: str, journal_path: Path | None) -> Ite
     """Serialise "count, then ask" among all workers of a study."""
     key = int.from_bytes(hashlib.sha256(f"imbsweep:{study_name}".encode()).digest()[:8], "big", signed=True)
     if journal_path is not None or _sqlite_path(storage) is not None:
-        path = Path(str(journal_path or _sqlite_path(storage)) + f".{key & 0xFFFFFFFF:08x}.lock")
-        import fcntl
+        from ._study import FileLock
 
-        with open(path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with FileLock(str(journal_path or _sqlite_path(storage)) + f".{key & 0xFFFFFFFF:08x}.lock"):
+            yield
         return
     engine = getattr(storage, "engine", None)
     dialect = engine.dialect.name if engine is not None else ""
