@@ -28,6 +28,8 @@ def example(tmp_path: Path) -> Path:
     return app
 
 
+@pytest.mark.slow  # (~45 s on 2 cores: make test-all; make test keeps a user's app's tournament, post-hoc arm
+# and compare in tests/sweep/test_any_app.py)
 def test_the_example_app_runs_the_tournament_compare_and_export(example: Path) -> None:
     train = [sys.executable, "train.py"]
     p = subprocess.run([*train, "-m", "+sweep=tournament", "epochs=3", "hydra.sweeper.trials_per_arm=3",

@@ -109,6 +109,7 @@ ATTR_HOST, ATTR_PID, ATTR_START = "imbsweep:host", "imbsweep:pid", "imbsweep:pid
 ATTR_BASELINE = "imbsweep:baseline"  # the study's (an arm's) first trial: the config's defaults
 ATTR_REQUEUED = "imbsweep:requeued"  # a failed trial whose twin waits: it does not count
 ATTR_REQUEUED_FROM = "imbsweep:requeued_from"  # on the twin: the number it replaces
+ATTR_LOST = "imbsweep:lost_jobs"  # on the twin: how many launcher jobs its parameters lost (killed, timed out)
 ATTR_OUTCOME = "imbsweep:outcome"  # how the trial's run ended, written with its last MLflow writes
 # on an arm's study
 ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # its arm and tournament

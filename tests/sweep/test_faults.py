@@ -67,9 +67,10 @@ def _faulty(tmp_path: Path, step: str, sig: str) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.parametrize(("step", "sig"), [
-    pytest.param("asked", "SIGKILL", marks=pytest.mark.slow),  # (~16 s each: make test-all; make test keeps two)
-    pytest.param("run created", "SIGKILL", marks=pytest.mark.slow),
-    ("outcome written", "SIGKILL"), ("outcome written", "SIGINT")])
+    pytest.param("asked", "SIGKILL", marks=pytest.mark.slow),  # (~15 s each: make test-all; make test keeps
+    pytest.param("run created", "SIGKILL", marks=pytest.mark.slow),  # SIGINT here, and a SIGKILLed sweep in
+    pytest.param("outcome written", "SIGKILL", marks=pytest.mark.slow),  # test_sweep_cli and test_submitit)
+    ("outcome written", "SIGINT")])
 def test_a_kill_at_any_step_leaves_nothing_running_and_the_rerun_ends_exact(tmp_path: Path, step: str,
                                                                            sig: str) -> None:
     p = _faulty(tmp_path, step, sig)

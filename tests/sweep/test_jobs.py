@@ -16,7 +16,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from imbsweep._paths import conf_dir
-from imbsweep.sweep._jobs import CachedJobs, LauncherJobs, make_jobs
+from imbsweep.sweep._jobs import CachedJobs
+from imbsweep.sweep._launch import LauncherJobs, make_jobs
 
 CONTEXT = "+imbsweep_trial={study:s,number:3,trial_id:7,experiment_id:'2',parent_run_id:abc}"
 JOBS = [  # group options (cached bases), values, a dict added, a cached base met again

@@ -1,7 +1,7 @@
-"""Launching a sweep's jobs: Hydra's own launcher, or, for imbsweep's own app on the basic
-launcher without callbacks, the same work from a cached base (:class:`CachedJobs`: ~150-170 ms
-less a trial, ~6-7% of an unpruned default tournament trial on one worker, docs/benchmarks.md).
-Any other app's jobs go through the launcher (:class:`LauncherJobs`).
+"""Imbsweep's own app's jobs on Hydra's basic launcher without callbacks: the launcher's work
+done from a cached base (:class:`CachedJobs`: ~150-170 ms less a trial, ~6-7% of an unpruned
+default tournament trial on one worker, docs/benchmarks.md); every other job goes through the
+launcher (``_launch``).
 
 - Hydra composes once per set of *group* and *hydra* overrides (the job's trial, ``hydra.sweeper.trial``,
   is set on each job's hydra node instead); plain group files (``loss=ce resampling=sqrt``) are put
@@ -30,30 +30,6 @@ from ._jobtext import EntryText, container, dump, has_null, save, simple_overrid
 from ._usertask import TRIAL_KEY
 
 log = logging.getLogger(__name__)
-
-
-class LauncherJobs:
-    """The configured Hydra launcher, one job at a time."""
-
-    def __init__(self, launcher: Any) -> None:
-        self.launcher = launcher
-
-    def run(self, overrides: Sequence[str], idx: int) -> Any:
-        (ret,) = self.launcher.launch([list(overrides)], initial_job_idx=idx)
-        return ret
-
-
-def make_jobs(launcher: Any, config: DictConfig, own: bool = True) -> LauncherJobs | CachedJobs:
-    """:class:`CachedJobs` for imbsweep's own app (``own``) on Hydra's basic launcher without
-    callbacks, else the launcher."""
-    # by name: Hydra's plugin scan may import the launcher's module a second time
-    kind = f"{type(launcher).__module__}.{type(launcher).__qualname__}"
-    basic = kind == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
-    if own and basic and not OmegaConf.select(config, "hydra.callbacks") and getattr(launcher, "hydra_context", None):
-        return CachedJobs(launcher, config)
-    return LauncherJobs(launcher)
-
-
 _PER_JOB = frozenset({"overrides", "job", "runtime", "sweeper"})  # the hydra node's entries a job sets
 
 

@@ -287,14 +287,15 @@ class ParentRun:
         if serves(self.uri):
             settle(self.spool_dir, self.uri)
 
-    def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None) -> None:
-        """The MLflow runs of trials whose worker died end FAILED (they were left RUNNING);
-        what the dead worker spooled is applied first, so that its runs are there to be found."""
+    def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None,
+                      reason: str = "worker process died; trial re-queued") -> None:
+        """The MLflow runs of trials whose worker (or launcher job) died end FAILED (they were
+        left RUNNING); what the dead worker spooled is applied first, so that its runs are there
+        to be found."""
         if trials:
             self.settle()
         for t in trials:
             for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
-                reason = "worker process died; trial re-queued"
                 self.client.set_tag(run_id, TAG_STATE, FAILED)
                 self.client.set_tag(run_id, TAG_REASON, reason)
                 self.client.set_tag(run_id, NOTE, f"failed: {reason}")

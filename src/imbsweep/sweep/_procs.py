@@ -62,10 +62,11 @@ def workers_for_gpus(n_jobs: int, per_gpu: int | None, gpus: Sequence[str]) -> i
     return len(gpus) * per_gpu
 
 
-def share_gpus(n_jobs: int, per_gpu: int | None, worker: bool) -> tuple[int, list[str | None]]:
+def share_gpus(n_jobs: int, per_gpu: int | None, placed: bool) -> tuple[int, list[str | None]]:
     """``(n_jobs, the GPU of each worker)`` of a sweep's first process (:func:`workers_for_gpus`,
-    :func:`gpu_slots`); a started worker (``worker``) keeps the one it was given."""
-    if worker:
+    :func:`gpu_slots`); none where GPUs are ``placed`` already (a started worker keeps the one it
+    was given; a launcher that runs jobs elsewhere, such as submitit's, gives them theirs)."""
+    if placed:
         return n_jobs, [None] * n_jobs
     gpus = visible_gpus()
     n_jobs = workers_for_gpus(n_jobs, per_gpu, gpus)

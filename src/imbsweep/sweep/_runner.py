@@ -36,16 +36,16 @@ from ..names import (
     ATTR_ARM_VALUES,
     ATTR_BASELINE,
     ATTR_FAIL_REASON,
+    ATTR_LOST,
     ATTR_METRIC,
     ATTR_TOURNAMENT,
     JOURNAL_SUFFIXES,
-    posthoc_attr,
 )
 from ._app import App, is_own_app
 from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaults, posthoc_arms
 from ._checks import check_resume, drop_new_studies, preflight
-from ._counts import best_posthoc, best_trial, counts
-from ._jobs import make_jobs
+from ._counts import counts
+from ._launch import JobLost, LaunchFailed, make_jobs, runs_here
 from ._procs import WORKER_ENV, join, pin_gpu, reap, share_gpus, start_workers, stop, torch_threads
 from ._settings import Settings
 from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
@@ -54,6 +54,9 @@ from ._usertask import job_value, trial_override
 from ._workers import budget_lock, finish, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
+
+
+MAX_LOST = 3  # a trial's parameters whose launcher job is lost this often fail (see Sweep._lost)
 
 
 class SweepStopped(ImbsweepError):
@@ -86,7 +89,8 @@ class Sweep:
         self.extend = custom_space(settings.custom_search_space)
         self.baseline = settings.baseline_values(app.own)
         self.worker = os.environ.get(WORKER_ENV)  # set in the processes this sweep starts
-        self.n_jobs, self.gpus = share_gpus(settings.n_jobs, settings.workers_per_gpu, bool(self.worker))
+        self.n_jobs, self.gpus = share_gpus(settings.n_jobs, settings.workers_per_gpu,
+                                            bool(self.worker) or not runs_here(launcher))
         self.posthoc_arms: dict[str, str] = {}  # post-hoc arm -> its source arm
         self.posthoc_kinds: dict[str, str] = {}  # post-hoc arm -> what re-scores it (posthoc.POSTHOC_KINDS)
         if settings.tournament:
@@ -120,7 +124,7 @@ class Sweep:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
         self.jobs = make_jobs(launcher, config, app.own)  # (imbsweep's app: composed from a cached base)
-        self.threads = torch_threads(self.n_jobs, config) if app.own else None
+        self.threads = torch_threads(self.n_jobs, config) if app.own and runs_here(launcher) else None
         url = settings.storage
         self.journal = (Path(url) if url else journal_path(self.state)) \
             if not url or str(url).endswith(JOURNAL_SUFFIXES) else None
@@ -236,7 +240,10 @@ class Sweep:
         finally:
             close_all()  # (after an error: what this process spooled is applied, or kept for the next command)
             if not self.worker:
-                results = self._write_results(self.arms)
+                from ._summary import write_results
+
+                results = write_results(self.arms, self.objectives, self.posthoc_arms, self.posthoc_kinds,
+                                        self.sweep_dir)
                 try:
                     parent.log_study_artifacts(studies, results)
                 except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
@@ -339,16 +346,47 @@ class Sweep:
             overrides.append(f"trainer.num_threads={self.threads}")
         try:
             ret = self.jobs.run(overrides, self.job_idx)
-        except KeyboardInterrupt:
+        except JobLost as exc:
+            self.job_idx += 1
+            self._lost(arm, trial, parent, str(exc))
+            return
+        except (KeyboardInterrupt, LaunchFailed) as exc:
             # a run that ended before the interrupt keeps its outcome; else the study stays
             # resumable: this trial fails uncounted, an identical one waits
             frozen = study._storage.get_trial(trial._trial_id)
             if not frozen.state.is_finished() and not finish(study, frozen):
-                requeue(study, frozen, "interrupted (Ctrl-C)")
+                requeue(study, frozen, "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc))
+                if isinstance(exc, LaunchFailed):
+                    parent.end_dead_runs([frozen], arm.name, "its launcher failed; trial re-queued")
             raise
         self.job_idx += 1
         with signals_held():  # Ctrl-C lands after Optuna knows what MLflow recorded
             self._tell(study, trial, ret)
+
+    def _lost(self, arm: Arm, trial: optuna.Trial, parent: Any, why: str) -> None:
+        """The launcher lost the trial's job (killed, timed out, its node gone): the trial is
+        re-queued, not counted, up to ``MAX_LOST`` times for the same parameters; after that
+        it fails (counted), so a trial that always kills its job cannot loop for ever."""
+        study = arm.study
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state.is_finished():  # (another worker recovered it meanwhile)
+            return
+        if finish(study, frozen):  # its run recorded an outcome before the job ended
+            return
+        lost = int(frozen.user_attrs.get(ATTR_LOST, 0)) + 1
+        with signals_held():
+            if lost < MAX_LOST:
+                requeue(study, frozen, f"its job was lost: {why}", lost=True)
+                log.warning("trial %d of %s: its job was lost (%s); re-queued", trial.number, study.study_name,
+                            why[:300])
+                parent.end_dead_runs([frozen], arm.name, "its job was lost; trial re-queued")
+                return
+            reason = f"its job was lost {lost} times; last: {why}"
+            trial.set_user_attr(ATTR_FAIL_REASON, reason[:2000])
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            parent.end_dead_runs([frozen], arm.name, reason[:500])
+        log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason[:300])
+        self.last_error = reason
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         from hydra.core.utils import JobStatus
@@ -383,42 +421,6 @@ class Sweep:
                 f"study {self.study_name!r} stopped: {c['fail']} of {self.n_trials} trials failed "
                 f"(more than hydra.sweeper.max_failure_rate={self.settings.max_failure_rate}); last error: "
                 f"{getattr(self, 'last_error', '?')}")
-
-    def _write_results(self, arms: Sequence[Arm]) -> Path | None:
-        """``optimization_results.yaml`` in the official plugin's format (a tournament adds
-        each arm's best under ``arms``)."""
-        studies = [a.study for a in arms]
-        if not counts(studies)["complete"]:
-            return None
-        if len(self.objectives) == 1:
-            best = best_trial(studies, self.objectives[0][1])
-            assert best is not None
-            results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
-            if arms[0].name is not None:
-                results["best_arm"] = best.user_attrs.get(ATTR_ARM)
-                results["arms"] = {}
-                for a in arms:
-                    b = best_trial([a.study], self.objectives[0][1])
-                    if b is not None:
-                        results["arms"][a.name] = {"fixed": {k: str(v) for k, v in a.values.items()},
-                                                   "best_params": b.params, "best_value": b.value,
-                                                   "best_trial": b.number}
-                for name, source in self.posthoc_arms.items():
-                    src = next(a for a in arms if a.name == source)
-                    kind = self.posthoc_kinds.get(name, "posthoc")
-                    b = best_posthoc(src.study, self.objectives[0][1], kind)
-                    if b is not None:
-                        results["arms"][name] = {"posthoc_of": source, "posthoc_by": kind, "best_params": b.params,
-                                                 "best_value": b.user_attrs[posthoc_attr(kind)],
-                                                 "best_trial": b.number}
-        else:
-            results = {"name": "optuna", "solutions": [
-                {**({"arm": a.name} if a.name is not None else {}), "params": t.params, "values": t.values}
-                for a in arms if counts([a.study])["complete"] for t in a.study.best_trials]}
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        path = self.sweep_dir / "optimization_results.yaml"
-        OmegaConf.save(OmegaConf.create(results), path)
-        return path
 
 
 def _task_of(launcher: Any) -> Any:

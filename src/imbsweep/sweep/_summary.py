@@ -1,15 +1,20 @@
-"""What a finished sweep prints: the best trial and one line per trick."""
+"""What a finished sweep prints (the best trial and one line per trick) and writes
+(``optimization_results.yaml``)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 
 from ..names import ATTR_ARM, ATTR_REQUEUED, ATTR_TRICK, posthoc_attr
 from ..trick import short_number
-from ._counts import best_trial
+from ._arms import Arm
+from ._counts import best_posthoc, best_trial, counts
 
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
@@ -162,3 +167,40 @@ def print_summary(name: str, arms: list[tuple[str | None, optuna.Study]], object
         return
     console.print(f"one trial per {what} is not a comparison: re-run the best of each with the same seeds "
                   f"and compare: imbsweep compare {name} --reseed 5", style="dim")
+
+
+def write_results(arms: Sequence[Arm], objectives: Sequence[tuple[str, str]], posthoc_arms: Mapping[str, str],
+                  posthoc_kinds: Mapping[str, str], sweep_dir: Path) -> Path | None:
+    """``optimization_results.yaml`` in the official plugin's format, in ``sweep_dir`` (a
+    tournament adds each arm's best under ``arms``); None before any trial completed."""
+    studies = [a.study for a in arms]
+    if not counts(studies)["complete"]:
+        return None
+    if len(objectives) == 1:
+        direction = objectives[0][1]
+        best = best_trial(studies, direction)
+        assert best is not None
+        results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        if arms[0].name is not None:
+            results["best_arm"] = best.user_attrs.get(ATTR_ARM)
+            results["arms"] = {}
+            for a in arms:
+                b = best_trial([a.study], direction)
+                if b is not None:
+                    results["arms"][a.name] = {"fixed": {k: str(v) for k, v in a.values.items()},
+                                               "best_params": b.params, "best_value": b.value, "best_trial": b.number}
+            for name, source in posthoc_arms.items():
+                src = next(a for a in arms if a.name == source)
+                kind = posthoc_kinds.get(name, "posthoc")
+                b = best_posthoc(src.study, direction, kind)
+                if b is not None:
+                    results["arms"][name] = {"posthoc_of": source, "posthoc_by": kind, "best_params": b.params,
+                                             "best_value": b.user_attrs[posthoc_attr(kind)], "best_trial": b.number}
+    else:
+        results = {"name": "optuna", "solutions": [
+            {**({"arm": a.name} if a.name is not None else {}), "params": t.params, "values": t.values}
+            for a in arms if counts([a.study])["complete"] for t in a.study.best_trials]}
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / "optimization_results.yaml"
+    OmegaConf.save(OmegaConf.create(results), path)
+    return path

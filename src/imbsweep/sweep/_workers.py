@@ -32,6 +32,7 @@ from ..names import (
     ATTR_BASELINE,
     ATTR_FAIL_REASON,
     ATTR_HOST,
+    ATTR_LOST,
     ATTR_OUTCOME,
     ATTR_PID,
     ATTR_REQUEUED,
@@ -51,8 +52,9 @@ def mark_running(trial: optuna.Trial) -> None:
         trial.set_user_attr(k, v)
 
 
-def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
-    """Fail ``trial`` without counting it and enqueue its parameters again."""
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, lost: bool = False) -> None:
+    """Fail ``trial`` without counting it and enqueue its parameters again (``lost``: its
+    launcher's job was lost; the twin counts the losses, :data:`ATTR_LOST`)."""
     storage = study._storage
     storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, True)
     storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
@@ -60,6 +62,8 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -
     attrs: dict[str, Any] = {ATTR_REQUEUED_FROM: trial.number}
     if trial.user_attrs.get(ATTR_BASELINE):
         attrs[ATTR_BASELINE] = True
+    if lost or trial.user_attrs.get(ATTR_LOST):
+        attrs[ATTR_LOST] = int(trial.user_attrs.get(ATTR_LOST, 0)) + lost
     study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
