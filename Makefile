@@ -52,6 +52,7 @@ bench: $(STAMP) ## run the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python bench/sweep_overhead.py
 	$(BIN)/python bench/parallel.py
 	$(BIN)/python bench/coordination.py --rounds 12
+	$(BIN)/python bench/run_wall.py --repeats 3
 	$(BIN)/python bench/pruning.py
 	$(BIN)/python bench/tricks_mnist1d.py --trials 30 --seeds 5
 	bash bench/tournament.sh
