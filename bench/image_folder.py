@@ -24,7 +24,7 @@ from _common import config, machine  # noqa: E402
 from imbsweep._amp import Amp  # noqa: E402
 from imbsweep.data import clear_memory_cache, image_augment  # noqa: E402
 from imbsweep.reporting import Reporter  # noqa: E402
-from imbsweep.training import fit, prepare  # noqa: E402
+from imbsweep.training import fit, memory_layout, prepare  # noqa: E402
 
 
 def write_pngs(root: Path, classes: int, per_class: int, size: int = 32) -> None:
@@ -70,7 +70,8 @@ def main() -> None:
 
         # training steps alone: fit's parts (augmentation, autocast, loss, step) on batches of trainer.batch_size
         bs = int(cfg.trainer.batch_size)
-        x = torch.as_tensor(ds.x_train, device=dev)
+        layout = memory_layout(cfg.trainer, model)  # trainer.channels_last, as fit applies it
+        x = torch.as_tensor(ds.x_train, device=dev).contiguous(memory_format=layout)
         y = torch.as_tensor(ds.y_train, device=dev)
         aug = image_augment(cfg.data, ds, 0)
         amp = Amp(dev, cfg.trainer.get("amp", "auto"))
@@ -82,7 +83,7 @@ def main() -> None:
             if dev.startswith("cuda"):
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            xb = x[idx] if aug is None else aug(x[idx])
+            xb = (x[idx] if aug is None else aug(x[idx])).contiguous(memory_format=layout)
             with amp.autocast():
                 loss = setup.loss(model(xb), y[idx])
             setup.optimizer.zero_grad(set_to_none=True)
@@ -96,7 +97,8 @@ def main() -> None:
 
         res = fit(cfg, Reporter(), prepare(cfg))
         fit_rate = len(ds.y_train) * res.epochs_run / res.metrics["fit_time_s"]
-    print(f"machine: {machine()}; device {dev}, mixed precision {amp.dtype or 'off'}")
+    print(f"machine: {machine()}; device {dev}, mixed precision {amp.dtype or 'off'}, "
+          f"channels-last {layout == torch.channels_last}")
     print(f"model {cfg.model._target_} {cfg.model.arch} (depth {cfg.model.depth}), batch {bs}, crop padding "
           f"{cfg.data.random_crop_padding}, flip {cfg.data.random_flip}, {len(ds.y_train)} training images")
     print(f"training steps: {steps_rate:.0f} images/s (median of {args.steps} steps)")

@@ -307,3 +307,36 @@ def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg: 
 def test_bad_trick_settings_are_config_errors(make_cfg: MakeCfg, overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         prepare(make_cfg(*overrides))
+
+
+def test_channels_last_trains_images_in_nhwc_to_the_same_metrics_and_is_checked(make_cfg: MakeCfg,
+                                                                               tmp_path: Path) -> None:
+    """``trainer.channels_last=true``: the model's convolutions and every batch in NHWC; the same
+    seed gives the same metrics twice, and (float32 on the CPU) the plain run's up to rounding."""
+    from tests.helpers.data import make_pngs
+
+    root = make_pngs(tmp_path / "pets", {"cat": 20, "dog": 14, "eel": 10}, size=(12, 12))
+    images = ("data=image_folder", f"data.path={root}", "data.image_size=8", "data.n_val_per_class=3",
+              "data.n_test_per_class=3", "model=resnet", "model.depth=8", "model.width=4", "trainer.epochs=2",
+              "trainer.batch_size=8")
+    seen: list[torch.memory_format] = []
+    plain = fit(make_cfg(*images, tiny=False))
+    cfg = make_cfg(*images, "trainer.channels_last=true", tiny=False)
+    setup = prepare(cfg)
+    conv = next(m for m in setup.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_pre_hook(lambda _, args: seen.append(
+        torch.channels_last if args[0].is_contiguous(memory_format=torch.channels_last) and
+        not args[0].is_contiguous() else torch.contiguous_format))
+    nhwc = fit(cfg, setup=setup)
+    assert seen and set(seen) == {torch.channels_last}  # every batch, training and evaluation
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    again = fit(make_cfg(*images, "trainer.channels_last=true", tiny=False))
+    timed = {"fit_time_s"}
+    assert {k: v for k, v in again.metrics.items() if k not in timed} == \
+        {k: v for k, v in nhwc.metrics.items() if k not in timed}
+    for k, v in plain.metrics.items():
+        assert k in timed or nhwc.metrics[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
+    with pytest.raises(ConfigError, match=r"trainer.channels_last=True: needs image data .* shape \(64,\)"):
+        prepare(make_cfg("trainer.channels_last=true"))
+    with pytest.raises(ConfigError, match=r"trainer.channels_last='yes': must be true or false"):
+        prepare(make_cfg("trainer.channels_last=yes"))

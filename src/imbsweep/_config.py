@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 DIRECTIONS = ("maximize", "minimize")
 TRAINER_KEYS = ("epochs", "batch_size", "seed", "device", "patience", "deterministic",
-                "eval_batch_size", "num_threads", "amp")
+                "eval_batch_size", "num_threads", "amp", "channels_last")
 
 
 def _is_int(v: Any) -> bool:
@@ -94,8 +94,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("trainer.patience", t.patience, "must be null (no early stopping) or an integer >= 1")
     if t.get("num_threads") is not None and not (_is_int(t.num_threads) and t.num_threads >= 1):
         raise ConfigError("trainer.num_threads", t.num_threads, "must be null (torch's default) or an integer >= 1")
-    if not isinstance(t.get("deterministic"), bool):
-        raise ConfigError("trainer.deterministic", t.get("deterministic"), "must be true or false")
+    for k in ("deterministic", "channels_last"):
+        if not isinstance(t.get(k, False), bool):
+            raise ConfigError(f"trainer.{k}", t.get(k), "must be true or false")
     dev = t.get("device")
     if not (dev in DEVICES or (isinstance(dev, str) and re.fullmatch(r"cuda:\d+", dev))):
         raise ConfigError("trainer.device", dev, "must be one of auto, cpu, cuda, cuda:N")

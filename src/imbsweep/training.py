@@ -105,6 +105,9 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
                                                           cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
     _config.validate_objective_logged(cfg, ds)  # known from the data: found before training, not after it
     _config.validate_batch_size(t.batch_size, ds, explicit=_config.overridden("trainer.batch_size"))
+    if t.get("channels_last", False) and np.ndim(ds.x_train) != 4:
+        raise ConfigError("trainer.channels_last", True, "needs image data (examples of C x H x W); this data's "
+                                                         f"examples have shape {tuple(np.shape(ds.x_train)[1:])}")
     seed_everything(t.seed)  # after data: model init depends on the seed only
     model = build_model(cfg.model, ds).to(device)  # a model that cannot take this data is an error
     loss = build_loss(cfg.loss, ds.train_class_counts, int(t.epochs))
@@ -174,6 +177,15 @@ def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | N
 
 
 @torch.no_grad()
+def memory_layout(t: Any, model: torch.nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` for ``trainer.channels_last=true`` (the model converted to it),
+    else the default layout (``prepare`` checked that the data are images)."""
+    if not t.get("channels_last", False):
+        return torch.contiguous_format
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (documented; not in the stubs)
+    return torch.channels_last
+
+
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
     """The model's logits ``[N, C]`` in eval mode, as float64."""
     model.eval()
@@ -236,6 +248,8 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     log_prior = np.log(np.maximum(counts, 1e-12) / counts.sum())
     x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
     x_va, x_te = torch.as_tensor(ds.x_val, device=dev), torch.as_tensor(ds.x_test, device=dev)
+    layout = memory_layout(t, model)  # trainer.channels_last: the images and the model, once
+    x_tr, x_va, x_te = (x.contiguous(memory_format=layout) for x in (x_tr, x_va, x_te))
     n, bs, ebs = len(y_tr), int(t.batch_size), int(t.eval_batch_size)
     gen = torch.Generator().manual_seed(int(t.seed))
     sign = 1.0 if obj.direction == "maximize" else -1.0
@@ -275,7 +289,7 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
         total = torch.zeros((), device=dev)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            xb = x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])
+            xb = (x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])).contiguous(memory_format=layout)
             with amp.autocast():
                 loss = loss_fn(model(xb), y_tr[idx]) if mixer is None else mixer.loss(model, loss_fn, xb, y_tr[idx])
             opt.zero_grad(set_to_none=True)
