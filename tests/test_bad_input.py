@@ -112,6 +112,7 @@ def _cases() -> list[Any]:
     add("run-epochs-zero", [*RUN, "trainer.epochs=0"], "trainer.epochs=0")
     add("run-seed-text", [*RUN, "trainer.seed=abc"], "trainer.seed='abc'")
     add("run-device", [*RUN, "trainer.device=tpu"], "trainer.device='tpu'")
+    add("run-channels-last-digits", [*RUN, "trainer.channels_last=true"], "trainer.channels_last=True", "image data")
     add("run-server-unreachable", [*RUN, f"tracking.uri={UNREACHABLE}", "tracking.connect_timeout_s=0.5"],
         "tracking.uri='http://127.0.0.1:{closed}'", "no MLflow tracking server answers")
     add("run-server-from-env", [*RUN, "tracking.connect_timeout_s=0.5"], "tracking.uri='http://127.0.0.1:{closed}'",
