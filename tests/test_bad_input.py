@@ -174,6 +174,7 @@ def _cases() -> list[Any]:
         "optimizer.nosuch='choice(1, 2)'")
     add("cli-unknown-option", [*SWEEP, "loss=choice(ce,hinge)"], "loss='choice(ce, hinge)'", "hinge")
     add("cli-group-interval", [*SWEEP, "loss=interval(0,1)"], "loss='interval(0, 1)'", "config group")
+    add("cli-arm-long", [*ARMS, "++hydra.sweeper.arms." + "a" * 120 + "={loss:ce}"], "at most 100")
     add("cli-arm-unknown-option", [*ARMS, "++hydra.sweeper.arms.bad={loss:ce,resampling:'choice(sqrt,nope)'}"],
         "resampling='choice(sqrt, nope)'", "nope")
     add("cli-log-choice", [*SWEEP, "optimizer.lr=tag(log, choice(0.01,0.1))"],
@@ -211,6 +212,10 @@ def _cases() -> list[Any]:
         "hydra.sweeper.custom_search_space='nope.configure'", "imported")
     add("cli-sampler-key", [*SWEEP, "+hydra.sweeper.sampler.nosuch=1"], "hydra.sweeper.sampler.nosuch=1")
     add("cli-n-trials", [*SWEEP, "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0")
+    add("cli-study-slash", [*SWEEP, "hydra.sweeper.study_name=n92/sub"], "hydra.sweeper.study_name='n92/sub'",
+        "without '/'")
+    add("cli-study-empty", [*SWEEP, "hydra.sweeper.study_name=''"], "hydra.sweeper.study_name=''", "non-empty")
+    add("cli-study-long", [*SWEEP, "hydra.sweeper.study_name=" + "s" * 278], "(278 characters)", "at most 100")
     add("cli-n-jobs", [*SWEEP, "hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs=0")
     add("cli-failure-rate", [*SWEEP, "hydra.sweeper.max_failure_rate=2"], "hydra.sweeper.max_failure_rate=2.0")
     add("cli-storage-unwritable", [*SWEEP, f"hydra.sweeper.storage={NO_DIR}/journal.log"],

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..posthoc import POSTHOC_KINDS, POSTHOC_METRICS
 from ._counts import posthoc_metric
-from ._settings import Settings
+from ._settings import STUDY_NAME_MAX, Settings
 from ._space import SearchSpace, describe, parse, written_override
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,9 @@ def build_arms(settings: Settings, config: Any, arguments: list[str], config_loa
     for name, values in settings.arms.items():
         name = str(name)
         where = f"hydra.sweeper.arms.{name}"
-        if not name or "/" in name or "${" in name or name != name.strip():
-            raise ConfigError("hydra.sweeper.arms", name, "an arm's name must be non-empty, without '/', "
-                              "'${' or surrounding spaces")
+        if not name or "/" in name or "${" in name or name != name.strip() or len(name) > STUDY_NAME_MAX:
+            raise ConfigError("hydra.sweeper.arms", name, f"an arm's name must be non-empty, at most {STUDY_NAME_MAX} "
+                              "characters, without '/', '${' or surrounding spaces")
         if values is not None and not isinstance(values, Mapping):
             raise ConfigError(where, values, "must map config keys to values or search expressions")
         values = {str(k): v for k, v in (values or {}).items()}
@@ -207,9 +207,10 @@ def posthoc_arms(spec: Any, arms: list[Arm],
                                   f"arm>, by: <one of {', '.join(POSTHOC_KINDS)}>}}")
             source, kind = value["of"], str(value["by"])
         source = str(source)
-        if not name or "/" in name or "${" in name or name != name.strip() or name in names:
-            raise ConfigError(f"{key}.{name}", source, "needs a name of its own: non-empty, without '/', "
-                              "'${' or surrounding spaces, and not one of hydra.sweeper.arms")
+        if not name or "/" in name or "${" in name or name != name.strip() or name in names \
+                or len(name) > STUDY_NAME_MAX:
+            raise ConfigError(f"{key}.{name}", source, f"needs a name of its own: non-empty, at most {STUDY_NAME_MAX} "
+                              "characters, without '/', '${' or surrounding spaces, and not one of hydra.sweeper.arms")
         if source not in names:
             raise ConfigError(f"{key}.{name}", source, f"must name one of the arms: {', '.join(map(str, names))}")
         out[name], kinds[name] = source, kind

@@ -117,6 +117,7 @@ class Settings:
             if directions is not None and len(names) != len(directions):
                 raise ConfigError("hydra.sweeper.objective_names", names,
                                   f"must name each of the {len(directions)} direction(s) {directions}")
+        check_study_name(self.study_name)
         for key in ("seed_key", "custom_search_space", "state_dir", "tracking_uri"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -171,6 +172,25 @@ class Settings:
         if self.baseline == "auto":
             return {} if own_app or self.tournament else None
         return None if self.baseline is None else dict(self.baseline)
+
+
+STUDY_NAME_MAX = 100  # characters: a study's name goes into file names with more around it
+
+
+def check_study_name(name: Any) -> None:
+    """``hydra.sweeper.study_name``: null (the sweep file's or the app's name), else a name of at
+    most :data:`STUDY_NAME_MAX` characters without ``/`` (``<study>/<arm>`` names an arm's
+    study: ``a/b`` could take over arm ``b`` of tournament ``a``), control characters or
+    surrounding spaces."""
+    if name is None:
+        return
+    text = str(name)
+    if not isinstance(name, str | int) or isinstance(name, bool) or not text.strip() or text != text.strip() \
+            or "/" in text or len(text) > STUDY_NAME_MAX or any(ord(c) < 32 for c in text):
+        shown = text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+        raise ConfigError("hydra.sweeper.study_name", shown,
+                          f"must be a non-empty name of at most {STUDY_NAME_MAX} characters, without '/' (it "
+                          "separates a tournament's arms), control characters or surrounding spaces")
 
 
 def positive_int(key: str, value: Any) -> int:
