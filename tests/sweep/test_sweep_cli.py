@@ -203,6 +203,15 @@ def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> N
     check_one_to_one(study, children)
 
 
+def test_no_more_workers_than_trials(tmp_path: Path) -> None:
+    p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=few", "hydra.sweeper.n_jobs=8",
+                "hydra.sweeper.n_trials=2", "trainer.epochs=1")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "hydra.sweeper.n_jobs=8 for 2 trials: 2 worker(s)" in out and "started 1 more worker process(es)" in out
+    assert len(finished(local_study(tmp_path, "few"))) == 2
+
+
 @pytest.mark.slow  # two workers on one storage are tested in make test (keeps make test under 15 min)
 def test_four_local_workers_share_the_default_storage(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=jobs", "hydra.sweeper.n_jobs=4",

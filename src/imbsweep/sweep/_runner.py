@@ -112,6 +112,10 @@ class Sweep:
             self.arms = [Arm(None, self.study_name, self.space, self.n_trials,
                              defaults=config_defaults(config, choices, list(self.space.names())))]
             self.baseline_arm = None
+        if self.n_jobs > self.n_trials:  # (a worker more than the budget would only start and stop)
+            log.warning("hydra.sweeper.n_jobs=%d for %d trials: %d worker(s)", self.n_jobs, self.n_trials,
+                        self.n_trials)
+            self.n_jobs, self.gpus = self.n_trials, self.gpus[:self.n_trials]
         for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
             self._sampler(0, arm.space)
         note = range_note()
