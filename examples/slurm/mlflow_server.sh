@@ -12,6 +12,6 @@ set -euo pipefail
 PORT="${PORT:-5000}"
 MLFLOW_ARTIFACTS="${MLFLOW_ARTIFACTS:-$PWD/mlflow-artifacts}"
 # the Host headers the server answers (MLflow's default: localhost and private IPs, not host names)
-ALLOWED_HOSTS="${ALLOWED_HOSTS:-localhost*,127.0.0.1*,$(hostname -s)*,$(hostname -f)*,10.*,192.168.*,172.*}"
+ALLOWED_HOSTS="${ALLOWED_HOSTS:-localhost*,127.0.0.1*,$(hostname -s)*,$(hostname -f)*,10.*,192.168.*,172.1[6-9].*,172.2[0-9].*,172.3[01].*}"
 exec "${MLFLOW:-mlflow}" server --host 0.0.0.0 --port "$PORT" --allowed-hosts "$ALLOWED_HOSTS" \
     --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" --artifacts-destination "$MLFLOW_ARTIFACTS"

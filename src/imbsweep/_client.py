@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,12 +52,69 @@ def make_client(uri: str) -> Any:
     with open(db.with_name(db.name + ".init.lock"), "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            if db.exists() and _half_made(db):
+                aside = db.with_name(f"{db.name}.half-made-{time.strftime('%Y%m%d-%H%M%S')}")
+                for suffix in ("", "-wal", "-shm"):
+                    if Path(f"{db}{suffix}").exists():
+                        Path(f"{db}{suffix}").replace(f"{aside}{suffix}")
+                log.warning("the MLflow store %s was left half-made (its first command was stopped while it "
+                            "created it); it held no runs: moved to %s, and made again", db, aside.name)
+            if not db.exists():
+                _create_store(db)
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)  # the store exists and is migrated now
             _use_wal(db)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
     return _CLIENTS.setdefault(uri, _Client(client))
+
+
+def _create_store(db: Path) -> None:
+    """A new local store made whole beside ``db`` and moved into place, so that a command
+    stopped while MLflow creates its tables (about 60 migrations, a second or more) leaves no
+    half-made store behind (what such a stop left is removed: the caller holds the init lock)."""
+    from mlflow import MlflowClient
+
+    for stale in db.parent.glob(f".{db.name}.creating-*"):
+        stale.unlink(missing_ok=True)
+    tmp = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+    tmp.replace(db)
+
+
+def _half_made(db: Path) -> bool:
+    """Whether ``db`` is a store whose creation was cut short: it holds no run and no experiment
+    of its own, and lacks tables or is not at MLflow's latest schema revision (a store that holds
+    anything is never touched: MLflow's own error, such as ``mlflow db upgrade``, stands)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return False
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" in tables and con.execute("SELECT count(*) FROM runs").fetchone()[0]:
+            return False
+        if "experiments" in tables and con.execute("SELECT count(*) FROM experiments WHERE name != 'Default'"
+                                                   ).fetchone()[0]:
+            return False
+        if not {"experiments", "runs", "alembic_version"} <= tables:
+            return True
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return False  # (unreadable: MLflow's own error says so)
+    finally:
+        con.close()
+    return row is None or row[0] != _schema_head()
+
+
+def _schema_head() -> str:
+    """MLflow's latest schema revision, from its migration scripts (alembic's public API)."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store import db_migrations
+
+    return str(ScriptDirectory(str(Path(db_migrations.__file__).parent)).get_current_head())
 
 
 class _Client:

@@ -124,6 +124,7 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_requeued(pg_url: str, tmp
     assert failed.state.name == "FAIL" and failed.user_attrs[ATTR_REQUEUED] is True
     assert failed.user_attrs["fail_reason"] == "no heartbeat from its worker on another-machine"
     assert waiting.state.name == "WAITING" and waiting.user_attrs["imbsweep:requeued_from"] == trial.number
+    assert waiting.user_attrs["imbsweep:lost_jobs"] == 1  # a loss: the third of the same parameters fails for good
     assert waiting.system_attrs["fixed_params"] == failed.params
     assert recover_dead(study) == []  # recovered once only
 

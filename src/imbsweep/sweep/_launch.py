@@ -45,7 +45,7 @@ class LauncherJobs:
                 raise
             if _lost(exc):
                 raise JobLost(one_line(exc, 500)) from exc
-            raise LaunchFailed(f"the launcher ({self.name}) could not run job #{idx}: {one_line(exc, 500)}; "
+            raise LaunchFailed(f"the launcher ({self.name}) could not run job #{idx}: {_cause(exc)}; "
                                "its trial is re-queued: fix it, then run the same command") from exc
         return ret
 
@@ -59,22 +59,42 @@ def _lost(exc: Exception) -> bool:
     return isinstance(exc, UncompletedJobError) and not isinstance(exc, FailedJobError)
 
 
+def _cause(exc: Exception) -> str:
+    """What went wrong, on one line: for submitit's ``FailedJobError`` (the job's Python failed
+    before the task, or outside it) the traceback's last line and the job's log file, which hold
+    more than the wrapper's first words."""
+    text = str(exc)
+    if "failed during processing with trace:" in text:
+        parts = text.split("-" * 22)
+        lines = [ln.strip() for ln in (parts[1] if len(parts) > 2 else text).splitlines() if ln.strip()]
+        logs = [ln.strip()[2:] for ln in parts[-1].splitlines() if ln.strip().startswith("- ")]
+        return " ".join(f"{lines[-1] if lines else type(exc).__name__}"
+                        f"{f' (the job log: {logs[0]})' if logs else ''}".split())[:500]
+    return one_line(exc, 500)
+
+
 def launcher_name(launcher: Any) -> str:
     """The launcher's class path (by name: Hydra's plugin scan may import its module twice)."""
     return f"{type(launcher).__module__}.{type(launcher).__qualname__}"
 
 
+#: launchers whose jobs run on other machines (SLURM's nodes, a Ray cluster on AWS)
+_ELSEWHERE = ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+              "hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher")
+
+
 def runs_here(launcher: Any) -> bool:
-    """Whether the launcher runs jobs in the sweep's own process (Hydra's basic launcher), so that
-    the sweep shares this machine's cores and GPUs among its workers; another launcher places
-    its jobs itself (submitit: ``cpus_per_task``, ``gpus_per_node``)."""
-    return launcher_name(launcher) == _BASIC
+    """Whether the launcher runs jobs on this machine (Hydra's basic launcher, joblib's,
+    submitit's local executor), so that the sweep shares this machine's cores and GPUs among
+    its workers; a launcher that places jobs elsewhere gives them theirs (submitit's SLURM
+    launcher: ``cpus_per_task``, ``gpus_per_node``)."""
+    return launcher_name(launcher) not in _ELSEWHERE
 
 
 def make_jobs(launcher: Any, config: DictConfig, own: bool = True) -> LauncherJobs | CachedJobs:
     """:class:`CachedJobs` for imbsweep's own app (``own``) on Hydra's basic launcher without
     callbacks, else the launcher."""
-    if own and runs_here(launcher) and not OmegaConf.select(config, "hydra.callbacks") \
+    if own and launcher_name(launcher) == _BASIC and not OmegaConf.select(config, "hydra.callbacks") \
             and getattr(launcher, "hydra_context", None):
         return CachedJobs(launcher, config)
     return LauncherJobs(launcher, OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher"))

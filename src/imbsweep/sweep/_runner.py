@@ -14,6 +14,7 @@ MLflow experiment and parent run, and one budget lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -36,7 +37,6 @@ from ..names import (
     ATTR_ARM_VALUES,
     ATTR_BASELINE,
     ATTR_FAIL_REASON,
-    ATTR_LOST,
     ATTR_METRIC,
     ATTR_TOURNAMENT,
     JOURNAL_SUFFIXES,
@@ -54,9 +54,6 @@ from ._usertask import job_value, trial_override
 from ._workers import budget_lock, finish, mark_running, recover_dead, requeue
 
 log = logging.getLogger(__name__)
-
-
-MAX_LOST = 3  # a trial's parameters whose launcher job is lost this often fail (see Sweep._lost)
 
 
 class SweepStopped(ImbsweepError):
@@ -357,40 +354,37 @@ class Sweep:
         except (KeyboardInterrupt, LaunchFailed) as exc:
             # a run that ended before the interrupt keeps its outcome; else the study stays
             # resumable: this trial fails uncounted, an identical one waits
-            frozen = study._storage.get_trial(trial._trial_id)
-            if not frozen.state.is_finished() and not finish(study, frozen):
-                requeue(study, frozen, "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc))
-                if isinstance(exc, LaunchFailed):
-                    parent.end_dead_runs([frozen], arm.name, "its launcher failed; trial re-queued")
+            why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            with budget_lock(self.storage, self.study_name, self.journal), contextlib.suppress(RuntimeError):
+                frozen = study._storage.get_trial(trial._trial_id)  # (RuntimeError: finished meanwhile)
+                if not frozen.state.is_finished() and not finish(study, frozen):
+                    requeue(study, frozen, why)
+                    if isinstance(exc, LaunchFailed) or not runs_here(self.launcher):  # (its job's run: not ended)
+                        parent.end_dead_runs([frozen], arm.name, f"{why}; trial re-queued"[:500])
             raise
         self.job_idx += 1
         with signals_held():  # Ctrl-C lands after Optuna knows what MLflow recorded
             self._tell(study, trial, ret)
 
     def _lost(self, arm: Arm, trial: optuna.Trial, parent: Any, why: str) -> None:
-        """The launcher lost the trial's job (killed, timed out, its node gone): the trial is
-        re-queued, not counted, up to ``MAX_LOST`` times for the same parameters; after that
-        it fails (counted), so a trial that always kills its job cannot loop for ever."""
+        """The launcher lost the trial's job (killed, out of memory, its node gone): re-queued,
+        not counted (``_workers.requeue``: the same parameters lost 3 times fail for good). Under
+        the budget lock, as another worker's recovery of a trial whose heartbeat stopped."""
         study = arm.study
-        frozen = study._storage.get_trial(trial._trial_id)
-        if frozen.state.is_finished():  # (another worker recovered it meanwhile)
-            return
-        if finish(study, frozen):  # its run recorded an outcome before the job ended
-            return
-        lost = int(frozen.user_attrs.get(ATTR_LOST, 0)) + 1
-        with signals_held():
-            if lost < MAX_LOST:
-                requeue(study, frozen, f"its job was lost: {why}", lost=True)
-                log.warning("trial %d of %s: its job was lost (%s); re-queued", trial.number, study.study_name,
-                            why[:300])
-                parent.end_dead_runs([frozen], arm.name, "its job was lost; trial re-queued")
+        with budget_lock(self.storage, self.study_name, self.journal), signals_held():
+            try:
+                frozen = study._storage.get_trial(trial._trial_id)
+                if frozen.state.is_finished() or finish(study, frozen):  # recovered meanwhile; an outcome recorded
+                    return
+                reason = f"its job was lost: {why}"
+                again = requeue(study, frozen, reason, lost=True)
+            except RuntimeError:  # finished meanwhile by another worker
                 return
-            reason = f"its job was lost {lost} times; last: {why}"
-            trial.set_user_attr(ATTR_FAIL_REASON, reason[:2000])
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            parent.end_dead_runs([frozen], arm.name, reason[:500])
-        log.warning("trial %d of %s failed: %s", trial.number, study.study_name, reason[:300])
-        self.last_error = reason
+            parent.end_dead_runs([frozen], arm.name, ("its job was lost; trial re-queued" if again else reason)[:500])
+        if again:
+            log.warning("trial %d of %s: its job was lost (%s); re-queued", trial.number, study.study_name, why[:300])
+        else:
+            self.last_error = reason
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: Any) -> None:
         from hydra.core.utils import JobStatus

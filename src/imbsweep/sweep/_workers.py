@@ -9,7 +9,8 @@ Liveness: every trial records the host, pid and start time of the process runnin
 A RUNNING trial whose process on this host is gone, or (RDB storages with
 ``heartbeat_interval``) whose heartbeat is stale wherever it ran, is marked FAIL, flagged
 as re-queued (it does not count towards the target) and its parameters are enqueued again,
-so the study still ends with exactly ``n_trials`` finished.
+so the study still ends with exactly ``n_trials`` finished (unless the same parameters were
+lost :data:`MAX_LOST` times: :func:`requeue`).
 """
 
 from __future__ import annotations
@@ -52,19 +53,35 @@ def mark_running(trial: optuna.Trial) -> None:
         trial.set_user_attr(k, v)
 
 
-def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, lost: bool = False) -> None:
-    """Fail ``trial`` without counting it and enqueue its parameters again (``lost``: its
-    launcher's job was lost; the twin counts the losses, :data:`ATTR_LOST`)."""
+MAX_LOST = 3  # a trial's parameters whose process or job is lost this often fail for good (see requeue)
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str, lost: bool = False) -> bool:
+    """Fail ``trial`` without counting it and enqueue its parameters again; True.
+
+    ``lost``: the platform lost the trial's run (its worker died, its heartbeat stopped, its
+    launcher's job was killed): the twin counts such losses (:data:`ATTR_LOST`), and the
+    :data:`MAX_LOST`-th loss of the same parameters fails the trial for good instead (counted;
+    False), so a trial that always kills its process (out of memory) cannot loop for ever.
+    Ctrl-C is not a loss."""
     storage = study._storage
+    losses = int(trial.user_attrs.get(ATTR_LOST, 0)) + lost
+    if losses >= MAX_LOST:
+        storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, f"lost {losses} times; last: {reason}"[:2000])
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        log.warning("trial %d of %s: lost %d times (last: %s); failed, not re-queued", trial.number,
+                    study.study_name, losses, reason[:300])
+        return False
     storage.set_trial_user_attr(trial._trial_id, ATTR_REQUEUED, True)
-    storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
+    storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason[:2000])
     storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     attrs: dict[str, Any] = {ATTR_REQUEUED_FROM: trial.number}
     if trial.user_attrs.get(ATTR_BASELINE):
         attrs[ATTR_BASELINE] = True
-    if lost or trial.user_attrs.get(ATTR_LOST):
-        attrs[ATTR_LOST] = int(trial.user_attrs.get(ATTR_LOST, 0)) + lost
+    if losses:
+        attrs[ATTR_LOST] = losses
     study.enqueue_trial(trial.params, user_attrs=attrs)
+    return True
 
 
 def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -112,11 +129,12 @@ def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
             why = (f"worker process {t.user_attrs.get(ATTR_PID)} died" if alive is False else
                    f"no heartbeat from its worker on {t.user_attrs.get(ATTR_HOST)}")
             try:
-                requeue(study, t, why)
+                again = requeue(study, t, why, lost=True)
             except RuntimeError:  # finished meanwhile, or another worker recovered it first
                 continue
             dead.append(t)
-            log.warning("trial %d: %s; marked FAIL and re-queued", t.number, why)
+            if again:
+                log.warning("trial %d: %s; marked FAIL and re-queued", t.number, why)
     return dead
 
 
