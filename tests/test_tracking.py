@@ -187,3 +187,52 @@ def test_artifact_files_that_cannot_be_written_here_go_to_the_writer_and_the_run
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "confusion_matrix.png", "per_class.csv",
                                                          "posthoc.csv"]
     assert not list(folder.parent.glob(".part-*"))
+
+
+CUT = """
+import sqlite3, sys
+from mlflow import MlflowClient
+db, run = sys.argv[1], sys.argv[2] == "run"
+client = MlflowClient(tracking_uri="sqlite:///" + db)
+if run:
+    client.set_terminated(client.create_run(client.create_experiment("before")).info.run_id)
+client.search_experiments()
+con = sqlite3.connect(db)
+con.execute("DELETE FROM alembic_version")
+con.execute("DROP TABLE latest_metrics")
+con.commit()
+"""
+
+
+def _cut_store(db: Path, run: bool) -> None:
+    """A local store as a command stopped while MLflow migrated it leaves one: a table missing
+    and no schema revision (``run``: with a run recorded before). Made in another process: this
+    one's MLflow would keep an engine on the file after it is moved aside."""
+    subprocess.run([sys.executable, "-c", CUT, str(db), "run" if run else "empty"], check=True, capture_output=True)
+
+
+def test_a_half_made_store_is_made_again_and_one_with_runs_is_kept(tmp_path: Path) -> None:
+    """The first command stopped while it created the store (issue 30): the next one moves the
+    half-made file aside (it holds no run) and makes the store again, with one line; a store
+    that holds runs is never touched: one line, exit 1."""
+    db = mlflow_db(tmp_path)
+    db.parent.mkdir(parents=True)
+    _cut_store(db, run=False)
+    p = subprocess.run([sys.executable, "-m", "imbsweep", "run", *TINY, "tracking.experiment=after"], cwd=tmp_path,
+                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    said = [ln for ln in (p.stdout + p.stderr).splitlines() if "half-made" in ln]
+    assert len(said) == 1 and "it held no runs: moved to mlflow.db.half-made-" in said[0]
+    assert len(list(db.parent.glob("mlflow.db.half-made-*"))) == 1 and len(runs(tmp_path, "after")) == 1
+    assert not list(db.parent.glob(".mlflow.db.creating-*"))  # made beside it, then moved into place
+
+    kept = tmp_path / "kept"
+    (kept / "mlruns").mkdir(parents=True)
+    _cut_store(mlflow_db(kept), run=True)
+    before = mlflow_db(kept).read_bytes()
+    p = subprocess.run([sys.executable, "-m", "imbsweep", "run", *TINY], cwd=kept, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert lines[0].startswith(f"imbsweep: error: the MLflow store {mlflow_db(kept)} cannot be opened (")
+    assert "mlflow db upgrade" in lines[0] and mlflow_db(kept).read_bytes() == before

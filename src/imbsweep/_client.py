@@ -61,8 +61,14 @@ def make_client(uri: str) -> Any:
                             "created it); it held no runs: moved to %s, and made again", db, aside.name)
             if not db.exists():
                 _create_store(db)
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)  # the store exists and is migrated now
+            try:
+                client = MlflowClient(tracking_uri=uri)
+                client.search_experiments(max_results=1)  # the store exists and is migrated now
+            except Exception as exc:  # noqa: BLE001 - whatever MLflow says, one line (a store with runs is kept)
+                from .errors import StorageError, one_line
+
+                raise StorageError(f"the MLflow store {db} cannot be opened ({one_line(exc, 300)}); it is left as "
+                                   f"it is: if an older MLflow made it, `mlflow db upgrade {uri}` upgrades it") from exc
             _use_wal(db)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -94,10 +100,10 @@ def _half_made(db: Path) -> bool:
         return False
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" in tables and con.execute("SELECT count(*) FROM runs").fetchone()[0]:
+        if "runs" in tables and con.execute("SELECT 1 FROM runs LIMIT 1").fetchone():
             return False
-        if "experiments" in tables and con.execute("SELECT count(*) FROM experiments WHERE name != 'Default'"
-                                                   ).fetchone()[0]:
+        if "experiments" in tables and con.execute("SELECT 1 FROM experiments WHERE name != 'Default' LIMIT 1"
+                                                   ).fetchone():
             return False
         if not {"experiments", "runs", "alembic_version"} <= tables:
             return True
