@@ -79,3 +79,17 @@ def test_batch_augment_is_torchvisions_crop_and_flip_per_image() -> None:
         want = TF.horizontal_flip(want) if flips[k] else want
         torch.testing.assert_close(out[k], want)
     assert flips.any() and not flips.all()
+
+
+def test_a_folder_of_one_class_is_refused(tmp_path: Path) -> None:
+    root = make_pngs(tmp_path / "pets", {"cat": 12})
+    with pytest.raises(DataError, match=r"holds images of one class only \('cat'\); a classifier needs at least 2"):
+        D.ImageFolder(path=str(root), image_size=8, n_val_per_class=2, n_test_per_class=2).build()
+
+
+def test_a_ratio_above_the_head_count_says_what_it_gives(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        counts = D.longtail_counts(50, 3, 1e308)
+    assert counts.tolist() == [50, 1, 1]
+    assert "data.imbalance_ratio=1e+308 is more than the 50 training examples of the most frequent class: the " \
+           "rarest keeps 1, so the ratio is 50" in caplog.text

@@ -149,3 +149,21 @@ def test_numeric_labels_sort_as_numbers(tmp_path: Path) -> None:
     y = rng.choice([2, 10, 3], 90)
     path = write_table(pd.DataFrame({"x": rng.normal(size=90), "y": y.astype(float)}), tmp_path / "n.csv")
     assert D.Tabular(path=path, target="y").build().class_names == ("2", "3", "10")
+
+
+def test_duplicate_columns_and_infinite_values_are_one_line_each(tmp_path: Path) -> None:
+    """Issue 30: pandas renamed a second ``x`` to ``x.1`` and trained on it; an ``inf`` reached
+    scikit-learn's "Input X contains infinity" (exit 1, naming nothing)."""
+    rows = "".join(f"{i % 7},{i % 3},{'a' if i % 2 else 'b'}\n" for i in range(40))
+    twice = tmp_path / "twice.csv"
+    twice.write_text("x,x,label\n" + rows)
+    with pytest.raises(DataError, match=r"data.path='.*twice.csv': names 1 column\(s\) more than once: 'x'; give"):
+        D.Tabular(path=str(twice), target="label").build()
+    huge = tmp_path / "huge.csv"
+    huge.write_text("x,y,label\n" + rows + "inf,1,a\n1e309,2,b\n-inf,1e200,a\n")
+    with pytest.raises(DataError, match=r"infinite or huge values \(inf, or beyond \+-1e\+150, which cannot be "
+                                         r"standardised\) in 'x' 3, 'y' 1 \(rows\): replace them, or list"):
+        D.Tabular(path=str(huge), target="label").build()
+    big = tmp_path / "big.csv"
+    big.write_text("x,y,label\n" + rows + "1e100,1,a\n")
+    assert np.isfinite(D.Tabular(path=str(big), target="label").build().x_train).all()  # large, not huge: kept

@@ -196,6 +196,9 @@ class ImageFolder:
         paths, labels, names = self._listing()
         if not paths:
             raise DataError("data.path", self.path, "holds no image")
+        if len(set(labels)) < 2:
+            raise DataError("data.path", self.path, f"holds images of one class only ({labels[0]!r}); a classifier "
+                                                    "needs at least 2 (one subfolder per class)")
         index = {n: i for i, n in enumerate(names)}
         y = np.array([index[label] for label in labels], dtype=np.int64)
         resize = v2.Compose([v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size),
@@ -253,7 +256,7 @@ class ImageFolder:
         val, test, pool = balanced_holdout(y, self.n_val_per_class, self.n_test_per_class, rng)
         if self.imbalance_ratio is None:
             return rng.permutation(np.concatenate(pool)), val, test
-        frac = longtail_counts(10**9, n_classes, float(self.imbalance_ratio), self.profile) / 10**9
+        frac = longtail_counts(10**9, n_classes, float(self.imbalance_ratio), self.profile, warn=False) / 10**9
         room = int(min(len(p) / f for p, f in zip(pool, frac, strict=True)))
         n_max = self.n_train_max or room
         counts = longtail_counts(n_max, n_classes, float(self.imbalance_ratio), self.profile)

@@ -6,15 +6,18 @@ so that every class is measured on the same number of examples.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import ConfigError
 
+log = logging.getLogger(__name__)
 PROFILES = ("exp", "step")
 
 
-def longtail_counts(n_max: int, n_classes: int, imbalance_ratio: float, profile: str = "exp",
-                    ) -> np.ndarray:
+def longtail_counts(n_max: int, n_classes: int, imbalance_ratio: float, profile: str = "exp", *,
+                    warn: bool = True) -> np.ndarray:
     """Training count per class, head (class 0) to tail.
 
     ``exp``: ``n_i = floor(n_max * ratio ** (-i / (C - 1)))`` (Cui et al. 2019, Cao et al. 2019).
@@ -26,6 +29,8 @@ def longtail_counts(n_max: int, n_classes: int, imbalance_ratio: float, profile:
         n_classes: number of classes C.
         imbalance_ratio: ``n_max / n_min`` (>= 1).
         profile: ``exp`` or ``step``.
+        warn: a ratio above ``n_max`` gets a warning: the rarest class would keep less than one
+            example and keeps one, so the ratio is ``n_max``, not the one asked for.
 
     Returns:
         int64 array of length C, never below 1.
@@ -38,6 +43,9 @@ def longtail_counts(n_max: int, n_classes: int, imbalance_ratio: float, profile:
         raise ConfigError("data.imbalance_ratio", imbalance_ratio, "must be >= 1 (1 = balanced)")
     if profile not in PROFILES:
         raise ConfigError("data.profile", profile, f"must be one of {', '.join(PROFILES)}")
+    if warn and imbalance_ratio > n_max:
+        log.warning("data.imbalance_ratio=%s is more than the %d training examples of the most frequent class: "
+                    "the rarest keeps 1, so the ratio is %d", f"{imbalance_ratio:g}", n_max, n_max)
     i = np.arange(n_classes, dtype=np.float64)
     if profile == "exp":
         # the tiny epsilon keeps exact powers (1000 * 100**-1 = 10) from flooring to 9

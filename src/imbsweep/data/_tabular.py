@@ -26,6 +26,7 @@ NAN_POLICIES = ("impute", "drop_rows", "error")
 MISSING_LEVEL = "<missing>"
 #: a column with fewer rows than this is never called an id for being unique per row
 MIN_ROWS_FOR_ID = 10
+LARGEST = 1e150  # a feature value beyond this cannot be standardised (its square overflows float64)
 
 
 def file_digest(path: Path) -> str:
@@ -143,11 +144,24 @@ class Tabular:
 
         try:
             if self._file.suffix.lower() == ".csv":
+                self._check_header()
                 return pd.read_csv(self._file)
             return pd.read_parquet(self._file)
         except (ValueError, OSError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError("data.path", self.path, f"cannot be read as a table: {first}") from None
+
+    def _check_header(self) -> None:
+        """Two columns of one name: pandas would rename the second (``x.1``) and train on it
+        silently under a name the file does not have."""
+        import csv
+
+        with open(self._file, newline="", encoding="utf-8", errors="replace") as fh:
+            header = next(csv.reader(fh), [])
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise DataError("data.path", self.path, f"names {len(twice)} column(s) more than once: "
+                                                    f"{', '.join(map(repr, twice))}; give each column its own name")
 
     # -- columns ------------------------------------------------------------------------------
     def _columns(self, df: Any) -> tuple[list[str], list[str], dict[str, str], list[str]]:
@@ -239,6 +253,14 @@ class Tabular:
             notes.append(f"data.nan=drop_rows: dropped {int((~keep).sum())} of {len(df)} labeled rows with a "
                          f"missing value (in {', '.join(missing)})")
             df = df[keep]
+        numeric = [c for c in features if c not in cat and c not in dates]
+        huge = {c: int(n) for c in numeric
+                if (n := (~(np.abs(pd.to_numeric(df[c], errors="coerce")) <= LARGEST) & df[c].notna()).sum())}
+        if huge:
+            shown = ", ".join(f"{c!r} {n}" for c, n in huge.items())
+            raise DataError("data.path", self.path, f"infinite or huge values (inf, or beyond +-{LARGEST:g}, which "
+                                                    f"cannot be standardised) in {shown} (rows): replace them, or "
+                                                    "list the column in data.drop")
         labels, y = _labels(df[self.target])
         n = np.bincount(y)
         if len(labels) < 2:
