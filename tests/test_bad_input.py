@@ -74,6 +74,7 @@ SWEEP_FILES = {
                           "    conditional: {loss.gamma: {when: {loss: focal}, space: 'interval(0.5, 3.0)'},\n"
                           "                  optimizer.nosuch: {when: {loss.nope: 1}, space: 'interval(0, 1)'}}"),
     "f_batch": "    params: {trainer.batch_size: 'choice(64, 5000)'}",
+    "f_yaml": "    params: {optimizer.lr: [1,\n",
     "f_storage": "    storage: /proc/imbsweep-test/journal.log\n    params: {optimizer.lr: 'interval(0.001, 0.1)'}",
     "f_objective": "    params: {optimizer.lr: 'interval(0.001, 0.1)'}",
     "f_arm_option": ("    trials_per_arm: 1\n"
@@ -112,6 +113,7 @@ def _cases() -> list[Any]:
     add("run-epochs-zero", [*RUN, "trainer.epochs=0"], "trainer.epochs=0")
     add("run-seed-text", [*RUN, "trainer.seed=abc"], "trainer.seed='abc'")
     add("run-device", [*RUN, "trainer.device=tpu"], "trainer.device='tpu'")
+    add("run-cfg-choice", ["run", "--cfg", "jobb"], "--cfg", "invalid choice: 'jobb'")
     add("run-channels-last-digits", [*RUN, "trainer.channels_last=true"], "trainer.channels_last=True", "image data")
     add("run-server-unreachable", [*RUN, f"tracking.uri={UNREACHABLE}", "tracking.connect_timeout_s=0.5"],
         "tracking.uri='http://127.0.0.1:{closed}'", "no MLflow tracking server answers")
@@ -153,6 +155,7 @@ def _cases() -> list[Any]:
     add("file-unknown-tag", sweep_file("f_unknown_tag"), "hydra.sweeper.params.optimizer.lr", "unknown tag lg")
     add("file-empty-interval", sweep_file("f_empty_interval"), "hydra.sweeper.params.optimizer.lr", "low < high")
     add("file-heartbeat", sweep_file("f_heartbeat"), "hydra.sweeper.heartbeat_interval=-5")
+    add("file-yaml-syntax", sweep_file("f_yaml"), "f_yaml.yaml, line", "not valid YAML")
     add("file-seed", sweep_file("f_seed"), "hydra.sweeper.sampler.seed", "abc", "Integer")
     add("file-baseline-outside", sweep_file("f_baseline_outside"), "hydra.sweeper.baseline.optimizer.lr=0.5",
         "outside")
@@ -321,6 +324,8 @@ def _cases() -> list[Any]:
     add("dashboard-journal-missing", ["dashboard", "--storage", "missing.log"], "--storage='missing.log'",
         "no such journal file")
     add("dashboard-journal-folder", ["dashboard", "--storage", "adir.log"], "--storage='adir.log'", "is a folder")
+    add("dashboard-journal-damaged", ["dashboard", "--storage", "garbage.log"], "--storage='garbage.log'",
+        "damaged at line 2", "first 1 records are intact")
     add("dashboard-sqlite-missing", ["dashboard", "--storage", "sqlite:///missing.db"], "--storage='sqlite:///missing.db'",
         "no such database file")
     add("dashboard-database-down", ["dashboard", "--storage", "postgresql://u:pw@127.0.0.1:{closed}/x"],
@@ -369,6 +374,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     (root / "adir").mkdir()
     (root / "adir.log").mkdir()
     (root / "empty.csv").write_text("")
+    (root / "garbage.log").write_text("{\"op_code\": 0}\nnot json at all\n")  # a journal with a damaged record
     (root / "binary.csv").write_bytes(bytes(range(256)) * 8)
     (root / "good.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 7},{'yes' if i % 3 else 'no'}\n" for i in range(90)))
     sweeps = root / "searchpath"

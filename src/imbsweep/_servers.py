@@ -111,6 +111,28 @@ def ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _journal_error(path: Path) -> str | None:
+    """A journal whose records optuna-dashboard could not read (it would print a traceback): the
+    first whole line that is not one JSON record, as the sweep says it (a torn last line, which
+    the next sweep moves aside, is left to optuna-dashboard, which skips it)."""
+    import json
+
+    try:
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    json.loads(line)
+                except ValueError as exc:
+                    return (f"error: --storage={str(path)!r}: the Optuna journal is damaged at line {n} "
+                            f"({' '.join(str(exc).split())[:200]}); its first {n - 1} records are intact: "
+                            f"`head -n {n - 1} {path} > fixed.log`, then --storage fixed.log")
+    except OSError as exc:
+        return f"error: --storage={str(path)!r}: cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
     """Why optuna-dashboard could not open ``--storage`` (None: it can): a journal file that
     exists, or a database URL whose driver is installed and whose database answers."""
@@ -124,7 +146,7 @@ def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
         if not path.exists():
             return (f"error: --storage={storage!r}: no such journal file; run a sweep first "
                     "(imbsweep sweep smoke) or pass an Optuna storage URL")
-        return None
+        return _journal_error(path)
     if "://" not in storage:
         return (f"error: --storage={shown!r}: neither an Optuna storage URL (postgresql://…, sqlite:///…) nor a "
                 f"journal file ({', '.join('…' + s for s in JOURNAL_SUFFIXES)})")

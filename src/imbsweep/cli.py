@@ -28,21 +28,27 @@ from . import __version__
 from ._paths import state_dir
 from ._servers import dashboard, ui
 from ._stores import redact
-from .errors import say
+from .errors import one_line, say
 from .names import DATASETS, STATE_DIR, TAG_ARM, TAG_TRICK
 
 EXIT_INTERRUPTED = 130
 
 
 class _DropLines:
-    """A stderr proxy that drops lines starting with ``prefix`` (Hydra's "Error executing
-    job with overrides" line, redundant next to our one-line error in a single run)."""
+    """A stderr proxy that drops writes starting with ``prefix`` (a string or a tuple of them:
+    argparse's usage block before its one-line error; Hydra's "Error executing job with
+    overrides" line, redundant next to our one-line error in a single run)."""
 
-    def __init__(self, stream: Any, prefix: str) -> None:
-        self._stream, self._prefix = stream, prefix
+    def __init__(self, stream: Any, prefix: str | tuple[str, ...], rename: tuple[str, str] | None = None) -> None:
+        self._stream, self._prefix, self._rename = stream, prefix, rename
 
     def write(self, text: str) -> int:
-        return len(text) if text.startswith(self._prefix) else self._stream.write(text)
+        if text.startswith(self._prefix):
+            return len(text)
+        if self._rename is not None and text.startswith(self._rename[0]):  # argparse's "PROG: error: …"
+            self._stream.write(self._rename[1] + text[len(self._rename[0]):])
+            return len(text)
+        return int(self._stream.write(text))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -89,8 +95,9 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     argv_before, sys.argv = sys.argv, [prog, *argv]
     previous = signal.signal(signal.SIGTERM, _terminate)
     stderr = sys.stderr
-    if not {"-m", "--multirun"} & set(argv):
-        sys.stderr = _DropLines(stderr, "Error executing job with overrides")
+    single = not {"-m", "--multirun"} & set(argv)
+    sys.stderr = _DropLines(stderr, ("usage: ", *(("Error executing job with overrides",) if single else ())),
+                            rename=(f"{prog}: error: ", "imbsweep: error: "))
     from .sweep import _app
 
     program, _app.PROGRAM = _app.PROGRAM, [sys.executable, "-m", "imbsweep", "run"]  # what the sweep's workers run
@@ -116,7 +123,11 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
         if full:
             raise
-        say(f"error: {type(exc).__name__}: {exc} (set HYDRA_FULL_ERROR=1 for the traceback)")
+        line = _yaml_error(exc)
+        if line is not None:  # a config file the user wrote: bad input
+            say(f"error: {line}")
+            return 2
+        say(f"error: {one_line(exc, 1000)} (set HYDRA_FULL_ERROR=1 for the traceback)")
         return 1
     finally:
         _app.PROGRAM = program
@@ -128,6 +139,20 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = before
     return 0
+
+
+def _yaml_error(exc: BaseException) -> str | None:
+    """A YAML syntax error in a config file (a sweep file, a group option) as one line naming the
+    file, line and column; None for another error."""
+    import yaml
+
+    if not isinstance(exc, yaml.YAMLError):
+        return None
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "a config file"
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    return f"{where}: not valid YAML ({problem}{f' {context}' if context else ''})"
 
 
 def _study_command(fn: Any, args: argparse.Namespace) -> int:
