@@ -223,6 +223,8 @@ def _cases() -> list[Any]:
     add("cli-failure-rate", [*SWEEP, "hydra.sweeper.max_failure_rate=2"], "hydra.sweeper.max_failure_rate=2.0")
     add("cli-storage-unwritable", [*SWEEP, f"hydra.sweeper.storage={NO_DIR}/journal.log"],
         f"hydra.sweeper.storage='{NO_DIR}/journal.log'", "cannot create")
+    add("cli-storage-database-down", [*SWEEP, "hydra.sweeper.storage=postgresql://u:secret@127.0.0.1:{closed}/x"],
+        "hydra.sweeper.storage='postgresql://u:***@127.0.0.1:{closed}/x'", "Connection refused")
     add("cli-storage-under-file", [*SWEEP, "hydra.sweeper.storage=afile/journal.log"],
         "hydra.sweeper.storage='afile/journal.log'", "is a file")
     add("cli-storage-folder", [*SWEEP, "hydra.sweeper.storage=adir.log"], "hydra.sweeper.storage='adir.log'",

@@ -16,6 +16,14 @@ def one_line(exc: BaseException, limit: int) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:limit]
 
 
+def db_reason(exc: BaseException, limit: int = 300) -> str:
+    """A database error on one line: the driver's own message (SQLAlchemy's wrapper and its
+    "Background on this error" link left out), whitespace collapsed."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).split("(Background on this error")[0]
+    return " ".join(text.split())[:limit] or type(exc).__name__
+
+
 class ImbsweepError(Exception):
     """Base class of the errors the CLI prints as one line (no traceback)."""
 

@@ -68,9 +68,10 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
                 time.sleep(0.5 * (attempt + 1))
                 continue
             from .._stores import redact
+            from ..errors import db_reason
 
             raise ConfigError("hydra.sweeper.storage", redact(str(url)),
-                              f"cannot open this Optuna storage ({type(exc).__name__}: {exc})") from None
+                              f"cannot open this Optuna storage ({type(exc).__name__}: {db_reason(exc)})") from None
     raise AssertionError("unreachable")
 
 
