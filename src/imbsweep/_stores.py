@@ -144,7 +144,30 @@ def check_tracking_uri(uri: str, key: str, timeout_s: float = CONNECT_TIMEOUT_S,
     elif base in _DEFAULT_PORTS and parts.hostname:
         port = parts.port or _DEFAULT_PORTS[base]
         _wait_for_port(parts.hostname, port, key, shown, timeout_s, timeout_key, "database server")
+        _connect_once(uri, key, shown, timeout_s)
     _REACHED.add(uri)
+
+
+def _connect_once(uri: str, key: str, shown: str, timeout_s: float) -> None:
+    """One connection to the database behind ``uri``, whose server answers: a database that
+    does not exist, or a login it refuses, is one line now (MLflow would retry it for ~2
+    minutes, a warning a try)."""
+    from sqlalchemy import create_engine, text
+
+    from .errors import db_reason
+
+    url = sqlalchemy_url(uri)
+    connect_args = {"connect_timeout": max(1, int(timeout_s))} if url.startswith("postgresql") else {}
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot connect is the user's to fix
+        raise ConfigError(key, shown, f"the database server answers, but this database cannot be used "
+                                      f"({redact(db_reason(exc))})") from None
 
 
 def check_timeout(key: str, value: object) -> float:
