@@ -217,6 +217,10 @@ def _cases() -> list[Any]:
         "hydra.sweeper.custom_search_space='nope.configure'", "imported")
     add("cli-sampler-key", [*SWEEP, "+hydra.sweeper.sampler.nosuch=1"], "hydra.sweeper.sampler.nosuch=1")
     add("cli-n-trials", [*SWEEP, "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0")
+    add("cli-space-invalid-everywhere", [*SWEEP, "loss=focal", "loss.gamma=interval(-5,-1)"],
+        "loss.gamma='interval(-5, -1)'", "searches -5.0", ">= 0")
+    add("cli-space-invalid-choice", [*SWEEP, "trainer.batch_size=choice(0,64)"],
+        "trainer.batch_size='choice(0, 64)'", "searches 0", ">= 1")
     add("cli-study-slash", [*SWEEP, "hydra.sweeper.study_name=n92/sub"], "hydra.sweeper.study_name='n92/sub'",
         "without '/'")
     add("cli-study-empty", [*SWEEP, "hydra.sweeper.study_name=''"], "hydra.sweeper.study_name=''", "non-empty")

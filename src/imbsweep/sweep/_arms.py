@@ -29,6 +29,7 @@ class Arm:
     budget: int
     values: dict[str, Any] = field(default_factory=dict)  # what the arm fixes (or searches), as written
     defaults: dict[str, Any] = field(default_factory=dict)  # each searched key's value in its config
+    config: Any = None  # the config the arm's trials start from (composed with what it fixes)
     study: Any = None  # optuna.Study, opened in Sweep.run
     seeded: bool = False  # its sampler seeded at this process's first ask
 
@@ -144,7 +145,7 @@ def build_arms(settings: Settings, config: Any, arguments: list[str], config_loa
         seen_keys.update(k for k in cond_keys if in_config(k, arm_cfg, arm_choices))
         seen_keys.update(space.names())
         arms.append(Arm(name, f"{study_name}/{name}", space, per_arm, values,
-                        config_defaults(arm_cfg, arm_choices, list(space.names()))))
+                        config_defaults(arm_cfg, arm_choices, list(space.names())), config=arm_cfg))
     for key, spec in conditional.items():
         for cond_key in dict(spec.get("when") or {}) if isinstance(spec, Mapping) else {}:
             if str(cond_key) not in seen_keys:

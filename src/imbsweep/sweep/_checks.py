@@ -162,6 +162,63 @@ def check_data(sweep: Sweep) -> None:
             raise ConfigError(BATCH, describe(dist), f"searches {biggest}{where}, more than the {len(ds.y_train)} "
                               f"examples of the training split of {ds.name} (one batch would be the whole "
                               "split)") from exc.__cause__
+    if not sweep.worker:  # (the sweep that started a worker checked its space)
+        check_values(sweep, ds)
+
+
+def corners(dist: BaseDistribution) -> list[Any]:
+    """The values of a space that bound what a trial can be given: an interval's ends, a numeric
+    choice's smallest and largest, every other choice."""
+    if isinstance(dist, CategoricalDistribution):
+        values = list(dist.choices)
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(values) and values:
+            return sorted({min(numbers), max(numbers)})
+        return values
+    return [dist.low, dist.high]  # type: ignore[attr-defined]
+
+
+def check_values(sweep: Sweep, ds: Any) -> None:
+    """Every searched key of imbsweep's app at each corner of its space (:func:`corners`) is a
+    value a run takes, as a trial would build it (``training.prepare`` on the arm's config and
+    the data, on the CPU): a space with invalid values (``loss.gamma`` in [-5, -1], a batch size
+    of 0 among the choices) is one line before the study opens, not failed trials. A config
+    group searched with ``choice`` is checked by its options' names (``check_space``); a
+    conditional key where the arm's fixed values decide that its condition holds."""
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from ..training import prepare
+
+    seen: set[tuple[str, str, str]] = set()  # (key, value, its group as configured): arms share most
+    for arm in sweep.arms:
+        base = arm.config if arm.config is not None else sweep.config
+        choices = OmegaConf.select(base, "hydra.runtime.choices", default={}) or {}
+        where = f" (arm {arm.name})" if arm.name is not None else ""
+        cfg = OmegaConf.create({k: v for k, v in base.items_ex(resolve=False) if k != "hydra"})
+        with open_dict(cfg), read_write(cfg):
+            cfg.trainer.device, cfg.trainer.amp, cfg.trainer.num_threads = "cpu", False, None
+            dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
+            for key in keys_decided(arm.space):  # (a conditional one where what the arm fixes makes it hold)
+                dist = dists[key]
+                bare = key.lstrip("+")
+                if bare in choices or OmegaConf.select(cfg, bare, default=None) is None and not key.startswith("+"):
+                    continue  # a group (its options' names are checked), or a key the arm does not have
+                before = OmegaConf.select(cfg, bare, default=None)
+                group = bare.partition(".")[0]
+                for value in corners(dist):
+                    OmegaConf.update(cfg, bare, value, force_add=True)
+                    done = (bare, repr(value), OmegaConf.to_yaml(cfg[group]) if group in cfg else "")
+                    if done in seen:
+                        continue
+                    seen.add(done)
+                    try:
+                        prepare(cfg, dataset=ds)
+                    except ConfigError as exc:
+                        if exc.key != bare:  # another key's problem: the arm's own config, reported as it is
+                            raise
+                        raise ConfigError(key, describe(dist), f"searches {value!r}{where}, which a run does not "
+                                          f"take: {exc.allowed}") from None
+                OmegaConf.update(cfg, bare, before, force_add=True)
 
 
 def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
