@@ -12,3 +12,28 @@ def test_config_errors_survive_pickling() -> None:
     for err in (ConfigError("loss.tau", -1, "must be >= 0"), DataError("data.path", "x.csv", "not found")):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err) and back.key == err.key
+
+
+AT_EXIT = """
+import atexit, time
+import imbsweep.cli as cli
+atexit.register(lambda: (print("at exit", flush=True), time.sleep(30)))  # as torch's handler, slow
+cli.main = lambda: 0
+cli.entry()
+"""
+
+
+def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback() -> None:
+    """Issue 30: a second Ctrl-C landed in torch's atexit handler and printed its traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", AT_EXIT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "at exit"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=20)
+    finally:
+        p.kill()
+    assert p.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
