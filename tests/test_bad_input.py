@@ -124,7 +124,7 @@ def _cases() -> list[Any]:
     add("run-uri-driver", [*RUN, "tracking.uri=mysql://u@127.0.0.1/x"], "tracking.uri='mysql://u@127.0.0.1/x'",
         "driver is not installed")
     add("run-uri-database-missing", [*RUN, "tracking.uri=postgresql://postgres@127.0.0.1:5432/imbsweep_none"],
-        "tracking.uri='postgresql://postgres@127.0.0.1:5432/imbsweep_none'", "database \"imbsweep_none\" does not exist")
+        "tracking.uri='postgresql://postgres@127.0.0.1:5432/imbsweep_none'", "\"imbsweep_none\" does not exist")
     add("run-uri-database-down", [*RUN, "tracking.uri=postgresql://u:secret@127.0.0.1:{closed}/x",
                                   "tracking.connect_timeout_s=0.5"],
         "tracking.uri='postgresql://u:***@127.0.0.1:{closed}/x'", "no database server answers")

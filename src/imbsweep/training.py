@@ -176,7 +176,6 @@ def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | N
         check_head(head, stage2)
 
 
-@torch.no_grad()
 def memory_layout(t: Any, model: torch.nn.Module) -> torch.memory_format:
     """``torch.channels_last`` for ``trainer.channels_last=true`` (the model converted to it),
     else the default layout (``prepare`` checked that the data are images)."""
@@ -186,6 +185,7 @@ def memory_layout(t: Any, model: torch.nn.Module) -> torch.memory_format:
     return torch.channels_last
 
 
+@torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
     """The model's logits ``[N, C]`` in eval mode, as float64."""
     model.eval()
