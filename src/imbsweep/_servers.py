@@ -136,7 +136,7 @@ def _journal_error(path: Path) -> str | None:
 def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
     """Why optuna-dashboard could not open ``--storage`` (None: it can): a journal file that
     exists, or a database URL whose driver is installed and whose database answers."""
-    from ._stores import driver_error, sqlalchemy_url
+    from ._stores import connect_failure, driver_error, sqlalchemy_url
 
     shown = redact(storage)
     if storage.endswith(JOURNAL_SUFFIXES) and "://" not in storage:
@@ -158,17 +158,8 @@ def _storage_error(storage: str, timeout_s: float = 5.0) -> str | None:
         db = url[len("sqlite:///"):]
         return None if Path(db).is_file() else (f"error: --storage={shown!r}: no such database file {db}; run a "
                                                 "sweep on it first")
-    from sqlalchemy import create_engine, text
-
-    connect_args = {"connect_timeout": max(1, int(timeout_s))} if url.startswith("postgresql") else {}
-    try:
-        engine = create_engine(url, connect_args=connect_args)
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any reason it cannot connect is the user's to fix
+    exc = connect_failure(url, timeout_s)
+    if exc is not None:
         why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return f"error: --storage={shown!r}: cannot connect ({why[0] if why else type(exc).__name__})"
     return None

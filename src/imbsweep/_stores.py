@@ -148,15 +148,11 @@ def check_tracking_uri(uri: str, key: str, timeout_s: float = CONNECT_TIMEOUT_S,
     _REACHED.add(uri)
 
 
-def _connect_once(uri: str, key: str, shown: str, timeout_s: float) -> None:
-    """One connection to the database behind ``uri``, whose server answers: a database that
-    does not exist, or a login it refuses, is one line now (MLflow would retry it for ~2
-    minutes, a warning a try)."""
+def connect_failure(url: str, timeout_s: float) -> Exception | None:
+    """Why one connection (``SELECT 1``) to the database at the SQLAlchemy ``url`` fails, within
+    ``timeout_s`` on PostgreSQL; None when it succeeds."""
     from sqlalchemy import create_engine, text
 
-    from .errors import db_reason
-
-    url = sqlalchemy_url(uri)
     connect_args = {"connect_timeout": max(1, int(timeout_s))} if url.startswith("postgresql") else {}
     try:
         engine = create_engine(url, connect_args=connect_args)
@@ -166,8 +162,20 @@ def _connect_once(uri: str, key: str, shown: str, timeout_s: float) -> None:
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any reason it cannot connect is the user's to fix
+        return exc
+    return None
+
+
+def _connect_once(uri: str, key: str, shown: str, timeout_s: float) -> None:
+    """One connection to the database behind ``uri``, whose server answers: a database that
+    does not exist, or a login it refuses, is one line now (MLflow would retry it for ~2
+    minutes, a warning a try)."""
+    from .errors import db_reason
+
+    exc = connect_failure(sqlalchemy_url(uri), timeout_s)
+    if exc is not None:
         raise ConfigError(key, shown, f"the database server answers, but this database cannot be used "
-                                      f"({redact(db_reason(exc))})") from None
+                                      f"({redact(db_reason(exc))})")
 
 
 def check_timeout(key: str, value: object) -> float:

@@ -81,6 +81,21 @@ def _check_study(storage: str, err: str) -> optuna.trial.FrozenTrial:
     return lost
 
 
+def _recipe_with_a_killed_job(cwd: Path, storage: str, tracking: str) -> tuple[int, optuna.trial.FrozenTrial]:
+    """The recipe run to its end with one job killed while its trial trains (checked by
+    :func:`_check_study`); returns the killed job's id and its trial, the one re-queued."""
+    proc = _start_recipe(cwd, storage, tracking)
+    try:
+        job, number = _kill_a_running_trial(cwd, proc, storage)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    lost = _check_study(storage, out + err)
+    assert lost.number == number
+    return job, lost
+
+
 def _check_record(client: object, study: optuna.Study, lost: optuna.trial.FrozenTrial) -> None:
     """One MLflow run per trial that ran; none left RUNNING; the lost trial's FAILED, if it began."""
     exp = client.get_experiment_by_name("smoke")  # type: ignore[attr-defined]
@@ -98,15 +113,8 @@ def test_the_recipe_on_submitit_jobs_keeps_the_budget_and_requeues_a_killed_job(
     from mlflow import MlflowClient
 
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    proc = _start_recipe(tmp_path, pg_url, tracking)
-    try:
-        job, number = _kill_a_running_trial(tmp_path, proc, pg_url)
-        out, err = proc.communicate(timeout=400)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    lost = _check_study(pg_url, out + err)
-    assert f"Job {job} " in lost.user_attrs["fail_reason"] and lost.number == number
+    job, lost = _recipe_with_a_killed_job(tmp_path, pg_url, tracking)
+    assert f"Job {job} " in lost.user_attrs["fail_reason"]
     study = optuna.load_study(study_name="smoke", storage=pg_url)
     _check_record(MlflowClient(tracking), study, lost)
     # each trial a job of its own, in the sweep's folder (submitit's files beside Hydra's)
@@ -134,15 +142,7 @@ def test_the_recipe_with_its_mlflow_server(tmp_path: Path, pg_url: str) -> None:
     uri = f"http://{socket.gethostname()}:{port}"
     try:
         wait_for_http(f"{uri}/health", server, timeout=120, request_timeout=2)
-        proc = _start_recipe(tmp_path, pg_url, uri)
-        try:
-            _, number = _kill_a_running_trial(tmp_path, proc, pg_url)
-            out, err = proc.communicate(timeout=400)
-        finally:
-            proc.kill()
-        assert proc.returncode == 0, err[-3000:]
-        lost = _check_study(pg_url, out + err)
-        assert lost.number == number
+        _, lost = _recipe_with_a_killed_job(tmp_path, pg_url, uri)
         client = MlflowClient(uri)
         _check_record(client, optuna.load_study(study_name="smoke", storage=pg_url), lost)
         assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing recorded beside the server
