@@ -57,8 +57,8 @@ def instantiate_checked(node: DictConfig, key: str, **runtime: Any) -> Any:
                    if p.kind not in (p.VAR_POSITIONAL,) and n not in runtime and n != "self"]
         for k in node:
             if not str(k).startswith("_") and k not in params:
-                raise ConfigError(f"{key}.{k!s}", node[k],
-                                  f"not an argument of {target}; allowed: {', '.join(allowed)}")
+                takes = f"allowed: {', '.join(allowed)}" if allowed else "it takes none"
+                raise ConfigError(f"{key}.{k!s}", node[k], f"not an argument of {target}; {takes}")
     try:
         return instantiate(node, **runtime)
     except InstantiationException as exc:

@@ -22,10 +22,14 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``imbsweep ARGS`` in ``cwd``, as a user would type it."""
-    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(cwd: Path, *args: str, timeout: float = 300,
+            pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``imbsweep ARGS`` in ``cwd``, as a user would type it (``pythonpath``: where the user's own
+    modules are, put on ``PYTHONPATH``)."""
+    env = cli_env()
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), env.get("PYTHONPATH")) if p)
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def popen_cli(cwd: Path, *args: str, stdout: int = subprocess.DEVNULL,

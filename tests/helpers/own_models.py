@@ -84,3 +84,17 @@ class WantsImages(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+class BreaksInTraining(nn.Module):
+    """Takes imbsweep's two-example check, then fails on the first training batch (more than
+    two examples): a user's model whose bug shows only when a trial trains."""
+
+    def __init__(self, in_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) > 2:
+            raise RuntimeError("the model broke on a batch of " + str(len(x)))
+        return self.fc(x.flatten(1))

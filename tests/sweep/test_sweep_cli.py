@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import optuna
 import pytest
 import yaml
 
+from imbsweep._paths import PROJECT_ROOT
 from tests.helpers.cli import popen_cli, run_cli
 from tests.helpers.procs import interrupt_when, wait_until
 from tests.helpers.stores import (
@@ -91,26 +93,31 @@ def test_pruning_really_stops_training(workdir: Path) -> None:
 
 
 def test_failing_trials_are_recorded_and_stop_the_sweep_past_the_failure_rate(workdir: Path) -> None:
-    p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=failing", "loss.class_weights=bogus")
-    assert p.returncode == 1
+    # a model that passes the checks made before the study opens and breaks when a trial trains
+    # (a bad fixed value such as loss.class_weights=bogus is one line before any trial: test_bad_input)
+    target = "tests.helpers.own_models.BreaksInTraining"
+    p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=failing", f"model._target_={target}",
+                pythonpath=PROJECT_ROOT)
+    assert p.returncode == 1, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
-    assert lines == ["imbsweep: error: study 'failing' stopped: 3 of 4 trials failed (more than "
-                     "hydra.sweeper.max_failure_rate=0.5); last error: ConfigError: "
-                     "loss.class_weights='bogus': must be one of none, inverse, sqrt_inverse, effective_number"]
+    assert len(lines) == 1, p.stderr
+    assert re.fullmatch(r"imbsweep: error: study 'failing' stopped: 3 of 4 trials failed \(more than "
+                        r"hydra.sweeper.max_failure_rate=0.5\); last error: RuntimeError: "
+                        r"the model broke on a batch of \d+", lines[0]), lines[0]
     study = local_study(workdir, "failing")
     assert [t.state.name for t in study.trials] == ["FAIL"] * 3
-    assert "loss.class_weights='bogus'" in study.trials[0].user_attrs["fail_reason"]
+    assert "the model broke" in study.trials[0].user_attrs["fail_reason"]
     parent, children = trial_runs(workdir, "failing")
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in children] == ["FAILED"] * 3
-    assert "loss.class_weights='bogus'" in children[0].data.tags["imbsweep.failure_reason"]
+    assert "the model broke" in children[0].data.tags["imbsweep.failure_reason"]
     check_one_to_one(study, children)
     client = mlflow_client(workdir)
     for run in children:
         assert run.info.run_name.endswith(" failed")
-        assert run.data.tags["mlflow.note.content"].startswith("failed: ConfigError: loss.class_weights='bogus'")
+        assert run.data.tags["mlflow.note.content"].startswith("failed: RuntimeError: the model broke")
         config = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir / run.info.run_id))
-        assert "class_weights: bogus" in Path(config).read_text()
+        assert f"_target_: {target}" in Path(config).read_text()
 
 
 @pytest.mark.parametrize(("override", "words"), [

@@ -5,8 +5,10 @@ value and what is allowed; nothing has been created, asked or started when it is
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,8 @@ from ._arms import Arm, in_config, inside, keys_decided
 from ._space import describe
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from ._runner import Sweep
 
 log = logging.getLogger(__name__)
@@ -195,7 +199,7 @@ def check_values(sweep: Sweep, ds: Any) -> None:
         choices = OmegaConf.select(base, "hydra.runtime.choices", default={}) or {}
         where = f" (arm {arm.name})" if arm.name is not None else ""
         cfg = OmegaConf.create({k: v for k, v in base.items_ex(resolve=False) if k != "hydra"})
-        with open_dict(cfg), read_write(cfg):
+        with open_dict(cfg), read_write(cfg), _as_a_trial(base, keys_decided(arm.space)):
             cfg.trainer.device, cfg.trainer.amp, cfg.trainer.num_threads = "cpu", False, None
             dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
             for key in keys_decided(arm.space):  # (a conditional one where what the arm fixes makes it hold)
@@ -214,11 +218,40 @@ def check_values(sweep: Sweep, ds: Any) -> None:
                     try:
                         prepare(cfg, dataset=ds)
                     except ConfigError as exc:
-                        if exc.key != bare:  # another key's problem: the arm's own config, reported as it is
+                        if exc.key == bare:
+                            raise ConfigError(key, describe(dist), f"searches {value!r}{where}, which a run does "
+                                              f"not take: {exc.allowed}") from None
+                        other = next((k for k in dists if k.lstrip("+") == exc.key), None)
+                        if other is None:  # another key's problem: the arm's own config, reported as it is
                             raise
-                        raise ConfigError(key, describe(dist), f"searches {value!r}{where}, which a run does not "
-                                          f"take: {exc.allowed}") from None
+                        raise ConfigError(other, describe(dists[other]), f"is searched{where}, but a run does not "
+                                          f"take it: {exc.allowed}") from None
                 OmegaConf.update(cfg, bare, before, force_add=True)
+
+
+@contextmanager
+def _as_a_trial(base: DictConfig, searched: Iterable[str]) -> Iterator[None]:
+    """Hydra's view of the job inside, as a trial of this arm has it: its composed config, whose
+    command line (``hydra.overrides.task``) also sets the searched keys. What the app reads from
+    it (which settings of a model option a user's own model is given) is then decided as in the
+    trial. Hydra's launchers set it the same way (``HydraConfig.instance().set_config``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    if "hydra" not in base:  # (no Hydra node: nothing to read)
+        yield
+        return
+    job = copy.deepcopy(base)
+    with read_write(job.hydra), open_dict(job.hydra):
+        task = list(OmegaConf.select(job, "hydra.overrides.task", default=[]) or [])
+        job.hydra.overrides.task = task + [f"{key}=" for key in searched]
+    hydra = HydraConfig.instance()
+    before = hydra.cfg
+    hydra.set_config(job)
+    try:
+        yield
+    finally:
+        hydra.cfg = before
 
 
 def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
