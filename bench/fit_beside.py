@@ -1,6 +1,6 @@
-"""Why the sweep's MLflow writer must not share the CPU with training: ``fit`` of short trials
-alone, and beside a process that keeps one core busy at normal priority, at nice 19 and at
-``SCHED_IDLE`` (what ``_writer.idle_priority`` sets).
+"""What a process beside training costs it: ``fit`` of short trials alone, and beside a process
+that keeps one core busy at normal priority, at nice 19 and at ``SCHED_IDLE`` (the MLflow writer
+process imbsweep had until issue 27 ran at ``SCHED_IDLE`` for this reason).
 
 With torch's intra-op threads on every core, a busy process on one core delays the thread there
 at each parallel op, and the others wait for it. By default ``model=logreg trainer.epochs=3`` on

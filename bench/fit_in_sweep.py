@@ -3,13 +3,10 @@
 Runs ``imbsweep sweep`` (issue 14's short-trial case by default: ``model=logreg
 trainer.epochs=3``, 30 trials of ``tricks_joint``, random sampler, no pruning, no baseline) in
 this process; after each trial's ``fit`` (its reporters: the MLflow run, Optuna's reports), the
-same configuration is prepared and fitted again with a no-op reporter, while the trial's
-MLflow writer process is where the trial left it. Prints the medians and the paired
-differences (the first two trials left out). ``--stop-writer`` stops the writer process
-(SIGSTOP) from the training's start to the trial's end, to show what its work costs the
-training beside it.
+same configuration is prepared and fitted again with a no-op reporter. Prints the medians and
+the paired differences (the first two trials left out).
 
-    .venv/bin/python bench/fit_in_sweep.py [--trials 30] [--stop-writer] [hydra overrides...]
+    .venv/bin/python bench/fit_in_sweep.py [--trials 30] [hydra overrides...]
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -35,7 +31,6 @@ SWEEP = ["tricks_joint", "hydra/sweeper/sampler=random", "hydra.sweeper.pruner.n
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
-    ap.add_argument("--stop-writer", action="store_true")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     import imbsweep.training as tr
@@ -57,17 +52,6 @@ def main() -> None:
             acc["again after it"].append(time.perf_counter() - t)
 
     tr.fit = timed_fit
-    if args.stop_writer:
-        import imbsweep._spool as sp
-
-        training = sp.Spool.training
-
-        def stopping(self: Any, on: bool) -> None:
-            training(self, on)
-            if self._proc is not None:
-                os.kill(self._proc.pid, signal.SIGSTOP if on else signal.SIGCONT)
-
-        sp.Spool.training = stopping  # type: ignore[method-assign]
     from imbsweep.cli import main as cli
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +59,6 @@ def main() -> None:
         extra = args.overrides or ["model=logreg", "trainer.epochs=3"]
         cli(["sweep", *SWEEP, f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.study_name=fit", *extra])
     print(f"machine: {machine()}")
-    print(f"writer {'stopped' if args.stop_writer else 'left as it is'} while the trial trains")
     for k, v in acc.items():
         print(f"fit {k}: median {1000 * statistics.median(v[2:]):.1f} ms")
     pairs = [1000 * (a - b) for a, b in zip(acc["in the trial"][2:], acc["again after it"][2:], strict=True)]

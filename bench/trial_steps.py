@@ -31,7 +31,7 @@ STEPS = [  # module:qualified name, in the order a trial meets them
     "imbsweep.tracking:MlflowRun.__init__", "imbsweep.tracking:MlflowRun.__enter__",
     "optuna.trial:Trial.set_user_attr", "imbsweep.training:prepare", "imbsweep.training:fit",
     "imbsweep.sweep._task:OptunaReporter.on_epoch_end", "imbsweep.tracking:MlflowRun.on_fit_end",
-    "imbsweep._writer:write_files",
+    "imbsweep.artifacts:write_files",
     "imbsweep.tracking:MlflowRun.__exit__",
     "hydra._internal.core_plugins.basic_launcher:BasicLauncher.launch",  # (the job: Hydra's launcher)
     "imbsweep.sweep._runner:Sweep._tell", "imbsweep.sweep._runner:Sweep._one_trial",
@@ -74,9 +74,9 @@ def main() -> None:
         extra = args.overrides or ["model=logreg", "trainer.epochs=3"]
         cli(["sweep", *SWEEP, f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.study_name=steps", *extra])
     print(f"machine: {machine()}")
-    t = os.times()  # the MLflow writer process is a child, waited for when the sweep ends
-    print(f"CPU: this process {t.user + t.system:.1f} s, its child processes (the MLflow writer, its start "
-          f"included) {t.children_user + t.children_system:.1f} s, for {args.trials} trials")
+    t = os.times()
+    print(f"CPU: this process {t.user + t.system:.1f} s, its child processes "
+          f"{t.children_user + t.children_system:.1f} s, for {args.trials} trials")
     print("| step | calls | median ms |")
     print("| --- | --- | --- |")
     for path in STEPS:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,10 +185,39 @@ def _use_wal(db: Path) -> None:
         con.close()
 
 
+@contextlib.contextmanager
+def writing(uri: str, what: str) -> Iterator[None]:
+    """A write to the MLflow store at ``uri``; one it does not take (a full disk, a database
+    gone, a server that keeps failing) is a ``StorageError`` naming the store and ``what``: the
+    platform's failure, not a run's (a sweep stops and re-queues the trial; the same command
+    resumes once the store takes writes again)."""
+    from .errors import ImbsweepError, StorageError, db_reason
+
+    try:
+        yield
+    except ImbsweepError:  # said already (a bad input found on the way, or the store's own line)
+        raise
+    except Exception as exc:
+        from ._stores import redact
+
+        raise StorageError(f"the MLflow store {redact(uri)} did not take {what} ({type(exc).__name__}: "
+                           f"{db_reason(exc)}); what it holds is kept: once it takes writes again, the same "
+                           "command resumes") from exc
+
+
 def quiet_mlflow_logs() -> None:
     """MLflow's and alembic's INFO lines (schema migrations) are noise on a user's console."""
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs each database error with its traceback, then raises it (the error's one line says
+    # it); a filter, as a logging config a job applies later resets a level (not a filter)
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    if _no_db_tracebacks not in db_log.filters:
+        db_log.addFilter(_no_db_tracebacks)
+
+
+def _no_db_tracebacks(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SQLAlchemy database error.")
 
 
 def connect(cfg: Any, experiment: str | None, client: Any = None) -> tuple[str, Any, str]:

@@ -1,4 +1,4 @@
-"""Whether a process that wrote something down (a trial's worker, a spool's producer) is still
+"""Whether a process that wrote something down (a trial's worker) is still
 alive: its pid and start time, so that a recycled pid does not count."""
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The files a complete run logs beside its metrics: ``per_class.csv``, ``posthoc.csv`` and
-``confusion_matrix.png`` (``config.yaml`` is ``_config.to_yaml``). Drawn and tabulated here;
-``tracking.MlflowRun`` writes them."""
+``confusion_matrix.png`` (``config.yaml`` is ``_config.to_yaml``). Drawn and tabulated here,
+and written into a run's folder by :func:`write_files` for ``tracking.MlflowRun``."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # training imports torch
 
 
 def per_class_columns(result: Result) -> dict[str, list[Any]]:
-    """``per_class.csv``'s columns as plain lists (JSON: a spooled run's writer makes the table):
+    """``per_class.csv``'s columns as plain lists:
     one row per class: its label, training count, shot group, val/test support, recall and
     precision, and its metric key (``val/recall/<key>``); a class a split does not hold has no
     recall there (empty, not 0: it was not evaluated)."""
@@ -127,3 +129,65 @@ def plot_confusion(cm: np.ndarray, names: tuple[str, ...], title: str, path: Pat
     ImageDraw.Draw(axis).text((30, 8), "true", fill="black", font=font, anchor="mm")
     img.paste(axis.rotate(90, expand=True), (2, top + side // 2 - 30))
     img.save(path, compress_level=1)  # zlib's fastest level: same pixels, a few KB larger
+
+
+def write_files(out: Path, texts: Mapping[str, str], tables: Mapping[str, Any],
+                confusion: Mapping[str, Any] | None) -> None:
+    """A run's artifact files in the folder ``out`` (made if need be): ``texts`` as they are,
+    ``tables`` (columns) as CSV and the confusion matrix (``{"matrix", "names", "title"}``) as
+    a PNG, each whole or not at all (written beside, then renamed: a kill leaves no half a file)."""
+
+    def put(name: str, write: Any) -> None:
+        # beside the folder, not in it (MLflow would list it); its suffix kept (Pillow picks the format by it)
+        part = out.parent / f".part-{os.getpid()}-{out.name}-{name}"
+        try:
+            write(part)
+            os.replace(part, out / name)
+        finally:
+            part.unlink(missing_ok=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        put(name, lambda p, text=text: p.write_text(text, encoding="utf-8"))
+    for name, columns in tables.items():
+        put(name, lambda p, columns=columns: p.write_text(csv_text(columns), encoding="utf-8"))
+    if confusion is not None:
+        put("confusion_matrix.png", lambda p: plot_confusion(
+            np.asarray(confusion["matrix"]), tuple(confusion["names"]), str(confusion["title"]), p))
+
+
+def csv_text(columns: Mapping[str, list[Any]]) -> str:
+    """A table's columns as CSV, as ``pandas.DataFrame(columns).to_csv(index=False)`` writes
+    them (a missing value empty, floats as Python shows them), without building a frame."""
+    import csv
+    import io
+    import math
+
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    def column(values: list[Any]) -> list[Any]:
+        present = [v for v in values if not missing(v)]
+        # pandas makes a column of numbers with a float or a gap in it floats (1 -> 1.0)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+        floats = numbers and (len(present) < len(values) or any(isinstance(v, float) for v in present))
+        return ["" if missing(v) else float(v) if floats else v for v in values]
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*(column(list(v)) for v in columns.values()), strict=True))
+    return buf.getvalue()
+
+
+def local_dir(uri: str) -> Path | None:
+    """The folder of a ``file:`` (or scheme-less) artifact URI; None for any other store."""
+    from urllib.parse import unquote, urlparse
+
+    if not uri:
+        return None
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    return Path(uri) if not parsed.scheme else None

@@ -15,7 +15,6 @@ JOURNAL = "optuna/journal.log"  # the default Optuna storage: a journal file in 
 JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")  # a storage "URL" with one of these is a journal file
 DATASETS = "datasets"  # the on-disk dataset cache, in the state folder
 ARTIFACTS = "artifacts"  # the local store's run artifacts, in the state folder
-SPOOL = "spool"  # MLflow writes on their way to the local store (``_spool``), in the state folder
 CONTEXT_KEY = "imbsweep_trial"  # the config key through which the sweeper hands a job its trial
 
 # -- MLflow: MLflow's own tags -------------------------------------------------------------
@@ -44,7 +43,6 @@ TAG_DEVICE = "imbsweep.device"
 TAG_GIT_DIRTY = "imbsweep.git_dirty"
 TAG_DATA_DIGEST = "imbsweep.data.digest"  # the digest of the data a run trained on (a user's file: its bytes)
 TAG_NOT_EVALUATED = "imbsweep.data.not_evaluated"  # classes a split holds no example of
-TAG_RECORD = "imbsweep.record"  # a spooled run's "<spool>:<key>": a replay after a kill finds the run it created
 TAG_OVERRIDES = "imbsweep.overrides"  # an app's trial: its job's overrides, space-separated (artifact overrides.yaml)
 
 # -- MLflow: the parent run of a study -----------------------------------------------------

@@ -9,14 +9,13 @@ import contextlib
 import getpass
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _config
-from ._client import connect, tracking_uri
-from ._paths import absolute_paths, git_commit, state_of
-from ._spool import enabled, spool_for
+from ._client import connect, writing
+from ._paths import absolute_paths, git_commit
 from .artifacts import per_class_columns, posthoc_columns
 from .names import (
     COMPLETE,
@@ -31,7 +30,6 @@ from .names import (
     RUNNING,
     SOURCE_NAME,
     SOURCE_TYPE,
-    SPOOL,
     TAG_CHOICE,
     TAG_DATA_DIGEST,
     TAG_DEVICE,
@@ -39,7 +37,6 @@ from .names import (
     TAG_NOT_EVALUATED,
     TAG_PRUNE_REASON,
     TAG_REASON,
-    TAG_RECORD,
     TAG_STATE,
     TAG_TRICK,
     USER,
@@ -49,7 +46,6 @@ from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
 if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, export) does not need it
-    from pathlib import Path
 
     from .training import Result
 
@@ -66,33 +62,7 @@ def hydra_choices() -> dict[str, str]:
     return {str(k): str(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra/")}
 
 
-class _Direct:
-    """A run's operations applied at once, in this process (``_writer.Applier``)."""
-
-    def __init__(self, uri: str, client: Any) -> None:
-        from ._writer import Applier
-
-        self.applier = Applier(uri, client)
-        self.submit = self.applier.apply
-        self._n = 0
-
-    def new_key(self) -> str:
-        self._n += 1
-        return f"r{self._n}"
-
-    def record_tag(self, key: str) -> str | None:
-        return None
-
-    def run_id(self, key: str) -> str:
-        return self.applier.run_id(key)
-
-    def artifact_dir(self, key: str) -> Path | None:
-        from ._writer import local_dir
-
-        return local_dir(self.applier.runs[key][1])
-
-    def training(self, on: bool) -> None:
-        pass
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits per request
 
 
 class MlflowRun(Reporter):
@@ -104,14 +74,13 @@ class MlflowRun(Reporter):
     costs ~45 us a value) are buffered and written with one
     ``log_batch`` at most every ``flush_every_s`` seconds and at the end (each SQLite
     transaction has a fixed cost besides its rows, so few large batches are
-    cheapest: per-epoch writes, MLflow's asynchronous queue and a background writer thread
-    were all measured slower, see docs/benchmarks.md); leaving ends the run FINISHED,
-    FAILED (failed result or exception, with the reason as a tag) or KILLED (Ctrl-C).
+    cheapest: per-epoch writes, MLflow's asynchronous queue, a background writer thread and a
+    writer process were all measured slower, see docs/benchmarks.md); leaving ends the run
+    FINISHED, FAILED (failed result or exception, with the reason as a tag) or KILLED (Ctrl-C).
 
-    What it writes are ``_writer`` operations, applied in this process, or, with ``spool``
-    on a local SQLite store, appended to a spool file that a writer process applies while
-    this one goes on (``_spool``): a sweep's trial then costs its training, not MLflow's
-    per-row writes. ``run_id`` then waits for the writer to have created the run.
+    A write the store does not take (a full disk, a database gone) is a ``StorageError``: the
+    platform's failure, not the run's (a sweep re-queues the trial and stops; the same command
+    resumes once the store takes writes again).
 
     Args:
         cfg: the composed config.
@@ -121,24 +90,14 @@ class MlflowRun(Reporter):
         parent_run_id: makes this a child run (``mlflow.parentRunId``).
         choices: the config-group options, tagged ``imbsweep.choice.<group>``; by default
             Hydra's runtime choices (a run re-created outside Hydra passes its original's).
-        spool: hand the writes to a writer process (needs ``experiment_id``; only where
-            ``_spool.enabled``: the local SQLite store and ``tracking.spool``, else ignored).
     """
 
     def __init__(self, cfg: Any, client: Any = None, experiment_id: str | None = None,
                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
-                 run_name: str | None = None, choices: Mapping[str, str] | None = None,
-                 spool: bool = False) -> None:
+                 run_name: str | None = None, choices: Mapping[str, str] | None = None) -> None:
         tr = cfg.tracking
-        uri = tracking_uri(tr, state_of(cfg))
-        self.sink: Any
-        if spool and experiment_id and client is None and enabled(uri, tr):
-            self.uri, self.experiment_id = uri, experiment_id
-            self.sink = spool_for(uri, state_of(cfg) / SPOOL)
-        else:
-            self.uri, client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
-            self.experiment_id = experiment_id or found
-            self.sink = _Direct(self.uri, client)
+        self.uri, self.client, found = connect(cfg, None if experiment_id else str(tr.experiment), client)
+        self.experiment_id = experiment_id or found
         self.cfg = cfg
         self.flush_every_s = float(tr.get("flush_every_s", 30.0))
         self.log_artifacts = bool(tr.get("artifacts", True))
@@ -147,17 +106,23 @@ class MlflowRun(Reporter):
         self.parent_run_id = parent_run_id
         self.run_name = run_name or tr.get("run_name")
         self.choices = dict(hydra_choices() if choices is None else choices)
-        self.key = ""  # the run's key in the sink, set when the run is created
+        self.run_id = ""  # the MLflow run's id, set when the run is created
+        self._artifact_uri = ""
+        self._refused = False
         self.result: Result | None = None
         self._buffer: list[list[Any]] = []  # [key, value, timestamp ms, step]
         self._tags: dict[str, str] = {}  # written with the next batch of metrics
         self._curves: set[str] = set()  # the metrics logged every epoch
         self._last_flush = time.monotonic()
 
-    @property
-    def run_id(self) -> str:
-        """The MLflow run's id ("" before the run is created)."""
-        return self.sink.run_id(self.key) if self.key else ""
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        try:
+            with writing(self.uri, f"{what} of run {self.run_id or self.run_name!r}"):
+                yield
+        except Exception:
+            self._refused = True  # the store takes no writes: the run's end is left to the next command
+            raise
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> MlflowRun:
@@ -173,25 +138,21 @@ class MlflowRun(Reporter):
             tags[TAG_GIT_DIRTY] = str(dirty).lower()
         if self.parent_run_id:
             tags[PARENT_RUN] = self.parent_run_id
-        key = self.sink.new_key()
-        record = self.sink.record_tag(key)
-        if record:
-            tags[TAG_RECORD] = record
         # a run's name says what it is: the trick when nothing else names it (MLflow's default
         # is a random "bold-fox-123"); a run that does not complete gets its state appended
         self.run_name = self.run_name or tags[TAG_TRICK]
-        self.sink.submit({"op": "create", "key": key, "experiment_id": str(self.experiment_id),
-                          "run_name": self.run_name, "tags": tags})
-        self.key = key
-        params = [[k, v[:6000]] for k, v in _config.flatten(container) if not k.startswith("hydra.")]
-        self.sink.submit({"op": "batch", "key": key, "params": params})
+        with self._writing("the creation"):
+            run = self.client.create_run(str(self.experiment_id), run_name=self.run_name, tags=tags)
+        self.run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
+        params = [(k, v[:6000]) for k, v in _config.flatten(container) if not k.startswith("hydra.")]
+        self._batch(params=params)
         self._container = container
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if not self.key:
-            return
+        if not self.run_id or self._refused:
+            return  # (a run the store did not take is ended FAILED by the next command, as a dead worker's)
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
@@ -213,25 +174,16 @@ class MlflowRun(Reporter):
             self._flush()  # the last metrics and the tags, in one write
             if state != COMPLETE and self.log_artifacts:  # what it ran with (a complete run has it already)
                 self._files({"texts": {"config.yaml": _config.to_yaml(self._container)}})
-        except Exception:  # noqa: BLE001 - ending the run matters more than its name or files
-            log.exception("could not record how run %s ended", self.key)
+        except Exception as error:  # noqa: BLE001 - ending the run matters more than its name or files
+            log.warning("could not record how run %s ended: %s", self.run_id, error)
         finally:
             try:
-                self.sink.submit({"op": "end", "key": self.key, "status": status})
+                with self._writing("the end"):
+                    self.client.set_terminated(self.run_id, status=status)
             except Exception:
                 if exc_type is None:
                     raise
-                log.exception("could not record how run %s ended", self.key)  # the exception that ended it goes on
-            finally:  # (a run that never reached on_fit_end: its training is over too)
-                with contextlib.suppress(Exception):  # a writer gone: said by the writes above
-                    self.sink.training(False)
-
-    def training(self) -> None:
-        """Training begins: the writer process holds this run's writes until the training's end
-        (``on_fit_end``, or the run's end; at most ``_writer.HOLD_S``) but for run creations, so
-        that a waiting :attr:`run_id` comes at once (called again at ``on_fit_start``)."""
-        if self.key:
-            self.sink.training(True)
+                log.warning("could not record how run %s ended", self.run_id)  # the exception that ended it goes on
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
@@ -240,12 +192,14 @@ class MlflowRun(Reporter):
             from .data import dataset_spec, not_evaluated
 
             ds = info.dataset
-            self.sink.submit({"op": "inputs", "key": self.key, "dataset": dataset_spec(ds)})
+            from .data import dataset_input
+
+            with self._writing("the dataset input"):
+                self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset_spec(ds))])
             self._tags[TAG_DATA_DIGEST] = str(ds.meta.get("digest", ""))
             gone = "; ".join(f"{s}: {', '.join(c)}" for s, c in not_evaluated(ds).items() if c)
             if gone:  # classes a split does not hold: no recall there (per_class.csv leaves it empty)
                 self._tags[TAG_NOT_EVALUATED] = gone[:5000]
-        self.training()  # the run's writes wait for its training's end, or a while
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -261,7 +215,6 @@ class MlflowRun(Reporter):
         step: the curves hold the epochs only, and the runs table can show the selected value
         beside the last one. Values measured once (``test/…``, ``posthoc/tau``,
         ``best_epoch``) keep their names. ``results`` reads them back under the curve's name."""
-        self.sink.training(False)  # the training is over: the writer goes on with this run's writes
         self.result = result
         now = int(time.time() * 1000)
         complete = result.state == COMPLETE
@@ -281,8 +234,24 @@ class MlflowRun(Reporter):
         buf, self._buffer = self._buffer, []
         tags, self._tags = self._tags, {}
         if buf or tags:
-            self.sink.submit({"op": "batch", "key": self.key, "metrics": buf, "tags": tags})
+            self._batch(metrics=buf, tags=tags)
         self._last_flush = time.monotonic()
+
+    def _batch(self, metrics: list[Any] = (), params: list[Any] = (),  # type: ignore[assignment]
+               tags: Mapping[str, str] | None = None) -> None:
+        """In as few ``log_batch`` calls as MLflow's limits allow (a batch holds at most 1000
+        values in all)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        ms = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
+        ps = [Param(k, v) for k, v in params]
+        ts_ = [RunTag(k, v) for k, v in (tags or {}).items()]
+        per = MAX_METRICS - MAX_TAGS - MAX_PARAMS
+        with self._writing("metrics, params or tags"):
+            for i in range(max(-(-len(ms) // per), -(-len(ts_) // MAX_TAGS), -(-len(ps) // MAX_PARAMS))):
+                self.client.log_batch(self.run_id, metrics=ms[i * per:(i + 1) * per],
+                                      params=ps[i * MAX_PARAMS:(i + 1) * MAX_PARAMS],
+                                      tags=ts_[i * MAX_TAGS:(i + 1) * MAX_TAGS])
 
     def _write_artifacts(self, result: Result) -> None:
         """config.yaml (its text made here), per_class.csv, posthoc.csv (their columns) and
@@ -298,20 +267,33 @@ class MlflowRun(Reporter):
         self._files({"texts": texts, "tables": tables, "confusion": confusion})
 
     def _files(self, files: dict[str, Any]) -> None:
-        """The run's artifact files: written here when its folder is a local one (a short
-        trial's writer process, which applies its other records, is busier than this one),
-        else handed to the sink as an operation (``_writer.Applier``)."""
-        where = self.sink.artifact_dir(self.key)
-        if where is not None:
-            from ._writer import write_files
+        """The run's artifact files (``artifacts.write_files``: each whole or absent): straight
+        into the run's folder on a local store, else through ``log_artifacts``. A write that
+        fails is tried once more (a disk full for a moment), then it is the store's failure."""
+        import tempfile
+        from pathlib import Path
 
+        from .artifacts import local_dir, write_files
+        from .errors import StorageError
+
+        texts, tables, confusion = files.get("texts") or {}, files.get("tables") or {}, files.get("confusion")
+        where = local_dir(self._artifact_uri)
+        for attempt in (1, 2):
             try:
-                write_files(where, files.get("texts") or {}, files.get("tables") or {}, files.get("confusion"))
+                with self._writing("the artifact files"):
+                    if where is not None:
+                        write_files(where, texts, tables, confusion)
+                    else:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            write_files(Path(tmp), texts, tables, confusion)
+                            self.client.log_artifacts(self.run_id, tmp)
                 return
-            except Exception as exc:  # noqa: BLE001 - a trial that trained is not failed by its files
-                log.warning("could not write the artifact files of run %s here (%s); handed to the writer",
-                            self.key, exc)
-        self.sink.submit({"op": "files", "key": self.key, **files})
+            except StorageError as exc:
+                if attempt == 2:
+                    raise
+                log.warning("could not write the artifact files of run %s (%s); trying once more", self.run_id,
+                            exc.__cause__)
+                time.sleep(1.0)
 
 
 def _per_class(key: str) -> bool:

@@ -4,6 +4,7 @@ agreeing on every trial and nothing left RUNNING."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -231,6 +232,62 @@ def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tm
     assert len(finished(study)) == 12 and not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
     parent, children = trial_runs(tmp_path, "full")
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
+
+
+def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun_ends_exact(tmp_path: Path) -> None:
+    """The disk holding the MLflow store and its artifacts fills while a sweep runs (the Optuna
+    journal is elsewhere): whichever write it refuses first (a trial's run, its files, the
+    study's progress), the sweep stops with one line, exit 1, and no trial is counted failed for
+    it (the cut trial is re-queued, uncounted); once there is room the same command ends with
+    exactly n_trials and nothing RUNNING in MLflow."""
+    import threading
+    import time
+
+    mlruns = tmp_path / "mlruns"
+    mlruns.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mlruns)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        journal = tmp_path / "journal.log"
+        args = ("sweep", "smoke", "hydra.sweeper.study_name=mfull", f"hydra.sweeper.storage={journal}")
+        assert run_cli(tmp_path, *args, "hydra.sweeper.n_trials=2").returncode == 0  # the store, the data cache
+        filler = mlruns / "filler"
+
+        def fill_once_a_trial_finished() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(finished(journal_study(journal, "mfull"))) < 3:
+                time.sleep(0.1)
+            with open(filler, "wb") as fh, contextlib.suppress(OSError):  # until No space left on device
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+
+        filling = threading.Thread(target=fill_once_a_trial_finished)
+        filling.start()
+        p = popen_cli(tmp_path, *args, "hydra.sweeper.n_trials=30")
+        _, err = p.communicate(timeout=300)
+        filling.join()
+        assert p.returncode == 1, err
+        errors = [ln for ln in err.splitlines() if ln.startswith("imbsweep:")]
+        assert len(errors) == 1 and errors[0].startswith("imbsweep: error: the MLflow store "), err
+        assert "No space left on device" in errors[0] or "disk is full" in errors[0], err
+        assert "the same command resumes" in errors[0] and "Traceback" not in err
+        study = journal_study(journal, "mfull")
+        assert 3 <= len(finished(study)) < 30
+        assert all(t.state.name == "COMPLETE" for t in finished(study))  # none counted failed for the disk
+
+        filler.unlink()  # room made
+        p = run_cli(tmp_path, *args, "hydra.sweeper.n_trials=30")
+        assert p.returncode == 0, p.stderr
+        study = journal_study(journal, "mfull")
+        assert len(finished(study)) == 30 and all(t.state.name == "COMPLETE" for t in finished(study))
+        assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+        parent, children = trial_runs(tmp_path, "mfull")
+        assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
+        assert len([r for r in children if r.info.status == "FINISHED"]) == 30
+    finally:
+        subprocess.run(["umount", "-l", str(mlruns)], check=False)
 
 
 def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:

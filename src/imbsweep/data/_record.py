@@ -106,8 +106,7 @@ def schema_json(ds: Dataset) -> str:
 
 
 def dataset_spec(ds: Dataset, context: str = "training") -> dict[str, str]:
-    """What the run's MLflow dataset input holds, as plain text (no MLflow import: a spooled
-    run hands it to its writer process, see ``_spool``)."""
+    """What the run's MLflow dataset input holds, as plain text (no MLflow import)."""
     return {"name": display_name(ds), "digest": str(ds.meta.get("digest", ""))[:36],
             "source": str(ds.meta.get("source", ds.name)), "dataset": ds.name,
             "schema": schema_json(ds), "profile": json.dumps(profile(ds)), "context": context}

@@ -117,7 +117,7 @@ def generic_env(settings: Settings, study_name: str) -> DictConfig:
     uri = settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     return OmegaConf.create({
         "state_dir": str(state_dir(settings.state_dir or STATE_DIR)),
-        "tracking": {"uri": uri, "experiment": study_name, "spool": False, "artifacts": True,
+        "tracking": {"uri": uri, "experiment": study_name, "artifacts": True,
                      "flush_every_s": 30.0, "connect_timeout_s": 8}})
 
 

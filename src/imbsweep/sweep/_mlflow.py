@@ -16,9 +16,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from .._client import connect
-from .._paths import git_commit, state_of
-from .._spool import enabled, serves, settle, spool_for
+from .._client import connect, writing
+from .._paths import git_commit
 from .._stores import redact
 from ..names import (
     APP_OTHER,
@@ -32,7 +31,6 @@ from ..names import (
     ROLE_PARENT,
     SOURCE_NAME,
     SOURCE_TYPE,
-    SPOOL,
     TAG_APP,
     TAG_APP_NAME,
     TAG_ARM,
@@ -73,22 +71,22 @@ class ParentRun:
                  posthoc_kinds: Mapping[str, str] | None = None, app: Any = None) -> None:
         self.app = app  # _app.App: what the study's trials return, how its app runs again
         self.uri, self.client, self.experiment_id = connect(config, study_name)
-        self.spool_dir = state_of(config) / SPOOL
-        # the progress metrics go through this process's spool (see _spool)
-        self.spooled = enabled(self.uri, config.tracking)
-        self._attached: tuple[Any, str] | None = None  # (spool, key) the parent run is known by
-        # spooled progress points wait for the next log_progress at least PROGRESS_EVERY_S after the
-        # last batch (short trials: one batch for many; long trials: each point at once)
-        self._points: list[list[Any]] = []
+        # progress points wait for the next log_progress at least PROGRESS_EVERY_S after the last
+        # batch (short trials: one write for many; long trials: each point at once)
+        self._points: list[Any] = []
         self._studies: Sequence[optuna.Study] = ()  # what the points count (the best trial is read at the batch)
         self._sent = float("-inf")
-        self.settle()  # what a killed sweep's trials spooled is in the store before anything is read
         self.study_name = study_name
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
-        self.run_id = self._find_or_create()
-        if baseline_arm is not None and owner:
+        with writing(self.uri, f"the parent run of study {study_name!r}"):
+            self.run_id = self._find_or_create()
+            self._tag_arms(baseline_arm, posthoc_arms, posthoc_kinds)
+
+    def _tag_arms(self, baseline_arm: str | None, posthoc_arms: Mapping[str, str] | None,
+                  posthoc_kinds: Mapping[str, str] | None) -> None:
+        if baseline_arm is not None and self.owner:
             self.client.set_tag(self.run_id, TAG_BASELINE_ARM, baseline_arm)
             if posthoc_arms:
                 import json
@@ -135,6 +133,11 @@ class ParentRun:
     def __enter__(self) -> ParentRun:
         if not self.owner:
             return self
+        with writing(self.uri, f"the settings of study {self.study_name!r}"):
+            self._log_settings()
+        return self
+
+    def _log_settings(self) -> None:
         conf = OmegaConf.to_container(OmegaConf.create(self.sweeper_conf), resolve=True)
         assert isinstance(conf, dict)
         if conf.get("storage"):
@@ -147,7 +150,6 @@ class ParentRun:
             self.client.log_artifact(self.run_id, str(path))
             if self.app is not None:
                 self._log_app(Path(tmp))
-        return self
 
     def _log_app(self, tmp: Path) -> None:
         """What ``compare`` and ``export`` need to know of the app: its objectives, its seed key,
@@ -173,7 +175,7 @@ class ParentRun:
     def log_progress(self, studies: Sequence[optuna.Study]) -> None:
         """The study's counts (and best value) as metrics of the parent run, stepped by the
         trials finished; its best trial as a tag."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric
 
         c = counts(studies)
         metrics: dict[str, float] = {"trials_finished": c["finished"], "trials_pruned": c["pruned"],
@@ -182,15 +184,10 @@ class ParentRun:
         if best is not None:
             metrics["best_value"] = float(best.values[0])
         now = int(time.time() * 1000)
-        if self.spooled:  # through the trials' writer process, off the sweep's path
-            self._points += [[k, float(v), now, int(c["finished"])] for k, v in metrics.items()]
-            self._studies = studies
-            if time.monotonic() - self._sent >= PROGRESS_EVERY_S:
-                self.flush_progress()
-            return
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, int(c["finished"]))
-                                                    for k, v in metrics.items()],
-                              tags=[RunTag(k, v) for k, v in self._best_tag(best).items()])
+        self._points += [Metric(k, float(v), now, int(c["finished"])) for k, v in metrics.items()]
+        self._studies = studies
+        if time.monotonic() - self._sent >= PROGRESS_EVERY_S:
+            self.flush_progress()
 
     def _best(self, studies: Sequence[optuna.Study]) -> optuna.trial.FrozenTrial | None:
         directions = studies[0].directions
@@ -206,15 +203,14 @@ class ParentRun:
     def flush_progress(self) -> None:
         """The progress points not written yet, each with its own step and time, in one batch,
         with the best trial as it is now (other workers may have found a better one since)."""
+        from mlflow.entities import RunTag
+
         if not self._points:
             return
-        spool = spool_for(self.uri, self.spool_dir)
-        if self._attached is None or self._attached[0] is not spool:  # a spool made since
-            self._attached = (spool, spool.new_key())
-            spool.submit({"op": "attach", "key": self._attached[1], "run_id": self.run_id})
         points, self._points = self._points, []
         tags = self._best_tag(self._best(self._studies)) if self._studies else {}
-        spool.submit({"op": "batch", "key": self._attached[1], "tags": tags, "metrics": points})
+        with writing(self.uri, f"the progress of study {self.study_name!r}"):
+            self.client.log_batch(self.run_id, metrics=points, tags=[RunTag(k, v) for k, v in tags.items()])
         self._sent = time.monotonic()
 
     def log_study_artifacts(self, studies: Sequence[optuna.Study], results: Path | None) -> None:
@@ -282,18 +278,10 @@ class ParentRun:
         return [str(r.info.run_id) for r in found if r.data.tags.get(TAG_ARM) == arm
                 and r.data.tags.get(TAG_ROLE) is None]
 
-    def settle(self) -> None:
-        """The MLflow records spooled by processes that are gone are applied (``_spool``)."""
-        if serves(self.uri):
-            settle(self.spool_dir, self.uri)
-
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None,
                       reason: str = "worker process died; trial re-queued") -> None:
         """The MLflow runs of trials whose worker (or launcher job) died end FAILED (they were
-        left RUNNING); what the dead worker spooled is applied first, so that its runs are there
-        to be found."""
-        if trials:
-            self.settle()
+        left RUNNING)."""
         for t in trials:
             for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
                 self.client.set_tag(run_id, TAG_STATE, FAILED)
@@ -305,16 +293,21 @@ class ParentRun:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            self.flush_progress()  # (a sweep that ends well did before its writer's end)
-        except Exception as error:  # noqa: BLE001 - the run's end matters more; the writer said why
-            log.warning("the study's last progress points were not recorded: %s", error)
+            self.flush_progress()
+        except Exception as error:  # noqa: BLE001 - the run's end matters more
+            if exc is None:  # (else the error that stops the sweep says more)
+                log.warning("the study's last progress points were not recorded: %s", error)
         if not self.owner:
             return
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            status = "KILLED"
-        elif exc is not None:
-            status = "FAILED"
-            self.client.set_tag(self.run_id, TAG_REASON, str(exc)[:5000])
-        else:
-            status = "FINISHED"
-        self.client.set_terminated(self.run_id, status=status)
+        status = "KILLED" if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) else (
+            "FAILED" if exc is not None else "FINISHED")
+        try:
+            with writing(self.uri, f"the end of study {self.study_name!r}'s parent run"):
+                if status == "FAILED":
+                    self.client.set_tag(self.run_id, TAG_REASON, str(exc)[:5000])
+                self.client.set_terminated(self.run_id, status=status)
+        except Exception:
+            if exc is None:
+                raise
+            # the error that stops the sweep goes on; the next command takes the parent run up again
+            log.debug("the parent run of %s was not ended", self.study_name, exc_info=True)

@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._paths import journal_path, state_of
 from .._signals import signals_held
-from .._spool import close_all
 from ..errors import ConfigError, ImbsweepError, StorageError
 from ..names import (
     ATTR_ARM,
@@ -180,9 +179,6 @@ class Sweep:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> optuna.Study | list[optuna.Study]:
-        from .._spool import start_writer
-
-        start_writer(self.app.env)  # its start goes on beside ours (before the first trial: ~0.6 s there)
         from ._mlflow import ParentRun  # imports mlflow
         from ._progress import SweepProgress
 
@@ -223,7 +219,7 @@ class Sweep:
                     if trial is None:
                         if all(counts(a.study)["finished"] >= a.budget for a in self.arms):
                             break
-                        parent.flush_progress()  # (nothing of this process's own runs meanwhile)
+                        parent.flush_progress()  # (no trial of this process's own meanwhile)
                         time.sleep(0.5)  # the rest of the budget runs elsewhere; watch it
                     else:
                         assert claimed is not None
@@ -233,13 +229,10 @@ class Sweep:
                     progress.update(studies)
                 join(workers)
                 parent.flush_progress()
-                close_all(strict=True)  # the trials' MLflow writes are in the store before the parent ends
-                parent.settle()  # and those of a worker that died with its writer
         except BaseException:
             stop(workers)
             raise
         finally:
-            close_all()  # (after an error: what this process spooled is applied, or kept for the next command)
             if not self.worker:
                 from ._summary import write_results
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from .._config import objective_metrics
 from .._paths import state_of
 from .._signals import signals_held
+from ..errors import StorageError
 from ..names import (
     ATTR_ARM,
     ATTR_OUTCOME,
@@ -55,14 +56,12 @@ class OptunaReporter(Reporter):
         self.named = False
 
     def name_run(self) -> None:
-        """The trial names its MLflow run (``mlflow_run_id``), waiting for the writer process to
-        have made it: once the trial is prepared, at the latest with the outcome."""
-        if self.named or self.recorder is None or not self.recorder.key:
+        """The trial names its MLflow run (``mlflow_run_id``): once the trial is prepared, at the
+        latest with the outcome."""
+        if self.named or self.recorder is None or not self.recorder.run_id:
             return
-        run_id = self.recorder.run_id
-        if run_id:
-            self.trial.set_user_attr(ATTR_RUN_ID, run_id)
-            self.named = True
+        self.trial.set_user_attr(ATTR_RUN_ID, self.recorder.run_id)
+        self.named = True
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if self.metric is None or self.metric not in metrics:
@@ -132,13 +131,13 @@ def run_trial(cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
     try:
         recorder: MlflowRun = MlflowRun(cfg, experiment_id=str(ctx["experiment_id"]),
                                         parent_run_id=str(ctx["parent_run_id"]), tags=tags,
-                                        run_name=f"{arm or trick} trial-{ctx['number']}", spool=True)
+                                        run_name=f"{arm or trick} trial-{ctx['number']}")
         reporter = OptunaReporter(trial, objectives[0][0] if len(objectives) == 1 else None, recorder)
         with recorder:
             from ..reporting import CompositeReporter
 
-            # the run's id goes on the trial once the trial is prepared (asking for it now would
-            # wait for the writer process); a trial killed before that is found by its tags
+            # the run's id goes on the trial once the trial is prepared; a trial killed before
+            # that is found by its tags
             trial.set_user_attr(ATTR_TRICK, trick)
             if arm:
                 trial.set_user_attr(ATTR_ARM, arm)
@@ -147,15 +146,13 @@ def run_trial(cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
             try:
                 # built inside the run: a trial whose sampled config is bad is FAILED in MLflow too
                 setup = prepare(cfg)
-                # the run's id before training: the writer (idle CPU only) creates the run while
-                # this process prepares; a training on every core would keep it from doing so.
-                # Its other writes wait for the training's end (applied together, off the training)
-                recorder.training()
                 reporter.name_run()
                 result: Result = fit(cfg, CompositeReporter([recorder, reporter]), setup)
             except optuna.TrialPruned:
                 hold.__enter__()
                 held, outcome = True, {"state": "pruned"}
+                raise
+            except StorageError:  # the platform's failure, not the trial's: no outcome, so it is re-queued
                 raise
             except Exception as exc:
                 hold.__enter__()
