@@ -35,7 +35,7 @@ def _no_outside_tracking(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     yield
-    HydraConfig.instance().cfg = None  # type: ignore[assignment]
+    HydraConfig.instance().cfg = None
 
 
 @pytest.fixture

@@ -278,8 +278,8 @@ def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun
         assert all(t.state.name == "COMPLETE" for t in finished(study))  # none counted failed for the disk
 
         filler.unlink()  # room made
-        p = run_cli(tmp_path, *args, "hydra.sweeper.n_trials=30")
-        assert p.returncode == 0, p.stderr
+        again = run_cli(tmp_path, *args, "hydra.sweeper.n_trials=30")
+        assert again.returncode == 0, again.stderr
         study = journal_study(journal, "mfull")
         assert len(finished(study)) == 30 and all(t.state.name == "COMPLETE" for t in finished(study))
         assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]

@@ -98,7 +98,7 @@ def test_reseed_processes_take_the_gpus_round_robin() -> None:
     with ProcessPoolExecutor(max_workers=4, mp_context=ctx, initializer=_pin_worker,
                              initargs=(ctx.Value("i", 0), slots)) as pool:
         seen = dict(f.result() for f in [pool.submit(_seen) for _ in range(8)])
-    assert sorted(seen.values()) == ["0", "0", "1", "1"]  # per process, one GPU; two processes each
+    assert sorted(str(v) for v in seen.values()) == ["0", "0", "1", "1"]  # per process, one GPU; two processes each
 
 
 APP = '''

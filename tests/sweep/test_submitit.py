@@ -210,6 +210,7 @@ def test_a_job_the_launcher_cannot_start_stops_the_sweep_in_one_line(tmp_path: P
     assert not finished(study) and all(t.state.name in ("FAIL", "WAITING") for t in study.trials)
     assert all(t.user_attrs.get("imbsweep:requeued") for t in study.trials if t.state.name == "FAIL")
     exp = MlflowClient(tracking).get_experiment_by_name("smoke")
+    assert exp is not None
     assert all(r.info.status != "RUNNING" for r in MlflowClient(tracking).search_runs([exp.experiment_id]))
 
 
