@@ -471,6 +471,35 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_touched(
     assert after == before  # no run, trial, study or experiment created; the finished studies untouched
 
 
+@pytest.mark.parametrize("argv", [
+    ["run", "trainer.epochs=1", "hydra.run.dir={ro}/out"],
+    ["sweep", "smoke", "trainer.epochs=1", "hydra.sweeper.study_name=base", "hydra.sweeper.n_trials=3",
+     "hydra.sweep.dir={ro}/out"],
+], ids=["run-dir-read-only", "sweep-dir-read-only"])
+def test_an_output_folder_hydra_cannot_write_is_one_line(
+        world: World, argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """hydra.run.dir / hydra.sweep.dir on a read-only file system (a read-only folder for a
+    user who is not root): Hydra's OSError naming no key, exit 1, and for a sweep a trial left
+    RUNNING, before; now one line naming the key, exit 2, nothing touched."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        before = _stores(world.root)
+        code, out, err = _run(world, [a.replace("{ro}", str(ro)) for a in argv], capsys, monkeypatch)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    lines = [line for line in err.splitlines() if line.strip()]
+    key = argv[-1].split("=")[0]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith(f"imbsweep: error: {key}='{ro}"), err
+    assert "read-only file system" in lines[0].lower() and "Traceback" not in out + err
+    assert _stores(world.root) == before
+
+
 def test_the_matrix_covers_every_surface() -> None:
     """At least 80 cases, each of the seven surfaces among them."""
     ids = [p.id for p in _cases()]

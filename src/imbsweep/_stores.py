@@ -250,9 +250,10 @@ def _why(exc: BaseException) -> str:
     return str(getattr(exc, "strerror", None) or exc)
 
 
-def check_folder(key: str, folder: Path, shown: object = None) -> None:
+def check_folder(key: str, folder: Path, shown: object = None, create: bool = True) -> None:
     """Raise a :class:`ConfigError` naming ``key`` unless ``folder`` is (or can be made) a
-    folder that this process can write into; it is created if missing."""
+    folder that this process can write into; it is created if missing (``create``; else its
+    nearest existing folder must be writable)."""
     value = str(folder) if shown is None else shown
     for p in (folder, *folder.parents):
         if p.exists():
@@ -260,12 +261,21 @@ def check_folder(key: str, folder: Path, shown: object = None) -> None:
                 where = "it is a file" if p == folder else f"{p} is a file"
                 raise ConfigError(key, value, f"must be a folder, and {where}")
             break
+    if not create:
+        if not os.access(p, os.W_OK | os.X_OK):  # (a read-only file system too, for root as well)
+            why = "a read-only file system" if _read_only(p) else "permission denied"
+            raise ConfigError(key, value, f"cannot create or write the folder {folder} ({p}: {why})")
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(key, value, f"cannot create the folder {folder} ({exc.strerror or exc})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(key, value, f"cannot write into the folder {folder} (permission denied)")
+
+
+def _read_only(folder: Path) -> bool:
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 __all__ = ["CONNECT_TIMEOUT_S", "check_folder", "check_timeout", "check_tracking_uri", "driver_error",

@@ -124,8 +124,8 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
         if full:
             raise
-        line = _yaml_error(exc)
-        if line is not None:  # a config file the user wrote: bad input
+        line = _yaml_error(exc) or _output_folder_error(exc, single)
+        if line is not None:  # a config file the user wrote, a folder Hydra cannot write: bad input
             say(f"error: {line}")
             return 2
         say(f"error: {one_line(exc, 1000)} (set HYDRA_FULL_ERROR=1 for the traceback)")
@@ -140,6 +140,25 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = before
     return 0
+
+
+def _output_folder_error(exc: BaseException, single: bool) -> str | None:
+    """Hydra could not make or write the job's output folder (``hydra.run.dir``, by default
+    ``outputs/<date>/<time>`` in the launch folder; a sweep checks ``hydra.sweep.dir`` before its
+    study opens): one line naming the key; None for another error."""
+    if not isinstance(exc, OSError) or exc.filename is None:
+        return None
+    tb, codes = exc.__traceback__, []
+    while tb is not None:
+        codes.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    for here, below in zip(codes, codes[1:], strict=False):
+        if here.co_name == "run_job" and Path(here.co_filename).parts[-3:] == ("hydra", "core", "utils.py") \
+                and below.co_name in ("mkdir", "_save_config"):  # (not an error of the task function)
+            key = "hydra.run.dir" if single else "hydra.sweep.dir"
+            return (f"{key}='{Path(exc.filename).resolve()}': Hydra cannot write the job's output folder there "
+                    f"({exc.strerror or exc}); launch from a folder you can write, or set {key} to one")
+    return None
 
 
 def _yaml_error(exc: BaseException) -> str | None:

@@ -35,12 +35,12 @@ if step == "asked":  # the trial is RUNNING in Optuna, before it says which proc
         hit()
         real_mark(trial)
     r.mark_running = mark
-elif step == "run created":  # the MLflow run exists (its writer made it), the trial does not name it yet
+elif step == "run created":  # the MLflow run exists, the trial does not name it yet
     from imbsweep.tracking import MlflowRun
     real_enter = MlflowRun.__enter__
     def enter(self):
         out = real_enter(self)
-        if self.run_id and "imbsweep.trial" in self.extra_tags:  # run_id: waits for the run to exist
+        if self.run_id and "imbsweep.trial" in self.extra_tags:
             hit()
         return out
     MlflowRun.__enter__ = enter
@@ -192,6 +192,50 @@ def test_a_running_trials_records_skip_their_own_fsync_and_a_kill_keeps_them(tmp
     assert first.state == optuna.trial.TrialState.COMPLETE and running.state == optuna.trial.TrialState.RUNNING
     assert running.params.keys() == {"lr", "bs"} and running.intermediate_values == {1: 0.25}
     assert running.user_attrs == {"note": "here"}
+
+
+# Ctrl-C at a point of a sweep's start, after its parent run is RUNNING in MLflow and before
+# the sweep's loop would end it (a SIGINT to itself, delivered there as a user's Ctrl-C would be)
+STARTUP = """
+import os, signal, sys
+step = os.environ["FAULT_STEP"]
+
+def interrupted(real):
+    def call(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    return call
+
+from imbsweep.sweep import _mlflow, _progress
+if step == "parent made":  # the parent run exists; its tags are being written
+    _mlflow.ParentRun._tag_arms = interrupted(_mlflow.ParentRun._tag_arms)
+elif step == "parent entered":  # its settings are being logged
+    _mlflow.ParentRun._log_settings = interrupted(_mlflow.ParentRun._log_settings)
+elif step == "progress":  # between the parent run and the loop
+    _progress.SweepProgress.__init__ = interrupted(_progress.SweepProgress.__init__)
+from imbsweep.cli import entry
+sys.argv = ["imbsweep", *sys.argv[1:]]
+entry()
+"""
+
+
+@pytest.mark.parametrize("step", ["parent made", "parent entered", "progress"])
+def test_ctrl_c_as_a_sweep_starts_ends_its_parent_run_killed(tmp_path: Path, step: str) -> None:
+    """Ctrl-C in a sweep's first seconds, between its parent run's creation and its loop, left
+    the parent RUNNING until the next command (2 of 132 early interrupts); now it ends KILLED,
+    the exit is 130 with no traceback, and the same command runs the study."""
+    script = tmp_path / "startup.py"
+    script.write_text(STARTUP)
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=early", "hydra.sweeper.n_trials=2")
+    p = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env={**cli_env(), "FAULT_STEP": step},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
+    parent, children = trial_runs(tmp_path, "early")
+    assert parent.info.status == "KILLED" and children == []
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    parent, children = trial_runs(tmp_path, "early")
+    assert parent.info.status == "FINISHED" and [r.info.status for r in children] == ["FINISHED"] * 2
 
 
 @pytest.fixture

@@ -55,6 +55,8 @@ def check_stores(sweep: Sweep) -> None:
             check_tracking_uri(str(env.tracking.uri), "hydra.sweeper.tracking_uri" if sweep.settings.tracking_uri
                                or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI",
                                CONNECT_TIMEOUT_S)
+    # where Hydra writes each job's folder (it makes it at the first job, after the study opened)
+    check_folder("hydra.sweep.dir", sweep.sweep_dir.expanduser().resolve(), shown=str(sweep.sweep_dir), create=False)
     from .._client import deleted_experiment, make_client, tracking_uri
 
     uri = tracking_uri(env.tracking, sweep.state)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._client import connect, writing
 from .._paths import git_commit
+from .._signals import signals_held
 from .._stores import redact
 from ..names import (
     APP_OTHER,
@@ -80,9 +81,17 @@ class ParentRun:
         self.data = dict(data) if data else None  # what the study trains on (imbsweep.data.identity)
         self.sweeper_conf = {k: v for k, v in dict(sweeper_conf).items() if k != "_target_"}
         self.owner = owner  # a started worker only attaches its trials; it never ends the parent
-        with writing(self.uri, f"the parent run of study {study_name!r}"):
-            self.run_id = self._find_or_create()
-            self._tag_arms(baseline_arm, posthoc_arms, posthoc_kinds)
+        self.run_id = ""
+        try:
+            # Ctrl-C waits until the run's id is known here, so that what follows can end it
+            with signals_held(), writing(self.uri, f"the parent run of study {study_name!r}"):
+                self.run_id = self._find_or_create()
+            with writing(self.uri, f"the parent run of study {study_name!r}"):
+                self._tag_arms(baseline_arm, posthoc_arms, posthoc_kinds)
+        except BaseException as exc:
+            if self.run_id:  # (else none was made RUNNING)
+                self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def _tag_arms(self, baseline_arm: str | None, posthoc_arms: Mapping[str, str] | None,
                   posthoc_kinds: Mapping[str, str] | None) -> None:
@@ -133,8 +142,12 @@ class ParentRun:
     def __enter__(self) -> ParentRun:
         if not self.owner:
             return self
-        with writing(self.uri, f"the settings of study {self.study_name!r}"):
-            self._log_settings()
+        try:
+            with writing(self.uri, f"the settings of study {self.study_name!r}"):
+                self._log_settings()
+        except BaseException as exc:  # (a with statement does not call __exit__ when __enter__ fails)
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _log_settings(self) -> None:

@@ -118,10 +118,10 @@ class Sweep:
         if note and not os.environ.get(WORKER_ENV):  # (once: not again in each worker)
             log.warning(note)
         self.state = state_of(app.env)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
         preflight(self)  # the space against the config and the data, the stores: before any study is opened
         self.storage = open_storage(settings.storage, self.state, settings.heartbeat_interval)
         self.pruner = make_pruner(settings.pruner)
-        self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.job_idx = 0
         self.jobs = make_jobs(launcher, config, app.own)  # (imbsweep's app: composed from a cached base)
         self.threads = torch_threads(self.n_jobs, config) if app.own and runs_here(launcher) else None
@@ -189,25 +189,31 @@ class Sweep:
             from ..data import study_data
 
             data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
-        with budget_lock(self.storage, self.study_name, self.journal):
-            # under the lock: workers starting together find one parent run, not one each
-            existed = self._check_kind()
-            try:
-                for arm in self.arms:
-                    arm.study = self._open(arm, directions)
-                    self._enqueue_baseline(arm)
-                parent = ParentRun(self.app.env, self.study_name, self.settings.raw, owner=not self.worker,
-                                   baseline_arm=self.baseline_arm,
-                                   posthoc_arms=self.posthoc_arms, posthoc_kinds=self.posthoc_kinds, data=data,
-                                   app=self.app)
-            except BaseException:
-                drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind
-                raise
-        studies = [a.study for a in self.arms]
-        progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
-        log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
-                 self.n_trials, f" ({len(self.arms)} arms)" if self.arms[0].name is not None else "",
-                 _describe(self.settings.storage, self.state))
+        parent: ParentRun | None = None
+        try:
+            with budget_lock(self.storage, self.study_name, self.journal):
+                # under the lock: workers starting together find one parent run, not one each
+                existed = self._check_kind()
+                try:
+                    for arm in self.arms:
+                        arm.study = self._open(arm, directions)
+                        self._enqueue_baseline(arm)
+                    parent = ParentRun(self.app.env, self.study_name, self.settings.raw, owner=not self.worker,
+                                       baseline_arm=self.baseline_arm, posthoc_arms=self.posthoc_arms,
+                                       posthoc_kinds=self.posthoc_kinds, data=data, app=self.app)
+                except BaseException:
+                    if parent is None:
+                        drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind
+                    raise
+            studies = [a.study for a in self.arms]
+            progress = SweepProgress(self.study_name, self.n_trials, self.objectives, show=not self.worker)
+            log.info("study %s: %d/%d trials finished%s; storage %s", self.study_name, counts(studies)["finished"],
+                     self.n_trials, f" ({len(self.arms)} arms)" if self.arms[0].name is not None else "",
+                     _describe(self.settings.storage, self.state))
+        except BaseException as exc:  # (a Ctrl-C in the first seconds: the parent run is not left RUNNING)
+            if parent is not None:
+                parent.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         workers: list[subprocess.Popen[bytes]] = []
         try:
             with parent, progress:
