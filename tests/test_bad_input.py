@@ -500,6 +500,29 @@ def test_an_output_folder_hydra_cannot_write_is_one_line(
     assert _stores(world.root) == before
 
 
+def test_imbsweep_ui_in_a_read_only_folder_without_a_store_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imbsweep ui` where no store exists and none can be made (a read-only folder) started
+    mlflow ui, which looped through its retries (or exit 1 with a traceback); now one line, exit 2.
+    A store that exists in a read-only folder is served as before (mlflow ui reads it)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        monkeypatch.chdir(ro)
+        monkeypatch.setattr(os, "execv", _no_exec)
+        code = main(["ui", "--port", str(free_port())])
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+    out, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
+    folder = ro / "mlruns"
+    assert err.startswith(f"imbsweep: error: --state-dir='mlruns': cannot create or write the folder {folder} ("), err
+    assert "read-only file system" in err
+
+
 def test_the_matrix_covers_every_surface() -> None:
     """At least 80 cases, each of the seven surfaces among them."""
     ids = [p.id for p in _cases()]

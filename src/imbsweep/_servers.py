@@ -15,7 +15,7 @@ from pathlib import Path
 from ._paths import journal_path, state_dir
 from ._stores import redact
 from .errors import say
-from .names import ARTIFACTS, JOURNAL_SUFFIXES
+from .names import ARTIFACTS, JOURNAL_SUFFIXES, MLFLOW_DB
 
 
 def _port_error(args: argparse.Namespace) -> str | None:
@@ -82,6 +82,16 @@ def ui(args: argparse.Namespace) -> int:
     if local and state.exists() and not state.is_dir():
         say(f"error: --state-dir={args.state_dir!r}: must be a folder, and it is a file")
         return 2
+    if local and not (state / MLFLOW_DB).exists():  # mlflow ui makes an empty store there: it must be writable
+        from ._stores import check_folder
+        from .errors import ConfigError
+
+        try:
+            check_folder("--state-dir", state, shown=args.state_dir, create=False)
+        except ConfigError as exc:
+            say(f"error: {exc}; imbsweep ui makes an empty MLflow store there (none yet): run it where a sweep "
+                "ran, or pass --state-dir or --backend-store-uri")
+            return 2
     store_error = None if local else _ui_store_error(uri, key, args.connect_timeout)
     if store_error:
         say(store_error)
