@@ -189,6 +189,29 @@ def test_artifact_files_that_cannot_be_written_at_once_are_tried_again_and_the_r
     assert not list(folder.parent.glob(".part-*"))
 
 
+def test_artifact_files_that_cannot_be_written_twice_are_the_stores_failure_and_the_run_ends_failed(
+        make_cfg: MakeCfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lasting failure (the disk stays full) is a StorageError naming the store, and the run
+    is not left RUNNING: it ends FAILED with the reason, where the store still takes that."""
+    import imbsweep.artifacts as writer
+    from imbsweep.app import run
+    from imbsweep.errors import StorageError
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "write_files", full)
+    cfg = make_cfg()
+    with pytest.raises(StorageError, match=r"^the MLflow store sqlite:///.* did not take the artifact files of run "):
+        run(cfg, progress=False)
+    client = mlflow_client(Path(str(cfg.state_dir)).parent)
+    experiment = client.get_experiment_by_name(str(cfg.tracking.experiment))
+    assert experiment is not None
+    (only,) = client.search_runs([experiment.experiment_id])
+    assert only.info.status == "FAILED" and only.data.tags["imbsweep.state"] == "failed"
+    assert "No space left on device" in only.data.tags["imbsweep.failure_reason"]
+
+
 CUT = """
 import sqlite3, sys
 from mlflow import MlflowClient

@@ -93,6 +93,11 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     before = os.environ.get("HYDRA_FULL_ERROR")
     full = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    from .sweep._procs import USER_FULL_ERROR
+
+    mine = USER_FULL_ERROR not in os.environ  # what the user set: what a sweep's workers get (_procs)
+    if mine:
+        os.environ[USER_FULL_ERROR] = before or ""
     argv_before, sys.argv = sys.argv, [prog, *argv]
     previous = signal.signal(signal.SIGTERM, _terminate)
     stderr = sys.stderr
@@ -139,6 +144,8 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = before
+        if mine:
+            os.environ.pop(USER_FULL_ERROR, None)
     return 0
 
 

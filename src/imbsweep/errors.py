@@ -7,7 +7,14 @@ from typing import Any
 
 
 def say(msg: str) -> None:
-    """One line to stderr, as the CLI writes its errors: ``imbsweep: <msg>``."""
+    """One line to stderr, as the CLI writes its errors: ``imbsweep: <msg>``. A worker a sweep
+    started says why it stopped without the word ``error``: the sweep that started it ends with
+    the one error line (``IMBSWEEP_WORKER``, ``sweep._procs``)."""
+    import os
+
+    worker = os.environ.get("IMBSWEEP_WORKER")
+    if worker and msg.startswith("error: "):
+        msg = f"worker {worker} stopped: {msg.removeprefix('error: ')}"
     print(f"imbsweep: {msg}", file=sys.stderr)
 
 

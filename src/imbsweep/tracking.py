@@ -151,8 +151,17 @@ class MlflowRun(Reporter):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if not self.run_id or self._refused:
-            return  # (a run the store did not take is ended FAILED by the next command, as a dead worker's)
+        if not self.run_id:
+            return
+        if self._refused:  # the store refused a write: one quiet try to end the run FAILED (if it still
+            from mlflow.entities import RunTag  # refuses, a sweep's next command ends it, as a dead worker's)
+
+            why = f"{type(exc).__name__}: {exc}"[:5000]
+            with contextlib.suppress(Exception):
+                self.client.log_batch(self.run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, why),
+                                                         RunTag(NOTE, f"{FAILED}: {why}"[:5000])])
+                self.client.set_terminated(self.run_id, status="FAILED")
+            return
         reason: str | None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
@@ -293,6 +302,7 @@ class MlflowRun(Reporter):
                     raise
                 log.warning("could not write the artifact files of run %s (%s); trying once more", self.run_id,
                             exc.__cause__)
+                self._refused = False  # (not yet: the second try decides)
                 time.sleep(1.0)
 
 

@@ -22,11 +22,11 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 300,
-            pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(cwd: Path, *args: str, timeout: float = 300, pythonpath: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``imbsweep ARGS`` in ``cwd``, as a user would type it (``pythonpath``: where the user's own
-    modules are, put on ``PYTHONPATH``)."""
-    env = cli_env()
+    modules are, put on ``PYTHONPATH``; ``env``: the whole environment, ``cli_env()`` by default)."""
+    env = dict(cli_env() if env is None else env)
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath), env.get("PYTHONPATH")) if p)
     return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

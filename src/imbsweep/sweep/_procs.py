@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"  # set in the processes a sweep starts
+#: the user's own HYDRA_FULL_ERROR (the CLI sets it to 1 for itself, to print Hydra's errors as one line)
+USER_FULL_ERROR = "IMBSWEEP_USER_FULL_ERROR"
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
 
 
@@ -88,6 +90,10 @@ def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: P
     procs = []
     for k in range(1, n_jobs):
         env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or "")}
+        if os.environ.get(USER_FULL_ERROR) is not None:  # the user's setting, not the one the CLI made for itself
+            env.pop("HYDRA_FULL_ERROR", None)
+            if os.environ[USER_FULL_ERROR]:
+                env["HYDRA_FULL_ERROR"] = os.environ[USER_FULL_ERROR]
         if gpus[k] is not None:
             env[GPU_ENV] = str(gpus[k])
         procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,

@@ -215,6 +215,7 @@ class Sweep:
                 parent.__exit__(type(exc), exc, exc.__traceback__)
             raise
         workers: list[subprocess.Popen[bytes]] = []
+        stopping = False
         try:
             with parent, progress:
                 workers = self._start_workers()
@@ -236,24 +237,36 @@ class Sweep:
                 join(workers)
                 parent.flush_progress()
         except BaseException:
+            stopping = True
             stop(workers)
             raise
         finally:
             if not self.worker:
-                from ._summary import write_results
-
-                results = write_results(self.arms, self.objectives, self.posthoc_arms, self.posthoc_kinds,
-                                        self.sweep_dir)
-                try:
-                    parent.log_study_artifacts(studies, results)
-                except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
-                    log.warning("could not log the study's plots to MLflow: %s", exc)
+                self._write_study_files(parent, studies, stopping)
         if not self.worker:
             from ._summary import print_summary
 
             print_summary(self.study_name, [(a.name, a.study) for a in self.arms], self.objectives,
                           self.baseline_arm, self.posthoc_arms, self.posthoc_kinds, self.app.own, self.app.seed_key)
         return studies[0] if self.arms[0].name is None else studies
+
+    def _write_study_files(self, parent: Any, studies: list[optuna.Study], stopping: bool) -> None:
+        """optimization_results.yaml and the study's plots in MLflow. While an error stops the
+        sweep (a storage gone), a failure here says nothing more: that error goes on, unhidden."""
+        from ._summary import write_results
+
+        try:
+            results = write_results(self.arms, self.objectives, self.posthoc_arms, self.posthoc_kinds,
+                                    self.sweep_dir)
+        except Exception:
+            if not stopping:
+                raise
+            log.debug("the study's results file was not written", exc_info=True)
+            return
+        try:
+            parent.log_study_artifacts(studies, results)
+        except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
+            (log.debug if stopping else log.warning)("could not log the study's plots to MLflow: %s", exc)
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
         """Under the study's budget lock: recover dead workers' trials, then ask for a trial

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -234,7 +235,8 @@ _RDB_CALLS = ("create_new_study", "delete_study", "set_study_user_attr", "set_st
               "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
               "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
               "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
-              "record_heartbeat", "_get_stale_trial_ids")
+              "record_heartbeat", "_get_stale_trial_ids",
+              "_get_trials")  # (Optuna's cache in front of RDBStorage reads the trials through it)
 RDB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts: a restart of the database is survived
 
 
@@ -274,11 +276,19 @@ def _retrying_rdb() -> type:
                     cause = str(exc.__cause__ or exc).strip().splitlines()[0] if str(exc.__cause__ or exc).strip() \
                         else type(exc).__name__
                     if delay is None:
+                        if name == "record_heartbeat":  # (in Optuna's heartbeat thread: a beat missed, not a fault)
+                            log.warning("Optuna storage %s: a heartbeat of trial %s was not recorded (%s); the "
+                                        "trial goes on", redact(self.url), args[0] if args else "?", cause)
+                            return None
                         raise StorageError(f"the Optuna storage {redact(self.url)} is unreachable ({cause}); "
                                            "what it holds is kept: run the same command to resume once it "
                                            "is back") from None
-                    log.warning("Optuna storage %s: connection lost in %s (%s); retry %d of %d in %.1f s",
-                                redact(self.url), name, cause, attempt + 1, len(RDB_RETRY_DELAYS), delay)
+                    # the first retry of a call is said (a short outage: one line); the rest only in the debug log
+                    (log.warning if attempt == 0 else log.debug)(
+                        "Optuna storage %s: connection lost in %s (%s); retry %d of %d in %.1f s",
+                        redact(self.url), name, cause, attempt + 1, len(RDB_RETRY_DELAYS), delay)
+                    with contextlib.suppress(Exception):  # a fresh session: one cut mid-transaction refuses more
+                        self.remove_session()
                     time.sleep(delay)
             raise AssertionError("unreachable")
 
