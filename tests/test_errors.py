@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 
 def test_config_errors_survive_pickling() -> None:
     """Worker pools send exceptions back pickled; one that cannot be rebuilt hangs the pool."""
@@ -37,3 +41,26 @@ def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback() -> None:
     finally:
         p.kill()
     assert p.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_an_error_raised_while_a_ctrl_c_is_handled_is_an_interrupt_not_bad_input(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C inside a library's work whose cleanup then fails (OmegaConf once raised
+    "'NoneType' object has no attribute '_invalidate_flags_cache'") was reported as that error,
+    exit 2 as if the input were bad; it is the interrupt: exit 130, "interrupted"."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    import imbsweep.app as app
+    from imbsweep.cli import EXIT_INTERRUPTED, main
+
+    def cut(cfg: object, progress: bool = True) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OmegaConfBaseException("'NoneType' object has no attribute '_invalidate_flags_cache'") from None
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app, "run", cut)
+    assert main(["run", "trainer.epochs=1"]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.startswith("imbsweep: interrupted") and "_invalidate_flags_cache" not in err, err

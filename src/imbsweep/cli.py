@@ -119,6 +119,9 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     except (HydraException, OmegaConfBaseException) as exc:
         if full:
             raise
+        if _interrupted(exc):
+            say("interrupted; the MLflow run (if one started) is marked KILLED")
+            return EXIT_INTERRUPTED
         say(f"error: {hydra_error_line(exc)}")
         return 2
     except KeyboardInterrupt:
@@ -129,6 +132,9 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
     except Exception as exc:  # noqa: BLE001 - a bug, still not a traceback wall
         if full:
             raise
+        if _interrupted(exc):
+            say("interrupted; the MLflow run (if one started) is marked KILLED")
+            return EXIT_INTERRUPTED
         line = _yaml_error(exc) or _output_folder_error(exc, single)
         if line is not None:  # a config file the user wrote, a folder Hydra cannot write: bad input
             say(f"error: {line}")
@@ -147,6 +153,23 @@ def run_hydra(argv: Sequence[str], prog: str = "imbsweep run") -> int:
         if mine:
             os.environ.pop(USER_FULL_ERROR, None)
     return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a Ctrl-C was being handled (inside a library's cleanup:
+    a Ctrl-C amid OmegaConf's work once came out as "'NoneType' object has no attribute
+    '_invalidate_flags_cache'", exit 2, as if the input were bad)."""
+    seen: set[int] = set()
+    links: list[BaseException | None] = [exc]
+    while links:
+        link = links.pop()
+        if link is None or id(link) in seen:
+            continue
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        links += [link.__cause__, link.__context__]
+    return False
 
 
 def _output_folder_error(exc: BaseException, single: bool) -> str | None:
