@@ -1,6 +1,6 @@
 """The house rules of ``src/`` (issue 16), checked on the code as it is: no import cycle, no
-file much over 450 lines, the readers and the sweep loop import without torch, and the
-store's names spelt in one module."""
+long function or class without a reason written beside it, the readers and the sweep loop
+import without torch, and the store's names spelt in one module."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-MAX_LINES = 460  # "about 450"
+#: what a file-length limit (460 lines, issue 16) was meant to protect, measured where it matters
+#: (issue 27): a function longer than this, or a class, says why on the line above its ``def``
+#: or ``class`` (``# long: <reason>``); a file's length alone says nothing
+MAX_FUNCTION, MAX_CLASS = 80, 250
 
 
 def _modules() -> dict[str, Path]:
@@ -97,9 +100,36 @@ def test_src_has_no_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
-def test_no_file_in_src_is_much_over_450_lines() -> None:
-    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
-    assert long == {}
+def _long_without_a_reason(text: str) -> list[str]:
+    """The functions over :data:`MAX_FUNCTION` lines and classes over :data:`MAX_CLASS` in
+    ``text`` whose ``def``/``class`` line (or the line above it, decorators aside) carries no
+    ``# long: <reason>``."""
+    lines = text.splitlines()
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        limit = MAX_CLASS if isinstance(node, ast.ClassDef) else MAX_FUNCTION
+        size = (node.end_lineno or node.lineno) - node.lineno + 1
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        said = " ".join(lines[max(first - 2, 0):node.lineno])
+        if size > limit and not re.search(r"#\s*long:\s*\S", said):
+            out.append(f"{node.name} ({size} lines)")
+    return out
+
+
+def test_the_length_finder_asks_a_reason_of_a_long_function_only() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION))
+    assert _long_without_a_reason(f"def f():\n{body}") == [f"f ({MAX_FUNCTION + 1} lines)"]
+    assert _long_without_a_reason(f"# long: it mirrors a table\ndef f():\n{body}") == []
+    shorter = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION - 1))
+    assert _long_without_a_reason(f"def f():\n{shorter}") == []
+
+
+def test_no_long_function_or_class_in_src_without_a_reason() -> None:
+    found = {str(p.relative_to(SRC)): long for p in SRC.rglob("*.py")
+             if (long := _long_without_a_reason(p.read_text()))}
+    assert found == {}
 
 
 @pytest.mark.parametrize("module", ["imbsweep.results", "imbsweep.compare", "imbsweep.export",

@@ -218,6 +218,7 @@ class _Best:
     state: dict[str, Any]
 
 
+# long: one loop whose two closures share its state; issue 27 item 5 cuts it into named steps
 def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None = None) -> Result:
     """Train one model as ``cfg`` says and return the selected epoch's metrics.
 

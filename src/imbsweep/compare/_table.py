@@ -165,6 +165,7 @@ def replicate_values(record: StudyRecord, run_id: str, test_col: str, vary_split
     return out
 
 
+# long: one table, built column by column (each a few lines, in the order the reader sees them)
 def compare(record: StudyRecord, metric: str | None = None, baseline: str | None = None, test: str = "t",
             vary_split: bool = False, alpha: float = _stats.ALPHA, direction: str | None = None) -> Comparison:
     """The per-arm table of a study (see the module docstring).

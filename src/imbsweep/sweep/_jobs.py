@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 _PER_JOB = frozenset({"overrides", "job", "runtime", "sweeper"})  # the hydra node's entries a job sets
 
 
+# long: the steps of Hydra's basic launcher and run_job, one method each, checked against them (test_jobs.py)
 class CachedJobs:
     """Hydra's basic launcher and ``run_job``, composing each job from a cached base (see
     the module docstring)."""
@@ -352,6 +353,7 @@ class CachedJobs:
         self._lent_body = []
 
     # -- running --------------------------------------------------------------------------
+    # long: run_job's steps in run_job's order, so that the two can be read side by side
     def run(self, overrides: Sequence[str], idx: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import (

@@ -62,6 +62,7 @@ def common_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     return sorted(set.intersection(*(set(t.params) for t in trials))) if trials else []
 
 
+# long: the parent run's whole life: found or made, tagged, its progress and plots, dead runs ended
 class ParentRun:
     """Context manager: the parent run is RUNNING inside, then FINISHED, KILLED (Ctrl-C) or
     FAILED (the sweep stopped on an error)."""

@@ -61,6 +61,7 @@ class SweepStopped(ImbsweepError):
     exit_code = 1
 
 
+# long: the tournament, its loop and its recovery are one class until issue 27 item 2 splits them
 class Sweep:
     """One worker's sweep over one study, or over a tournament's arms (see the module docstring)."""
 

@@ -93,6 +93,7 @@ def _outcome(result: Result, objectives: list[tuple[str, str]]) -> tuple[list[fl
     return values, {"state": "complete", "values": values}, None
 
 
+# long: the Ctrl-C hold around the outcome must see every way out of the trial, so they are in one place
 def run_trial(cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
     """Train the trial the sweeper asked for (``ctx``: ``hydra.sweeper.trial``); return its
     objective value(s)."""
