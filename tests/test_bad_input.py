@@ -114,6 +114,11 @@ def _cases() -> list[Any]:
     add("run-seed-text", [*RUN, "trainer.seed=abc"], "trainer.seed='abc'")
     add("run-device", [*RUN, "trainer.device=tpu"], "trainer.device='tpu'")
     add("run-cfg-choice", ["run", "--cfg", "jobb"], "--cfg", "invalid choice: 'jobb'")
+    add("run-key-typo", [*RUN, "trainer.epoch=3"], "trainer.epoch=3", "did you mean trainer.epochs?")
+    add("run-group-typo", [*RUN, "lss=focal"], "lss=focal", "did you mean loss?")
+    add("run-path-missing", ["run", "data=tabular"], "data.path", "must be set")
+    add("sweep-key-typo", ["sweep", "smoke", "hydra.sweeper.study_name=fresh", "trainer.bach_size=8"],
+        "trainer.bach_size=8", "did you mean trainer.batch_size?")
     add("run-channels-last-digits", [*RUN, "trainer.channels_last=true"], "trainer.channels_last=True", "image data")
     add("run-server-unreachable", [*RUN, f"tracking.uri={UNREACHABLE}", "tracking.connect_timeout_s=0.5"],
         "tracking.uri='http://127.0.0.1:{closed}'", "no MLflow tracking server answers")

@@ -71,11 +71,39 @@ def hydra_error_line(exc: BaseException) -> str:
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, option = exc.missing_cfg_file.rpartition("/")
         return f"{group}={option}: no such option; available: {', '.join(sorted(exc.options))}"
+    unknown = _unknown_key(exc)
+    if unknown:
+        return unknown
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(exc, MissingMandatoryValue) and getattr(exc, "full_key", None):
+        key = exc.full_key
+        return f"{key}: must be set, it has no default: add {key}=<value> to the command line (or to your config)"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     cause = exc.__cause__
     if cause is not None and str(cause).strip():
         lines.append(f"({str(cause).strip().splitlines()[0]})")
     return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def _unknown_key(exc: BaseException) -> str | None:
+    """An override of a key the config does not have (Hydra: "Could not override 'x'. To append
+    to your config use +x=…"), as one line with the closest key there is and the keys beside it."""
+    import difflib
+    import re
+
+    cause = exc.__cause__
+    parent, full_key = getattr(cause, "parent_node", None), getattr(cause, "full_key", None)
+    if "Could not override" not in str(exc) or parent is None or not full_key or not hasattr(parent, "keys"):
+        return None
+    typed = re.search(r"use \+(\S+)", str(exc))
+    shown = typed.group(1) if typed else str(full_key)
+    keys = [str(k) for k in parent if not str(k).startswith("_") and str(k) != "hydra"]
+    prefix = str(full_key).rpartition(".")[0]
+    near = difflib.get_close_matches(str(getattr(cause, "key", full_key)), keys, n=1, cutoff=0.6)
+    hint = f"did you mean {prefix + '.' if prefix else ''}{near[0]}? " if near else ""
+    where = f"{prefix} has" if prefix else "the config has"
+    return f"{shown}: no such key; {hint}{where}: {', '.join(keys)} (+{shown} adds it)"
 
 
 def _terminate(signum: int, frame: Any) -> None:
