@@ -261,6 +261,40 @@ def test_a_half_made_store_is_made_again_and_one_with_runs_is_kept(tmp_path: Pat
     assert "mlflow db upgrade" in lines[0] and mlflow_db(kept).read_bytes() == before
 
 
+@pytest.mark.parametrize("ending", ["complete", "pruned"])
+def test_a_refused_last_write_ends_the_run_failed_and_is_a_storage_error(
+        make_cfg: MakeCfg, monkeypatch: pytest.MonkeyPatch, ending: str) -> None:
+    """The store refuses a run's last metrics (a disk full, a database gone for a moment): the
+    run does not end FINISHED (or PRUNED) with half its record, nor stay RUNNING: it ends
+    FAILED, and a StorageError goes on in place of what ended it (a sweep re-queues the trial)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from imbsweep.errors import StorageError
+    from imbsweep.sweep._task import TrialPruned
+    from imbsweep.tracking import MlflowRun
+
+    cfg = make_cfg()
+    run = MlflowRun(cfg, choices={})
+    with pytest.raises(StorageError, match="did not take metrics, params or tags of run"), run:
+        run.on_epoch_end(1, {"val/balanced_acc": 0.5})
+        real, calls = run.client.log_batch, []
+
+        def refused_once(*args: object, **kwargs: object) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise MlflowException("(sqlite3.OperationalError) database or disk is full",
+                                      error_code=TEMPORARILY_UNAVAILABLE)
+            real(*args, **kwargs)
+
+        monkeypatch.setattr(run.client, "log_batch", refused_once)
+        if ending == "pruned":
+            raise TrialPruned("pruned at epoch 1")
+    got = mlflow_client(Path(str(cfg.state_dir)).parent).get_run(run.run_id)
+    assert got.info.status == "FAILED" and got.data.tags["imbsweep.state"] == "failed"
+    assert "database or disk is full" in got.data.tags["imbsweep.failure_reason"]
+
+
 def test_the_artifact_csv_is_what_pandas_writes() -> None:
     """per_class.csv and posthoc.csv are written without building a DataFrame (a few ms a
     run), byte for byte as ``DataFrame(columns).to_csv(index=False)``: gaps empty, a column of

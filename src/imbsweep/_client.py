@@ -191,18 +191,40 @@ def writing(uri: str, what: str) -> Iterator[None]:
     gone, a server that keeps failing) is a ``StorageError`` naming the store and ``what``: the
     platform's failure, not a run's (a sweep stops and re-queues the trial; the same command
     resumes once the store takes writes again)."""
-    from .errors import ImbsweepError, StorageError, db_reason
+    from .errors import StorageError, db_reason
 
     try:
         yield
-    except ImbsweepError:  # said already (a bad input found on the way, or the store's own line)
-        raise
     except Exception as exc:
+        if not store_failure(exc):  # the write itself is wrong (or a bug): its own error goes on
+            raise
         from ._stores import redact
 
         raise StorageError(f"the MLflow store {redact(uri)} did not take {what} ({type(exc).__name__}: "
                            f"{db_reason(exc)}); what it holds is kept: once it takes writes again, the same "
                            "command resumes") from exc
+
+
+#: what MLflow answers about a request itself (it will never take it), as opposed to a store
+#: that does not take writes (full, locked, gone, failing)
+REFUSED = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
+                     "INVALID_STATE", "BAD_REQUEST"})
+
+
+def store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store does not take writes now (a disk, a database or a server
+    failing), not that the write is wrong: an ``OSError``, a database driver's error, a server
+    that does not answer, or an ``MlflowException`` other than a refusal (:data:`REFUSED`)."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, OSError | DBAPIError):
+        return True
+    if isinstance(exc, MlflowException):
+        return str(exc.error_code) not in REFUSED
+    import requests
+
+    return isinstance(exc, requests.RequestException)
 
 
 def quiet_mlflow_logs() -> None:

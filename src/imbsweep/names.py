@@ -109,6 +109,7 @@ ATTR_REQUEUED = "imbsweep:requeued"  # a failed trial whose twin waits: it does 
 ATTR_REQUEUED_FROM = "imbsweep:requeued_from"  # on the twin: the number it replaces
 ATTR_LOST = "imbsweep:lost_jobs"  # on the twin: how many launcher jobs its parameters lost (killed, timed out)
 ATTR_OUTCOME = "imbsweep:outcome"  # how the trial's run ended, written with its last MLflow writes
+OUTCOME_CUT = "cut"  # the outcome of a trial the platform cut (a store refused its writes): re-queued, uncounted
 # on an arm's study
 ATTR_ARM, ATTR_TOURNAMENT = "imbsweep:arm", "imbsweep:tournament"  # its arm and tournament
 ATTR_ARM_VALUES = "imbsweep:arm_values"  # what the arm fixes or searches, as written

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import _config
 from ._client import connect, writing
 from ._paths import absolute_paths, git_commit
+from ._signals import signals_held
 from .artifacts import per_class_columns, posthoc_columns
 from .names import (
     COMPLETE,
@@ -108,7 +109,7 @@ class MlflowRun(Reporter):
         self.choices = dict(hydra_choices() if choices is None else choices)
         self.run_id = ""  # the MLflow run's id, set when the run is created
         self._artifact_uri = ""
-        self._refused = False
+        self._refused: Exception | None = None  # the write the store refused (a StorageError)
         self.result: Result | None = None
         self._buffer: list[list[Any]] = []  # [key, value, timestamp ms, step]
         self._tags: dict[str, str] = {}  # written with the next batch of metrics
@@ -117,11 +118,13 @@ class MlflowRun(Reporter):
 
     @contextlib.contextmanager
     def _writing(self, what: str) -> Iterator[None]:
+        from .errors import StorageError
+
         try:
             with writing(self.uri, f"{what} of run {self.run_id or self.run_name!r}"):
                 yield
-        except Exception:
-            self._refused = True  # the store takes no writes: the run's end is left to the next command
+        except StorageError as exc:
+            self._refused = exc  # the store takes no writes now: see __exit__
             raise
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -141,29 +144,37 @@ class MlflowRun(Reporter):
         # a run's name says what it is: the trick when nothing else names it (MLflow's default
         # is a random "bold-fox-123"); a run that does not complete gets its state appended
         self.run_name = self.run_name or tags[TAG_TRICK]
-        with self._writing("the creation"):
-            run = self.client.create_run(str(self.experiment_id), run_name=self.run_name, tags=tags)
-        self.run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
-        params = [(k, v[:6000]) for k, v in _config.flatten(container) if not k.startswith("hydra.")]
-        self._batch(params=params)
         self._container = container
+        with signals_held(), self._writing("the creation"):  # (a Ctrl-C waits until the run's id is known)
+            run = self.client.create_run(str(self.experiment_id), run_name=self.run_name, tags=tags)
+            self.run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
+        try:
+            params = [(k, v[:6000]) for k, v in _config.flatten(container) if not k.startswith("hydra.")]
+            self._batch(params=params)
+        except BaseException as exc:  # (a with statement does not call __exit__ when __enter__ fails)
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """Ends the run. A run whose writes the store refused ends FAILED where the store still
+        takes that (else a sweep's next command ends it, as a dead worker's), and the refusal
+        goes on as a ``StorageError`` in place of what ended the run (a prune, a failure: the
+        run's record is not whole, so a sweep re-queues the trial), but for a Ctrl-C."""
         if not self.run_id:
             return
-        if self._refused:  # the store refused a write: one quiet try to end the run FAILED (if it still
-            from mlflow.entities import RunTag  # refuses, a sweep's next command ends it, as a dead worker's)
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if self._refused is None:
+            self._end(exc_type, exc, interrupted)
+        if self._refused is not None:
+            self._end_failed(self._refused)
+            if not interrupted and exc is not self._refused:
+                raise self._refused
 
-            why = f"{type(exc).__name__}: {exc}"[:5000]
-            with contextlib.suppress(Exception):
-                self.client.log_batch(self.run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, why),
-                                                         RunTag(NOTE, f"{FAILED}: {why}"[:5000])])
-                self.client.set_terminated(self.run_id, status="FAILED")
-            return
+    def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None, interrupted: bool) -> None:
         reason: str | None
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        if interrupted:
             status, state, reason = "KILLED", KILLED, "interrupted (Ctrl-C)"
         elif exc is not None and getattr(exc, "imbsweep_state", None) == PRUNED:
             status, state, reason = "FINISHED", PRUNED, str(exc)
@@ -179,20 +190,36 @@ class MlflowRun(Reporter):
                                                 if reason else {})})
         if state != COMPLETE:
             self._tags[RUN_NAME] = f"{self.run_name} {state}"
+        from .errors import StorageError
+
         try:
             self._flush()  # the last metrics and the tags, in one write
             if state != COMPLETE and self.log_artifacts:  # what it ran with (a complete run has it already)
                 self._files({"texts": {"config.yaml": _config.to_yaml(self._container)}})
+        except StorageError:
+            return  # (kept in self._refused)
         except Exception as error:  # noqa: BLE001 - ending the run matters more than its name or files
             log.warning("could not record how run %s ended: %s", self.run_id, error)
-        finally:
-            try:
-                with self._writing("the end"):
-                    self.client.set_terminated(self.run_id, status=status)
-            except Exception:
-                if exc_type is None:
-                    raise
-                log.warning("could not record how run %s ended", self.run_id)  # the exception that ended it goes on
+        try:
+            with self._writing("the end"):
+                self.client.set_terminated(self.run_id, status=status)
+        except StorageError:
+            pass  # (kept in self._refused)
+        except Exception:
+            if exc_type is None:
+                raise
+            log.warning("could not record how run %s ended", self.run_id)  # the exception that ended it goes on
+
+    def _end_failed(self, why: BaseException) -> None:
+        """One quiet try to end the run FAILED with ``why`` (the store may refuse it again)."""
+        from mlflow.entities import RunTag
+
+        text = f"{type(why).__name__}: {why}"[:5000]
+        with contextlib.suppress(Exception):
+            self.client.log_batch(self.run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, text),
+                                                     RunTag(NOTE, f"{FAILED}: {text}"[:5000]),
+                                                     RunTag(RUN_NAME, f"{self.run_name} {FAILED}")])
+            self.client.set_terminated(self.run_id, status="FAILED")
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
@@ -302,7 +329,7 @@ class MlflowRun(Reporter):
                     raise
                 log.warning("could not write the artifact files of run %s (%s); trying once more", self.run_id,
                             exc.__cause__)
-                self._refused = False  # (not yet: the second try decides)
+                self._refused = None  # (not yet: the second try decides)
                 time.sleep(1.0)
 
 

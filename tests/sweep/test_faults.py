@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import OPTUNA, cli_env, popen_cli, run_cli
-from tests.helpers.stores import check_one_to_one, finished, journal_path, journal_study, local_study, trial_runs
+from tests.helpers.stores import (
+    check_one_to_one,
+    finished,
+    journal_path,
+    journal_study,
+    local_study,
+    mlflow_client,
+    trial_runs,
+)
 
 # Runs the real CLI with one step patched to signal the process itself on the second trial;
 # the patch is the only difference from `imbsweep sweep ...`.
@@ -333,6 +341,22 @@ def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun
         assert len([r for r in children if r.info.status == "FINISHED"]) == 30
     finally:
         subprocess.run(["umount", "-l", str(mlruns)], check=False)
+
+
+@pytest.mark.slow  # (~15 s: make test-all)
+def test_a_run_left_running_by_a_finished_trial_is_ended_by_the_next_command(tmp_path: Path) -> None:
+    """A trial re-queued (or told its outcome) while the store refused to end its MLflow run
+    leaves that run RUNNING with nothing RUNNING in Optuna to find it by: the next command of
+    the study ends it FAILED (made here by hand: a finished trial's run set RUNNING again)."""
+    args = ("sweep", "smoke", "hydra.sweeper.study_name=orphan", "hydra.sweeper.n_trials=2")
+    assert run_cli(tmp_path, *args).returncode == 0
+    _, children = trial_runs(tmp_path, "orphan")
+    mlflow_client(tmp_path).update_run(children[0].info.run_id, status="RUNNING")
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    _, children = trial_runs(tmp_path, "orphan")
+    assert [r.info.status for r in children] == ["FAILED", "FINISHED"]
+    assert children[0].data.tags["imbsweep.failure_reason"].endswith("its run was ended by the next command")
 
 
 def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:

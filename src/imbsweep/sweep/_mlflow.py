@@ -24,12 +24,15 @@ from ..names import (
     APP_OTHER,
     APP_OWN,
     ATTR_ARM,
+    ATTR_FAIL_REASON,
+    ATTR_REQUEUED,
     ATTR_RUN_ID,
     COMMAND_FILE,
     FAILED,
     GIT_COMMIT,
     NOTE,
     ROLE_PARENT,
+    RUN_NAME,
     SOURCE_NAME,
     SOURCE_TYPE,
     TAG_APP,
@@ -293,16 +296,44 @@ class ParentRun:
                 and r.data.tags.get(TAG_ROLE) is None]
 
     def end_dead_runs(self, trials: list[optuna.trial.FrozenTrial], arm: str | None = None,
-                      reason: str = "worker process died; trial re-queued") -> None:
-        """The MLflow runs of trials whose worker (or launcher job) died end FAILED (they were
-        left RUNNING)."""
-        for t in trials:
-            for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
-                self.client.set_tag(run_id, TAG_STATE, FAILED)
-                self.client.set_tag(run_id, TAG_REASON, reason)
-                self.client.set_tag(run_id, NOTE, f"failed: {reason}")
-                self.client.update_run(run_id, name=f"{self.client.get_run(run_id).info.run_name} failed")
-                self.client.set_terminated(run_id, status="FAILED")
+                      reason: str | None = None) -> None:
+        """The MLflow runs of trials whose worker (or launcher job) died, or that the platform
+        cut, end FAILED (they were left RUNNING), with ``reason`` or the trial's own (the one
+        its re-queueing gave it)."""
+        with writing(self.uri, f"the end of study {self.study_name!r}'s runs of trials re-queued"):
+            for t in trials:
+                why = reason or (f"{t.user_attrs.get(ATTR_FAIL_REASON) or 'worker process died'}"
+                                 f"{'; trial re-queued' if t.user_attrs.get(ATTR_REQUEUED) else ''}")[:5000]
+                for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
+                    self._end_failed(run_id, why)
+
+    def _end_failed(self, run_id: str, why: str) -> None:
+        from mlflow.entities import RunTag
+
+        name = self.client.get_run(run_id).info.run_name
+        self.client.log_batch(run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, why),
+                                            RunTag(NOTE, f"failed: {why}"), RunTag(RUN_NAME, f"{name} failed")])
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def end_orphans(self, arms: Sequence[Any]) -> None:
+        """Trial runs still RUNNING whose Optuna trial is finished end FAILED: their trial was
+        re-queued (or told its outcome) while the store refused to end them."""
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{TAG_STUDY}` = '{self.study_name}' and attributes.status = 'RUNNING'",
+            max_results=1000)
+        if not found:
+            return
+        finished = {(a.name, t.number): t for a in arms for t in a.study.get_trials(deepcopy=False)
+                    if t.state.is_finished()}
+        with writing(self.uri, f"the end of study {self.study_name!r}'s runs left RUNNING"):
+            for r in found:
+                tags = r.data.tags
+                if tags.get(TAG_ROLE) is not None or not tags.get(TAG_TRIAL, "").isdigit():
+                    continue  # (the parent run)
+                t = finished.get((tags.get(TAG_ARM), int(tags[TAG_TRIAL])))
+                if t is not None:
+                    self._end_failed(r.info.run_id, f"{t.user_attrs.get(ATTR_FAIL_REASON) or 'its trial ended'}; "
+                                                    "its run was ended by the next command"[:5000])
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -202,6 +202,8 @@ class Sweep:
                     parent = ParentRun(self.app.env, self.study_name, self.settings.raw, owner=not self.worker,
                                        baseline_arm=self.baseline_arm, posthoc_arms=self.posthoc_arms,
                                        posthoc_kinds=self.posthoc_kinds, data=data, app=self.app)
+                    if not self.worker:  # runs a store refused to end when their trials were re-queued
+                        parent.end_orphans(self.arms)
                 except BaseException:
                     if parent is None:
                         drop_new_studies(self.storage, self.arms, existed)  # no empty study left behind

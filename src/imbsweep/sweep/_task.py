@@ -24,6 +24,7 @@ from ..names import (
     ATTR_OUTCOME,
     ATTR_RUN_ID,
     ATTR_TRICK,
+    OUTCOME_CUT,
     TAG_ARM,
     TAG_STUDY,
     TAG_TRIAL,
@@ -169,6 +170,10 @@ def run_trial(cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
             twin = result.metrics.get(f"{objectives[0][0]}_{kind}")
             if twin is not None:
                 trial.set_user_attr(posthoc_attr(str(kind)), float(twin))
+    except StorageError as exc:  # a store refused the run's writes (its end included): the platform's
+        # failure, not the trial's: re-queued uncounted by the next command (_workers.recover_dead)
+        outcome = {"state": OUTCOME_CUT, "reason": str(exc)[:2000]}
+        raise
     finally:
         try:
             if reporter is not None:

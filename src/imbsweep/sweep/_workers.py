@@ -39,6 +39,7 @@ from ..names import (
     ATTR_REQUEUED,
     ATTR_REQUEUED_FROM,
     ATTR_START,
+    OUTCOME_CUT,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     """Tell Optuna the outcome a trial's run recorded (``ATTR_OUTCOME``: its MLflow run has
     ended) when its worker could not: False if it has none, or was finished meanwhile."""
     outcome = trial.user_attrs.get(ATTR_OUTCOME)
-    if not outcome:
+    if not outcome or outcome.get("state") == OUTCOME_CUT:  # (the platform's failure: recover_dead re-queues it)
         return False
     state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "fail": optuna.trial.TrialState.FAIL}[outcome["state"]]
@@ -126,13 +127,15 @@ def recover_dead(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
             log.warning("trial %d: its worker died after its run ended; told Optuna its outcome (%s)",
                         t.number, t.user_attrs[ATTR_OUTCOME]["state"])
         elif alive is False or t._trial_id in stale:
-            why = (f"worker process {t.user_attrs.get(ATTR_PID)} died" if alive is False else
+            cut = (t.user_attrs.get(ATTR_OUTCOME) or {}).get("state") == OUTCOME_CUT
+            why = (f"cut by the platform: {t.user_attrs[ATTR_OUTCOME].get('reason', '')}" if cut else
+                   f"worker process {t.user_attrs.get(ATTR_PID)} died" if alive is False else
                    f"no heartbeat from its worker on {t.user_attrs.get(ATTR_HOST)}")
-            try:
-                again = requeue(study, t, why, lost=True)
+            try:  # (a store that refused the trial's writes did not lose its process: not a loss)
+                again = requeue(study, t, why, lost=not cut)
             except RuntimeError:  # finished meanwhile, or another worker recovered it first
                 continue
-            dead.append(t)
+            dead.append(study._storage.get_trial(t._trial_id))  # (with its reason, for its MLflow run)
             if again:
                 log.warning("trial %d: %s; marked FAIL and re-queued", t.number, why)
     return dead
