@@ -168,7 +168,9 @@ class MlflowRun(Reporter):
         if self._refused is None:
             self._end(exc_type, exc, interrupted)
         if self._refused is not None:
-            self._end_failed(self._refused)
+            with contextlib.suppress(Exception):  # one quiet try (the store may refuse it again)
+                end_failed(self.client, self.run_id, f"{type(self._refused).__name__}: {self._refused}",
+                           self.run_name)
             if not interrupted and exc is not self._refused:
                 raise self._refused
 
@@ -209,17 +211,6 @@ class MlflowRun(Reporter):
             if exc_type is None:
                 raise
             log.warning("could not record how run %s ended", self.run_id)  # the exception that ended it goes on
-
-    def _end_failed(self, why: BaseException) -> None:
-        """One quiet try to end the run FAILED with ``why`` (the store may refuse it again)."""
-        from mlflow.entities import RunTag
-
-        text = f"{type(why).__name__}: {why}"[:5000]
-        with contextlib.suppress(Exception):
-            self.client.log_batch(self.run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, text),
-                                                     RunTag(NOTE, f"{FAILED}: {text}"[:5000]),
-                                                     RunTag(RUN_NAME, f"{self.run_name} {FAILED}")])
-            self.client.set_terminated(self.run_id, status="FAILED")
 
     # -- reporter ---------------------------------------------------------------------------
     def on_fit_start(self, info: FitInfo) -> None:
@@ -275,19 +266,8 @@ class MlflowRun(Reporter):
 
     def _batch(self, metrics: list[Any] = (), params: list[Any] = (),  # type: ignore[assignment]
                tags: Mapping[str, str] | None = None) -> None:
-        """In as few ``log_batch`` calls as MLflow's limits allow (a batch holds at most 1000
-        values in all)."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        ms = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
-        ps = [Param(k, v) for k, v in params]
-        ts_ = [RunTag(k, v) for k, v in (tags or {}).items()]
-        per = MAX_METRICS - MAX_TAGS - MAX_PARAMS
         with self._writing("metrics, params or tags"):
-            for i in range(max(-(-len(ms) // per), -(-len(ts_) // MAX_TAGS), -(-len(ps) // MAX_PARAMS))):
-                self.client.log_batch(self.run_id, metrics=ms[i * per:(i + 1) * per],
-                                      params=ps[i * MAX_PARAMS:(i + 1) * MAX_PARAMS],
-                                      tags=ts_[i * MAX_TAGS:(i + 1) * MAX_TAGS])
+            log_batch(self.client, self.run_id, metrics, params, tags or {})
 
     def _write_artifacts(self, result: Result) -> None:
         """config.yaml (its text made here), per_class.csv, posthoc.csv (their columns) and
@@ -331,6 +311,28 @@ class MlflowRun(Reporter):
                             exc.__cause__)
                 self._refused = None  # (not yet: the second try decides)
                 time.sleep(1.0)
+
+
+def log_batch(client: Any, run_id: str, metrics: list[Any], params: list[Any], tags: Mapping[str, str]) -> None:
+    """``[key, value, timestamp ms, step]`` metrics, ``[key, value]`` params and tags in as few
+    ``log_batch`` calls as MLflow's limits allow (a batch holds at most 1000 values in all)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    ms = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics]
+    ps = [Param(k, v) for k, v in params]
+    ts_ = [RunTag(k, v) for k, v in tags.items()]
+    per = MAX_METRICS - MAX_TAGS - MAX_PARAMS
+    for i in range(max(-(-len(ms) // per), -(-len(ts_) // MAX_TAGS), -(-len(ps) // MAX_PARAMS))):
+        client.log_batch(run_id, metrics=ms[i * per:(i + 1) * per], params=ps[i * MAX_PARAMS:(i + 1) * MAX_PARAMS],
+                         tags=ts_[i * MAX_TAGS:(i + 1) * MAX_TAGS])
+
+
+def end_failed(client: Any, run_id: str, why: str, name: str | None = None) -> None:
+    """End a run FAILED with ``why`` as its reason and description, ``failed`` after its name."""
+    name = name or client.get_run(run_id).info.run_name
+    log_batch(client, run_id, [], [], {TAG_STATE: FAILED, TAG_REASON: why[:5000], NOTE: f"{FAILED}: {why}"[:5000],
+                                       RUN_NAME: f"{name} {FAILED}"})
+    client.set_terminated(run_id, status="FAILED")
 
 
 def _per_class(key: str) -> bool:

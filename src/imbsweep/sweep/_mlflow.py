@@ -28,11 +28,8 @@ from ..names import (
     ATTR_REQUEUED,
     ATTR_RUN_ID,
     COMMAND_FILE,
-    FAILED,
     GIT_COMMIT,
-    NOTE,
     ROLE_PARENT,
-    RUN_NAME,
     SOURCE_NAME,
     SOURCE_TYPE,
     TAG_APP,
@@ -46,12 +43,12 @@ from ..names import (
     TAG_REASON,
     TAG_ROLE,
     TAG_SEED_KEY,
-    TAG_STATE,
     TAG_STUDY,
     TAG_STUDY_DATA,
     TAG_TRIAL,
     USER,
 )
+from ..tracking import end_failed
 from ._counts import best_trial, counts
 
 log = logging.getLogger(__name__)
@@ -305,15 +302,7 @@ class ParentRun:
                 why = reason or (f"{t.user_attrs.get(ATTR_FAIL_REASON) or 'worker process died'}"
                                  f"{'; trial re-queued' if t.user_attrs.get(ATTR_REQUEUED) else ''}")[:5000]
                 for run_id in self._runs_of(t, arm):  # arm: the trial's study's, if it does not say
-                    self._end_failed(run_id, why)
-
-    def _end_failed(self, run_id: str, why: str) -> None:
-        from mlflow.entities import RunTag
-
-        name = self.client.get_run(run_id).info.run_name
-        self.client.log_batch(run_id, tags=[RunTag(TAG_STATE, FAILED), RunTag(TAG_REASON, why),
-                                            RunTag(NOTE, f"failed: {why}"), RunTag(RUN_NAME, f"{name} failed")])
-        self.client.set_terminated(run_id, status="FAILED")
+                    end_failed(self.client, run_id, why)
 
     def end_orphans(self, arms: Sequence[Any]) -> None:
         """Trial runs still RUNNING whose Optuna trial is finished end FAILED: their trial was
@@ -332,8 +321,9 @@ class ParentRun:
                     continue  # (the parent run)
                 t = finished.get((tags.get(TAG_ARM), int(tags[TAG_TRIAL])))
                 if t is not None:
-                    self._end_failed(r.info.run_id, f"{t.user_attrs.get(ATTR_FAIL_REASON) or 'its trial ended'}; "
-                                                    "its run was ended by the next command"[:5000])
+                    end_failed(self.client, r.info.run_id,
+                               f"{t.user_attrs.get(ATTR_FAIL_REASON) or 'its trial ended'}; its run was ended by "
+                               "the next command")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
