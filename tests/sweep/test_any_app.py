@@ -50,6 +50,10 @@ def main(cfg: DictConfig) -> float:
         mlflow.start_run(nested=True)
     elif mode == "raise":
         raise RuntimeError("the task broke")
+    elif mode == "store_down" and len(os.listdir(cfg.marks)) >= 2:  # the store refuses the app's write
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+        raise MlflowException("(sqlite3.OperationalError) database or disk is full", error_code=TEMPORARILY_UNAVAILABLE)
     elif mode == "returns_nan":
         return float("nan")
     elif mode == "text":
@@ -288,6 +292,26 @@ def test_what_a_users_task_does_with_mlflow_or_returns_is_recorded_and_ended(app
     nested = [r for r in found if "nested" in r.data.metrics]
     (trial_of,) = [t for t in study.trials if t.params["+mode"] == "nested"]
     assert len(nested) == 1 and nested[0].data.tags["mlflow.parentRunId"] == trial_of.user_attrs["mlflow_run_id"]
+
+
+def test_a_write_the_mlflow_store_refuses_in_a_users_trial_requeues_it_uncounted(app: Path) -> None:
+    """The user's own MLflow call meets a store that refuses writes (a full disk): the platform's
+    failure, not the trial's: one line, exit 1, the trial re-queued uncounted; once the store
+    takes writes, the sweep ends with exactly n_trials (it used to count the trial failed)."""
+    args = ("x=interval(-2.0, 2.0)", "hydra.sweeper.study_name=cut", "hydra.sweeper.n_trials=4")
+    p = run_app(app, *args, "+mode=store_down")
+    assert p.returncode == 1, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("imbsweep:")]
+    assert len(errors) == 1 and "the MLflow store" in errors[0] and "database or disk is full" in errors[0], p.stderr
+    assert "Traceback" not in p.stderr
+    study = local_study(app, "cut")
+    assert len(finished(study)) == 1 and all(t.state.name == "COMPLETE" for t in finished(study))
+    again = run_app(app, *args)
+    assert again.returncode == 0, again.stderr
+    study = local_study(app, "cut")
+    assert len(finished(study)) == 4 and all(t.state.name == "COMPLETE" for t in finished(study))
+    _, children = parent_and_children(app, "cut")
+    assert not [r for r in children if r.info.status == "RUNNING"]
 
 
 def test_several_objectives_are_named_objective_0_1_by_default(app: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ..names import (
     COMPLETE,
     FAILED,
     KILLED,
+    OUTCOME_CUT,
     PRUNED,
     posthoc_attr,
 )
@@ -176,6 +178,7 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
     record = UserRun(make_client(uri), uri)
     status, state, reason, values = "FAILED", FAILED, "", []
     job: UserTrial | None = None
+    cut: Exception | None = None  # a StorageError: the MLflow store refused the trial's writes
     heartbeat: Any = _NoThread()
     try:
         with signals_held():  # the run exists and its trial names it, or neither
@@ -208,6 +211,10 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
 
         if isinstance(exc, optuna.TrialPruned):
             status, state, reason = "FINISHED", PRUNED, str(exc) or "pruned"
+        elif _refused_by_mlflow(exc):  # the platform's failure, not the trial's: re-queued, uncounted
+            state, cut = OUTCOME_CUT, _cut(exc, uri, ctx)
+            reason = str(cut)
+            raise cut from exc
         else:
             reason = f"{type(exc).__name__}: {exc}"
         raise
@@ -215,7 +222,15 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
         with signals_held():  # Optuna and MLflow agree on how the trial ended, whatever the moment of Ctrl-C
             heartbeat.join()
             if record.run_id:
-                record.end(objectives, values, status, state, reason, job.last_step if job is not None else None)
+                try:
+                    record.end(objectives, values, status, FAILED if state == OUTCOME_CUT else state, reason,
+                               job.last_step if job is not None else None)
+                except Exception as exc:
+                    if not _refused_by_mlflow(exc):
+                        raise
+                    if state != OUTCOME_CUT:  # (its run is ended by the next command, which re-queues it)
+                        state, cut = OUTCOME_CUT, _cut(exc, uri, ctx)
+                        reason = str(cut)
             if trial is not None and record.run_id and state != KILLED:
                 outcome: dict[str, Any] = {"state": "fail" if state == FAILED else state}
                 if state == COMPLETE:
@@ -224,9 +239,39 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
                 elif reason:
                     outcome["reason"] = reason[:2000]
                 trial.set_user_attr(ATTR_OUTCOME, outcome)
+            if cut is not None and state == OUTCOME_CUT and sys.exc_info()[1] is None:
+                raise cut  # (the run's end was refused: the values are not returned)
     log.info("trial %s: %s", ctx.get("number", "-"),
              ", ".join(f"{n}={v:.6g}" for (n, _), v in zip(objectives, values, strict=True)))
     return values[0] if len(values) == 1 else values
+
+
+def _cut(exc: BaseException, uri: str, ctx: Mapping[str, Any]) -> Exception:
+    """The ``StorageError`` a trial the MLflow store cut ends with (one that is one already, as it is)."""
+    from .._stores import redact
+    from ..errors import StorageError, db_reason
+
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(f"the MLflow store {redact(uri)} did not take a write of trial {ctx.get('number', '-')} "
+                        f"({type(exc).__name__}: {db_reason(exc)}); what it holds is kept: once it takes writes "
+                        "again, the same command resumes")
+
+
+def _refused_by_mlflow(exc: BaseException) -> bool:
+    """Whether the MLflow store refused a write of the trial (the app's own MLflow call or
+    ours): an ``MlflowException`` or database error that is not a refusal of the request itself
+    (``_client.store_failure``; an ``OSError`` of the app's own is the app's)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .._client import store_failure
+    from ..errors import StorageError
+
+    if isinstance(exc, StorageError | DBAPIError):
+        return True
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and store_failure(exc)
 
 
 def _tracking_uri(hc: Any, ctx: Mapping[str, Any]) -> str:
