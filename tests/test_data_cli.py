@@ -130,6 +130,7 @@ hydra:
 """
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_a_study_keeps_its_columns_and_its_data(workdir: Path) -> None:
     conf = workdir / "conf_tab"
     (conf / "sweep").mkdir(parents=True)

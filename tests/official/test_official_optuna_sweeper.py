@@ -153,7 +153,7 @@ def test_launch_jobs(hydra_sweep_runner: Any, tmp_path: Path, monkeypatch: pytes
         assert sweep.returns is None
 
 
-@pytest.mark.parametrize("with_commandline", (True, False))
+@pytest.mark.parametrize("with_commandline", (pytest.param(True, marks=pytest.mark.slow), False))  # (True: test-all)
 def test_optuna_example(with_commandline: bool, tmpdir: Path, plugin_root: Path) -> None:
     storage = "sqlite:///" + os.path.join(str(tmpdir), "test.db")
     study_name = "test-optuna-example"
@@ -227,7 +227,7 @@ def test_example_with_grid_sampler(tmpdir: Path, num_trials: int, plugin_root: P
     assert bz in ["foo", "bar"]
 
 
-@pytest.mark.parametrize("with_commandline", (True, False))
+@pytest.mark.parametrize("with_commandline", (pytest.param(True, marks=pytest.mark.slow), False))  # (True: test-all)
 def test_optuna_multi_objective_example(with_commandline: bool, tmpdir: Path, plugin_root: Path) -> None:
     cmd = [
         "example/multi-objective.py",
@@ -377,6 +377,7 @@ def test_warnings(search_space: dict[str, Any] | None, params: dict[str, Any] | 
             search_space_params(params, search_space)
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_example_with_deprecated_search_space(tmpdir: Path, plugin_root: Path) -> None:
     cmd = [
         "-W", "ignore::UserWarning",

@@ -141,6 +141,7 @@ def test_two_workers_run_the_users_function_and_record_every_trial(app: Path) ->
     assert results["best_value"] == study.best_value and results["best_params"] == study.best_params
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_a_users_report_draws_the_curve_and_prunes(app: Path) -> None:
     p = run_app(app, "x=interval(-2.0, 2.0)", "hydra.sweeper.n_trials=8", "hydra.sweeper.study_name=pruned",
                 "steps=6", "+hydra.sweeper.pruner={name: median, n_startup_trials: 2, n_warmup_steps: 0}")
@@ -174,6 +175,7 @@ def test_a_users_report_draws_the_curve_and_prunes(app: Path) -> None:
     assert "no seed key" in line and "hydra.sweeper.seed_key" in line
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_a_tournament_with_a_posthoc_arm_on_a_users_app(app: Path) -> None:
     """Arms, an equal budget and a post-hoc arm scored on what the app logged
     (``<objective>_posthoc``), then compare and export on its record."""

@@ -261,6 +261,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tmp_path: Path,
                                                                             small_disk: Path) -> None:
     journal = small_disk / "journal.log"
@@ -359,6 +360,7 @@ def test_a_run_left_running_by_a_finished_trial_is_ended_by_the_next_command(tmp
     assert children[0].data.tags["imbsweep.failure_reason"].endswith("its run was ended by the next command")
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_a_damaged_journal_is_one_line_naming_the_file_and_the_way_out(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=dmg", "hydra.sweeper.n_trials=1")
     assert p.returncode == 0, p.stderr

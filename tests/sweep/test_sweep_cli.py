@@ -26,6 +26,7 @@ from tests.helpers.stores import (
 )
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_smoke_sweep_then_resume_to_a_higher_target(workdir: Path) -> None:
     p = run_cli(workdir, "sweep", "smoke")
     assert p.returncode == 0, p.stderr
@@ -210,6 +211,7 @@ def test_two_workers_on_one_storage_share_the_study_exactly(tmp_path: Path) -> N
     check_one_to_one(study, children)
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_no_more_workers_than_trials(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.study_name=few", "hydra.sweeper.n_jobs=8",
                 "hydra.sweeper.n_trials=2", "trainer.epochs=1")

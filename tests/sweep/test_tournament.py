@@ -46,6 +46,7 @@ def _check_arm_runs(studies: dict[str, optuna.Study], children: list[Run],
         assert run.data.tags["imbsweep.state"] == STATES[trial.state.name]
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_every_arm_gets_exactly_its_budget_across_two_workers(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke_arms", "hydra.sweeper.n_jobs=2")
     assert p.returncode == 0, p.stderr
@@ -115,6 +116,7 @@ def test_an_interrupted_tournament_is_balanced_and_resumes_to_exactly_each_budge
     _check_arm_runs(studies, children, skip=requeued)
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
 def test_pruning_compares_a_trial_only_with_its_own_arm(tmp_path: Path) -> None:
     # Arm `frozen` learns nothing (lr 1e-7, nothing left to search): its trials are identical
     # and far below arm `ce` at every epoch. The median pruner (1 start-up trial, no warm-up)

@@ -159,6 +159,7 @@ class UserTrial:
             raise TrialPruned(f"pruned at step {step} ({self.objectives[0][0]}={values[0]:.6g})")
 
 
+# long: the hold around the outcome must see every way out of the trial, as _task.run_trial
 def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) -> float | list[float]:
     """Run the app's task function as the trial ``ctx`` names (see the module docstring).
 
