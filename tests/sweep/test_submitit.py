@@ -43,8 +43,11 @@ def _kill_a_running_trial(cwd: Path, proc: subprocess.Popen[str], storage: str) 
     found: list[int] = []
 
     def running() -> bool:
-        try:
-            study = optuna.load_study(study_name="smoke", storage=storage)
+        from sqlalchemy.pool import NullPool
+
+        try:  # (no pool: an engine per poll kept its connection, and 0.1-s polls ran PostgreSQL out of them)
+            study = optuna.load_study(study_name="smoke", storage=optuna.storages.RDBStorage(
+                storage, engine_kwargs={"poolclass": NullPool}))
         except KeyError:  # (not created yet)
             return False
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
