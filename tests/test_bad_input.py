@@ -31,6 +31,7 @@ import pytest
 from imbsweep.cli import main
 from tests.helpers.cli import CLI, cli_env
 from tests.helpers.configs import TINY
+from tests.helpers.mounts import tmpfs
 from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
 from tests.helpers.stores import journal_storage, journal_study, mlflow_client
 
@@ -487,16 +488,9 @@ def test_an_output_folder_hydra_cannot_write_is_one_line(
     """hydra.run.dir / hydra.sweep.dir on a read-only file system (a read-only folder for a
     user who is not root): Hydra's OSError naming no key, exit 1, and for a sweep a trial left
     RUNNING, before; now one line naming the key, exit 2, nothing touched."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
         before = _stores(world.root)
         code, out, err = _run(world, [a.replace("{ro}", str(ro)) for a in argv], capsys, monkeypatch)
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)
     lines = [line for line in err.splitlines() if line.strip()]
     key = argv[-1].split("=")[0]
     assert code == 2 and len(lines) == 1, err
@@ -510,17 +504,10 @@ def test_imbsweep_ui_in_a_read_only_folder_without_a_store_is_one_line(
     """`imbsweep ui` where no store exists and none can be made (a read-only folder) started
     mlflow ui, which looped through its retries (or exit 1 with a traceback); now one line, exit 2.
     A store that exists in a read-only folder is served as before (mlflow ui reads it)."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
         monkeypatch.chdir(ro)
         monkeypatch.setattr(os, "execv", _no_exec)
         code = main(["ui", "--port", str(free_port())])
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)
     out, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err, err
     folder = ro / "mlruns"

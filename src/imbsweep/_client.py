@@ -191,18 +191,22 @@ def writing(uri: str, what: str) -> Iterator[None]:
     gone, a server that keeps failing) is a ``StorageError`` naming the store and ``what``: the
     platform's failure, not a run's (a sweep stops and re-queues the trial; the same command
     resumes once the store takes writes again)."""
-    from .errors import StorageError, db_reason
-
     try:
         yield
     except Exception as exc:
         if not store_failure(exc):  # the write itself is wrong (or a bug): its own error goes on
             raise
-        from ._stores import redact
+        raise store_refused(uri, what, exc) from exc
 
-        raise StorageError(f"the MLflow store {redact(uri)} did not take {what} ({type(exc).__name__}: "
-                           f"{db_reason(exc)}); what it holds is kept: once it takes writes again, the same "
-                           "command resumes") from exc
+
+def store_refused(uri: str, what: str, exc: BaseException) -> Exception:
+    """The one-line ``StorageError`` of a write (``what``) the MLflow store at ``uri`` refused."""
+    from ._stores import redact
+    from .errors import StorageError, db_reason
+
+    return StorageError(f"the MLflow store {redact(uri)} did not take {what} ({type(exc).__name__}: "
+                        f"{db_reason(exc)}); what it holds is kept: once it takes writes again, the same "
+                        "command resumes")
 
 
 #: what MLflow answers about a request itself (it will never take it), as opposed to a store

@@ -9,7 +9,7 @@ import contextlib
 import getpass
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -264,7 +264,7 @@ class MlflowRun(Reporter):
             self._batch(metrics=buf, tags=tags)
         self._last_flush = time.monotonic()
 
-    def _batch(self, metrics: list[Any] = (), params: list[Any] = (),  # type: ignore[assignment]
+    def _batch(self, metrics: Sequence[Any] = (), params: Sequence[Any] = (),
                tags: Mapping[str, str] | None = None) -> None:
         with self._writing("metrics, params or tags"):
             log_batch(self.client, self.run_id, metrics, params, tags or {})
@@ -313,7 +313,8 @@ class MlflowRun(Reporter):
                 time.sleep(1.0)
 
 
-def log_batch(client: Any, run_id: str, metrics: list[Any], params: list[Any], tags: Mapping[str, str]) -> None:
+def log_batch(client: Any, run_id: str, metrics: Sequence[Any], params: Sequence[Any],
+              tags: Mapping[str, str]) -> None:
     """``[key, value, timestamp ms, step]`` metrics, ``[key, value]`` params and tags in as few
     ``log_batch`` calls as MLflow's limits allow (a batch holds at most 1000 values in all)."""
     from mlflow.entities import Metric, Param, RunTag

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import OPTUNA, cli_env, popen_cli, run_cli
+from tests.helpers.mounts import tmpfs
 from tests.helpers.stores import (
     check_one_to_one,
     finished,
@@ -250,15 +251,8 @@ def test_ctrl_c_as_a_sweep_starts_ends_its_parent_run_killed(tmp_path: Path, ste
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 KiB filesystem (tmpfs) for the Optuna journal: it fills after a few trials."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "small", "size=16k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes on 2 cores)
@@ -297,12 +291,7 @@ def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun
     import threading
     import time
 
-    mlruns = tmp_path / "mlruns"
-    mlruns.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mlruns)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "mlruns", "size=64m") as mlruns:
         journal = tmp_path / "journal.log"
         args = ("sweep", "smoke", "hydra.sweeper.study_name=mfull", f"hydra.sweeper.storage={journal}")
         assert run_cli(tmp_path, *args, "hydra.sweeper.n_trials=2").returncode == 0  # the store, the data cache
@@ -340,8 +329,6 @@ def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun
         parent, children = trial_runs(tmp_path, "mfull")
         assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
         assert len([r for r in children if r.info.status == "FINISHED"]) == 12
-    finally:
-        subprocess.run(["umount", "-l", str(mlruns)], check=False)
 
 
 @pytest.mark.slow  # (~15 s: make test-all)

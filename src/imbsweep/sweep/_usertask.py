@@ -249,14 +249,12 @@ def run_user_trial(task_function: Any, cfg: DictConfig, ctx: Mapping[str, Any]) 
 
 def _cut(exc: BaseException, uri: str, ctx: Mapping[str, Any]) -> Exception:
     """The ``StorageError`` a trial the MLflow store cut ends with (one that is one already, as it is)."""
-    from .._stores import redact
-    from ..errors import StorageError, db_reason
+    from .._client import store_refused
+    from ..errors import StorageError
 
     if isinstance(exc, StorageError):
         return exc
-    return StorageError(f"the MLflow store {redact(uri)} did not take a write of trial {ctx.get('number', '-')} "
-                        f"({type(exc).__name__}: {db_reason(exc)}); what it holds is kept: once it takes writes "
-                        "again, the same command resumes")
+    return store_refused(uri, f"a write of trial {ctx.get('number', '-')}", exc)
 
 
 def _refused_by_mlflow(exc: BaseException) -> bool:
