@@ -67,3 +67,44 @@ def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
     from imbsweep._paths import conf_dir
 
     assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
+
+
+def test_export_names_compare_s_winner_and_exports_it_with_winner(syn_store: SynStore, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export`` picks the best validation trial; when compare's replicates recommend another
+    arm it says which and how to export it; ``--winner`` exports that arm's best trial."""
+    from imbsweep.cli import main
+    from imbsweep.compare import compare
+
+    work, uri, _ = syn_store
+    monkeypatch.chdir(work)
+    record = load_study("syn", uri)
+    winner, why = compare(record).winner
+    assert winner is not None and ("beats tuned ce" in why or "no arm beats" in why)
+    assert main(["export", "syn", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    best = export(record, tmp_path / "b")[0]
+    assert (f"compare's winner is {winner}" in out) == (best.arm != winner)
+    assert main(["export", "syn", "--out", str(tmp_path / "w"), "--winner"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"compare's winner: {winner}: ")
+    (mine,) = export(record, tmp_path / "c", trick=winner)  # a study without arms: its tricks
+    assert f"MLflow run {mine.run_id}" in out and "compare's winner is" not in out
+
+
+def test_export_winner_without_replicates_says_how_to_get_them(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+    from tests.helpers.stores import mlflow_db
+    from tests.helpers.synthetic import make_study
+
+    uri = f"sqlite:///{mlflow_db(tmp_path)}"
+    make_study(make_client(uri), "fresh", 3, tmp_path / "mlruns" / "artifacts", tricks=("ce", "focal"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "fresh", "--winner"]) == 2
+    err = capsys.readouterr().err
+    assert "--winner: study 'fresh' has no winner yet: no seed replicates yet (imbsweep compare fresh --reseed 5)" \
+        in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "conf").exists()

@@ -340,3 +340,30 @@ def test_channels_last_trains_images_in_nhwc_to_the_same_metrics_and_is_checked(
         prepare(make_cfg("trainer.channels_last=true"))
     with pytest.raises(ConfigError, match=r"trainer.channels_last='yes': must be true or false"):
         prepare(make_cfg("trainer.channels_last=yes"))
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_a_progress_line_fits_the_terminal_and_keeps_its_times(width: int) -> None:
+    """The bar sweeps and runs draw: on a terminal of ``width`` columns, a long label and a
+    long status are cut (…) before the counts, the elapsed time and the ETA; into a file the
+    last state is one whole line."""
+    import io
+
+    from rich.console import Console
+
+    from imbsweep.reporting import make_progress
+
+    status = "best 0.8612 val/balanced_acc (class_balanced_resampling) · 19 pruned · 3 failed"
+    buf = io.StringIO()
+    p = make_progress("a_study_name_that_goes_on_and_on_and_on", "trials",
+                      Console(file=buf, force_terminal=True, color_system=None, width=width))
+    p.add_task("sweep", total=48, completed=12, status=status)
+    p.console.print(p.make_tasks_table(p.tasks))
+    lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0].rstrip()) <= width
+    assert " 12/48 trials " in lines[0] and " eta " in lines[0] and "0:00:00" in lines[0] and "…" in lines[0]
+    log = io.StringIO()
+    p = make_progress("a_study_name_that_goes_on_and_on_and_on", "trials", Console(file=log, width=80))
+    p.add_task("sweep", total=48, completed=48, status=status)
+    p.console.print(p.make_tasks_table(p.tasks))
+    assert log.getvalue().strip().endswith(status) and "…" not in log.getvalue()

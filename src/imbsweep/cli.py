@@ -289,7 +289,7 @@ def compare(args: argparse.Namespace) -> int:
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []
     if args.format == "table" and args.out is None:
-        print_table(c)
+        print_table(c, wide=args.wide)
     else:
         if args.format == "html":
             content = to_html(c, [f for f in files if f.suffix == ".png"])
@@ -297,7 +297,7 @@ def compare(args: argparse.Namespace) -> int:
             import io
 
             buf = io.StringIO()
-            print_table(c, buf)
+            print_table(c, buf, wide=args.wide)
             content = buf.getvalue()
         else:
             content = (to_csv if args.format == "csv" else to_markdown)(c)
@@ -330,16 +330,26 @@ def _check_metric(metric: str | None) -> None:
 
 def export(args: argparse.Namespace) -> int:
     from ._paths import conf_dir
+    from .errors import ImbsweepError
+    from .export import app_out_dir, app_reproduce, reproduce_command
     from .export import export as write
-    from .export import reproduce_command
     from .results import load_study
 
+    if args.winner and (args.arm is not None or args.trick is not None):
+        raise ImbsweepError(f"--winner with --{'arm' if args.arm is not None else 'trick'}: choose one (--winner "
+                            "exports the arm compare recommends)")
     record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False,
                         connect_timeout=args.connect_timeout)
     if record.own_app:
         _check_metric(args.metric)
-    from .export import app_out_dir, app_reproduce
-
+    verdict = _compared(args) if args.winner or (args.arm is None and args.trick is None) else None
+    if args.winner:
+        assert verdict is not None
+        arm, why, by = verdict
+        if arm is None:
+            raise ImbsweepError(f"--winner: study {args.study!r} has no winner yet: {why}")
+        print(f"compare's winner: {arm}: {why}")
+        args.arm, args.trick = (arm, None) if by == "arm" else (None, arm)
     out = Path(args.out) if args.out else conf_dir() / "best" if record.own_app else app_out_dir(record)
     done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick, args.arm)
     for e in done:
@@ -349,7 +359,30 @@ def export(args: argparse.Namespace) -> int:
             again = reproduce_command(out, e.name) if record.own_app else \
                 app_reproduce(record, out, e.name, e.deletions)
             print(f"  reproduce: {again}")
+    if verdict is not None and not args.winner and verdict[0] is not None and done and done[0].arm != verdict[0]:
+        arm, why, by = verdict
+        print(f"note: this is the best validation trial of every {by} ({done[0].arm}); compare's winner is {arm} "
+              f"({why}):\n  imbsweep export {args.study} --winner")
     return 0
+
+
+def _compared(args: argparse.Namespace) -> tuple[str | None, str, str] | None:
+    """The comparison's winner of the study (see ``Comparison.winner``), why, and whether it
+    is an ``arm`` or a ``trick``; None when the study has no seed replicates to compare."""
+    from .compare import compare as make
+    from .names import ROLE_RESEED, TAG_ARM, TAG_ROLE
+    from .results import load_study
+
+    record = load_study(args.study, args.tracking_uri, args.state_dir, read_runs=False,
+                        connect_timeout=args.connect_timeout)
+    if not record.client.search_runs([record.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_RESEED}'",
+                                     max_results=1):
+        return (None, f"no seed replicates yet (imbsweep compare {args.study} --reseed 5)", "arm") \
+            if args.winner else None
+    record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
+    arms = f"tags.{TAG_ARM}" in record.trials.columns and bool(record.trials[f"tags.{TAG_ARM}"].notna().any())
+    arm, why = make(record, args.metric).winner
+    return arm, why, "arm" if arms else "trick"
 
 
 def cache(args: argparse.Namespace) -> int:
@@ -422,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an Optuna storage URL or journal file (default: the local journal)")
     c = _store(sub.add_parser("compare", help="compare the arms of a study: paired seeds, tests, verdicts, plots"))
     c.add_argument("--format", choices=("table", "csv", "md", "html"), default="table")
+    c.add_argument("--wide", action="store_true",
+                   help="the table with every column (trials, best trial, means, p, config); the default fits "
+                        "the terminal: verdict, arm, Δ vs the baseline, p Holm, P(better), vs best")
     c.add_argument("--out", default=None, help="write the table (or the HTML report) to this file")
     c.add_argument("--reseed", type=int, default=None, metavar="K",
                    help="first re-run each arm's best configuration with trainer.seed = 1..K, the same seeds "
@@ -452,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="overwrite existing files")
     e.add_argument("--trick", default=None, help=f"only trials of this trick (its {TAG_TRICK} label)")
     e.add_argument("--arm", default=None, help=f"only trials of this arm of a tournament (its {TAG_ARM} tag)")
+    e.add_argument("--winner", action="store_true",
+                   help="the arm compare recommends (the best mean of those that beat the baseline on the paired "
+                        "seeds, else the baseline): compare --reseed K first")
     return p
 
 

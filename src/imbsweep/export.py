@@ -37,6 +37,7 @@ class Exported:
     run_id: str
     values: list[tuple[str, float]]
     deletions: list[str] = field(default_factory=list)  # another app's ``~key`` overrides (not in the file)
+    arm: str = ""  # the trial's arm (its trick in a study without arms)
 
 
 def pareto_front(df: Any, objectives: list[tuple[str, str]]) -> Any:
@@ -256,7 +257,7 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
                                   {"metric": m, "direction": d, "value": v}
                                   for (m, v), (_, d) in zip(scores, objectives, strict=True)],
                               "choices": choices, "values": values}, indent=2) + "\n"
-    return path, content, Exported(path, name, int(r["trial"]), run_id, scores)
+    return path, content, Exported(path, name, int(r["trial"]), run_id, scores, arm=str(r.get("arm", "")))
 
 
 def app_out_dir(record: StudyRecord) -> Path:
@@ -369,4 +370,4 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
                               "objectives": [{"metric": m, "direction": d, "value": v}
                                              for (m, v), (_, d) in zip(scores, objectives, strict=True)],
                               "choices": choices, "values": values, "deletions": deletions}, indent=2) + "\n"
-    return path, content, Exported(path, name, int(r["trial"]), run_id, scores, deletions)
+    return path, content, Exported(path, name, int(r["trial"]), run_id, scores, deletions, str(r.get("arm", "")))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from .training import Result
@@ -61,9 +62,11 @@ class CompositeReporter(Reporter):
             r.on_fit_end(result)
 
 
-def make_progress(label: str, unit: str) -> Progress:
+def make_progress(label: str, unit: str, console: Console | None = None) -> Progress:
     """The rich progress bar both single runs and sweeps show on stderr:
-    ``label ━━━━╺━━ 7/20 unit <status> 0:00:12 eta 0:00:30``; the task carries a ``status`` field."""
+    ``label ━━━━╺━━ 7/20 unit 0:00:12 eta 0:00:30 <status>``; the task carries a ``status``
+    field. On a terminal the line fits its width: the status is cut first (with …), then the
+    label; into a file (a log), the last state is one whole line."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -73,11 +76,18 @@ def make_progress(label: str, unit: str) -> Progress:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(file=console.file, width=max(console.width, 400))
     return Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=False)
+        TextColumn(f"[bold]{label}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                          max_width=32 if console.is_terminal else None)),
+        BarColumn(bar_width=16), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+        console=console, transient=False, expand=console.is_terminal)
 
 
 class ProgressReporter(Reporter):

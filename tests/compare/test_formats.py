@@ -57,3 +57,35 @@ def test_the_report_folds_arms_without_a_complete_trial_into_one_line(syn_store:
     page = to_html(c, [])
     assert f"No complete trial (all pruned or failed), so no row: {gone}." in page
     assert f'<td class="text">{gone}</td>' not in page
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_terminal_table_fits_the_width_with_the_conclusion_first(syn_store: SynStore, width: int,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``imbsweep compare`` prints into a log at $COLUMNS: no line wider, the conclusion
+    on the first line, one line per arm (verdict, arm, Δ, p Holm, P(better), vs best), the
+    words explained; ``--wide`` keeps every column."""
+    from imbsweep.cli import main
+
+    work, uri, _ = syn_store
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert main(["compare", "syn", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    c = compare(load_study("syn", uri))
+    assert out.startswith(c.conclusion[:40]) and c.conclusion.startswith("On ")
+    header = next(line for line in lines if line.startswith("verdict"))
+    assert header.split() == ["verdict", "arm", "Δ", "vs", "ce", "[95%", "CI]", "p", "Holm", "P(better)", "vs", "best"]
+    rows = lines[lines.index(header) + 2:lines.index(header) + 2 + len(TRICKS)]
+    assert [r.removeprefix("no evidence").split()[0 if r.startswith("no evidence") else 1] for r in rows] \
+        == list(c.table["arm"])
+    la = next(r for r in rows if " logit_adjusted " in r)
+    assert la.startswith("better") and "[" in la  # the interval on the arm's own line
+    assert "no evidence: no difference from tuned ce" in " ".join(out.split())
+    assert "config" not in header and "--wide" in out
+    assert main(["compare", "syn", "--no-report", "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert "best val" in wide and "config" in wide and wide.startswith(c.conclusion[:40])

@@ -75,14 +75,97 @@ def to_markdown(c: Comparison) -> str:
     return "\n\n".join([f"**{_lines(c)[0]}**", *_lines(c)[1:], table, c.note + "."]) + "\n"
 
 
-def print_table(c: Comparison, file: Any = None) -> None:
+def _decimals(half_widths: Sequence[float]) -> int:
+    """Decimals that show the widest interval's half-width to two significant digits (3 to 6)."""
+    widest = max((abs(h) for h in half_widths if h == h and h != 0), default=0.0)
+    return 3 if widest == 0 else min(6, max(3, 1 - math.floor(math.log10(widest))))
+
+
+def compact_frame(c: Comparison) -> Any:
+    """The table that fits 80 columns, one line per arm. With replicates: verdict, arm,
+    Δ vs the baseline [95% CI], p Holm, P(better), vs best; without: what tuning found
+    (trials done / pruned / failed, best validation value and its trial, under-tuned)."""
+    import pandas as pd
+
+    t = c.table
+    if not c.replicated:
+        return pd.DataFrame({
+            "arm": list(t["arm"]),
+            "trials done/pruned/failed": [f"{n}: {d}/{p}/{f}" for n, d, p, f in
+                                          zip(t["trials"], t["complete"], t["pruned"], t["failed"], strict=True)],
+            f"best {c.metric}": ["" if v != v else f"{v:.4f} (#{int(n)})" for v, n in
+                                 zip(t["best_val"], t["best_trial"].fillna(-1), strict=True)],
+            "under-tuned": ["" if pd.isna(v) else ("yes" if v else "no") for v in t["under_tuned"]],
+        })
+    d = _decimals([(hi - lo) / 2 for lo, hi in zip(t["delta_ci_low"], t["delta_ci_high"], strict=True)])
+    fmt = f"+.{d}f"
+    return pd.DataFrame({
+        "verdict": list(t["verdict"]),
+        "arm": list(t["arm"]),
+        f"Δ vs {c.baseline or 'baseline'} [95% CI]": [_interval(m, lo, hi, fmt) for m, lo, hi in zip(
+            t["delta"], t["delta_ci_low"], t["delta_ci_high"], strict=True)],
+        "p Holm": [_num(v, ".2g") for v in t["p_holm"]],
+        "P(better)": [_num(v, ".2f") for v in t["p_improve"]],
+        "vs best": [{"best": "best", "tied": "tied"}.get(v, "") for v in t["vs_best"]],
+    })
+
+
+def legend(c: Comparison) -> list[str]:
+    """What the compact table's words mean, in plain words."""
+    base = c.baseline
+    seeds = int(c.table["seeds"].max()) if c.replicated else 0
+    if not c.replicated:
+        return [f"best {c.metric}: the arm's best tuning trial (#its number) on validation; under-tuned: "
+                "its tuning curve still rose in the second half of its budget, so more trials could "
+                "change its best."]
+    out = []
+    if base is not None and c.n_tested:
+        more = f"imbsweep compare {c.study} --reseed {max(2 * seeds, 5)}"
+        out += [f"better / worse: beats / trails tuned {base} by more than chance on {seeds} paired seeds, "
+                f"corrected for the {c.n_tested} arms tested (Holm, α = {c.alpha}).",
+                f"no evidence: no difference from tuned {base} shows on {seeds} seeds; one may still exist "
+                f"(more seeds: {more}).",
+                f"Δ: mean difference to {base} [95% interval]; P(better): share of seeds on which the arm "
+                f"beats {base}; "]
+    else:
+        out.append("")
+    out[-1] += "tied: cannot be told apart from the best (its mean may be lower)."
+    return out
+
+
+def print_table(c: Comparison, file: Any = None, wide: bool = False) -> None:
+    """The comparison on the terminal: the conclusion first, then one line per arm that fits
+    the terminal's width (80 columns in a file unless ``$COLUMNS`` says more), then what the
+    words mean; ``wide``: every column (at 220 columns in a file)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     out = file or sys.stdout
+    if not wide:
+        console = Console(file=out, highlight=False)
+        console.print(c.conclusion, style="bold")
+        if c.warning:
+            console.print(f"warning: {c.warning}", style="yellow")
+        df = compact_frame(c)
+        console.print()
+        table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+        for col in df.columns:
+            table.add_column(col, justify="left" if col in ("verdict", "arm", "vs best") else "right",
+                             overflow="fold")
+        for _, r in df.iterrows():
+            table.add_row(*(str(v) for v in r))
+        console.print(table)
+        console.print()
+        for line in legend(c):
+            console.print(line, style="dim")
+        console.print("Every column (trials, best trial, means, config): --wide; "
+                      "a file: --format md|csv|html.", style="dim")
+        return
     console = Console(file=out) if out.isatty() else Console(file=out, width=220)
     df = display_frame(c)
     dirn = "higher" if c.direction == "maximize" else "lower"
+    console.print(c.conclusion, style="bold")
     table = Table(title=f"study {c.study}: arms by {c.test_metric} over paired seeds ({dirn} is better); "
                         f"best trial picked on {c.metric}")
     for col in df.columns:
@@ -94,11 +177,6 @@ def print_table(c: Comparison, file: Any = None) -> None:
     console.print(c.note + ".", style="dim")
     if c.warning:
         console.print(f"warning: {c.warning}", style="yellow")
-    if not c.replicated:
-        console.print(f"no seed replicates yet, so no intervals: imbsweep compare {c.study} --reseed 5",
-                      style="yellow")
-    else:
-        console.print(c.conclusion, style="bold")
 
 
 #: what each figure of the report shows, by file name

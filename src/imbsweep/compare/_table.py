@@ -94,20 +94,47 @@ class Comparison:
             return f"No seed replicates yet, so no verdicts: imbsweep compare {self.study} --reseed 5."
         parts = []
         if self.baseline is not None and self.n_tested:
-            for v in ("better", "worse"):
+            for v, word in (("better", "beat"), ("worse", "trail")):
                 arms = list(t.loc[t["verdict"] == v, "arm"])
                 if arms:
-                    parts.append(f"{', '.join(arms)} {v} than {self.baseline}")
+                    parts.append(f"{', '.join(arms)} {word}{'s' if len(arms) == 1 else ''} tuned {self.baseline}")
             rest = int((t["verdict"] == "no evidence").sum())
             if rest:
-                parts.append(f"{rest} arm{'s' if rest > 1 else ''} without evidence of a difference")
+                if parts:
+                    others = f"the {rest} other arms" if rest > 1 else "the other arm"
+                else:
+                    others = f"any of the {rest} arms" if rest > 1 else "the arm tested"
+                parts.append(f"no evidence of a difference for {others}")
         best = list(t.loc[t["vs_best"] == "best", "arm"])
         tied = list(t.loc[t["vs_best"] == "tied", "arm"])
         if best:
-            parts.append(f"best mean: {best[0]}" + (f", not told apart from {', '.join(tied)}" if tied else ""))
+            parts.append(f"best mean: {best[0]}" + (
+                f" ({', '.join(tied)} cannot be told apart from it)" if tied else ""))
         seeds = int(t["seeds"].max())
         return (f"On {seeds} paired seeds of {self.test_metric} ({self.test_name}, Holm, α = {self.alpha}): "
                 + "; ".join(parts) + ".")
+
+    @property
+    def winner(self) -> tuple[str | None, str]:
+        """The arm the comparison recommends and why, in words: the best mean among the arms
+        that beat the baseline; the baseline when none does; the best mean without a
+        baseline. ``None`` (and why) without verdicts or replicates."""
+        t, base = self.table, self.baseline
+        if self.warning:
+            return None, f"no verdicts ({self.warning})"
+        if not self.replicated:
+            return None, f"no seed replicates yet (imbsweep compare {self.study} --reseed 5)"
+        seeds = int(t["seeds"].max())
+        if base is None or not self.n_tested:
+            best = t.loc[t["vs_best"] == "best", "arm"]
+            return (str(best.iloc[0]), f"the best mean on {seeds} seeds; no baseline to test it against") \
+                if len(best) else (None, "no arm has a mean over >= 2 seeds")
+        better = t[t["verdict"] == "better"]  # the table is ordered best mean first
+        if len(better):
+            arm = str(better.iloc[0]["arm"])
+            more = " and has the best mean of those that do" if len(better) > 1 else ""
+            return arm, f"it beats tuned {base} on {seeds} paired seeds{more}"
+        return base, f"no arm beats tuned {base} on {seeds} paired seeds"
 
 
 def resolve_baseline(record: StudyRecord, arms: list[str], baseline: str | None) -> str | None:

@@ -17,7 +17,7 @@ class SweepProgress:
         from ..reporting import make_progress
 
         self.objectives, self.show = objectives, show
-        self.progress = make_progress(f"study {study_name}", "trials")
+        self.progress = make_progress(study_name, "trials")
         self.task = self.progress.add_task("sweep", total=n_trials, status="")
 
     def __enter__(self) -> SweepProgress:
@@ -33,12 +33,13 @@ class SweepProgress:
     def update(self, studies: Sequence[optuna.Study]) -> None:
 
         c = counts(studies)
-        detail = f"· {c['pruned']} pruned · {c['fail']} failed"
+        detail = f"{c['pruned']} pruned · {c['fail']} failed"
         if len(self.objectives) == 1 and c["complete"]:
             best = best_trial(studies, self.objectives[0][1])
             assert best is not None
             arm = best.user_attrs.get(ATTR_ARM)
-            detail += f" · best {self.objectives[0][0]} {best.values[0]:.4f}" + (f" ({arm})" if arm else "")
+            detail = (f"best {best.values[0]:.4f} {self.objectives[0][0]}" + (f" ({arm})" if arm else "")
+                      + f" · {detail}")
         elif c["complete"]:
             detail += f" · {sum(len(s.best_trials) for s in studies)} on the Pareto front(s)"
         self.progress.update(self.task, completed=min(c["finished"], self.progress.tasks[0].total or 0),
