@@ -564,7 +564,7 @@ def test_the_installed_command_exits_2_with_one_line(world: World, argv: list[st
 
 
 def _bare(pg_url: str) -> str:
-    """The README's form of a PostgreSQL URL: no driver named (SQLAlchemy 2.1 reads it as psycopg 3)."""
+    """The form of a PostgreSQL URL docs/sweeps.md shows: no driver named (SQLAlchemy 2.1 reads it as psycopg 3)."""
     import importlib.util
 
     from imbsweep._stores import sqlalchemy_url

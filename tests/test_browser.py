@@ -63,7 +63,7 @@ def test_the_mlflow_ui_opens_the_study_on_its_runs(browser: Browser, study: Path
         assert "matching runs" in text and "Detect Issues" not in text  # not the GenAI overview
         # MLflow 3.17 opens a run linked from the table in its GenAI view unless the global switch
         # says model training: the link set it for this page; one click makes the browser remember it
-        # (the README says so)
+        # (docs/mlflow.md says so)
         page.get_by_text("GenAI").first.click()  # (a click on the switch already set does not store it)
         page.get_by_text("Model training").first.click()
         page.goto(link)

@@ -1,5 +1,5 @@
 """``examples/``: a user's own Hydra app (examples/digits_app: a PyTorch MLP of its own, trained
-in its own loop with one of imbsweep's losses) through the whole tournament as its README tells:
+in its own loop with one of imbsweep's losses) through the whole tournament as docs/own_app.md tells:
 the sweep with 2 workers, ``compare --reseed 3``, ``export``, and a re-run of the exported
 config that gives the trial's value again. Run on a copy, so the example stays as it is."""
 

@@ -12,7 +12,7 @@ override passes through as its text); the distributions of the v1.3.2 tests are 
 classes that replaced them in Optuna 3 (``IntUniformDistribution(0, 10)`` is
 ``IntDistribution(0, 10)``); the example apps run in a temporary copy of this folder, so the
 local state (MLflow store, journal) stays out of the repository. Where imbsweep deliberately
-differs (README, "Sweep settings: the official plugin and imbsweep"), the case is marked
+differs (docs/sweeps.md, "Sweep settings: the official plugin and imbsweep"), the case is marked
 ``xfail(strict=True)``, so that it fails the suite the day it passes.
 """
 
@@ -43,7 +43,7 @@ from tests.helpers.cli import cli_env
 
 HERE = Path(__file__).parent
 RANGE_STOP = pytest.mark.xfail(strict=True, reason="deliberate difference: range(start, stop) excludes its stop, "
-                                                   "as Hydra's own range does (README: Sweep settings)")
+                                                   "as Hydra's own range does (docs/sweeps.md: Sweep settings)")
 
 
 @pytest.fixture

@@ -169,7 +169,7 @@ SAMPLER_CONFIGS = {"tpe": TPESamplerConfig, "random": RandomSamplerConfig, "cmae
 
 @dataclass
 class ImbsweepOptunaSweeperConf:
-    """The official Optuna sweeper's settings, then imbsweep's own (README: "Sweep settings").
+    """The official Optuna sweeper's settings, then imbsweep's own (docs/sweeps.md: "Sweep settings").
 
     Attributes:
         sampler: the config group ``hydra/sweeper/sampler`` (``tpe`` by default), each with its
