@@ -34,8 +34,8 @@ DEMO_ARMS := ~hydra.sweeper.arms.focal ~hydra.sweeper.arms.class_balanced ~hydra
 
 demo: $(STAMP) ## a fair tournament on MNIST-1D-LT (6 arms incl. tuned CE x 8 trials, 2 workers), then paired re-runs on 3 seeds and the comparison
 	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.trials_per_arm=8 \
-		hydra.sweeper.n_jobs=2 trainer.epochs=20 $(DEMO_ARMS)
-	$(BIN)/imbsweep compare demo --reseed 3
+		hydra.sweeper.n_jobs=2 hydra.sweeper.reproducible=true trainer.epochs=20 $(DEMO_ARMS)
+	$(BIN)/imbsweep compare demo --reseed 5
 
 test: $(STAMP) ## run the test suite (tests marked slow are skipped)
 	$(BIN)/python -m pytest

@@ -309,3 +309,24 @@ def test_bad_posthoc_arms_fail_before_any_trial(tmp_path: Path, overrides: tuple
     assert len(lines) == 1 and lines[0].startswith("imbsweep: error: "), p.stderr
     assert all(w in lines[0] for w in words), lines[0]
     assert not mlflow_db(tmp_path).exists()
+
+
+def test_a_reproducible_tournament_gives_the_same_trials_on_two_workers_or_resumed_on_one(tmp_path: Path) -> None:
+    """``hydra.sweeper.reproducible``: each arm runs one trial at a time, each asked of a
+    sampler seeded by its number, so two workers (whose timing decides who asks when) and one
+    worker stopped after two trials per arm and resumed by a new process find the same: the
+    same parameters and values, trial by trial, TPE steering from the second trial on."""
+    found = []
+    for name, runs in (("two", [("2", "3")]), ("resumed", [("1", "2"), ("1", "3")])):
+        work = tmp_path / name
+        work.mkdir()
+        for jobs, per_arm in runs:
+            p = run_cli(work, "sweep", "smoke_arms", f"hydra.sweeper.n_jobs={jobs}", "hydra.sweeper.reproducible=true",
+                        f"hydra.sweeper.trials_per_arm={per_arm}", "hydra.sweeper.sampler.n_startup_trials=1")
+            assert p.returncode == 0, p.stderr
+        studies = _arm_studies(work, "smoke_arms")
+        found.append({arm: [(t.number, t.params, t.values) for t in s.trials] for arm, s in studies.items()})
+        assert all(len(finished(s)) == 3 for s in studies.values())
+    assert found[0] == found[1]
+    for trials in found[0].values():  # each trial drew parameters of its own
+        assert len({str(sorted(t[1].items())) for t in trials}) == 3

@@ -222,6 +222,12 @@ class ImbsweepOptunaSweeperConf:
             ``<objective>_taunorm``); not counted in ``n_trials``.
         heartbeat_interval: seconds between heartbeats on RDB storages, so that a trial whose
             worker died on another machine is re-queued; null turns heartbeats off.
+        reproducible: the same command gives the same trials on every run, whatever the
+            workers' timing: each arm (a plain study: the study) runs one trial at a time, and
+            each trial is asked of a sampler seeded with ``sampler.seed`` + its number. A worker
+            waits while every arm below its budget has a trial running, so keep ``n_jobs`` at
+            most the number of arms. Needs ``sampler.seed``; off by default (Optuna's way:
+            parallel workers steer each other's samplers as results arrive).
         trial: set by the sweeper on each job it launches (which trial, which MLflow run);
             never set it yourself.
     """
@@ -256,6 +262,7 @@ class ImbsweepOptunaSweeperConf:
     baseline_arm: Optional[str] = None  # noqa: UP045
     posthoc_arms: dict[str, Any] = field(default_factory=lambda: {})
     heartbeat_interval: Optional[int] = 60  # noqa: UP045
+    reproducible: bool = False
     trial: Any = None  # (untyped: a job's override sets it whole)
 
 

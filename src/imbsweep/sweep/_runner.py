@@ -113,6 +113,10 @@ class Sweep:
             log.warning("hydra.sweeper.n_jobs=%d for %d trials: %d worker(s)", self.n_jobs, self.n_trials,
                         self.n_trials)
             self.n_jobs, self.gpus = self.n_trials, self.gpus[:self.n_trials]
+        if settings.reproducible and self.n_jobs > len(self.arms):  # (more would only wait)
+            log.warning("hydra.sweeper.reproducible runs one trial of each arm at a time: n_jobs %d lowered to %d",
+                        self.n_jobs, len(self.arms))
+            self.n_jobs, self.gpus = len(self.arms), self.gpus[:len(self.arms)]
         for arm in self.arms:  # a bad sampler setting is an error before any storage is touched
             self._sampler(0, arm.space)
         note = range_note()
@@ -273,18 +277,24 @@ class Sweep:
 
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
         """Under the study's budget lock: recover dead workers' trials, then ask for a trial
-        of the arm with the fewest finished + running trials, if one is below its budget."""
+        of the arm with the fewest finished + running trials, if one is below its budget.
+        ``reproducible``: only of an arm with no trial running, among those at most one trial
+        ahead of the least served (else none: the caller waits), each ask seeded by its number."""
+        reproducible = self.settings.reproducible
         with budget_lock(self.storage, self.study_name, self.journal):
-            below: list[tuple[int, Arm]] = []
+            below: list[tuple[int, int, Arm]] = []
             for a in self.arms:
                 parent.end_dead_runs(recover_dead(a.study), a.name)
                 c = counts(a.study)
                 if c["finished"] + c["running"] < a.budget:
-                    below.append((c["finished"] + c["running"], a))
+                    below.append((c["finished"] + c["running"], c["running"], a))
+            if reproducible and below:
+                least = min(n for n, _, _ in below)
+                below = [u for u in below if u[1] == 0 and u[0] <= least + 1]
             if not below:
                 return None, None
-            _, arm = min(below, key=lambda u: u[0])  # the first of the least served, in the file's order
-            if not arm.seeded:  # this process's own seed stream: see _sampler
+            _, _, arm = min(below, key=lambda u: u[0])  # the first of the least served, in the file's order
+            if not arm.seeded or reproducible:  # this process's own seed stream, or this ask's: see _sampler
                 # every ask adds a trial or takes a waiting one: the non-waiting count is unique
                 asked = [t for t in arm.study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
                 arm.study.sampler = self._sampler(len(asked), arm.space)
@@ -317,7 +327,9 @@ class Sweep:
         processes started together (workers, or the same command on several machines) each
         draw their own stream: under the lock no two of them see the same count. Arms start
         from the same seed: arms with the same free parameters draw the same start-up points
-        (common random numbers), until each arm's own results steer its sampler."""
+        (common random numbers), until each arm's own results steer its sampler. With
+        ``reproducible`` a sampler is made for every ask: its draws depend on the trial's number
+        only, not on which process asks."""
         spec = dict(self.settings.sampler)
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + n_existing

@@ -52,6 +52,7 @@ class Settings:
     posthoc_arms: dict[str, Any]
     heartbeat_interval: int | None
     trial: dict[str, Any] | None
+    reproducible: bool = False
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)  # as given (the parent run logs it)
 
     @classmethod
@@ -88,6 +89,11 @@ class Settings:
         seed = self.sampler.get("seed") if isinstance(self.sampler, Mapping) else None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError("hydra.sweeper.sampler.seed", seed, "must be an integer, or null for a random seed")
+        if not isinstance(self.reproducible, bool):
+            raise ConfigError("hydra.sweeper.reproducible", self.reproducible, "must be true or false")
+        if self.reproducible and seed is None:
+            raise ConfigError("hydra.sweeper.reproducible", True, "needs a sampler seed: set "
+                              "hydra.sweeper.sampler.seed to an integer (it is null)")
         beat = self.heartbeat_interval
         if beat is not None and (isinstance(beat, bool) or not isinstance(beat, int) or beat < 1):
             raise ConfigError("hydra.sweeper.heartbeat_interval", beat,
