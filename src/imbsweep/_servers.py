@@ -117,6 +117,9 @@ def ui(args: argparse.Namespace) -> int:
         state.mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", (state / ARTIFACTS).as_uri()]
     print(f"MLflow UI: open {link}  (store {redact(uri)}; Ctrl-C stops it)", flush=True)
+    # MLflow's job runner (huey consumers for its GenAI scorers: 7 processes, ~2 GB) serves
+    # nothing a sweep records; $MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it back on
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, cmd)
     return 0  # not reached
 

@@ -92,7 +92,7 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
                     TAG_RESEED_OF_TRIAL: str(trial), TAG_ARM: arm, TAG_REPLICATE: str(seed), TAG_VARY_SPLIT: "false"}
             ctx = {"study": record.name, "experiment_id": record.experiment_id, "parent_run_id": record.parent_run_id,
                    "state": str(Path(state).expanduser().resolve()), "objectives": [list(o) for o in record.objectives],
-                   "arm": arm, "run_name": f"{arm}-trial-{trial}-seed-{seed}", "tags": tags,
+                   "arm": arm, "run_name": f"{arm} trial-{trial} seed-{seed}", "tags": tags,
                    **({"tracking_uri": uri} if uri else {})}
             jobs.append({"overrides": [*(o for o in overrides if _key(o) != seed_key), f"{plus}{seed_key}={seed}"],
                          "ctx": ctx})

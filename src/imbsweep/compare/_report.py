@@ -9,12 +9,17 @@ import re
 from pathlib import Path
 
 from ..errors import ImbsweepError
-from ..names import TAG_CONCLUSION
+from ..names import NOTE, TAG_CONCLUSION
 from ..results import StudyRecord
-from ._formats import to_csv, to_html, to_markdown
+from ._formats import compact_frame, legend, to_csv, to_html, to_markdown
 from ._plots import plot_metric, plot_per_class, plot_tuning_curves
 from ._table import Comparison
 
+#: where the report's files go on the parent run, and the plot its description shows
+REPORT = "report"
+PLOT = f"{REPORT}/metric_by_arm.png"
+#: the longest tag value MLflow's stores take (the description is a tag)
+MAX_TAG = 8000
 #: the per-arm values logged to the parent run as ``compare/<arm>/<name>``
 SUMMARY = ("mean", "ci_low", "ci_high", "delta", "p", "p_holm", "p_improve", "seeds", "best_val")
 
@@ -34,7 +39,7 @@ def summary_metrics(c: Comparison) -> dict[str, float]:
         for name in SUMMARY:
             v = r[name]
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                out[metric_name(str(r["arm"]), name)] = float(v)
+                out[metric_name(str(r["arm"]), name)] = float(f"{float(v):.6g}")  # no float noise in the UI
         if r["verdict"] in ("better", "worse", "no evidence"):
             out[metric_name(str(r["arm"]), "verdict")] = {"better": 1.0, "worse": -1.0}.get(r["verdict"], 0.0)
         if r["vs_best"]:
@@ -42,11 +47,26 @@ def summary_metrics(c: Comparison) -> dict[str, float]:
     return out
 
 
+def description(c: Comparison, run_id: str, plot: str | None = PLOT) -> str:
+    """The parent run's description (MLflow renders it as Markdown at the top of the run's
+    page): the conclusion, one line per arm, the metric-by-arm plot (an artifact of the run),
+    what the words mean and where the full report is."""
+    table = compact_frame(c).to_markdown(index=False, disable_numparse=True)
+    parts = [f"**{c.conclusion}**", table]
+    if plot:
+        parts.append(f"![{c.test_metric} by arm](get-artifact?path={plot}&run_uuid={run_id})")
+    parts += [" ".join(legend(c)),
+              f"Every column, the tuning curves and per-class recall: Artifacts › {REPORT}/report.html "
+              f"(or `imbsweep compare {c.study} --wide`)."]
+    return "\n\n".join(parts)
+
+
 def log_summary(c: Comparison, record: StudyRecord) -> None:
-    """The summary metrics and the one-sentence conclusion (a tag) on the parent run."""
+    """The summary metrics, the one-sentence conclusion (a tag) and the description on the
+    parent run."""
     import time
 
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     if not record.parent_run_id:
         return
@@ -54,7 +74,9 @@ def log_summary(c: Comparison, record: StudyRecord) -> None:
     metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(c).items()]
     for i in range(0, len(metrics), 500):
         record.client.log_batch(record.parent_run_id, metrics=metrics[i:i + 500])
-    record.client.set_tag(record.parent_run_id, TAG_CONCLUSION, c.conclusion[:4900])
+    note = description(c, record.parent_run_id)
+    record.client.log_batch(record.parent_run_id, tags=[RunTag(TAG_CONCLUSION, c.conclusion[:4900]),
+                                                        RunTag(NOTE, note[:MAX_TAG])])
 
 
 def write_report(c: Comparison, record: StudyRecord, out_dir: Path, log_to_parent: bool = True) -> list[Path]:
@@ -80,6 +102,6 @@ def write_report(c: Comparison, record: StudyRecord, out_dir: Path, log_to_paren
     (out_dir / "report.html").write_text(to_html(c, images))
     files = [out_dir / n for n in ("comparison.csv", "comparison.md", "report.html")] + images
     if log_to_parent and record.parent_run_id:
-        record.client.log_artifacts(record.parent_run_id, str(out_dir), "report")
+        record.client.log_artifacts(record.parent_run_id, str(out_dir), REPORT)
         log_summary(c, record)
     return files

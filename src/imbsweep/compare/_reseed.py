@@ -107,7 +107,7 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
             TAG_RESEED_OF_TRIAL: str(job.trial),
             TAG_ARM: job.arm, TAG_REPLICATE: str(job.seed), TAG_VARY_SPLIT: "true" if job.vary_split else "false"}
     with MlflowRun(cfg, experiment_id=job.experiment_id, parent_run_id=job.parent_run_id, tags=tags,
-                   run_name=f"{job.arm}-trial-{job.trial}-seed-{job.seed}", choices=job.choices) as rec:
+                   run_name=f"{job.arm} trial-{job.trial} seed-{job.seed}", choices=job.choices) as rec:
         result = fit(cfg, rec, setup)
     return job.arm, job.seed, result.state, result.reason
 
