@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers.cli import CLI, cli_env, run_cli
 from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
+from tests.helpers.stores import mlflow_db
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -99,3 +100,41 @@ def test_the_report_fits_1000_px_without_sideways_scroll(browser: Browser, study
     assert page.locator("p.conclusion").inner_text().startswith("On 2 paired seeds")
     assert page.locator("figcaption").count() >= 2
     page.close()
+
+
+def test_the_verdict_is_the_first_thing_on_the_study_s_page(browser: Browser, study: Path, tmp_path: Path) -> None:
+    """compare writes its conclusion, one line per arm and the metric-by-arm plot as the study's
+    description: at 1400 x 900 the conclusion tops the study's runs page, and one click on its
+    expander shows the table and the plot without scrolling; the parent run's description
+    holds the same (MLflow 3.17 places a run's description below the run's details)."""
+    port = free_port()
+    proc = start_server([*CLI, "ui", "--port", str(port), "--study", "seen"], cwd=study, env=cli_env(),
+                        stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        link = proc.stdout.readline().split()[3]
+        wait_for_http(f"http://127.0.0.1:{port}/", proc, timeout=120)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(link)
+        conclusion = page.get_by_text("On 2 paired seeds of test/balanced_acc").first
+        conclusion.wait_for(timeout=60_000)
+        box = conclusion.bounding_box()
+        assert box is not None and box["y"] < 200
+        page.locator("[data-component-id='mlflow.experiment.metadata_editor.expand_button']").click()
+        plot = page.locator("img[src*='metric_by_arm.png']")
+        plot.wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelector(\"img[src*='metric_by_arm.png']\").naturalWidth > 0")
+        page.screenshot(path=str(tmp_path / "ui_study_verdict.png"))
+        for what in (page.get_by_text("Δ vs ce [95% CI]").first, page.get_by_text("logit_adjusted").first, plot):
+            b = what.bounding_box()
+            assert b is not None and b["y"] + b["height"] <= 900, what
+        pixels = plot.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+        assert pixels[0] <= pixels[1] + 1  # the plot fits its column, not cut on the right
+        page.close()
+    finally:
+        stop_server(proc)
+    from imbsweep.results import load_study
+
+    record = load_study("seen", f"sqlite:///{mlflow_db(study)}")
+    note = record.client.get_run(record.parent_run_id).data.tags["mlflow.note.content"]
+    assert note.startswith("**On 2 paired seeds") and "| verdict" in note and "metric_by_arm.png" in note

@@ -121,8 +121,9 @@ def legend(c: Comparison) -> list[str]:
     out = []
     if base is not None and c.n_tested:
         more = f"imbsweep compare {c.study} --reseed {max(2 * seeds, 5)}"
-        out += [f"better / worse: beats / trails tuned {base} by more than chance on {seeds} paired seeds, "
-                f"corrected for the {c.n_tested} arms tested (Holm, α = {c.alpha}).",
+        holm = f"corrected for the {c.n_tested} arms tested (Holm, α = {c.alpha})" if c.n_tested > 1 \
+            else f"at α = {c.alpha}"
+        out += [f"better / worse: beats / trails tuned {base} by more than chance on {seeds} paired seeds, {holm}.",
                 f"no evidence: no difference from tuned {base} shows on {seeds} seeds; one may still exist "
                 f"(more seeds: {more}).",
                 f"Δ: mean difference to {base} [95% interval]; P(better): share of seeds on which the arm "

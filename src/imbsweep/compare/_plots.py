@@ -42,7 +42,7 @@ def plot_metric(c: Comparison, path: Path) -> None:
     the tuning trial's own value as a cross."""
     df = c.table[c.table["best_test"].notna() | (c.table["seeds"] > 0)]
     n = max(len(df), 1)
-    fig, ax = _axes(8, 1.4 + 0.4 * n)
+    fig, ax = _axes(6.8, 1.4 + 0.4 * n)  # 680 px: the width of a study's description in the MLflow UI
     ys = list(range(n))[::-1]
     for y, (_, r) in zip(ys, df.iterrows(), strict=True):
         vals = list(r["_values"].values())

@@ -63,7 +63,9 @@ def description(c: Comparison, run_id: str, plot: str | None = PLOT) -> str:
 
 def log_summary(c: Comparison, record: StudyRecord) -> None:
     """The summary metrics, the one-sentence conclusion (a tag) and the description on the
-    parent run."""
+    parent run; the same description on the study's experiment: MLflow 3.17 shows an
+    experiment's description on top of its runs page (the first page of a study), a run's
+    below the run's details."""
     import time
 
     from mlflow.entities import Metric, RunTag
@@ -77,6 +79,7 @@ def log_summary(c: Comparison, record: StudyRecord) -> None:
     note = description(c, record.parent_run_id)
     record.client.log_batch(record.parent_run_id, tags=[RunTag(TAG_CONCLUSION, c.conclusion[:4900]),
                                                         RunTag(NOTE, note[:MAX_TAG])])
+    record.client.set_experiment_tag(record.experiment_id, NOTE, note[:MAX_TAG])
 
 
 def write_report(c: Comparison, record: StudyRecord, out_dir: Path, log_to_parent: bool = True) -> list[Path]:
