@@ -228,6 +228,27 @@ def _get(url: str) -> bytes:
         return bytes(r.read())
 
 
+def _descendants(pid: int) -> list[str]:
+    """The command lines of every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            out.append((Path("/proc") / str(p) / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return out
+
+
 def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
     assert run_cli(workdir, *RUN, "trainer.epochs=1", "tracking.experiment=ui").returncode == 0
     (run,) = runs(workdir, "ui")
@@ -244,6 +265,8 @@ def test_ui_serves_the_local_store_with_its_artifacts(workdir: Path) -> None:
         csv = _get(f"{base}/get-artifact?path=per_class.csv&run_uuid={run.info.run_id}")
         assert csv.startswith(b"class,train_count")
         assert b"<html" in _get(f"{base}/").lower()
+        # MLflow's job runner stays off: no huey consumers (7 processes, ~2 GB) for a local UI
+        assert not [c for c in _descendants(proc.pid) if "huey" in c], _descendants(proc.pid)
     finally:
         out = stop_server(proc)
     # the first line is the link that opens the study on its runs
