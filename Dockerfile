@@ -5,7 +5,7 @@ WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY conf ./conf
-COPY sweeps ./sweeps
-RUN rm -f conf/sweep && ln -s ../sweeps conf/sweep && pip install --no-cache-dir -e .
+# a plain install: the configs travel as package data (docs/configs.md); a sweep of your own goes
+# in /app/sweeps/ or /app/conf/sweep/ (COPY or mount it), the working folder of the worker
+RUN pip install --no-cache-dir . && rm -rf src build
 ENTRYPOINT ["imbsweep"]

@@ -7,15 +7,15 @@ import platform
 from collections.abc import Sequence
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from imbsweep._paths import conf_dir
+from imbsweep._paths import CONFIG_MODULE
 
 
 def config(overrides: Sequence[str]) -> DictConfig:
     """The real config, composed as ``imbsweep run`` composes it."""
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 

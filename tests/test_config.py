@@ -9,11 +9,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from imbsweep import _config
-from imbsweep._paths import conf_dir
+from imbsweep._paths import PACKAGE_CONF
 from imbsweep.training import fit, prepare
 from tests.helpers.configs import MakeCfg
 
-GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
+GROUPS = {g: sorted(p.stem for p in (PACKAGE_CONF / g).glob("*.yaml"))
           for g in ("data", "model", "loss", "resampling", "augment", "stage2", "optimizer", "scheduler", "trainer",
                     "tracking")}
 

@@ -79,11 +79,11 @@ def test_crt_reinitialises_a_copy_and_lws_freezes_the_classifier_under_scales() 
 def test_the_stage2_configs_build() -> None:
     from omegaconf import OmegaConf
 
-    from imbsweep._paths import conf_dir
+    from imbsweep._paths import PACKAGE_CONF
 
-    assert build_stage2(OmegaConf.load(conf_dir() / "stage2" / "none.yaml")) is None
+    assert build_stage2(OmegaConf.load(PACKAGE_CONF / "stage2" / "none.yaml")) is None
     for name in Stage2.NAMES:
-        s = build_stage2(OmegaConf.load(conf_dir() / "stage2" / f"{name}.yaml"))
+        s = build_stage2(OmegaConf.load(PACKAGE_CONF / "stage2" / f"{name}.yaml"))
         assert s == Stage2(name, epochs=10, lr=0.01, sampling="class_balanced")
 
 

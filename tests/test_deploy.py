@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from imbsweep._paths import PROJECT_ROOT
+from imbsweep._paths import PACKAGE_CONF, PROJECT_ROOT
 from tests.helpers.cli import CLI, cli_env, csv_by_arm, popen_cli
 from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http
 from tests.helpers.stores import check_one_to_one, finished
@@ -26,11 +26,11 @@ def test_compose_file_describes_the_topology_the_code_expects() -> None:
     # the variables the code reads: the sweeper's storage default and the tracking config
     plugin = (PROJECT_ROOT / "src/hydra_plugins/imbsweep_optuna_sweeper/config.py").read_text()
     assert "oc.env:OPTUNA_STORAGE" in plugin and worker["environment"]["OPTUNA_STORAGE"].startswith("postgresql")
-    assert "oc.env:MLFLOW_TRACKING_URI" in (PROJECT_ROOT / "conf/tracking/local.yaml").read_text()
+    assert "oc.env:MLFLOW_TRACKING_URI" in (PACKAGE_CONF / "tracking" / "local.yaml").read_text()
     assert worker["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     # the worker runs a real sweep file through our CLI; several replicas share the study
     command = worker["command"]
-    assert command[0] == "sweep" and (PROJECT_ROOT / "sweeps" / f"{command[1]}.yaml").exists()
+    assert command[0] == "sweep" and (PACKAGE_CONF / "sweep" / f"{command[1]}.yaml").exists()
     assert worker["deploy"]["replicas"] >= 2
     # credentials only by reference to the environment
     text = (PROJECT_ROOT / "docker-compose.yml").read_text()

@@ -64,9 +64,9 @@ def test_diff_keeps_only_changed_values_and_never_the_environment() -> None:
                "tracking": {"uri": None}, "state_dir": "mlruns"}
     assert diff(run, default) == {"optimizer": {"lr": 0.01}, "new": 1}
     assert safe_name("my study/v2") == "my_study_v2"
-    from imbsweep._paths import conf_dir
+    from imbsweep._paths import user_conf_dir
 
-    assert reproduce_command(conf_dir() / "best", "x") == "imbsweep run +best=x"
+    assert reproduce_command(user_conf_dir() / "best", "x") == "imbsweep run +best=x"
 
 
 def test_export_names_compare_s_winner_and_exports_it_with_winner(syn_store: SynStore, tmp_path: Path,

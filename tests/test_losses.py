@@ -87,9 +87,9 @@ def test_registry_builds_by_name() -> None:
 
 def conf_loss(name: str, **overrides: object) -> dict:
     """A loss's ``conf/loss/<name>.yaml`` with overrides (the configs mirror the signatures)."""
-    from imbsweep._paths import conf_dir
+    from imbsweep._paths import PACKAGE_CONF
 
-    node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "loss" / f"{name}.yaml"))
+    node = OmegaConf.to_container(OmegaConf.load(PACKAGE_CONF / "loss" / f"{name}.yaml"))
     assert isinstance(node, dict)
     return {**node, **overrides}
 
@@ -111,9 +111,9 @@ def tiny_batch(c: int = 4, n: int = 12, seed: int = 0) -> tuple[torch.Tensor, to
 
 
 def test_every_loss_has_a_config_and_a_neutral_setting() -> None:
-    from imbsweep._paths import conf_dir
+    from imbsweep._paths import PACKAGE_CONF
 
-    assert sorted(p.stem for p in (conf_dir() / "loss").glob("*.yaml")) == sorted(LOSSES)
+    assert sorted(p.stem for p in (PACKAGE_CONF / "loss").glob("*.yaml")) == sorted(LOSSES)
     # balanced softmax has no knob; it is checked through its identity with logit adjustment
     assert set(NEUTRAL) | {"balanced_softmax"} == set(LOSSES)
 

@@ -87,11 +87,11 @@ def test_same_seed_same_draws(name: str) -> None:
 
 
 def test_every_resampler_has_a_config() -> None:
-    from imbsweep._paths import conf_dir
+    from imbsweep._paths import PACKAGE_CONF
 
-    for path in (conf_dir() / "resampling").glob("*.yaml"):
+    for path in (PACKAGE_CONF / "resampling").glob("*.yaml"):
         assert OmegaConf.load(path).name == path.stem
-    assert sorted(p.stem for p in (conf_dir() / "resampling").glob("*.yaml")) == sorted(RESAMPLERS)
+    assert sorted(p.stem for p in (PACKAGE_CONF / "resampling").glob("*.yaml")) == sorted(RESAMPLERS)
 
 
 def test_bad_resampling_is_a_one_line_error() -> None:

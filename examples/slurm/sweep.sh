@@ -2,7 +2,7 @@
 # An imbsweep tournament on a SLURM cluster (docs/slurm.md). This script is the sweep itself:
 # run it on a login node, or submit it (`sbatch examples/slurm/sweep.sh`) as a small job of its
 # own. Its N_JOBS sweep processes each submit one trial at a time as a SLURM job through
-# hydra-submitit-launcher (conf/hydra/launcher/slurm.yaml); they share the study through
+# hydra-submitit-launcher (hydra/launcher=slurm: src/imbsweep/conf/hydra/launcher/slurm.yaml); they share the study through
 # PostgreSQL and record through an MLflow tracking server (examples/slurm/mlflow_server.sh).
 #SBATCH --job-name=imbsweep-sweep
 #SBATCH --cpus-per-task=2
@@ -18,7 +18,7 @@
 set -euo pipefail
 : "${OPTUNA_STORAGE:?export OPTUNA_STORAGE: the PostgreSQL database every sweep process and job shares}"
 : "${MLFLOW_TRACKING_URI:?export MLFLOW_TRACKING_URI: the MLflow tracking server every job records to}"
-SWEEP="${SWEEP:-tricks}"          # a file of sweeps/
+SWEEP="${SWEEP:-tricks}"          # a sweep: yours in ./sweeps/, or imbsweep's
 N_JOBS="${N_JOBS:-8}"             # trials (SLURM jobs) at a time
 LAUNCHER="${LAUNCHER:-slurm}"     # submitit_local: the same on this machine, without SLURM
 IMBSWEEP="${IMBSWEEP:-imbsweep}"  # the command, from the environment every node shares

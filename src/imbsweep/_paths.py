@@ -1,4 +1,4 @@
-"""Where things live: the Hydra config folder, the project root, the local state."""
+"""Where things live: imbsweep's configs and the user's, the project root, the local state."""
 
 from __future__ import annotations
 
@@ -10,14 +10,31 @@ from typing import Any
 
 from .names import DATASETS, JOURNAL, MLFLOW_DB, STATE_DIR
 
-#: repository root of an editable install (src/imbsweep/_paths.py -> ../..)
+#: the source checkout's root when imbsweep runs from one (src/imbsweep/_paths.py -> ../..; an
+#: installed wheel's is only site-packages' parent: see :func:`git_commit`)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def conf_dir() -> Path:
-    """The primary Hydra config folder: ``$IMBSWEEP_CONF`` or the repository's ``conf/``."""
+#: the configs imbsweep ships (package data): the primary config ``config.yaml``, its groups and
+#: the group ``sweep``; Hydra reads them as the config source ``pkg://imbsweep.conf``
+PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+CONFIG_MODULE = f"{__package__}.conf"  # imbsweep.conf
+#: the user's sweep files in the working folder (the group ``sweep``, as ``conf/sweep/`` is too)
+USER_SWEEPS = "sweeps"
+def user_conf_dir() -> Path:
+    """The user's own config folder, searched ahead of imbsweep's configs and where ``export``
+    writes (``best/``): ``$IMBSWEEP_CONF``, else ``conf/`` in the working folder (absolute)."""
     env = os.environ.get("IMBSWEEP_CONF")
-    return Path(env).resolve() if env else PROJECT_ROOT / "conf"
+    return Path(env or "conf").expanduser().resolve()
+
+
+def user_folders() -> tuple[Path | None, Path | None]:
+    """The user's folders that Hydra searches ahead of imbsweep's own configs (the plugin
+    ``hydra_plugins.imbsweep_searchpath``), in that order: the config folder
+    (:func:`user_conf_dir`) and ``./sweeps/`` (the group ``sweep``); None for one that does not
+    exist or is imbsweep's own (the repository's ``sweeps``, a link to the package's)."""
+    conf, sweeps = user_conf_dir(), Path(USER_SWEEPS).resolve()
+    own = PACKAGE_CONF.resolve()
+    return (conf if conf.is_dir() and conf != own else None,
+            sweeps if sweeps.is_dir() and sweeps != own / "sweep" else None)
 
 
 def state_dir(configured: str | os.PathLike[str] | None = STATE_DIR) -> Path:
@@ -63,7 +80,11 @@ def local_tracking_uri(state: Path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> tuple[str | None, bool]:
-    """(commit sha, dirty) of the project checkout, or (None, False) outside git."""
+    """(commit sha, dirty) of imbsweep's source checkout, or (None, False) when imbsweep is
+    installed from a wheel (no ``pyproject.toml`` above it: a git repository that merely holds the
+    environment is not imbsweep's) or runs outside git."""
+    if not (PROJECT_ROOT / "pyproject.toml").is_file():
+        return None, False
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,

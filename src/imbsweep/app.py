@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from ._paths import conf_dir
+from ._paths import CONFIG_MODULE
 from .errors import TrainingFailed
 
 
@@ -64,7 +64,9 @@ def task(cfg: DictConfig) -> float | list[float] | None:
 
 
 task.imbsweep_app = True  # type: ignore[attr-defined]  # what the sweeper recognises as imbsweep's app
-main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
+# the configs the package ships; the user's ./conf/ and ./sweeps/ come ahead of them in the search path
+# (hydra_plugins/imbsweep_searchpath), Hydra's --config-dir after them
+main = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(task)
 
 
 if __name__ == "__main__":

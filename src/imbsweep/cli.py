@@ -1,9 +1,10 @@
 """``imbsweep``: the command line.
 
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
-    imbsweep sweep NAME [OVERRIDES...]  run the study sweeps/NAME.yaml (= run -m sweep=NAME)
+    imbsweep sweep NAME [OVERRIDES...]  run the study NAME (= run -m sweep=NAME): ./sweeps/NAME.yaml,
+                                        ./conf/sweep/NAME.yaml, or one of imbsweep's (smoke, tricks, ...)
     imbsweep compare STUDY [--reseed K] which arm wins: paired seeds, Holm-adjusted tests, verdicts
-    imbsweep export STUDY [--top-k K]   the best trial(s) as conf/best/STUDY.yaml (run +best=STUDY)
+    imbsweep export STUDY [--top-k K]   the best trial(s) as ./conf/best/STUDY.yaml (run +best=STUDY)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
     imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
     imbsweep cache [--clear]            the dataset cache under mlruns/datasets: list it, or empty it
@@ -329,7 +330,7 @@ def _check_metric(metric: str | None) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    from ._paths import conf_dir
+    from ._paths import user_conf_dir
     from .errors import ImbsweepError
     from .export import app_out_dir, app_reproduce, reproduce_command
     from .export import export as write
@@ -350,7 +351,7 @@ def export(args: argparse.Namespace) -> int:
             raise ImbsweepError(f"--winner: study {args.study!r} has no winner yet: {why}")
         print(f"compare's winner: {arm}: {why}")
         args.arm, args.trick = (arm, None) if by == "arm" else (None, arm)
-    out = Path(args.out) if args.out else conf_dir() / "best" if record.own_app else app_out_dir(record)
+    out = Path(args.out) if args.out else user_conf_dir() / "best" if record.own_app else app_out_dir(record)
     done = write(record, out, args.metric, args.top_k, args.format, args.force, args.trick, args.arm)
     for e in done:
         scores = ", ".join(f"{m} {v:.4f}" for m, v in e.values)
@@ -441,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train once (Hydra overrides follow; -m for multirun)",
                        add_help=False)
     r.add_argument("overrides", nargs=argparse.REMAINDER)
-    sw = sub.add_parser("sweep", help="run a study: sweeps/NAME.yaml (Hydra overrides follow)")
-    sw.add_argument("name", help="a file of sweeps/ without .yaml (smoke, lr_batch, tricks)")
+    sw = sub.add_parser("sweep", help="run a study: ./sweeps/NAME.yaml, ./conf/sweep/NAME.yaml or imbsweep's "
+                                      "(Hydra overrides follow)")
+    sw.add_argument("name", help="a sweep file's name without .yaml (yours, or smoke, lr_batch, tricks, ...)")
     u = _server(sub.add_parser("ui", help="start the stock MLflow UI on the local store"), 5000)
     u.add_argument("--backend-store-uri", default=None,
                    help="another MLflow store (default: $MLFLOW_TRACKING_URI or the local one)")
@@ -481,9 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("cache", help="list the dataset cache (mlruns/datasets), or empty it with --clear")
     k.add_argument("--clear", action="store_true", help="delete every cached dataset (rebuilt when next used)")
     k.add_argument("--state-dir", default=STATE_DIR, help=f"local state folder (default {STATE_DIR})")
-    e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under conf/best/"))
+    e = _store(sub.add_parser("export", help="write the best trial(s) as Hydra configs under ./conf/best/"))
     e.add_argument("--top-k", type=int, default=1, help="the K best trials (default 1)")
-    e.add_argument("--out", default=None, help="folder (default: conf/best, so that +best=STUDY finds it)")
+    e.add_argument("--out", default=None,
+                   help="folder (default: ./conf/best, or $IMBSWEEP_CONF/best, where +best=STUDY finds it)")
     e.add_argument("--format", choices=("yaml", "json"), default="yaml")
     e.add_argument("--force", action="store_true", help="overwrite existing files")
     e.add_argument("--trick", default=None, help=f"only trials of this trick (its {TAG_TRICK} label)")

@@ -113,17 +113,18 @@ class DefaultsComposer:
         self._ctx: Any = None
 
     def __call__(self, choices: Mapping[str, str]) -> dict[str, Any]:
-        from hydra import compose, initialize_config_dir
+        from hydra import compose, initialize_config_module
         from hydra.core.global_hydra import GlobalHydra
         from omegaconf import OmegaConf
 
-        from ._paths import conf_dir
+        from ._paths import CONFIG_MODULE
 
         key = tuple(sorted(choices.items()))
         if key not in self._cache:
             if self._ctx is None:
                 GlobalHydra.instance().clear()
-                self._ctx = initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3")
+                # imbsweep's configs and the user's folders ahead of them, as `imbsweep run` composes
+                self._ctx = initialize_config_module(CONFIG_MODULE, version_base="1.3")
                 self._ctx.__enter__()
             cfg = compose("config", overrides=[f"{g}={o}" for g, o in choices.items()])
             out = OmegaConf.to_container(cfg, resolve=True)
@@ -170,10 +171,11 @@ def render_yaml(header: list[str], choices: Mapping[str, str], values: Mapping[s
 
 
 def reproduce_command(out_dir: Path, name: str) -> str:
-    """``imbsweep run +best=NAME``; a folder other than ``conf/best`` joins Hydra's search path."""
-    from ._paths import conf_dir
+    """``imbsweep run +best=NAME`` for the user's ``conf/best`` (found from the working folder,
+    or wherever ``$IMBSWEEP_CONF`` names it); another folder joins Hydra's search path."""
+    from ._paths import user_conf_dir
 
-    if out_dir.resolve() == (conf_dir() / "best").resolve():
+    if out_dir.resolve() == (user_conf_dir() / "best").resolve():
         return f"imbsweep run +best={name}"
     return f"imbsweep run --config-dir {out_dir.resolve().parent} +{out_dir.name}={name}"
 

@@ -134,10 +134,10 @@ def _option_values() -> dict[str, list[Any]]:
     with the values they set it to."""
     import yaml
 
-    from ._paths import conf_dir
+    from ._paths import PACKAGE_CONF
 
     values: dict[str, list[Any]] = {}
-    for path in sorted((conf_dir() / "model").glob("*.yaml")):
+    for path in sorted((PACKAGE_CONF / "model").glob("*.yaml")):
         for k, v in (yaml.safe_load(path.read_text()) or {}).items():
             if not str(k).startswith("_"):
                 values.setdefault(str(k), []).append(v)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from imbsweep._paths import PROJECT_ROOT
+from imbsweep._paths import PACKAGE_CONF
 
 
 def test_the_config_column_shows_what_each_arm_searched() -> None:
@@ -15,7 +15,7 @@ def test_the_config_column_shows_what_each_arm_searched() -> None:
     from imbsweep.compare._configs import arm_fixed
     from imbsweep.results import StudyRecord
 
-    conf = yaml.safe_load((PROJECT_ROOT / "sweeps" / "tricks.yaml").read_text())["hydra"]["sweeper"]
+    conf = yaml.safe_load((PACKAGE_CONF / "sweep" / "tricks.yaml").read_text())["hydra"]["sweeper"]
     record = StudyRecord("t", "", None, "0", None, None, sweep_settings=conf)
     row = {"params.optimizer.lr": "0.01", "params.trainer.batch_size": "64", "params.optimizer.weight_decay": "1e-05",
            "params.loss.class_weights": "inverse", "params.loss.reweight_from_fraction": "0.6",

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from imbsweep._paths import conf_dir
+from imbsweep._paths import CONFIG_MODULE
 from imbsweep.sweep._jobs import CachedJobs
 from imbsweep.sweep._launch import LauncherJobs, make_jobs
 
@@ -48,7 +48,7 @@ def hydra_launcher(tmp_path: Path,
     """Hydra's basic launcher, set up as ``imbsweep sweep smoke`` sets it up (plus the hydra
     overrides of an indirect parameter), with a task function that records what it saw."""
     extra = list(getattr(request, "param", []))
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
     from hydra.types import HydraContext
@@ -66,7 +66,7 @@ def hydra_launcher(tmp_path: Path,
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="app"):
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3", job_name="app"):
             hydra = GlobalHydra.instance().hydra
             assert hydra is not None
             cfg = hydra.compose_config("config", ["sweep=smoke", f"state_dir={tmp_path}/mlruns",

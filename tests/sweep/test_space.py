@@ -93,9 +93,9 @@ def test_the_sweep_files_conditions_work_as_composed_config() -> None:
     """From YAML a list of allowed values is a ListConfig, not a list."""
     from omegaconf import OmegaConf
 
-    from imbsweep._paths import PROJECT_ROOT
+    from imbsweep._paths import PACKAGE_CONF
 
-    sweeper = OmegaConf.load(PROJECT_ROOT / "sweeps" / "tricks_joint.yaml").hydra.sweeper
+    sweeper = OmegaConf.load(PACKAGE_CONF / "sweep" / "tricks_joint.yaml").hydra.sweeper
     space = SearchSpace.build(sweeper.params, sweeper.conditional)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     by_loss: dict[str, set[str]] = {}

@@ -16,13 +16,13 @@ import optuna
 import pytest
 import yaml
 
-from imbsweep._paths import PROJECT_ROOT
+from imbsweep._paths import CONFIG_MODULE, PACKAGE_CONF, PROJECT_ROOT
 from tests.helpers.cli import cli_env
 from tests.helpers.procs import free_port, start_server, stop_server, wait_for_http, wait_until
 from tests.helpers.stores import check_one_to_one, finished
 
 RECIPE = PROJECT_ROOT / "examples" / "slurm"
-LAUNCHER = PROJECT_ROOT / "conf" / "hydra" / "launcher" / "slurm.yaml"
+LAUNCHER = PACKAGE_CONF / "hydra" / "launcher" / "slurm.yaml"
 N_TRIALS = 3  # + the killed one: 4 jobs, two rounds of the 2 sweep processes
 
 
@@ -154,7 +154,7 @@ def test_the_recipe_with_its_mlflow_server(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_the_recipe_s_files_match_the_code_and_the_stock_tools() -> None:
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.utils import get_class
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
@@ -163,7 +163,7 @@ def test_the_recipe_s_files_match_the_code_and_the_stock_tools() -> None:
     assert written.pop("defaults") == ["submitit_slurm", "_self_"]
     assert set(written) <= set(SlurmQueueConf.__dataclass_fields__)
     assert written["max_num_timeout"] == 0  # submitit does not resubmit: the sweep re-queues (Sweep._lost)
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         cfg = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert get_class(launcher._target_).__name__ == "SlurmLauncher"
@@ -173,10 +173,10 @@ def test_the_recipe_s_files_match_the_code_and_the_stock_tools() -> None:
     subprocess.run(["bash", "-n", str(RECIPE / "sweep.sh")], check=True)
     plugin = (PROJECT_ROOT / "src/hydra_plugins/imbsweep_optuna_sweeper/config.py").read_text()
     assert "oc.env:OPTUNA_STORAGE" in plugin and "${OPTUNA_STORAGE:?" in script
-    assert "oc.env:MLFLOW_TRACKING_URI" in (PROJECT_ROOT / "conf/tracking/local.yaml").read_text()
+    assert "oc.env:MLFLOW_TRACKING_URI" in (PACKAGE_CONF / "tracking" / "local.yaml").read_text()
     assert "${MLFLOW_TRACKING_URI:?" in script
     sweep = re.search(r'SWEEP="\$\{SWEEP:-(\w+)\}"', script)
-    assert sweep and (PROJECT_ROOT / "sweeps" / f"{sweep[1]}.yaml").exists()
+    assert sweep and (PACKAGE_CONF / "sweep" / f"{sweep[1]}.yaml").exists()
     assert f'LAUNCHER="${{LAUNCHER:-{LAUNCHER.stem}}}"' in script
     for line in re.findall(r"^#SBATCH (.*)$", script, re.M):
         assert re.fullmatch(r"--[a-z-]+=\S+", line), line
@@ -190,7 +190,7 @@ def test_the_recipe_s_files_match_the_code_and_the_stock_tools() -> None:
     assert used and used | {"--host"} <= options, used - options
     # the docs walk through these files, with the package that provides the launcher installed by ours
     docs = (PROJECT_ROOT / "docs" / "slurm.md").read_text()
-    for f in ("examples/slurm/sweep.sh", "examples/slurm/mlflow_server.sh", "conf/hydra/launcher/slurm.yaml"):
+    for f in ("examples/slurm/sweep.sh", "examples/slurm/mlflow_server.sh", str(LAUNCHER.relative_to(PROJECT_ROOT))):
         assert f in docs
     deps = (PROJECT_ROOT / "pyproject.toml").read_text()
     assert "hydra-submitit-launcher" in deps
