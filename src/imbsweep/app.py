@@ -34,8 +34,8 @@ def run(cfg: DictConfig, progress: bool = True) -> float | list[float] | None:
 
 
 def print_summary(recorder: object, result: object, cfg: DictConfig) -> None:
+    from .records import Result
     from .tracking import MlflowRun
-    from .training import Result
 
     assert isinstance(recorder, MlflowRun) and isinstance(result, Result)
     m = result.metrics

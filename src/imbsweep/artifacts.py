@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # training imports torch
-    from .training import Result
+if TYPE_CHECKING:
+    from .records import Result
 
 
 def per_class_columns(result: Result) -> dict[str, list[Any]]:

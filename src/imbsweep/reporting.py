@@ -4,27 +4,13 @@ Optuna; it calls a reporter, and the reporter decides what to record, show or st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .records import FitInfo, Result
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
-
-    from .training import Result
-
-
-@dataclass(frozen=True)
-class FitInfo:
-    """What a reporter learns when training starts."""
-
-    epochs: int
-    objective: str
-    direction: str
-    device: str
-    n_train: int
-    class_counts: tuple[int, ...]
-    dataset: Any = None  # the Dataset trained on (what a recorder logs as the run's data)
 
 
 class Reporter:

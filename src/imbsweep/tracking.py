@@ -46,9 +46,8 @@ from .names import (
 from .reporting import FitInfo, Reporter
 from .trick import trick_label
 
-if TYPE_CHECKING:  # training imports torch: a reader of the store (compare, export) does not need it
-
-    from .training import Result
+if TYPE_CHECKING:
+    from .records import Result
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from .metrics import Evaluation, ShotGroups, clean, evaluate
 from .models import Classifier, NormedLinear, classifier_weight_name
 from .own_models import HEAD_NEEDED, build_model
 from .posthoc import PosthocScan, posthoc_probs, posthoc_scan, scan_metrics, taunorm_scan
-from .reporting import FitInfo, Reporter
+from .records import FitInfo, Result
+from .reporting import Reporter
 from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
 from .schedulers import cosine as cosine_schedule
@@ -51,33 +52,6 @@ class Setup:
     make_optimizer: Callable[..., torch.optim.Optimizer] | None = None  # the optimizer, for other params
     augment: Mixup | None = None  # batch mixing (mixup, Remix); None: none
     stage2: Stage2 | None = None  # classifier re-training after the main run; None: none
-
-
-@dataclass
-class Result:
-    """What a run produced.
-
-    Attributes:
-        state: ``complete`` or ``failed``.
-        metrics: the selected (best) epoch's ``val/*`` metrics and the ``test/*`` metrics of
-            the same weights, plus ``best_epoch``, ``epochs_run`` and ``fit_time_s``.
-        objective: the value of ``objective.metric`` at the best epoch (None if failed).
-        reason: why a failed run failed.
-    """
-
-    state: Literal["complete", "failed"]
-    metrics: dict[str, float]
-    objective: float | None
-    best_epoch: int
-    epochs_run: int
-    reason: str | None = None
-    class_names: tuple[str, ...] = ()
-    train_class_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    val: Evaluation | None = None
-    test: Evaluation | None = None
-    shots: ShotGroups = field(default_factory=ShotGroups)
-    posthoc: PosthocScan | None = None
-    taunorm: PosthocScan | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -218,7 +192,89 @@ class _Best:
     state: dict[str, Any]
 
 
-# long: one loop whose two closures share its state; issue 27 item 5 cuts it into named steps
+def keep_best(best: _Best | None, score: float, epoch: int, val: Evaluation, logits: np.ndarray,
+              features: torch.Tensor | None, module: torch.nn.Module) -> tuple[_Best, bool]:
+    """The selected epoch: this one (its weights copied from ``module``) when its score beats
+    ``best``'s, else ``best``; and whether this one was kept."""
+    if best is None or score > best.score:
+        return _Best(score, epoch, val, logits, features, copy.deepcopy(module.state_dict())), True
+    return best, False
+
+
+def train_epoch(loss_of: Callable[[torch.Tensor], torch.Tensor], perm: torch.Tensor, n: int, batch_size: int,
+                opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, amp: Amp,
+                after_step: Callable[[], None] | None = None) -> float:
+    """One epoch's pass over the first ``n`` indices of ``perm`` in batches: the batch's loss
+    ``loss_of(idx)`` (inside ``amp``'s autocast), its backward pass, the optimizer step,
+    ``after_step`` (MaxNorm), the scheduler's step. Returns the mean training loss."""
+    total = torch.zeros((), device=perm.device)
+    for s in range(0, n, batch_size):
+        idx = perm[s:s + batch_size]
+        with amp.autocast():
+            loss = loss_of(idx)
+        opt.zero_grad(set_to_none=True)
+        amp.backward(loss)
+        amp.step(opt)
+        if after_step is not None:
+            after_step()
+        sched.step()
+        total += loss.detach() * len(idx)
+    return float(total) / n
+
+
+def _diverged(train_loss: float, where: str) -> str | None:
+    """Why the run fails when its training loss is not finite (None while it is)."""
+    return None if math.isfinite(train_loss) else f"train/loss is {train_loss} at {where} (diverged)"
+
+
+class _Evaluation:
+    """How ``fit`` scores logits: the metrics of a split (after post-hoc logit adjustment or
+    tau-normalisation when ``eval`` asks for them), and each epoch's validation, reported."""
+
+    def __init__(self, cfg: DictConfig, ds: Dataset, model: torch.nn.Module, reporter: Reporter) -> None:
+        ev = cfg.get("eval") or {}
+        self.ds, self.model, self.reporter, self.objective = ds, model, reporter, cfg.objective
+        self.tau, self.tn_tau = float(ev.get("posthoc_tau", 0.0)), float(ev.get("taunorm_tau", 0.0))
+        self.shots = ShotGroups(**cfg.get("metrics", {}).get("shots", {}))
+        self.ece_bins = int(cfg.get("metrics", {}).get("ece_bins", 15))
+        self.eval_batch_size = int(cfg.trainer.eval_batch_size)
+        counts = ds.train_class_counts
+        self.log_prior = np.log(np.maximum(counts, 1e-12) / counts.sum())
+        self.sign = 1.0 if cfg.objective.direction == "maximize" else -1.0
+
+    def split(self, feats: torch.Tensor | None, logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
+        model = self.model
+        if self.tn_tau and feats is not None and decoupled(model):  # the metrics of the tau-normalised classifier
+            logits = taunorm_logits(model.head, feats, self.tn_tau, self.eval_batch_size).cpu().double().numpy()
+        ds = self.ds
+        return evaluate(posthoc_probs(logits, self.log_prior, self.tau), y, ds.train_class_counts, ds.class_names,
+                        split, self.shots, self.ece_bins)
+
+    def validate(self, epoch: int, metrics: dict[str, float], feats: torch.Tensor | None,
+                 logits: np.ndarray) -> tuple[float, Evaluation]:
+        """Evaluate on validation, report the epoch; its score, signed to maximize."""
+        val = self.split(feats, logits, self.ds.y_val, "val")
+        metrics.update(val.metrics)
+        metrics = {k: clean(v) for k, v in metrics.items()}  # what is logged is what is selected on
+        name = self.objective.metric
+        if name not in metrics:
+            raise ConfigError("objective.metric", name, "is not a metric this run logs; it logs: "
+                              + ", ".join(k for k in metrics if k.startswith("val/")))
+        self.reporter.on_epoch_end(epoch, metrics)
+        return self.sign * metrics[name], val
+
+
+@dataclass
+class _Stage:
+    """What a stage of training ended with: the selected epoch (None if none finished), the
+    epochs run, why it failed (None) and the last training loss."""
+
+    best: _Best | None
+    epochs: int
+    reason: str | None
+    train_loss: float
+
+
 def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None = None) -> Result:
     """Train one model as ``cfg`` says and return the selected epoch's metrics.
 
@@ -227,8 +283,8 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     ``objective.metric`` is kept (early stopping after ``trainer.patience`` epochs without
     improvement). With ``stage2`` the classifier is then re-trained on the selected epoch's
     frozen features (:func:`retrain_classifier`) and the best stage-2 epoch is kept instead.
-    Only the kept weights are evaluated on the test split. A non-finite training loss ends
-    the run as ``failed``.
+    Only the kept weights are evaluated on the test split (:func:`_final_result`). A
+    non-finite training loss ends the run as ``failed``.
 
     Args:
         cfg: the composed config (``conf/config.yaml``).
@@ -237,124 +293,108 @@ def fit(cfg: DictConfig, reporter: Reporter | None = None, setup: Setup | None =
     """
     reporter = reporter or Reporter()
     setup = setup or prepare(cfg)
-    t, obj = cfg.trainer, cfg.objective
-    ds, model, loss_fn, opt, sched, dev = (setup.dataset, setup.model, setup.loss,
-                                           setup.optimizer, setup.scheduler, setup.device)
-    shots = ShotGroups(**cfg.get("metrics", {}).get("shots", {}))
-    ece_bins = int(cfg.get("metrics", {}).get("ece_bins", 15))
-    ev = cfg.get("eval") or {}
-    tau = float(ev.get("posthoc_tau", 0.0))
-    tn_tau = float(ev.get("taunorm_tau", 0.0))
-    counts = ds.train_class_counts
-    log_prior = np.log(np.maximum(counts, 1e-12) / counts.sum())
-    x_tr, y_tr = torch.as_tensor(ds.x_train, device=dev), torch.as_tensor(ds.y_train, device=dev)
-    x_va, x_te = torch.as_tensor(ds.x_val, device=dev), torch.as_tensor(ds.x_test, device=dev)
+    t, obj, ds, model = cfg.trainer, cfg.objective, setup.dataset, setup.model
+    scoring = _Evaluation(cfg, ds, model, reporter)
+    stage2 = setup.stage2
+    x_tr, y_tr = torch.as_tensor(ds.x_train, device=setup.device), torch.as_tensor(ds.y_train, device=setup.device)
     layout = memory_layout(t, model)  # trainer.channels_last: the images and the model, once
-    x_tr, x_va, x_te = (x.contiguous(memory_format=layout) for x in (x_tr, x_va, x_te))
-    n, bs, ebs = len(y_tr), int(t.batch_size), int(t.eval_batch_size)
+    x_tr = x_tr.contiguous(memory_format=layout)
     gen = torch.Generator().manual_seed(int(t.seed))
-    sign = 1.0 if obj.direction == "maximize" else -1.0
+    reporter.on_fit_start(FitInfo(int(t.epochs) + (stage2.epochs if stage2 else 0), str(obj.metric),
+                                  str(obj.direction), setup.device, len(y_tr),
+                                  tuple(int(c) for c in ds.train_class_counts), ds))
+    t0 = time.perf_counter()
+    run = _train(cfg, setup, scoring, x_tr, y_tr, layout, gen)
+    stages: dict[str, float] = {}
+    if run.reason is None and run.best is not None:
+        model.load_state_dict(run.best.state)
+        if stage2 is not None:
+            first = run.best
+            assert setup.make_optimizer is not None and first.features is not None and decoupled(model)
+            best, reason, ran = retrain_classifier(model, stage2, setup.make_optimizer, x_tr, y_tr, int(t.batch_size),
+                                                   int(t.eval_batch_size), gen, first.features, run.epochs,
+                                                   scoring.validate)
+            stages = {"stage1/best_epoch": float(first.epoch), "stage1/epochs_run": float(run.epochs),
+                      f"stage1/{obj.metric}": scoring.sign * first.score, "stage2/epochs_run": float(ran)}
+            run = _Stage(best, run.epochs + ran, reason, run.train_loss)
+    elapsed = time.perf_counter() - t0
+    if run.reason is not None or run.best is None:
+        result = Result("failed", {"train/loss": run.train_loss, "epochs_run": float(run.epochs)}, None, 0, run.epochs,
+                        reason=run.reason or "no epoch finished", class_names=ds.class_names,
+                        train_class_counts=ds.train_class_counts, shots=scoring.shots)
+    else:
+        x_te = torch.as_tensor(ds.x_test, device=setup.device).contiguous(memory_format=layout)
+        result = _final_result(cfg, scoring, run.best, x_te, stages, run.epochs, elapsed)
+    reporter.on_fit_end(result)
+    return result
+
+
+def _train(cfg: DictConfig, setup: Setup, scoring: _Evaluation, x_tr: torch.Tensor, y_tr: torch.Tensor,
+           layout: torch.memory_format, gen: torch.Generator) -> _Stage:
+    """Stage 1: the epochs (:func:`train_epoch`, then validation), the selected epoch kept
+    (:func:`keep_best`), early stopping after ``trainer.patience`` epochs without a better one."""
+    t, ds, model, dev = cfg.trainer, setup.dataset, setup.model, setup.device
+    x_va = torch.as_tensor(ds.x_val, device=dev).contiguous(memory_format=layout)
+    n, bs, ebs = len(y_tr), int(t.batch_size), int(t.eval_batch_size)
     crop_flip = image_augment(cfg.data, ds, int(t.seed))  # image data: random crop + flip per batch
     amp = Amp(dev, t.get("amp", "auto"))  # mixed precision on CUDA; nothing on the CPU
-    mixer, stage2 = setup.augment, setup.stage2
-    max_norm = getattr(model, "max_norm", None) is not None
+    mixer, loss_fn = setup.augment, setup.loss
 
-    def run_eval(feats: torch.Tensor | None, logits: np.ndarray, y: np.ndarray, split: str) -> Evaluation:
-        if tn_tau and feats is not None and decoupled(model):  # the metrics of the tau-normalised classifier
-            logits = taunorm_logits(model.head, feats, tn_tau, ebs).cpu().double().numpy()
-        return evaluate(posthoc_probs(logits, log_prior, tau), y, counts, ds.class_names, split,
-                        shots, ece_bins)
+    def max_norm() -> None:
+        model.apply_max_norm()  # type: ignore[operator]
 
-    def validate(epoch: int, metrics: dict[str, float], feats: torch.Tensor | None,
-                 logits: np.ndarray) -> tuple[float, Evaluation]:
-        """Evaluate on validation, report the epoch; its score, signed to maximize."""
-        val = run_eval(feats, logits, ds.y_val, "val")
-        metrics.update(val.metrics)
-        metrics = {k: clean(v) for k, v in metrics.items()}  # what is logged is what is selected on
-        if obj.metric not in metrics:
-            raise ConfigError("objective.metric", obj.metric,
-                              "is not a metric this run logs; it logs: "
-                              + ", ".join(k for k in metrics if k.startswith("val/")))
-        reporter.on_epoch_end(epoch, metrics)
-        return sign * metrics[obj.metric], val
+    after_step = max_norm if getattr(model, "max_norm", None) is not None else None
 
-    reporter.on_fit_start(FitInfo(int(t.epochs) + (stage2.epochs if stage2 else 0), str(obj.metric),
-                                  str(obj.direction), dev, n, tuple(int(c) for c in counts), ds))
-    t0 = time.perf_counter()
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb = (x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])).contiguous(memory_format=layout)
+        return loss_fn(model(xb), y_tr[idx]) if mixer is None else mixer.loss(model, loss_fn, xb, y_tr[idx])
+
     best: _Best | None = None
-    since_best, epoch, reason = 0, 0, None
+    since_best, epoch, train_loss = 0, 0, math.nan
     for epoch in range(1, int(t.epochs) + 1):
         loss_fn.set_epoch(epoch)
         model.train()
         perm = setup.resampler.indices(epoch, gen).to(dev)
-        total = torch.zeros((), device=dev)
-        for s in range(0, n, bs):
-            idx = perm[s:s + bs]
-            xb = (x_tr[idx] if crop_flip is None else crop_flip(x_tr[idx])).contiguous(memory_format=layout)
-            with amp.autocast():
-                loss = loss_fn(model(xb), y_tr[idx]) if mixer is None else mixer.loss(model, loss_fn, xb, y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            amp.backward(loss)
-            amp.step(opt)
-            if max_norm:
-                model.apply_max_norm()  # type: ignore[operator]
-            sched.step()
-            total += loss.detach() * len(idx)
-        train_loss = float(total) / n
-        metrics: dict[str, float] = {"train/loss": train_loss,
-                                     "train/lr": float(opt.param_groups[0]["lr"])}
-        if not math.isfinite(train_loss):
-            reason = f"train/loss is {train_loss} at epoch {epoch} (diverged)"
-            reporter.on_epoch_end(epoch, metrics)
-            break
+        train_loss = train_epoch(loss_of, perm, n, bs, setup.optimizer, setup.scheduler, amp, after_step)
+        metrics = {"train/loss": train_loss, "train/lr": float(setup.optimizer.param_groups[0]["lr"])}
+        reason = _diverged(train_loss, f"epoch {epoch}")
+        if reason is not None:
+            scoring.reporter.on_epoch_end(epoch, metrics)
+            return _Stage(best, epoch, reason, train_loss)
         val_feats, val_logits = predict(model, x_va, ebs)
-        score, val = validate(epoch, metrics, val_feats, val_logits)
-        if best is None or score > best.score:
-            best = _Best(score, epoch, val, val_logits, val_feats, copy.deepcopy(model.state_dict()))
-            since_best = 0
-        else:
-            since_best += 1
-            if t.patience is not None and since_best >= t.patience:
-                log.info("early stop at epoch %d: no improvement for %d epochs", epoch, since_best)
-                break
+        score, val = scoring.validate(epoch, metrics, val_feats, val_logits)
+        best, kept = keep_best(best, score, epoch, val, val_logits, val_feats, model)
+        since_best = 0 if kept else since_best + 1
+        if not kept and t.patience is not None and since_best >= t.patience:
+            log.info("early stop at epoch %d: no improvement for %d epochs", epoch, since_best)
+            break
+    return _Stage(best, epoch, None, train_loss)
 
-    stages: dict[str, float] = {}
-    if reason is None and best is not None:
-        model.load_state_dict(best.state)
-        if stage2 is not None:
-            assert setup.make_optimizer is not None and best.features is not None and decoupled(model)
-            first = best
-            best, reason, ran = retrain_classifier(model, stage2, setup.make_optimizer, x_tr, y_tr, bs, ebs, gen,
-                                                   best.features, epoch, validate)
-            stages = {"stage1/best_epoch": float(first.epoch), "stage1/epochs_run": float(epoch),
-                      f"stage1/{obj.metric}": sign * first.score, "stage2/epochs_run": float(ran)}
-            epoch += ran
-    elapsed = time.perf_counter() - t0
 
-    if reason is not None or best is None:
-        result = Result("failed", {"train/loss": train_loss, "epochs_run": float(epoch)}, None, 0, epoch,
-                        reason=reason or "no epoch finished", class_names=ds.class_names,
-                        train_class_counts=counts, shots=shots)
-    else:
-        test_feats, test_logits = predict(model, x_te, ebs)
-        test = run_eval(test_feats, test_logits, ds.y_test, "test")
-        grid = [float(g) for g in ev.get("posthoc_grid", [0.0])]
-        scan = posthoc_scan(best.logits, ds.y_val, test_logits, ds.y_test, log_prior, grid, str(obj.metric))
-        tn_scan: PosthocScan | None = None
-        tn_metrics: dict[str, float] = {}
-        if best.features is not None and test_feats is not None and decoupled(model):
-            tn_grid = [float(g) for g in ev.get("taunorm_grid", [0.0])]
-            tn_scan, tn_metrics = taunorm_scan(model.head, best.features, ds.y_val, test_feats, ds.y_test, tn_grid,
-                                               str(obj.metric), ebs)
-        final = {**best.val.metrics, **test.metrics,
-                 **scan_metrics(scan, best.logits, test_logits, ds, log_prior), **tn_metrics, **stages,
-                 "best_epoch": float(best.epoch), "epochs_run": float(epoch), "fit_time_s": elapsed}
-        final = {k: clean(v) for k, v in final.items()}
-        result = Result("complete", final, sign * best.score, best.epoch, epoch, val=best.val, test=test,
-                        class_names=ds.class_names, train_class_counts=counts, shots=shots,
-                        posthoc=scan, taunorm=tn_scan)
-    reporter.on_fit_end(result)
-    return result
+def _final_result(cfg: DictConfig, scoring: _Evaluation, best: _Best, x_te: torch.Tensor, stages: dict[str, float],
+                  epochs_run: int, elapsed: float) -> Result:
+    """The final metrics: the selected epoch's validation, the test split scored with its
+    weights (already in the model), the post-hoc and tau-normalisation scans, the stages'
+    figures, the epochs run and the time ``fit`` took."""
+    ds, model, ebs, metric = scoring.ds, scoring.model, scoring.eval_batch_size, str(cfg.objective.metric)
+    ev = cfg.get("eval") or {}
+    test_feats, test_logits = predict(model, x_te, ebs)
+    test = scoring.split(test_feats, test_logits, ds.y_test, "test")
+    grid = [float(g) for g in ev.get("posthoc_grid", [0.0])]
+    scan = posthoc_scan(best.logits, ds.y_val, test_logits, ds.y_test, scoring.log_prior, grid, metric)
+    tn_scan: PosthocScan | None = None
+    tn_metrics: dict[str, float] = {}
+    if best.features is not None and test_feats is not None and decoupled(model):
+        tn_grid = [float(g) for g in ev.get("taunorm_grid", [0.0])]
+        tn_scan, tn_metrics = taunorm_scan(model.head, best.features, ds.y_val, test_feats, ds.y_test, tn_grid,
+                                           metric, ebs)
+    final = {**best.val.metrics, **test.metrics,
+             **scan_metrics(scan, best.logits, test_logits, ds, scoring.log_prior), **tn_metrics, **stages,
+             "best_epoch": float(best.epoch), "epochs_run": float(epochs_run), "fit_time_s": elapsed}
+    final = {k: clean(v) for k, v in final.items()}
+    return Result("complete", final, scoring.sign * best.score, best.epoch, epochs_run, val=best.val,
+                  test=test, class_names=ds.class_names, train_class_counts=ds.train_class_counts,
+                  shots=scoring.shots, posthoc=scan, taunorm=tn_scan)
 
 
 def retrain_classifier(model: Classifier, stage2: Stage2, make_optimizer: Callable[..., torch.optim.Optimizer],
@@ -365,9 +405,10 @@ def retrain_classifier(model: Classifier, stage2: Stage2, make_optimizer: Callab
     """Stage 2 (Kang et al. 2020): re-train ``model.head`` on the frozen features of ``model``.
 
     The training features are computed once in eval mode; each stage-2 epoch draws
-    ``stage2.sampling`` indices, trains the head with plain cross-entropy (MaxNorm after each
-    step when the model has it), then ``validate`` reports it as epoch ``after_epoch + k``.
-    The best epoch's head is left in ``model``.
+    ``stage2.sampling`` indices and trains the head with plain cross-entropy through the
+    same epoch step as stage 1 (:func:`train_epoch`; MaxNorm after each step when the model
+    has it), then ``validate`` reports it as epoch ``after_epoch + k``. The best epoch's head
+    is left in ``model``.
 
     Returns:
         The best stage-2 epoch (None if none finished), the failure reason (None), and the
@@ -383,33 +424,27 @@ def retrain_classifier(model: Classifier, stage2: Stage2, make_optimizer: Callab
     steps = math.ceil(len(y_tr) / batch_size)
     sched = cosine_schedule(opt, total_steps=steps * stage2.epochs, steps_per_epoch=steps)
     sampler = build_resampler({"name": stage2.sampling}, y_tr, stage2.epochs)
-    max_norm = getattr(model, "max_norm", None) is not None
+    after_step = model.apply_max_norm if model.max_norm is not None else None
+    plain = Amp(str(feats.device), False)  # stage 2 in float32, as it always ran
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(feats[idx]), y_tr[idx])
+
     best: _Best | None = None
     for k in range(1, stage2.epochs + 1):
         head.train()
         perm = sampler.indices(k, gen).to(feats.device)
-        total = torch.zeros((), device=feats.device)
-        for s in range(0, len(perm), batch_size):
-            idx = perm[s:s + batch_size]
-            loss = F.cross_entropy(head(feats[idx]), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if max_norm:
-                model.apply_max_norm()
-            sched.step()
-            total += loss.detach() * len(idx)
-        train_loss = float(total) / len(perm)
+        train_loss = train_epoch(loss_of, perm, len(perm), batch_size, opt, sched, plain, after_step)
         metrics = {"train/loss": train_loss, "train/lr": float(opt.param_groups[0]["lr"])}
-        if not math.isfinite(train_loss):
-            return best, f"train/loss is {train_loss} at stage-2 epoch {k} (diverged)", k
+        reason = _diverged(train_loss, f"stage-2 epoch {k}")
+        if reason is not None:
+            return best, reason, k
         with torch.no_grad():
             head.eval()
             logits = torch.cat([head(val_features[i:i + eval_batch_size]).float()
                                 for i in range(0, len(val_features), eval_batch_size)]).cpu().double().numpy()
         score, val = validate(after_epoch + k, metrics, val_features, logits)
-        if best is None or score > best.score:
-            best = _Best(score, after_epoch + k, val, logits, val_features, copy.deepcopy(head.state_dict()))
+        best, _ = keep_best(best, score, after_epoch + k, val, logits, val_features, head)
     assert best is not None
     head.load_state_dict(best.state)
     return best, None, stage2.epochs

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from optuna.distributions import (
@@ -28,10 +28,36 @@ from ._space import describe
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from ._runner import Sweep
+    from ._app import App
+    from ._settings import Settings
 
 log = logging.getLogger(__name__)
 BATCH = "trainer.batch_size"
+
+
+class Sweep(Protocol):
+    """What the checks read of a sweep (``_runner.Sweep`` is one): passed in, never imported."""
+
+    @property
+    def app(self) -> App: ...
+    @property
+    def arms(self) -> list[Arm]: ...
+    @property
+    def baseline(self) -> Any: ...
+    @property
+    def config(self) -> DictConfig: ...
+    @property
+    def config_loader(self) -> Any: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def state(self) -> Path: ...
+    @property
+    def study_name(self) -> str: ...
+    @property
+    def sweep_dir(self) -> Path: ...
+    @property
+    def worker(self) -> str | None: ...
 
 
 def check_stores(sweep: Sweep) -> None:

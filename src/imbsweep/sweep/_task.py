@@ -32,8 +32,8 @@ from ..names import (
 )
 from ..reporting import Reporter
 
-if TYPE_CHECKING:  # torch: the job imports training when it runs
-    from ..training import Result
+if TYPE_CHECKING:
+    from ..records import Result
 
 log = logging.getLogger(__name__)
 
