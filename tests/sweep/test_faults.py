@@ -167,10 +167,14 @@ def test_a_running_trials_records_skip_their_own_fsync_and_a_kill_keeps_them(tmp
     import optuna
     from optuna.storages.journal._storage import JournalOperation as Op
 
-    from imbsweep.sweep._study import DEFERRED_SYNC, open_storage
+    from imbsweep.sweep._journal import DEFERRED_SYNC
+    from imbsweep.sweep._journal import Op as Named
+    from imbsweep.sweep._study import open_storage
 
     assert {Op.SET_TRIAL_PARAM, Op.SET_TRIAL_INTERMEDIATE_VALUE, Op.SET_TRIAL_USER_ATTR,
                              Op.SET_TRIAL_SYSTEM_ATTR} == DEFERRED_SYNC
+    # the journal's file format: our names for Optuna's op codes (its enum lives in a private module)
+    assert {o.name: o.value for o in Named} == {o.name: o.value for o in Op}
     journal = tmp_path / "journal.log"
     synced: list[int] = []
     real_fsync = os.fsync

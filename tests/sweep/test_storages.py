@@ -131,7 +131,7 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_requeued(pg_url: str, tmp
 
 HOLD = '''
 import sys, time
-from imbsweep.sweep._study import journal_lock
+from imbsweep.sweep._journal import journal_lock
 lock = journal_lock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)
@@ -145,7 +145,7 @@ def test_a_journal_lock_held_by_a_killed_process_is_free_at_once(tmp_path: Path)
     import signal
     import sys
 
-    from imbsweep.sweep._study import journal_lock
+    from imbsweep.sweep._journal import journal_lock
 
     path = str(tmp_path / "journal.log")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, path], stdout=subprocess.PIPE, text=True)

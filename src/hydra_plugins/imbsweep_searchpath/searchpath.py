@@ -68,7 +68,7 @@ class SweepsFolder(ConfigSource):
         if file is None or not file.is_file():
             raise ConfigLoadError(f"Config not found : {file or config_path}")
         with file.open(encoding="utf-8") as f:  # (a YAML error names the file, as in Hydra's file source)
-            header = ConfigSource._get_header_dict(f.read(512))
+            header = self._get_header_dict(f.read(512))  # (a ConfigSource's own helper, as Hydra's sources use it)
             f.seek(0)
             return ConfigResult(config=OmegaConf.load(f), path=self.full_path(), provider=self.provider,
                                 header=header)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -49,13 +48,14 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
     from optuna.storages import JournalStorage
 
     from .._stores import sqlalchemy_url  # postgresql:// means psycopg 3 to SQLAlchemy 2.1: psycopg2 here
+    from ._journal import JournalFile, journal_lock
 
     if not url or str(url).endswith(JOURNAL_SUFFIXES):
         path = Path(url) if url else journal_path(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return JournalStorage(_journal_backend()(str(path), lock_obj=journal_lock(str(path))))
+            return JournalStorage(JournalFile(str(path), journal_lock(str(path))))
     for attempt in range(5):
         try:
             with warnings.catch_warnings():
@@ -74,159 +74,6 @@ def _open_storage(url: str | None, state_dir: Path, heartbeat_interval: int | No
             raise ConfigError("hydra.sweeper.storage", redact(str(url)),
                               f"cannot open this Optuna storage ({type(exc).__name__}: {db_reason(exc)})") from None
     raise AssertionError("unreachable")
-
-
-class FileLock:
-    """An exclusive ``flock`` on the file ``path`` (created if need be), held between
-    :meth:`acquire` and :meth:`release` (or in a ``with`` block): a waiter waits in the kernel
-    and wakes when the lock is released, and the lock goes with its process (a kill -9 leaves
-    nothing to break). The budget lock beside a local storage (``_workers.budget_lock``), and
-    the journal's own lock (:func:`journal_lock`: Optuna's journal backend calls ``acquire``
-    and ``release``)."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self._fd = path, -1
-
-    def acquire(self) -> bool:
-        import fcntl
-
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        import fcntl
-
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def journal_lock(path: str) -> FileLock:
-    """The journal's lock, as the ``lock_obj`` of Optuna's journal backend: a ``flock`` on
-    ``<journal>.flock`` (:class:`FileLock`), not Optuna's lock file, which a waiter polls
-    with a back-off growing to 1 s (with many workers it slept long after the lock was free)
-    and which a killed process left for the others to break after a 30 s grace period. On a
-    network file system without ``flock`` (one journal for several machines), use an RDB
-    storage (PostgreSQL)."""
-    return FileLock(path + ".flock")
-
-
-#: Optuna journal operations on a running trial's own records (JournalOperation's
-#: SET_TRIAL_PARAM, SET_TRIAL_INTERMEDIATE_VALUE, SET_TRIAL_USER_ATTR, SET_TRIAL_SYSTEM_ATTR),
-#: appended without an fsync of their own. A killed process loses none of them (the OS holds
-#: what was written); a power cut or an OS crash can lose those of the trials running then,
-#: back to the last fsynced record: such a trial is RUNNING with no live worker (its process
-#: attributes lost, or naming a process that is gone), so the next command re-queues it
-#: (``recover_dead``), as it re-queues any trial whose worker died. Every study record, trial
-#: creation and trial end is fsynced, and its fsync takes the records before it to the disk.
-DEFERRED_SYNC = frozenset({5, 7, 8, 9})
-
-
-# long: Optuna's backend class, subclassed where Optuna is imported; issue 27 item 6 moves it out
-def _journal_backend() -> type:
-    """Optuna's journal file backend that never appends to a torn record.
-
-    A record cut short (a full disk, a process killed inside its write) is skipped by
-    Optuna's reader as long as it is the last line; the next append used to land on the
-    fragment and make a line that no reader could parse again, so every later read of the
-    file failed for every study in it. Here each append, under the journal's lock, first
-    moves a partial last line aside into ``<journal>.torn-<time>`` (with a warning naming
-    both files), and a write that fails (no space left) is cut back to the last whole record
-    and reported as one line naming the file. A line that does not parse in the middle of
-    the file is reported with its path and line number.
-
-    A running trial's own records (its params, intermediate values and attributes: ~16 of the
-    ~18 appends of a trial, each with an fsync of ~0.5 ms) are written at once, visible to
-    every process and kept by the OS when a process is killed, but reach the disk with the
-    next study, trial-creation or trial-end record (its fsync takes the whole file) instead of
-    an fsync of their own; see :data:`DEFERRED_SYNC`."""
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.storages.journal._file import get_lock_file
-
-    from ..errors import StorageError
-
-    class SafeJournalFileBackend(JournalFileBackend):
-        def read_logs(self, log_number_from: int) -> Any:
-            try:
-                yield from super().read_logs(log_number_from)
-            except ValueError as exc:  # json.JSONDecodeError too
-                good = max(self._log_number_offset)
-                raise StorageError(
-                    f"the Optuna journal {self._file_path} is damaged at line {good + 1} ({exc}); its first {good} "
-                    f"records are intact: `head -n {good} {self._file_path} > fixed.log`, then point "
-                    "hydra.sweeper.storage at fixed.log") from None
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            import contextlib
-            import json
-            import os
-
-            with get_lock_file(self._lock):
-                size = self._cut_torn_tail(os.path.getsize(self._file_path))
-                text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-                try:
-                    with open(self._file_path, "ab") as f:
-                        f.write(text.encode("utf-8"))
-                        f.flush()
-                        if any(log.get("op_code") not in DEFERRED_SYNC for log in logs):
-                            os.fsync(f.fileno())  # and every record before it, whoever wrote them
-                        self._end = f.tell()
-                except OSError as exc:
-                    with contextlib.suppress(OSError):  # (if not, the next append moves it aside)
-                        os.truncate(self._file_path, size)  # no half record left behind
-                    raise StorageError(f"cannot write the Optuna journal {self._file_path}: {exc.strerror or exc}; "
-                                       "what it holds is intact: make room, then run the same command "
-                                       "to resume") from None
-
-        _end = -1  # where this process's last append left the file: a whole record ends there
-
-        def _cut_torn_tail(self, size: int) -> int:
-            """The file's size once a torn last record is moved aside."""
-            import os
-            import time
-
-            if not size or size == self._end:
-                return size
-            with open(self._file_path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) == b"\n":
-                    return size
-                start = size
-                while start > 0:  # back to the last whole record
-                    step = min(start, 1 << 16)
-                    f.seek(start - step)
-                    chunk = f.read(step)
-                    cut = chunk.rfind(b"\n")
-                    if cut >= 0:
-                        start = start - step + cut + 1
-                        break
-                    start -= step
-                f.seek(start)
-                fragment = f.read()
-            side = f"{self._file_path}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-            with open(side, "ab") as out:
-                out.write(fragment)
-            os.truncate(self._file_path, start)
-            log.warning("the Optuna journal %s ended in a torn record (%d bytes, from a full disk or a process "
-                        "killed while writing); it is kept in %s and cut from the journal, which holds every "
-                        "whole record", self._file_path, len(fragment), side)
-            return start
-
-    return SafeJournalFileBackend
 
 
 #: RDBStorage's calls that read or write the database (what a dropped connection can cut)

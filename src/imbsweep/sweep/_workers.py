@@ -146,7 +146,7 @@ def budget_lock(storage: Any, study_name: str, journal_path: Path | None) -> Ite
     """Serialise "count, then ask" among all workers of a study."""
     key = int.from_bytes(hashlib.sha256(f"imbsweep:{study_name}".encode()).digest()[:8], "big", signed=True)
     if journal_path is not None or _sqlite_path(storage) is not None:
-        from ._study import FileLock
+        from ._journal import FileLock
 
         with FileLock(str(journal_path or _sqlite_path(storage)) + f".{key & 0xFFFFFFFF:08x}.lock"):
             yield
