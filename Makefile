@@ -32,7 +32,7 @@ DEMO_ARMS := ~hydra.sweeper.arms.focal ~hydra.sweeper.arms.class_balanced ~hydra
 	~hydra.sweeper.arms.ce_crt ~hydra.sweeper.arms.ce_lws ~hydra.sweeper.arms.ce_mixup \
 	~hydra.sweeper.arms.ce_remix ~hydra.sweeper.posthoc_arms.ce_taunorm
 
-demo: $(STAMP) ## a fair tournament on MNIST-1D-LT (6 arms incl. tuned CE x 8 trials, 2 workers), then paired re-runs on 3 seeds and the comparison
+demo: $(STAMP) ## a fair tournament on MNIST-1D-LT (6 arms incl. tuned CE x 8 trials, 2 workers), then paired re-runs on 5 seeds and the comparison (reproducible: the same verdicts every run)
 	$(BIN)/imbsweep sweep tricks hydra.sweeper.study_name=demo hydra.sweeper.trials_per_arm=8 \
 		hydra.sweeper.n_jobs=2 hydra.sweeper.reproducible=true trainer.epochs=20 $(DEMO_ARMS)
 	$(BIN)/imbsweep compare demo --reseed 5

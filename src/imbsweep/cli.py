@@ -260,11 +260,9 @@ def _study_command(fn: Any, args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from .compare import compare as make
-    from .compare import print_table, reseed, resolve_baseline, sweep_jobs, to_csv, to_html, to_markdown, write_report
+    from .compare import print_table, to_csv, to_html, to_markdown, write_report
     from .errors import ImbsweepError
     from .export import safe_name
-    from .results import load_study
 
     for option, value, what in (("--reseed", args.reseed, "seeds per arm"), ("--jobs", args.jobs, "worker processes"),
                                 ("--top", args.top, "arms to re-run")):
@@ -273,20 +271,10 @@ def compare(args: argparse.Namespace) -> int:
         if value is not None and option != "--reseed" and args.reseed is None:
             raise ImbsweepError(f"{option}={value}: only with --reseed K (the {what} for its re-runs); without "
                                 "--reseed, compare re-runs nothing")
-    record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
-    if record.own_app:  # (another app's trials are picked on what they returned; --metric is what is reported)
-        _check_metric(args.metric)
-    if args.reseed is not None:
-        jobs = args.jobs if args.jobs is not None else sweep_jobs(record)
-        baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
-        if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
-            record = load_study(args.study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
-    if args.direction is not None and (record.own_app or args.metric is None
-                                       or args.metric in [m for m, _ in record.objectives]):
-        raise ImbsweepError(f"--direction={args.direction}: only with --metric naming a metric another app logged "
-                            "(an objective keeps its own direction; imbsweep's app compares its objective's test "
-                            "twin in the objective's direction)")
-    c = make(record, args.metric, args.baseline, args.test, args.vary_split, direction=args.direction)
+    if len(args.studies) > 1:
+        return _compare_across(args)
+    args.study = args.studies[0]
+    c, record = _comparison(args, args.study)
     report = None if args.no_report else Path(args.report_dir) / safe_name(args.study)
     files = write_report(c, record, report) if report else []
     if args.format == "table" and args.out is None:
@@ -315,6 +303,79 @@ def compare(args: argparse.Namespace) -> int:
         parent = record.parent_run_id
         where = f"; also in MLflow: parent run {parent}, artifacts report/, metrics compare/<arm>/..." if parent else ""
         print(f"report: {report}/ (report.html, comparison.csv/.md, plots){where}", file=sys.stderr)
+    return 0
+
+
+def _comparison(args: argparse.Namespace, study: str) -> tuple[Any, Any]:
+    """The study's Comparison (after its ``--reseed`` re-runs) and its record."""
+    from .compare import compare as make
+    from .compare import reseed, resolve_baseline, sweep_jobs
+    from .errors import ImbsweepError
+    from .results import load_study
+
+    record = load_study(study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
+    if record.own_app:  # (another app's trials are picked on what they returned; --metric is what is reported)
+        _check_metric(args.metric)
+    if args.reseed is not None:
+        jobs = args.jobs if args.jobs is not None else sweep_jobs(record)
+        baseline = resolve_baseline(record, list(dict.fromkeys(record.trials["arm"])), args.baseline)
+        if reseed(record, args.metric, args.reseed, jobs, args.state_dir, args.top, baseline, args.vary_split):
+            record = load_study(study, args.tracking_uri, args.state_dir, connect_timeout=args.connect_timeout)
+    if args.direction is not None and (record.own_app or args.metric is None
+                                       or args.metric in [m for m, _ in record.objectives]):
+        raise ImbsweepError(f"--direction={args.direction}: only with --metric naming a metric another app logged "
+                            "(an objective keeps its own direction; imbsweep's app compares its objective's test "
+                            "twin in the objective's direction)")
+    return make(record, args.metric, args.baseline, args.test, args.vary_split, direction=args.direction), record
+
+
+def _compare_across(args: argparse.Namespace) -> int:
+    """``imbsweep compare A B C …``: the same arms over several studies (one dataset each)."""
+    from .compare._across import across, print_across
+    from .compare._across import to_csv as across_csv
+    from .compare._across import to_markdown as across_markdown
+    from .compare._plots import plot_cd
+    from .errors import ImbsweepError
+    from .export import safe_name
+
+    if args.format == "html" or args.wide:
+        raise ImbsweepError(f"{'--format=html' if args.format == 'html' else '--wide'}: only for one study; across "
+                            "studies: --format table, csv or md (the report holds the diagram)")
+    pairs = [_comparison(args, s) for s in args.studies]
+    a = across([c for c, _ in pairs])
+    if args.format == "table" and args.out is None:
+        print_across(a)
+    else:
+        import io
+
+        buf = io.StringIO()
+        if args.format == "table":
+            print_across(a, buf)
+        content = buf.getvalue() if args.format == "table" else (across_csv if args.format == "csv"
+                                                                  else across_markdown)(a)
+        if args.out is None:
+            sys.stdout.write(content)
+        else:
+            try:
+                Path(args.out).write_text(content)
+            except OSError as exc:
+                raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
+    if not args.no_report:
+        report = Path(args.report_dir) / ("across-" + "+".join(safe_name(s) for s in args.studies))
+        try:
+            report.mkdir(parents=True, exist_ok=True)
+            (report / "across.csv").write_text(across_csv(a))
+            (report / "across.md").write_text(across_markdown(a))
+            plot_cd(a, report / "critical_difference.png")
+        except OSError as exc:
+            raise ImbsweepError(f"--report-dir={args.report_dir!r}: cannot write {report} "
+                                f"({exc.strerror or exc})") from None
+        for _, record in pairs:  # each study's parent run holds the comparison it took part in
+            if record.parent_run_id:
+                record.client.log_artifacts(record.parent_run_id, str(report), f"report/{report.name}")
+        sys.stdout.flush()
+        print(f"report: {report}/ (across.csv/.md, critical_difference.png); also in MLflow: each study's parent "
+              f"run, artifacts report/{report.name}/", file=sys.stderr)
     return 0
 
 
@@ -408,8 +469,13 @@ def cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("study", help="the study's name (its MLflow experiment)")
+def _store(p: argparse.ArgumentParser, many: bool = False) -> argparse.ArgumentParser:
+    if many:
+        p.add_argument("studies", nargs="+", metavar="STUDY",
+                       help="the study's name (its MLflow experiment); several: the same arms compared across them "
+                            "(one dataset each: mean ranks, the Friedman test, Wilcoxon over datasets)")
+    else:
+        p.add_argument("study", help="the study's name (its MLflow experiment)")
     p.add_argument("--metric", default=None, help="rank on this metric (default: the study's objective)")
     p.add_argument("--tracking-uri", default=None,
                    help="the MLflow store (default: $MLFLOW_TRACKING_URI, else the local store)")
@@ -455,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = _server(sub.add_parser("dashboard", help="start the stock optuna-dashboard on the sweeps' storage"), 8080)
     d.add_argument("--storage", default=None,
                    help="an Optuna storage URL or journal file (default: the local journal)")
-    c = _store(sub.add_parser("compare", help="compare the arms of a study: paired seeds, tests, verdicts, plots"))
+    c = _store(sub.add_parser("compare", help="compare the arms of a study (or of several, across them): paired "
+                                              "seeds, tests, verdicts, plots"), many=True)
     c.add_argument("--format", choices=("table", "csv", "md", "html"), default="table")
     c.add_argument("--wide", action="store_true",
                    help="the table with every column (trials, best trial, means, p, config); the default fits "

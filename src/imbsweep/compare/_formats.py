@@ -144,7 +144,7 @@ def print_table(c: Comparison, file: Any = None, wide: bool = False) -> None:
 
     out = file or sys.stdout
     if not wide:
-        console = Console(file=out, highlight=False)
+        console = Console(file=out, highlight=False, markup=False)
         console.print(c.conclusion, style="bold")
         if c.warning:
             console.print(f"warning: {c.warning}", style="yellow")
@@ -163,7 +163,7 @@ def print_table(c: Comparison, file: Any = None, wide: bool = False) -> None:
         console.print("Every column (trials, best trial, means, config): --wide; "
                       "a file: --format md|csv|html.", style="dim")
         return
-    console = Console(file=out) if out.isatty() else Console(file=out, width=220)
+    console = Console(file=out, markup=False) if out.isatty() else Console(file=out, width=220, markup=False)
     df = display_frame(c)
     dirn = "higher" if c.direction == "maximize" else "lower"
     console.print(c.conclusion, style="bold")

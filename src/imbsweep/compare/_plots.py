@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import StudyRecord, download_text
+from ._across import Across
 from ._table import Comparison
 
 MAX_LINES = 6  # lines per plot that stay readable
@@ -124,4 +125,42 @@ def plot_tuning_curves(c: Comparison, path: Path) -> None:
            title=f"study {c.study}: expected best {c.metric} after n trials (± 1 sd)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    _save(fig, path)
+
+
+def plot_cd(a: Across, path: Path) -> None:
+    """Demšar's critical-difference diagram: the arms on the axis of mean ranks (1, the best,
+    on the left), a thick bar under each group of arms whose mean ranks differ by less than
+    the Nemenyi critical difference (drawn above the axis): they cannot be told apart."""
+    t = a.table
+    names, rk = [str(x) for x in t["arm"]], [float(x) for x in t["mean_rank"]]
+    k = len(names)
+    fig, ax = _axes(6.8, 1.6 + 0.28 * k)
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(k + 1.5), 2.2)
+    ax.axhline(0, color="0.2", lw=1)
+    for x in range(1, k + 1):
+        ax.plot([x, x], [0, 0.25], color="0.2", lw=1)
+        ax.text(x, 0.45, str(x), ha="center", va="bottom", fontsize=8)
+    ax.plot([1, 1 + a.cd], [1.5, 1.5], color="C3", lw=2)
+    ax.text(1 + a.cd / 2, 1.65, f"CD {a.cd:.2f}", ha="center", va="bottom", fontsize=8, color="C3")
+    for i, (name, r) in enumerate(zip(names, rk, strict=True)):
+        y = -(i + 1)
+        ax.plot([r, r], [0, y], color="0.5", lw=0.8)
+        left = r <= (k + 1) / 2
+        ax.plot([r, 0.6 if left else k + 0.4], [y, y], color="0.5", lw=0.8)
+        label = f"{name} ({r:.2f})" + (" *" if name == a.baseline else "")
+        ax.text(0.55 if left else k + 0.45, y + 0.12, label, ha="left" if left else "right", va="bottom",
+                fontsize=8)
+    groups: list[tuple[int, int]] = []
+    for i in range(k):
+        j = max(j for j in range(i, k) if rk[j] - rk[i] < a.cd)
+        if j > i and not any(g0 <= i and j <= g1 for g0, g1 in groups):
+            groups.append((i, j))
+    for g, (i, j) in enumerate(groups):
+        bar = -0.35 - 0.25 * g
+        ax.plot([rk[i] - 0.05, rk[j] + 0.05], [bar, bar], color="C0", lw=3.5, solid_capstyle="round")
+    ax.axis("off")
+    ax.set_title(f"{len(a.studies)} datasets, {a.test_metric}: mean rank (1 = best; * the baseline); "
+                 "a bar joins arms Nemenyi cannot tell apart", fontsize=8)
     _save(fig, path)
