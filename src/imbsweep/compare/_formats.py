@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._table import COLUMNS, Comparison
+from ._table import COLUMNS, Comparison, posthoc_words
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -131,6 +131,8 @@ def legend(c: Comparison) -> list[str]:
     else:
         out.append("")
     out[-1] += "tied: cannot be told apart from the best (its mean may be lower)."
+    out += [f"{a} trains nothing of its own: {src}'s models after {posthoc_words(c.posthoc_kinds.get(a))}."
+            for a, src in c.posthoc_arms.items()]
     return out
 
 

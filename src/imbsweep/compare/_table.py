@@ -77,7 +77,7 @@ class Comparison:
                 f"{self.test_name.replace('paired ', '')} at α/(k-1) (the set holds the truly best arm with "
                 f"{1 - self.alpha:.0%} confidence); no ranks among them"
                 + "".join(f"; {a} trains nothing of its own: {src}'s trials and models (same budget, same "
-                          f"replicate runs) scored after {_posthoc_words(self.posthoc_kinds.get(a))}, τ picked "
+                          f"replicate runs) scored after {posthoc_words(self.posthoc_kinds.get(a))}, τ picked "
                           f"on validation in each run" for a, src in self.posthoc_arms.items()))
 
     @property
@@ -301,7 +301,7 @@ def compare(record: StudyRecord, metric: str | None = None, baseline: str | None
                       vary_split, alpha, posthoc, record.posthoc_kinds, record.seed_key or "the seed")
 
 
-def _posthoc_words(kind: str | None) -> str:
+def posthoc_words(kind: str | None) -> str:
     """What a post-hoc arm's kind does, in words (``posthoc``: post-hoc logit adjustment)."""
     from ..posthoc import POSTHOC_KINDS
 
