@@ -3,7 +3,11 @@
     imbsweep run [HYDRA_OVERRIDES...]   train once (``-m`` for a Hydra multirun)
     imbsweep sweep NAME [OVERRIDES...]  run the study NAME (= run -m sweep=NAME): ./sweeps/NAME.yaml,
                                         ./conf/sweep/NAME.yaml, or one of imbsweep's (smoke, tricks, ...)
+    imbsweep suite NAME --data A,B,C [--reseed K] [OVERRIDES...]
+                                        the study NAME once per data option (study NAME-A, ...), then
+                                        compare across them
     imbsweep compare STUDY [--reseed K] which arm wins: paired seeds, Holm-adjusted tests, verdicts
+    imbsweep compare A B C [--reseed K] the same arms across studies (datasets): ranks, Friedman, Wilcoxon
     imbsweep export STUDY [--top-k K]   the best trial(s) as ./conf/best/STUDY.yaml (run +best=STUDY)
     imbsweep ui [--port N] [--host H]   the stock MLflow UI on the local store
     imbsweep dashboard [--port N]       the stock optuna-dashboard on the local Optuna storage
@@ -379,6 +383,51 @@ def _compare_across(args: argparse.Namespace) -> int:
     return 0
 
 
+SUITE_USAGE = "imbsweep suite NAME --data A,B,C [--reseed K] [--compare-only] [HYDRA_OVERRIDES...]"
+
+
+def suite(argv: list[str]) -> int:
+    """``imbsweep suite NAME --data A,B,C``: the sweep NAME once per data option, each its own
+    study ``<study>-<option>`` (``<study>``: ``hydra.sweeper.study_name`` if given, else NAME),
+    one after another as separate commands (each resumable: the same command again picks up
+    where it stopped), then ``imbsweep compare`` across them with ``--reseed K`` (default 5)."""
+    import subprocess
+
+    p = _Parser(prog="imbsweep suite", usage=SUITE_USAGE, add_help=True)
+    p.add_argument("name", help="a sweep file (as for imbsweep sweep)")
+    p.add_argument("--data", required=True, help="the data options, comma-separated (each a study of its own)")
+    p.add_argument("--reseed", type=int, default=5, metavar="K", help="seeds per arm for compare (default 5)")
+    p.add_argument("--compare-only", action="store_true", help="run no sweep: compare the suite's studies")
+    try:
+        args, overrides = p.parse_known_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    options = [d.strip() for d in args.data.split(",")]
+    if len(options) < 2 or any(not d for d in options) or len(set(options)) < len(options):
+        say(f"error: --data={args.data!r}: must name at least two different data options, comma-separated "
+            "(e.g. --data mnist1d_lt,digits_lt)")
+        return 2
+    if args.reseed < 2:
+        say(f"error: --reseed={args.reseed}: must be an integer >= 2 (paired seeds per arm)")
+        return 2
+    bad = [o for o in overrides if o.startswith("-")]
+    if bad:
+        say(f"error: {bad[0]}: not an option of imbsweep suite ({SUITE_USAGE})")
+        return 2
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweeper.study_name=")]
+    base = named[-1] if named else args.name
+    rest = [o for o in overrides if not o.startswith("hydra.sweeper.study_name=")]
+    studies = [f"{base}-{d}" for d in options]
+    me = [sys.executable, "-m", "imbsweep"]
+    if not args.compare_only:
+        for d, study in zip(options, studies, strict=True):
+            print(f"imbsweep suite: study {study} (data={d})", file=sys.stderr, flush=True)
+            code = subprocess.call([*me, "sweep", args.name, f"data={d}", f"hydra.sweeper.study_name={study}", *rest])
+            if code != 0:
+                return code
+    return subprocess.call([*me, "compare", *studies, "--reseed", str(args.reseed)])
+
+
 def _check_metric(metric: str | None) -> None:
     """``--metric`` picks the best trials, so it is a validation metric, as ``objective.metric``
     is: selecting on the test split would report a number it was chosen by."""
@@ -570,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_hydra(argv[1:])
     if argv[:1] == ["sweep"] and len(argv) > 1 and not argv[1].startswith("-"):
         return run_hydra(["-m", f"sweep={argv[1]}", *argv[2:]], prog=f"imbsweep sweep {argv[1]}")
+    if argv[:1] == ["suite"]:
+        return suite(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, and usage errors (one line, code 2)

@@ -142,3 +142,46 @@ def test_studies_that_cannot_be_compared_across_give_one_line(datasets: Path, st
         assert code == 0 and "tuned la" in " ".join(out.split()) or "W/T/L vs la" in out
         return
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["smoke_arms", "--data", "digits_lt"], "--data='digits_lt': must name at least two different data options"),
+    (["smoke_arms", "--data", "digits_lt,digits_lt"], "must name at least two different data options"),
+    (["smoke_arms", "--data", "digits_lt,wine_lt", "--reseed", "1"], "--reseed=1: must be an integer >= 2"),
+    (["smoke_arms", "--data", "digits_lt,wine_lt", "--nope"], "--nope: not an option of imbsweep suite"),
+    (["smoke_arms"], "the following arguments are required: --data"),
+])
+def test_bad_suite_arguments_are_one_line_before_any_sweep(tmp_path: Path, args: list[str], words: str,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from imbsweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["suite", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow  # (~60 s: two sweeps, their re-runs and the comparison, through the real CLI)
+def test_a_suite_runs_one_study_per_data_option_then_compares_across(tmp_path: Path) -> None:
+    """``imbsweep suite NAME --data A,B``: study NAME-A and NAME-B (a user's own sweep file in
+    ./sweeps), their replicates, then the comparison across them; the same command again
+    resumes (every study complete) and prints the same table."""
+    from tests.helpers.cli import run_cli
+
+    (tmp_path / "sweeps").mkdir()
+    text = (Path(__file__).resolve().parents[2] / "src/imbsweep/conf/sweep/smoke_arms.yaml").read_text()
+    (tmp_path / "sweeps" / "mini.yaml").write_text(
+        text.replace("choice(32, 64)", "choice(16, 32)").replace("study_name: smoke_arms", "study_name: mini"))
+    p = run_cli(tmp_path, "suite", "mini", "--data", "digits_lt,iris_lt", "--reseed", "2",
+                "hydra.sweeper.trials_per_arm=2", "trainer.batch_size=16")
+    assert p.returncode == 0, p.stderr
+    assert "imbsweep suite: study mini-digits_lt (data=digits_lt)" in p.stderr
+    assert "Across 2 datasets of test/balanced_acc" in p.stdout
+    assert (tmp_path / "reports" / "across-mini-digits_lt+mini-iris_lt" / "critical_difference.png").exists()
+    again = run_cli(tmp_path, "suite", "mini", "--data", "digits_lt,iris_lt", "--reseed", "2",
+                    "hydra.sweeper.trials_per_arm=2", "trainer.batch_size=16")
+    assert again.returncode == 0, again.stderr
+    table = [line for line in p.stdout.splitlines() if line.startswith(("baseline", "  "))]
+    assert table and table == [line for line in again.stdout.splitlines() if line.startswith(("baseline", "  "))]

@@ -3,9 +3,14 @@ val/test splits, scaling fit on the training split only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from imbsweep import data as D
+
+SRC_CONF = Path(__file__).resolve().parents[2] / "src" / "imbsweep" / "conf"
 
 
 def test_digits_lt_splits_are_balanced_and_disjoint() -> None:
@@ -54,3 +59,38 @@ def test_synthetic_has_the_profile() -> None:
                      n_test_per_class=30, n_classes=5, n_informative=5, n_features=8).build()
     assert ds.train_class_counts.tolist() == D.longtail_counts(200, 5, 20).tolist()
     assert np.bincount(ds.y_val).tolist() == [30] * 5
+
+
+@pytest.mark.parametrize(("table", "classes", "head", "ratio"), [
+    ("wine", 3, 30, 10.0), ("breast_cancer", 2, 120, 5.0), ("iris", 3, 25, 10.0)])
+def test_a_bundled_table_is_made_long_tailed_with_balanced_held_out_sets(table: str, classes: int, head: int,
+                                                                       ratio: float) -> None:
+    """scikit-learn's bundled wine, breast_cancer and iris (nothing downloaded), as the configs
+    data=wine_lt, breast_cancer_lt, iris_lt set them: the head class keeps n_train_max, the
+    tail n_train_max / ratio (the exponential profile), validation and test balanced and
+    disjoint from training."""
+    import numpy as np
+    import yaml
+
+    from imbsweep.data import BundledTableLT
+    from imbsweep.data._longtail import longtail_counts
+
+    conf = yaml.safe_load((SRC_CONF / "data" / f"{table}_lt.yaml").read_text())
+    keys = {k: v for k, v in conf.items() if k not in ("defaults", "_target_")}
+    ds = BundledTableLT(**keys).build()
+    assert ds.name == f"{table}_lt" and len(ds.class_names) == classes
+    counts = np.bincount(ds.y_train, minlength=classes)
+    assert list(counts) == list(longtail_counts(head, classes, ratio, "exp")) and counts[0] == head
+    assert counts[-1] == int(head / ratio) or counts[-1] == round(head / ratio)
+    for y, n in ((ds.y_val, keys["n_val_per_class"]), (ds.y_test, keys["n_test_per_class"])):
+        assert list(np.bincount(y, minlength=classes)) == [n] * classes
+    rows = {tuple(r) for r in np.round(ds.x_train, 6)}
+    assert not rows & {tuple(r) for r in np.round(ds.x_test, 6)}
+
+
+def test_an_unknown_bundled_table_is_one_line() -> None:
+    from imbsweep.data import BundledTableLT
+    from imbsweep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.table='adult': must be one of wine, breast_cancer, iris"):
+        BundledTableLT(table="adult")

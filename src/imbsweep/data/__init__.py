@@ -37,11 +37,11 @@ from ._record import (
     split_warnings,
     warnings_of,
 )
-from ._sources import MNIST1DLT, DigitsLT, LongTailSource, Synthetic, scale
+from ._sources import MNIST1DLT, BundledTableLT, DigitsLT, LongTailSource, Synthetic, scale
 from ._tabular import Tabular, column_list, file_digest
 
 __all__ = [
-    "Augment", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
+    "Augment", "BundledTableLT", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
     "LongTailSource", "MNIST1DLT", "Synthetic", "Tabular", "balanced_holdout",
     "cache_entries", "cache_key", "cached", "check_study_data", "clear_disk_cache", "clear_memory_cache",
     "column_list", "dataset_input",

@@ -161,6 +161,44 @@ class DigitsLT(LongTailSource):
         return d.data, d.target.astype(np.int64), tuple(str(i) for i in range(10))
 
 
+#: scikit-learn's bundled classification tables (nothing downloaded): name -> its loader's name
+TABLES = {"wine": "load_wine", "breast_cancer": "load_breast_cancer", "iris": "load_iris"}
+
+
+@dataclass
+class BundledTableLT(LongTailSource):
+    """One of scikit-learn's bundled tables (``table``: wine, breast_cancer or iris) made
+    long-tailed as every source here is: balanced validation and test sets held out per class,
+    the rest subsampled to the long-tailed profile. Tiny (150 to 569 rows): a dataset among
+    several for a comparison across datasets, not a benchmark of its own."""
+
+    table: str = "wine"
+    imbalance_ratio: float = 10.0
+    n_train_max: int = 30
+    n_val_per_class: int = 8
+    n_test_per_class: int = 15
+    name: ClassVar[str] = "table_lt"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check("table", self.table, self.table in TABLES, f"must be one of {', '.join(TABLES)}")
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "name": f"{self.table}_lt"}
+
+    def build(self) -> Dataset:
+        return dataclasses.replace(super().build(), name=f"{self.table}_lt")
+
+    def generator(self) -> str:
+        return f"scikit-learn {TABLES[self.table]} (bundled)"
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        import sklearn.datasets
+
+        d = getattr(sklearn.datasets, TABLES[self.table])()
+        return np.asarray(d.data, dtype=np.float64), d.target.astype(np.int64), tuple(str(n) for n in d.target_names)
+
+
 @dataclass
 class Synthetic(LongTailSource):
     """scikit-learn's ``make_classification``, generated with class weights proportional to
