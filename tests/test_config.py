@@ -19,8 +19,8 @@ GROUPS = {g: sorted(p.stem for p in (PACKAGE_CONF / g).glob("*.yaml"))
 
 
 def test_groups_have_the_documented_options() -> None:
-    assert GROUPS["data"] == ["breast_cancer_lt", "digits_lt", "image_folder", "iris_lt", "mnist1d_lt", "synthetic",
-                              "tabular", "wine_lt"]
+    assert GROUPS["data"] == ["breast_cancer_lt", "cifar100_lt", "cifar10_lt", "digits_lt", "image_folder", "iris_lt",
+                              "mnist1d_lt", "synthetic", "tabular", "wine_lt"]
     assert GROUPS["model"] == ["cnn1d", "logreg", "mlp", "resnet"]
     assert GROUPS["optimizer"] == ["adam", "adamw", "sgd"]
     assert GROUPS["scheduler"] == ["constant", "cosine", "step"]

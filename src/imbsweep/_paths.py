@@ -60,7 +60,7 @@ def journal_path(state: Path) -> Path:
 
 #: config keys that name a local file or folder (group, key): recorded as absolute paths, so that
 #: an exported or re-run config finds them from any folder
-PATH_KEYS = (("data", "path"), ("model", "weights"))
+PATH_KEYS = (("data", "path"), ("data", "root"), ("model", "weights"))
 
 
 def absolute_paths(container: dict[str, Any]) -> None:

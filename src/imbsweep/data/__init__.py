@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ._cifar import CIFAR10LT, CIFAR100LT, cifar_lt_counts, ldam_order
 from ._dataset import (
     DEFAULT_CACHE_MB,
     KINDS,
@@ -19,7 +20,7 @@ from ._dataset import (
     clear_memory_cache,
     evict,
 )
-from ._images import Augment, ImageFolder, image_augment, import_torchvision
+from ._images import Augment, ImageFolder, image_augment, import_torchvision, normalised_splits
 from ._longtail import (
     balanced_holdout,
     longtail_counts,
@@ -41,13 +42,13 @@ from ._sources import MNIST1DLT, BundledTableLT, DigitsLT, LongTailSource, Synth
 from ._tabular import Tabular, column_list, file_digest
 
 __all__ = [
-    "Augment", "BundledTableLT", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT", "ImageFolder", "KINDS",
-    "LongTailSource", "MNIST1DLT", "Synthetic", "Tabular", "balanced_holdout",
-    "cache_entries", "cache_key", "cached", "check_study_data", "clear_disk_cache", "clear_memory_cache",
-    "column_list", "dataset_input",
+    "Augment", "BundledTableLT", "CIFAR100LT", "CIFAR10LT", "CacheEntry", "DEFAULT_CACHE_MB", "Dataset", "DigitsLT",
+    "ImageFolder", "KINDS", "LongTailSource", "MNIST1DLT", "Synthetic", "Tabular", "balanced_holdout",
+    "cache_entries", "cache_key", "cached", "check_study_data", "cifar_lt_counts", "clear_disk_cache",
+    "clear_memory_cache", "column_list", "dataset_input",
     "dataset_spec", "evict", "file_digest", "identity", "image_augment", "import_torchvision",
-    "load_dataset", "longtail_counts", "longtail_subsample", "not_evaluated", "profile", "scale",
-    "split_warnings", "stratified_split", "study_data", "subsample_pool", "warnings_of",
+    "ldam_order", "load_dataset", "longtail_counts", "longtail_subsample", "normalised_splits", "not_evaluated",
+    "profile", "scale", "split_warnings", "stratified_split", "study_data", "subsample_pool", "warnings_of",
 ]
 
 log = logging.getLogger(__name__)

@@ -187,7 +187,6 @@ class ImageFolder:
 
     # -- build -----------------------------------------------------------------------------------
     def build(self) -> Dataset:
-        import torch
         from PIL import Image, UnidentifiedImageError
 
         import_torchvision()
@@ -221,21 +220,13 @@ class ImageFolder:
                 raise DataError("data.path", self.path, f"cannot decode {p}: {exc}") from None
         rng = np.random.default_rng(self.seed)
         train, val, test = self._split(y, len(names), rng)
-        x = torch.from_numpy(images)
-        scaled = x[torch.from_numpy(train)].to(torch.float32) / 255
-        mean = scaled.mean(dim=(0, 2, 3)).tolist()
-        std = [s or 1.0 for s in scaled.std(dim=(0, 2, 3)).tolist()]
-        norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-        def part(idx: np.ndarray) -> np.ndarray:
-            return norm(x[torch.from_numpy(idx)]).numpy() if len(idx) else np.zeros((0, *x.shape[1:]), np.float32)
-
+        (xtr, xva, xte), mean, std = normalised_splits(images, [train, val, test])
         shape = (self.channels, self.image_size, self.image_size)
         meta = {"source": str(self._root.resolve()), "digest": digest.hexdigest()[:16],
                 "format": "csv" if self._root.is_file() else "folder", "image_shape": list(shape),
                 "normalize": {"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std]},
                 "files": len(paths), "warnings": []}
-        return Dataset(self.name, part(train), y[train], part(val), y[val], part(test), y[test],
+        return Dataset(self.name, xtr, y[train], xva, y[val], xte, y[test],
                        tuple(names), kind="image", image_shape=shape, meta=meta)
 
     def _split(self, y: np.ndarray, n_classes: int, rng: np.random.Generator,
@@ -268,6 +259,36 @@ class ImageFolder:
                             f"at most {room} fits this folder (null picks it)")
         train = np.concatenate([p[:n] for p, n in zip(pool, counts, strict=True)])
         return rng.permutation(train), val, test
+
+
+def normalised_splits(images: np.ndarray, splits: list[np.ndarray],
+                      ) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """The images of each split, as float32 normalised per channel with the first split's
+    (training's) mean and std (torchvision's ``ToDtype(scale=True)`` and ``Normalize``).
+
+    Args:
+        images: uint8 ``[N, C, H, W]``.
+        splits: index arrays into ``images``, training first.
+
+    Returns:
+        (one float32 array per split, the mean, the std), a std of 0 taken as 1.
+    """
+    import torch
+
+    import_torchvision()
+    from torchvision.transforms import v2
+
+    x = torch.from_numpy(images)
+    scaled = x[torch.from_numpy(splits[0])].to(torch.float32) / 255
+    mean = scaled.mean(dim=(0, 2, 3)).tolist()
+    std = [s or 1.0 for s in scaled.std(dim=(0, 2, 3)).tolist()]
+    del scaled
+    norm = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+    def part(idx: np.ndarray) -> np.ndarray:
+        return norm(x[torch.from_numpy(idx)]).numpy() if len(idx) else np.zeros((0, *x.shape[1:]), np.float32)
+
+    return [part(idx) for idx in splits], mean, std
 
 
 class Augment:

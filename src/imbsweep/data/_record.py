@@ -45,7 +45,8 @@ def split_warnings(ds: Dataset) -> list[str]:
     if few:
         shown = ", ".join(f"{name!r} ({n})" for name, n in few)
         out.append(f"data: validation holds fewer than {FEW_VAL} examples of class {shown}: their recall "
-                   "(and the objective) moves in steps of 1/n; more data or a larger data.val_fraction helps")
+                   "(and the objective) moves in steps of 1/n; more data or a larger data.val_fraction "
+                   "(data.n_val_per_class) helps")
     return out
 
 
@@ -56,7 +57,10 @@ def warnings_of(ds: Dataset) -> list[str]:
 
 
 def display_name(ds: Dataset) -> str:
-    """The dataset's name in MLflow: the file or folder name of a user's data, else the source."""
+    """The dataset's name in MLflow: the one its source gives (``meta["display_name"]``: CIFAR-LT
+    with its ratio), else the file or folder name of a user's data, else the source."""
+    if ds.meta.get("display_name"):
+        return str(ds.meta["display_name"])
     source = ds.meta.get("source")
     if source and not str(source).startswith("generated"):
         return Path(str(source)).name
