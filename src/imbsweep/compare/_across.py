@@ -227,7 +227,7 @@ def compact_frame(a: Across) -> Any:
 
     t = a.table
     widest = max((abs(v) for v in list(t["delta_min"]) + list(t["delta_max"]) if v == v and v != 0), default=0.0)
-    d = 3 if widest == 0 else min(6, max(3, 2 - math.floor(math.log10(widest))))
+    d = 3 if widest == 0 else min(6, max(3, 1 - math.floor(math.log10(widest))))
     return pd.DataFrame({
         "verdict": list(t["verdict"]),
         "arm": list(t["arm"]),
