@@ -649,7 +649,9 @@ def entry() -> None:
     try:
         code = main()
     except KeyboardInterrupt:  # before a command set up its own handling (still importing)
-        from .sweep._procs import WORKER_ENV
+        # (nothing imported here: a Ctrl-C inside an import leaves that module half made, and
+        # importing anything that needs it would raise from inside this handler)
+        from .names import WORKER_ENV
 
         if not os.environ.get(WORKER_ENV):  # (a worker its sweep stops has nothing to say)
             say("interrupted")

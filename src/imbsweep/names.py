@@ -121,3 +121,6 @@ def posthoc_attr(kind: str) -> str:
     ``kind`` (``posthoc.POSTHOC_KINDS``): ``imbsweep:posthoc_value`` for post-hoc logit
     adjustment, ``imbsweep:taunorm_value`` for tau-normalisation."""
     return f"imbsweep:{kind}_value"
+
+#: set in the processes a sweep starts (its workers), and their torch threads
+WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"

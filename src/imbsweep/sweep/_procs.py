@@ -4,6 +4,7 @@ stops them. How they share the budget is ``_workers``'."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -14,8 +15,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ..names import THREADS_ENV, WORKER_ENV
+
 log = logging.getLogger(__name__)
-WORKER_ENV, THREADS_ENV = "IMBSWEEP_WORKER", "IMBSWEEP_THREADS"  # set in the processes a sweep starts
+#: the file descriptor a worker writes to once it is in its loop (:func:`worker_ready`)
+READY_ENV = "IMBSWEEP_WORKER_READY"
+_READY: dict[int, int] = {}  # worker pid -> the read end of its pipe
 #: the user's own HYDRA_FULL_ERROR (the CLI sets it to 1 for itself, to print Hydra's errors as one line)
 USER_FULL_ERROR = "IMBSWEEP_USER_FULL_ERROR"
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
@@ -89,15 +94,24 @@ def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: P
     ``k`` sees only GPU ``gpus[k]``, when not None: :func:`gpu_slots`)."""
     procs = []
     for k in range(1, n_jobs):
-        env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or "")}
+        read, write = os.pipe()  # the worker writes one byte once it is in its loop (worker_ready)
+        os.set_blocking(read, False)
+        env = {**os.environ, WORKER_ENV: str(k), THREADS_ENV: str(threads or ""), READY_ENV: str(write)}
         if os.environ.get(USER_FULL_ERROR) is not None:  # the user's setting, not the one the CLI made for itself
             env.pop("HYDRA_FULL_ERROR", None)
             if os.environ[USER_FULL_ERROR]:
                 env["HYDRA_FULL_ERROR"] = os.environ[USER_FULL_ERROR]
         if gpus[k] is not None:
             env[GPU_ENV] = str(gpus[k])
-        procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,
-                                      stdout=subprocess.DEVNULL))
+        try:
+            procs.append(subprocess.Popen(worker_command(program, argv, k, sweep_dir), env=env,
+                                          stdout=subprocess.DEVNULL, pass_fds=(write,)))
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        _READY[procs[-1].pid] = read
     log.info("started %d more worker process(es) running %s; torch threads per worker: %s%s", len(procs),
              " ".join(program), threads, f"; GPU per worker: {', '.join(map(str, gpus))}" if any(gpus) else "")
     return procs
@@ -114,17 +128,52 @@ def join(workers: list[subprocess.Popen[bytes]]) -> None:
     for w in workers:
         if w.returncode is None and w.wait() != 0:  # (those reaped before were reported then)
             log.warning("worker pid %d exited with %s", w.pid, w.returncode)
+        _forget(w)
+
+
+def _forget(w: subprocess.Popen[bytes]) -> None:
+    """Close the read end of an ended worker's pipe."""
+    fd = _READY.pop(w.pid, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+def worker_ready() -> None:
+    """Tell the sweep that started this worker that it is in its loop: from now on a SIGINT
+    stops its trial (re-queued) instead of landing in an import (a traceback, nothing to save)."""
+    fd = os.environ.pop(READY_ENV, None)
+    if fd is not None:
+        with contextlib.suppress(OSError, ValueError):
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+
+
+def _ready(w: subprocess.Popen[bytes]) -> bool:
+    """Whether worker ``w`` said it is in its loop (:func:`worker_ready`)."""
+    fd = _READY.get(w.pid)
+    if fd is None:
+        return True
+    with contextlib.suppress(OSError):
+        if os.read(fd, 1):
+            os.close(fd)
+            _READY.pop(w.pid)
+            return True
+    return False
+
 
 def stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    """Ctrl-C or an error: workers stop their trial (re-queued) and exit."""
+    """Ctrl-C or an error: workers stop their trial (re-queued) and exit; a worker still
+    starting (importing, opening the study: it holds no trial yet) is killed, which it
+    survives without a word, where a SIGINT would print a traceback from inside an import."""
     for w in workers:
         if w.poll() is None:
-            w.send_signal(signal.SIGINT)
+            w.send_signal(signal.SIGINT if _ready(w) else signal.SIGKILL)
     for w in workers:
         try:
             w.wait(timeout=60)
         except subprocess.TimeoutExpired:
             w.kill()
+        _forget(w)
 
 
 def torch_threads(n_jobs: int, config: Any) -> int | None:

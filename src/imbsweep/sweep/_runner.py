@@ -45,7 +45,7 @@ from ._arms import Arm, baseline_arm, baseline_params, build_arms, config_defaul
 from ._checks import check_resume, drop_new_studies, preflight
 from ._counts import counts
 from ._launch import JobLost, LaunchFailed, make_jobs, runs_here
-from ._procs import WORKER_ENV, join, pin_gpu, reap, share_gpus, start_workers, stop, torch_threads
+from ._procs import WORKER_ENV, join, pin_gpu, reap, share_gpus, start_workers, stop, torch_threads, worker_ready
 from ._settings import Settings
 from ._space import RANGE_STOPS, SearchSpace, custom_space, override, range_note, search_space_params
 from ._study import grid_size, make_pruner, make_sampler, open_storage
@@ -225,6 +225,8 @@ class Sweep:
         stopping = False
         try:
             with parent, progress:
+                if self.worker:
+                    worker_ready()
                 workers = self._start_workers()
                 progress.update(studies)
                 while True:
