@@ -414,9 +414,9 @@ def suite(argv: list[str]) -> int:
     if bad:
         say(f"error: {bad[0]}: not an option of imbsweep suite ({SUITE_USAGE})")
         return 2
-    named = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweeper.study_name=")]
+    named = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.sweeper.study_name=")]
     base = named[-1] if named else args.name
-    rest = [o for o in overrides if not o.startswith("hydra.sweeper.study_name=")]
+    rest = [o for o in overrides if not o.lstrip("+").startswith("hydra.sweeper.study_name=")]
     studies = [f"{base}-{d}" for d in options]
     me = [sys.executable, "-m", "imbsweep"]
     if not args.compare_only:
@@ -425,7 +425,14 @@ def suite(argv: list[str]) -> int:
             code = subprocess.call([*me, "sweep", args.name, f"data={d}", f"hydra.sweeper.study_name={study}", *rest])
             if code != 0:
                 return code
-    return subprocess.call([*me, "compare", *studies, "--reseed", str(args.reseed)])
+    store = []  # where the sweeps recorded (their overrides): where compare reads
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key == "state_dir" and value:
+            store += ["--state-dir", value]
+        elif key == "tracking.uri" and value and value != "null":
+            store += ["--tracking-uri", value]
+    return subprocess.call([*me, "compare", *studies, "--reseed", str(args.reseed), *store])
 
 
 def _check_metric(metric: str | None) -> None:
@@ -453,7 +460,14 @@ def export(args: argparse.Namespace) -> int:
                         connect_timeout=args.connect_timeout)
     if record.own_app:
         _check_metric(args.metric)
-    verdict = _compared(args) if args.winner or (args.arm is None and args.trick is None) else None
+    verdict = None
+    if args.winner:
+        verdict = _compared(args)
+    elif args.arm is None and args.trick is None:
+        try:  # only for the note naming compare's winner: an export never fails for it
+            verdict = _compared(args)
+        except Exception:  # noqa: BLE001
+            verdict = None
     if args.winner:
         assert verdict is not None
         arm, why, by = verdict
@@ -609,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--arm", default=None, help=f"only trials of this arm of a tournament (its {TAG_ARM} tag)")
     e.add_argument("--winner", action="store_true",
                    help="the arm compare recommends (the best mean of those that beat the baseline on the paired "
-                        "seeds, else the baseline): compare --reseed K first")
+                        "seeds, else the baseline; compare's defaults: the paired t-test, the sweep's baseline arm): "
+                        "compare --reseed K first")
     return p
 
 

@@ -322,7 +322,8 @@ def test_a_reproducible_tournament_gives_the_same_trials_on_two_workers_or_resum
         work.mkdir()
         for jobs, per_arm in runs:
             p = run_cli(work, "sweep", "smoke_arms", f"hydra.sweeper.n_jobs={jobs}", "hydra.sweeper.reproducible=true",
-                        f"hydra.sweeper.trials_per_arm={per_arm}", "hydra.sweeper.sampler.n_startup_trials=1")
+                        f"hydra.sweeper.trials_per_arm={per_arm}", "hydra.sweeper.sampler.n_startup_trials=1",
+                        "trainer.num_threads=1")  # (torch threads otherwise follow n_jobs)
             assert p.returncode == 0, p.stderr
         studies = _arm_studies(work, "smoke_arms")
         found.append({arm: [(t.number, t.params, t.values) for t in s.trials] for arm, s in studies.items()})

@@ -224,10 +224,12 @@ class ImbsweepOptunaSweeperConf:
             worker died on another machine is re-queued; null turns heartbeats off.
         reproducible: the same command gives the same trials on every run, whatever the
             workers' timing: each arm (a plain study: the study) runs one trial at a time, and
-            each trial is asked of a sampler seeded with ``sampler.seed`` + its number. A worker
-            waits while every arm below its budget has a trial running, so keep ``n_jobs`` at
-            most the number of arms. Needs ``sampler.seed``; off by default (Optuna's way:
-            parallel workers steer each other's samplers as results arrive).
+            each trial is asked of a sampler seeded with ``sampler.seed`` + its number (with the
+            same torch threads per trial: set ``trainer.num_threads`` to compare runs with
+            different ``n_jobs``). A worker waits while every arm below its budget has a trial
+            running, so ``n_jobs`` above the number of arms is lowered to it. Needs
+            ``sampler.seed``; off by default (Optuna's way: parallel workers steer each other's
+            samplers as results arrive).
         trial: set by the sweeper on each job it launches (which trial, which MLflow run);
             never set it yourself.
     """

@@ -43,14 +43,16 @@ def ranks(values: Sequence[Sequence[float]], direction: str) -> list[list[float]
 def friedman(mean_ranks: Sequence[float], n: int) -> tuple[float, float, float]:
     """Friedman's chi-square from the arms' mean ranks over ``n`` datasets, the Iman–Davenport
     F and its p-value (F with k-1 and (k-1)(n-1) degrees of freedom), as Demšar §3.2.2."""
+    from scipy.stats import chi2 as chi2_dist
     from scipy.stats import f
 
     k = len(mean_ranks)
     chi2 = 12 * n / (k * (k + 1)) * (math.fsum(r * r for r in mean_ranks) - k * (k + 1) ** 2 / 4)
     denominator = n * (k - 1) - chi2
-    ff = math.inf if denominator <= 0 else (n - 1) * chi2 / denominator
-    p = 0.0 if math.isinf(ff) else float(f.sf(ff, k - 1, (k - 1) * (n - 1)))
-    return chi2, ff, p
+    if denominator <= 0:  # every dataset ranks the arms alike: F is infinite, so take the chi-square's p
+        return chi2, math.inf, float(chi2_dist.sf(chi2, k - 1))
+    ff = (n - 1) * chi2 / denominator
+    return chi2, ff, float(f.sf(ff, k - 1, (k - 1) * (n - 1)))
 
 
 def nemenyi_cd(k: int, n: int, alpha: float = _stats.ALPHA) -> float:
@@ -133,8 +135,11 @@ class Across:
                 parts.append(f"{', '.join(arms)} {word}{'s' if len(arms) == 1 else ''} tuned {self.baseline}")
         rest = int((t["verdict"] == "no evidence").sum())
         if rest:
-            parts.append(f"no evidence of a difference for {rest if parts else 'any of the ' + str(rest)} "
-                         f"{'other ' if parts else ''}arm{'s' if rest > 1 else ''}")
+            if parts:
+                parts.append(f"no evidence of a difference for the {rest} other arm{'s' if rest > 1 else ''}")
+            else:
+                parts.append(f"no evidence of a difference for any of the {rest} arms" if rest > 1
+                             else "no evidence of a difference for the arm tested")
         return head + "; ".join([*parts, ranks]) + "."
 
 
@@ -174,6 +179,8 @@ def across(comparisons: Sequence[Comparison], alpha: float = _stats.ALPHA) -> Ac
                              + (f" ({c.study} lacks {', '.join(lack)})" if lack else "")
                              + (f" ({c.study} adds {', '.join(extra)})" if extra else "")
                              + ": compare across studies needs the same arms in every one")
+    if len(arms) < 2:
+        raise StudyError(f"study {first.study!r} has one arm: compare across studies ranks arms against each other")
     baseline = str(first.baseline)
     by = [c.table.set_index("arm") for c in comparisons]
     values = [[float(t.loc[a, "mean"]) for a in arms] for t in by]

@@ -130,7 +130,7 @@ def legend(c: Comparison) -> list[str]:
                 f"beats {base}; "]
     else:
         out.append("")
-    out[-1] += "tied: cannot be told apart from the best (its mean may be lower)."
+    out[-1] += "tied: cannot be told apart from the best (its mean may be worse)."
     out += [f"{a} trains nothing of its own: {src}'s models after {posthoc_words(c.posthoc_kinds.get(a))}."
             for a, src in c.posthoc_arms.items()]
     return out

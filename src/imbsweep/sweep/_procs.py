@@ -108,6 +108,7 @@ def start_workers(program: list[str], argv: list[str], n_jobs: int, sweep_dir: P
                                           stdout=subprocess.DEVNULL, pass_fds=(write,)))
         except BaseException:
             os.close(read)
+            stop(procs)  # (the ones already started would go on claiming trials)
             raise
         finally:
             os.close(write)
@@ -120,8 +121,10 @@ def reap(workers: list[subprocess.Popen[bytes]]) -> None:
     """Collect workers that exited (a killed one would otherwise stay a zombie that looks
     alive to the liveness check); the next claim recovers their trials."""
     for w in workers:
-        if w.returncode is None and w.poll() is not None and w.returncode != 0:
-            log.warning("worker pid %d exited with %s; its trial, if any, is re-queued", w.pid, w.returncode)
+        if w.returncode is None and w.poll() is not None:
+            if w.returncode != 0:
+                log.warning("worker pid %d exited with %s; its trial, if any, is re-queued", w.pid, w.returncode)
+            _forget(w)
 
 def join(workers: list[subprocess.Popen[bytes]]) -> None:
     """Wait for the workers to end their share of the budget."""

@@ -37,6 +37,7 @@ from ..names import (
     ATTR_BASELINE,
     ATTR_FAIL_REASON,
     ATTR_METRIC,
+    ATTR_REQUEUED,
     ATTR_TOURNAMENT,
     JOURNAL_SUFFIXES,
 )
@@ -280,8 +281,9 @@ class Sweep:
     def _claim(self, parent: Any) -> tuple[Arm | None, optuna.Trial | None]:
         """Under the study's budget lock: recover dead workers' trials, then ask for a trial
         of the arm with the fewest finished + running trials, if one is below its budget.
-        ``reproducible``: only of an arm with no trial running, among those at most one trial
-        ahead of the least served (else none: the caller waits), each ask seeded by its number."""
+        ``reproducible``: only of an arm with no trial running and at most one trial more than
+        the least served has (so at most two ahead once it runs; else none: the caller waits),
+        each ask seeded by its number."""
         reproducible = self.settings.reproducible
         with budget_lock(self.storage, self.study_name, self.journal):
             below: list[tuple[int, int, Arm]] = []
@@ -297,8 +299,11 @@ class Sweep:
                 return None, None
             _, _, arm = min(below, key=lambda u: u[0])  # the first of the least served, in the file's order
             if not arm.seeded or reproducible:  # this process's own seed stream, or this ask's: see _sampler
-                # every ask adds a trial or takes a waiting one: the non-waiting count is unique
-                asked = [t for t in arm.study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+                # every ask adds a trial or takes a waiting one: the non-waiting count is unique; a
+                # re-queued trial's failed twin is left out, so that the asks after its re-run
+                # get the seeds they get in a run that was never interrupted
+                asked = [t for t in arm.study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING
+                         and not t.user_attrs.get(ATTR_REQUEUED)]
                 arm.study.sampler = self._sampler(len(asked), arm.space)
                 arm.seeded = True
             # Ctrl-C lands after the trial knows its process: a RUNNING trial without one
