@@ -286,6 +286,7 @@ def test_a_torchvision_model_with_local_weights_on_an_image_folder_through_the_c
     assert {"test/balanced_acc", "taunorm/tau"} <= set(run.data.metrics)  # its `fc` is a linear head
 
 
+@pytest.mark.slow  # (make test-all; a user's model through the CLI stays in make test: the docs' model)
 def test_a_sweep_preset_runs_a_users_model_and_a_searched_key_it_does_not_take_is_one_line(workdir: Path) -> None:
     # sweep=smoke sets model.hidden_sizes for model=mlp: left out for MyNet in the checks made before
     # the study opens as in its trials; a key the sweep searches is the user's and must be taken

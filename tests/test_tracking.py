@@ -234,6 +234,7 @@ def _cut_store(db: Path, run: bool) -> None:
     subprocess.run([sys.executable, "-c", CUT, str(db), "run" if run else "empty"], check=True, capture_output=True)
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes)
 def test_a_half_made_store_is_made_again_and_one_with_runs_is_kept(tmp_path: Path) -> None:
     """The first command stopped while it created the store (issue 30): the next one moves the
     half-made file aside (it holds no run) and makes the store again, with one line; a store

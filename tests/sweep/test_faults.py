@@ -286,6 +286,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_running_and_the_rerun_resumes(tm
     assert parent.info.status == "FINISHED" and not [r for r in children if r.info.status == "RUNNING"]
 
 
+@pytest.mark.slow  # (make test-all; a write the store refuses stays in make test: the refused-last-write cases)
 def test_a_full_disk_under_the_mlflow_store_requeues_the_cut_trial_and_the_rerun_ends_exact(tmp_path: Path) -> None:
     """The disk holding the MLflow store and its artifacts fills while a sweep runs (the Optuna
     journal is elsewhere): whichever write it refuses first (a trial's run, its files, the

@@ -121,6 +121,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow  # (make test-all: make test keeps to its 15 minutes; the GPU slots' arithmetic stays in make test)
 def test_a_sweeps_workers_are_spread_over_the_gpus(tmp_path: Path) -> None:
     """n_jobs=5 with workers_per_gpu=2 on GPUs 3 and 5: four workers, two on each, the sweep's
     own process on the first."""

@@ -112,6 +112,7 @@ def _check_record(client: object, study: optuna.Study, lost: optuna.trial.Frozen
     check_one_to_one(study, [r for r in children if r not in of_lost], skip={lost.number})
 
 
+@pytest.mark.slow  # (make test-all; the recipe's launcher stays in make test: the job it cannot start)
 def test_the_recipe_on_submitit_jobs_keeps_the_budget_and_requeues_a_killed_job(tmp_path: Path, pg_url: str) -> None:
     from mlflow import MlflowClient
 
