@@ -212,7 +212,6 @@ def test_an_arm_that_changed_is_refused_before_its_trials_mix(tmp_path: Path) ->
     assert not local_storage(tmp_path).get_all_studies()[0].user_attrs.get("imbsweep:tournament")
 
 
-@pytest.mark.slow  # (make test-all; post-hoc arms stay in make test through another app's tournament, test_any_app)
 def test_a_posthoc_arm_rescores_its_source_arms_models_without_training(tmp_path: Path) -> None:
     """``hydra.sweeper.posthoc_arms``: ce_posthoc trains nothing; it is CE's trials scored by
     their post-hoc values, in the sweep's summary, in compare (with CE's replicate runs read
@@ -323,6 +322,7 @@ def test_a_reproducible_tournament_gives_the_same_trials_on_two_workers_or_resum
         work.mkdir()
         for jobs, per_arm in runs:
             p = run_cli(work, "sweep", "smoke_arms", f"hydra.sweeper.n_jobs={jobs}", "hydra.sweeper.reproducible=true",
+                        "~hydra.sweeper.arms.ce_weighted",
                         f"hydra.sweeper.trials_per_arm={per_arm}", "hydra.sweeper.sampler.n_startup_trials=1",
                         "trainer.num_threads=1")  # (torch threads otherwise follow n_jobs)
             assert p.returncode == 0, p.stderr
