@@ -195,7 +195,7 @@ def test_optuna_example(with_commandline: bool, tmpdir: Path, plugin_root: Path)
     assert returns["best_value"] <= 2.27
 
 
-@pytest.mark.parametrize("num_trials", (10, 1))
+@pytest.mark.parametrize("num_trials", (pytest.param(10, marks=pytest.mark.slow), 1))  # (10: make test-all, 15 min)
 def test_example_with_grid_sampler(tmpdir: Path, num_trials: int, plugin_root: Path) -> None:
     storage = "sqlite:///" + os.path.join(str(tmpdir), "test.db")
     study_name = "test-grid-sampler"
@@ -292,7 +292,7 @@ def test_optuna_custom_search_space_example(tmpdir: Path, plugin_root: Path) -> 
     assert 0 <= w <= 1
 
 
-@pytest.mark.parametrize("max_failure_rate", (0.5, 1.0))
+@pytest.mark.parametrize("max_failure_rate", (0.5, pytest.param(1.0, marks=pytest.mark.slow)))  # (1.0: make test-all)
 def test_failure_rate(max_failure_rate: float, tmpdir: Path, plugin_root: Path) -> None:
     cmd = [
         "example/sphere.py",

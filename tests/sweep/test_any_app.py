@@ -296,6 +296,7 @@ def test_what_a_users_task_does_with_mlflow_or_returns_is_recorded_and_ended(app
     assert len(nested) == 1 and nested[0].data.tags["mlflow.parentRunId"] == trial_of.user_attrs["mlflow_run_id"]
 
 
+@pytest.mark.slow  # (make test-all; a refused write stays in make test through imbsweep's own app)
 def test_a_write_the_mlflow_store_refuses_in_a_users_trial_requeues_it_uncounted(app: Path) -> None:
     """The user's own MLflow call meets a store that refuses writes (a full disk): the platform's
     failure, not the trial's: one line, exit 1, the trial re-queued uncounted; once the store

@@ -17,6 +17,7 @@ from tests.helpers.procs import free_port, start_server, stop_server, wait_for_h
 from tests.helpers.stores import check_one_to_one, finished, journal_path, local_study, trial_runs
 
 
+@pytest.mark.slow  # (make test-all; several objectives stay in make test: the official multi-objective example)
 def test_multi_objective_sweep_reports_the_pareto_front(workdir: Path) -> None:
     p = run_cli(workdir, "sweep", "smoke", "hydra.sweeper.study_name=pareto", "hydra.sweeper.n_trials=5",
                 "objective.metrics=[{metric:val/balanced_acc,direction:maximize},"

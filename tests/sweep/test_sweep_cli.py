@@ -161,9 +161,10 @@ def _running_after_one_complete(study: optuna.Study) -> bool:
 LONG = ("trainer.epochs=60", "hydra.sweeper.n_trials=3")
 
 
-# Ctrl-C + resume runs in make test through the tournament (tests/sweep/test_tournament.py) and a
-# single run (tests/test_cli.py); the plain study's Ctrl-C case joins make test-all (15-minute line)
-@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGKILL],
+# both in make test-all (make test's 15 minutes): a kill and its rerun stay in make test through
+# test_a_killed_worker_is_reaped_and_its_trial_run_again, Ctrl-C through test_any_app and test_cli
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
                          ids=["ctrl-c", "sigkill"])
 def test_an_interrupted_or_killed_sweep_resumes_to_exactly_the_target(tmp_path: Path, sig: int) -> None:
     proc = popen_cli(tmp_path, "sweep", "smoke", *LONG)

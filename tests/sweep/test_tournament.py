@@ -317,7 +317,7 @@ def test_a_reproducible_tournament_gives_the_same_trials_on_two_workers_or_resum
     worker stopped after two trials per arm and resumed by a new process find the same: the
     same parameters and values, trial by trial, TPE steering from the second trial on."""
     found = []
-    for name, runs in (("two", [("2", "3")]), ("resumed", [("1", "2"), ("1", "3")])):
+    for name, runs in (("two", [("2", "2")]), ("resumed", [("1", "1"), ("1", "2")])):
         work = tmp_path / name
         work.mkdir()
         for jobs, per_arm in runs:
@@ -328,7 +328,7 @@ def test_a_reproducible_tournament_gives_the_same_trials_on_two_workers_or_resum
             assert p.returncode == 0, p.stderr
         studies = _arm_studies(work, "smoke_arms")
         found.append({arm: [(t.number, t.params, t.values) for t in s.trials] for arm, s in studies.items()})
-        assert all(len(finished(s)) == 3 for s in studies.values())
+        assert all(len(finished(s)) == 2 for s in studies.values())
     assert found[0] == found[1]
     for trials in found[0].values():  # each trial drew parameters of its own
-        assert len({str(sorted(t[1].items())) for t in trials}) == 3
+        assert len({str(sorted(t[1].items())) for t in trials}) == 2
