@@ -89,9 +89,10 @@ def test_mixed_loss_is_differentiable() -> None:
 
 
 def test_alpha_zero_is_no_mixing_and_same_seed_same_draws() -> None:
-    assert build_augment({"name": "mixup", "alpha": 0.0}, COUNTS, 0) is None
-    assert build_augment({"name": "remix", "alpha": 0}, COUNTS, 0) is None
-    assert build_augment({"name": "none"}, COUNTS, 0) is None and build_augment(None, COUNTS, 0) is None
+    assert build_augment({"_target_": "imbsweep.augment.Mixup", "alpha": 0.0}, COUNTS, 0) is None
+    assert build_augment({"_target_": "imbsweep.augment.Remix", "alpha": 0}, COUNTS, 0) is None
+    assert build_augment({"_target_": "imbsweep.augment.NoMixing"}, COUNTS, 0) is None
+    assert build_augment(None, COUNTS, 0) is None
     a, b = Remix(COUNTS, seed=3), Remix(COUNTS, seed=3)
     for _ in range(3):
         la, pa = a.draw(16)
@@ -101,13 +102,17 @@ def test_alpha_zero_is_no_mixing_and_same_seed_same_draws() -> None:
 
 
 @pytest.mark.parametrize(("node", "message"), [
-    ({"name": "cutmix"}, r"augment.name='cutmix': must be one of none, mixup, remix"),
-    ({"name": "mixup", "alpha": -1}, r"augment.alpha=-1: must be a finite number >= 0"),
-    ({"name": "mixup", "alpha": float("inf")}, r"augment.alpha=inf: must be a finite number >= 0"),
-    ({"name": "remix", "kappa": 0.5}, r"augment.kappa=0.5: must be a finite number >= 1"),
-    ({"name": "remix", "tau": 1.5}, r"augment.tau=1.5: must be a number in \[0, 1\]"),
-    ({"name": "mixup", "kappa": 3}, r"augment.kappa=3: not an argument of augment 'mixup'; allowed: alpha"),
-    ({"name": "none", "alpha": 1}, r"augment.alpha=1: not an argument of augment 'none'; it takes none"),
+    ({"_target_": "imbsweep.augment.CutMix"}, r"augment._target_='imbsweep.augment.CutMix': cannot be imported"),
+    ({"name": "mixup"}, r"augment._target_=None: must name a class"),
+    ({"_target_": "imbsweep.augment.Mixup", "alpha": -1}, r"augment.alpha=-1: must be a finite number >= 0"),
+    ({"_target_": "imbsweep.augment.Mixup", "alpha": float("inf")}, r"augment.alpha=inf: must be a finite number >= 0"),
+    ({"_target_": "imbsweep.augment.Remix", "kappa": 0.5}, r"augment.kappa=0.5: must be a finite number >= 1"),
+    ({"_target_": "imbsweep.augment.Remix", "tau": 1.5}, r"augment.tau=1.5: must be a finite number in \[0, 1\]"),
+    ({"_target_": "imbsweep.augment.Mixup", "kappa": 3},
+     r"augment.kappa=3: not an argument of imbsweep.augment.Mixup; allowed: alpha$"),
+    ({"_target_": "imbsweep.augment.Mixup", "seed": 3}, r"augment.seed=3: is given at run time"),
+    ({"_target_": "imbsweep.augment.NoMixing", "alpha": 1},
+     r"augment.alpha=1: not an argument of imbsweep.augment.NoMixing; it takes none"),
 ])
 def test_bad_augment_settings_are_one_line_errors(node: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -207,8 +207,10 @@ def _cases() -> list[Any]:
     add("cli-workers-per-gpu-zero", [*SWEEP, "hydra.sweeper.workers_per_gpu=0"], "hydra.sweeper.workers_per_gpu=0")
     add("cli-heartbeat-text", [*SWEEP, "hydra.sweeper.heartbeat_interval=abc"], "hydra.sweeper.heartbeat_interval",
         "abc")
-    add("cli-seed-text", [*SWEEP, "hydra.sweeper.sampler.seed=abc"], "hydra.sweeper.sampler.seed=abc", "Integer")
-    add("cli-seed-float", [*SWEEP, "hydra.sweeper.sampler.seed=1.5"], "hydra.sweeper.sampler.seed=1.5", "Integer")
+    add("cli-seed-text", [*SWEEP, "hydra.sweeper.sampler.seed=abc"], "hydra.sweeper.sampler.seed='abc'",
+        "must be an integer")
+    add("cli-seed-float", [*SWEEP, "hydra.sweeper.sampler.seed=1.5"], "hydra.sweeper.sampler.seed=1.5",
+        "must be an integer")
     add("cli-sampler", [*SWEEP, "hydra/sweeper/sampler=nope"], "hydra/sweeper/sampler=nope", "random, tpe")
     add("cli-sampler-name", [*SWEEP, "hydra.sweeper.sampler.name=random"], "hydra.sweeper.sampler.name",
         "hydra/sweeper/sampler=random")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imbsweep.decoupling import Stage2, TauNorm, build_stage2, check_head, taunorm_weight
+from imbsweep.decoupling import CRT, LWS, STAGES2, TauNorm, build_stage2, check_head, taunorm_weight
 from imbsweep.errors import ConfigError
 from imbsweep.models import NormedLinear, ScaledHead
 
@@ -64,12 +64,12 @@ def test_taunorm_needs_class_weights() -> None:
 def test_crt_reinitialises_a_copy_and_lws_freezes_the_classifier_under_scales() -> None:
     head = _head()
     before = head.weight.detach().clone()
-    fresh, params = Stage2("crt").new_head(head)
+    fresh, params = CRT().new_head(head)
     assert fresh is not head and torch.equal(head.weight, before)  # the trained classifier is untouched
     assert isinstance(fresh, torch.nn.Linear)
     assert not torch.equal(fresh.weight, before) and fresh.weight.norm(dim=1).max() < 2  # nn.Linear's init
     assert {id(p) for p in params} == {id(p) for p in fresh.parameters()}
-    scaled, params = Stage2("lws").new_head(head)
+    scaled, params = LWS().new_head(head)
     assert isinstance(scaled, ScaledHead) and [id(p) for p in params] == [id(scaled.scales)]
     assert torch.equal(scaled.scales, torch.ones(4)) and not head.weight.requires_grad
     feats = torch.randn(5, 6)
@@ -82,20 +82,25 @@ def test_the_stage2_configs_build() -> None:
     from imbsweep._paths import PACKAGE_CONF
 
     assert build_stage2(OmegaConf.load(PACKAGE_CONF / "stage2" / "none.yaml")) is None
-    for name in Stage2.NAMES:
+    for name in ("crt", "lws"):
         s = build_stage2(OmegaConf.load(PACKAGE_CONF / "stage2" / f"{name}.yaml"))
-        assert s == Stage2(name, epochs=10, lr=0.01, sampling="class_balanced")
+        assert s == {"crt": CRT, "lws": LWS}[name](epochs=10, lr=0.01, sampling="class_balanced") and s.name == name
+    assert sorted(p.stem for p in (PACKAGE_CONF / "stage2").glob("*.yaml")) == sorted(STAGES2)
 
 
 @pytest.mark.parametrize(("node", "message"), [
-    ({"name": "ncm"}, r"stage2.name='ncm': must be one of none, crt, lws"),
-    ({"name": "crt", "epochs": 0}, r"stage2.epochs=0: must be an integer >= 1"),
-    ({"name": "crt", "epochs": 2.5}, r"stage2.epochs=2.5: must be an integer >= 1"),
-    ({"name": "lws", "lr": 0}, r"stage2.lr=0: must be a finite number > 0"),
-    ({"name": "lws", "sampling": "smote"}, r"stage2.sampling='smote': must be one of none, class_balanced"),
-    ({"name": "crt", "momentum": 0.9}, r"stage2.momentum=0.9: not an argument of stage2 'crt'; allowed: "
-                                       r"epochs, lr, sampling"),
-    ({"name": "none", "epochs": 5}, r"stage2.epochs=5: not an argument of stage2 'none'; it takes none"),
+    ({"_target_": "imbsweep.decoupling.NCM"}, r"stage2._target_='imbsweep.decoupling.NCM': cannot be imported"),
+    ({"_target_": "imbsweep.decoupling.CRT", "epochs": 0}, r"stage2.epochs=0: must be an integer >= 1"),
+    ({"_target_": "imbsweep.decoupling.CRT", "epochs": 2.5}, r"stage2.epochs=2.5: must be an integer >= 1"),
+    ({"_target_": "imbsweep.decoupling.LWS", "lr": 0}, r"stage2.lr=0: must be a finite number > 0"),
+    ({"_target_": "imbsweep.decoupling.LWS", "sampling": "smote"},
+     r"stage2.sampling='smote': must be one of none, class_balanced"),
+    ({"_target_": "imbsweep.decoupling.CRT", "momentum": 0.9},
+     r"stage2.momentum=0.9: not an argument of imbsweep.decoupling.CRT; allowed: epochs, lr, sampling$"),
+    ({"_target_": "imbsweep.decoupling.NoStage2", "epochs": 5},
+     r"stage2.epochs=5: not an argument of imbsweep.decoupling.NoStage2; it takes none"),
+    ({"_target_": "imbsweep.augment.NoMixing"},
+     r"stage2._target_='NoMixing': must be a subclass of imbsweep.decoupling.Stage2"),
 ])
 def test_bad_stage2_settings_are_one_line_errors(node: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -107,8 +112,8 @@ def test_a_head_stage2_cannot_act_on_is_an_error() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x
 
-    with pytest.raises(ConfigError, match=r"stage2.name='crt': needs a head that can be re-initialised; Opaque"):
-        check_head(Opaque(), Stage2("crt"))
-    with pytest.raises(ConfigError, match=r"stage2.name='lws': needs a head with out_features; Opaque"):
-        check_head(Opaque(), Stage2("lws"))
-    check_head(NormedLinear(3, 2), Stage2("crt"))  # LDAM's classifier re-initialises as in its paper's code
+    with pytest.raises(ConfigError, match=r"stage2='crt': needs a head that can be re-initialised; Opaque"):
+        check_head(Opaque(), CRT())
+    with pytest.raises(ConfigError, match=r"stage2='lws': needs a head with out_features; Opaque"):
+        check_head(Opaque(), LWS())
+    check_head(NormedLinear(3, 2), CRT())  # LDAM's classifier re-initialises as in its paper's code

@@ -153,10 +153,14 @@ def test_readers_and_the_sweep_loop_import_without_torch(module: str) -> None:
     assert out.strip() == "False"
 
 
+#: a store name of ours in a string; a class's path (``imbsweep.losses.Focal``) is none
+STORE_NAME = re.compile(r"imbsweep[.:][a-z_]+(?![a-z_]|\.[A-Z])")
+
+
 def _store_names_in_strings(source: str) -> list[tuple[int, str]]:
     """``(line, name)`` for every ``imbsweep.<x>`` / ``imbsweep:<x>`` inside a string of
     ``source`` (f-strings and MLflow filters such as ``tags.`imbsweep.state` = …`` included),
-    docstrings left out."""
+    docstrings and a class's path (``imbsweep.losses.Focal``) left out."""
     tree = ast.parse(source)
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
@@ -165,7 +169,7 @@ def _store_names_in_strings(source: str) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-            found += [(node.lineno, m.group(0)) for m in re.finditer(r"imbsweep[.:][a-z_]+", node.value)]
+            found += [(node.lineno, m.group(0)) for m in STORE_NAME.finditer(node.value)]
     return found
 
 
@@ -173,6 +177,7 @@ def test_the_name_finder_sees_filters_and_f_strings() -> None:
     code = '''"""imbsweep.arm in a docstring is prose."""
 flt = "tags.`imbsweep.state` = 'complete'"
 key = f"tags.imbsweep.trick.{1}"
+error = "must be a subclass of imbsweep.losses.ImbalanceLoss"
 '''
     assert _store_names_in_strings(code) == [(2, "imbsweep.state"), (3, "imbsweep.trick")]
 

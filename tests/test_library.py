@@ -86,7 +86,8 @@ def test_the_library_needs_no_hydra_omegaconf_or_mlflow() -> None:
             "from imbsweep.resampling import ImbalancedSampler\n"
             "from imbsweep.posthoc import adjusted_logits, best_posthoc_tau\n"
             "from imbsweep.decoupling import taunorm_logits\n"
-            "loss = build_loss({'name': 'ldam', 'class_weights': 'inverse', 'reweight_from_epoch': 2}, [30, 3])\n"
+            "loss = build_loss({'_target_': 'imbsweep.losses.LDAM', 'class_weights': 'inverse',\n"
+            "                   'reweight_from_epoch': 2}, [30, 3])\n"
             "loss.set_epoch(2)\n"
             "head = loss.make_head(4, 2)\n"
             "z = head(torch.randn(33, 4))\n"
@@ -160,7 +161,7 @@ def test_the_library_functions_take_plain_python_values() -> None:
 
     # a name or a plain dict, class counts as a list: no config node
     assert build_loss("focal", [5, 1]).gamma == 2.0
-    assert build_loss({"name": "ce", "reweight_from_fraction": 0.5, "class_weights": "inverse"}, np.array([5, 1]),
-                      epochs=4).reweight_from_epoch == 3
+    assert build_loss({"_target_": "imbsweep.losses.CrossEntropy", "reweight_from_fraction": 0.5,
+                       "class_weights": "inverse"}, np.array([5, 1]), epochs=4).reweight_from_epoch == 3
     assert build_resampler("sqrt", [0, 0, 1], 3).name == "sqrt"
     assert build_resampler(None, np.array([0, 1]), 3).name == "none"

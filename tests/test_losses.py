@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from imbsweep.errors import ConfigError
-from imbsweep.losses import LOSSES, SCHEMES, CrossEntropy, build_loss, class_weights, ldam_margins
+from imbsweep.losses import LOSSES, SCHEMES, CrossEntropy, Focal, build_loss, class_weights, ldam_margins
 
 COUNTS = np.array([100, 30, 10, 1])
 
@@ -74,13 +74,19 @@ def test_weighted_ce_by_hand() -> None:
 
 def test_registry_builds_by_name() -> None:
     assert LOSSES["ce"] is CrossEntropy
-    loss = build_loss(OmegaConf.create({"name": "ce", "class_weights": "inverse"}), COUNTS)
+    loss = build_loss(OmegaConf.create({"_target_": "imbsweep.losses.CrossEntropy", "class_weights": "inverse"}),
+                      COUNTS)
     assert isinstance(loss, CrossEntropy) and loss.scheme == "inverse"
-    with pytest.raises(ConfigError, match=r"loss.name='hinge': must be one of balanced_softmax, ce, "
+    assert type(build_loss("focal", COUNTS)) is Focal
+    with pytest.raises(ConfigError, match=r"loss='hinge': must be one of balanced_softmax, ce, "
                                           r"class_balanced, focal, ldam, logit_adjusted"):
-        build_loss({"name": "hinge"}, COUNTS)
-    with pytest.raises(ConfigError, match=r"loss.gamma=2: not an argument of loss 'ce'"):
-        build_loss({"name": "ce", "gamma": 2}, COUNTS)
+        build_loss("hinge", COUNTS)
+    with pytest.raises(ConfigError, match=r"loss.gamma=2: not an argument of imbsweep.losses.CrossEntropy"):
+        build_loss({"_target_": "imbsweep.losses.CrossEntropy", "gamma": 2}, COUNTS)
+    with pytest.raises(ConfigError, match=r"loss.class_counts=\[1, 2\]: is given at run time"):
+        build_loss({"_target_": "imbsweep.losses.CrossEntropy", "class_counts": [1, 2]}, COUNTS)
+    with pytest.raises(ConfigError, match=r"loss._target_='Linear': must be a subclass of imbsweep.losses.Imb"):
+        build_loss({"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 2}, COUNTS)
 
 
 # --- the shared suite every loss passes --------------------------------------------------
@@ -256,7 +262,7 @@ def test_deferred_reweighting_switches_weights_on_at_its_epoch(name: str) -> Non
     ("logit_adjusted", {"tau": -0.5}, "loss.tau", ">= 0"),
     ("ce", {"reweight_from_epoch": 3}, "loss.reweight_from_epoch", "needs loss.class_weights"),
     ("ce", {"class_weights": "inverse", "reweight_from_epoch": 0}, "loss.reweight_from_epoch", ">= 1"),
-    ("balanced_softmax", {"gamma": 2.0}, "loss.gamma", "not an argument of loss 'balanced_softmax'"),
+    ("balanced_softmax", {"gamma": 2.0}, "loss.gamma", "not an argument of imbsweep.losses.BalancedSoftmax"),
 ])
 def test_bad_loss_arguments_are_one_line_errors(name: str, args: dict, key: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
@@ -272,8 +278,8 @@ def test_drw_relative_to_the_run_length_switches_on_inside_it(fraction: float, e
 
 
 @pytest.mark.parametrize(("extra", "words"), [
-    ({"reweight_from_fraction": 1.0}, "loss.reweight_from_fraction=1.0: must be a number in [0, 1)"),
-    ({"reweight_from_fraction": -0.1}, "loss.reweight_from_fraction=-0.1: must be a number in [0, 1)"),
+    ({"reweight_from_fraction": 1.0}, "loss.reweight_from_fraction=1.0: must be a finite number in [0, 1) or null"),
+    ({"reweight_from_fraction": -0.1}, "loss.reweight_from_fraction=-0.1: must be a finite number in [0, 1) or null"),
     ({"reweight_from_fraction": 0.5, "reweight_from_epoch": 3},
      "cannot be set together with loss.reweight_from_epoch=3"),
 ])

@@ -82,7 +82,7 @@ def test_max_norm_off_or_frozen_does_nothing() -> None:
 
 @pytest.mark.parametrize("value", [0, -1.0, float("inf"), True, "big"])
 def test_bad_max_norm_is_a_one_line_error(value: Any) -> None:  # values of any type: what a config could hold
-    with pytest.raises(ConfigError, match=r"model.max_norm=.*: must be null \(no MaxNorm\) or a finite number > 0"):
+    with pytest.raises(ConfigError, match=r"model.max_norm=.*: must be a finite number > 0 or null"):
         CNN1D(40, 10, max_norm=value)
 
 

@@ -188,11 +188,11 @@ def test_a_model_without_a_head_trains_with_the_tricks_that_need_only_logits(mak
 
 
 @pytest.mark.parametrize(("target", "overrides", "key"), [
-    ("NoHead", ["loss=ldam"], "loss.name='ldam'"),
-    ("NoHead", ["stage2=lws"], "stage2.name='lws'"),
+    ("NoHead", ["loss=ldam"], "loss='ldam'"),
+    ("NoHead", ["stage2=lws"], "stage2='lws'"),
     ("NoHead", ["eval.taunorm_tau=0.5"], "eval.taunorm_tau=0.5"),
-    ("ScaledOutput", ["loss=ldam"], "loss.name='ldam'"),  # an `fc` that is not the output is no head
-    ("ScaledOutput", ["stage2=crt"], "stage2.name='crt'"),
+    ("ScaledOutput", ["loss=ldam"], "loss='ldam'"),  # an `fc` that is not the output is no head
+    ("ScaledOutput", ["stage2=crt"], "stage2='crt'"),
 ])
 def test_the_tricks_that_need_a_head_name_their_key_without_one(make_cfg: MakeCfg, target: str,
                                                                  overrides: list[str], key: str) -> None:
@@ -238,9 +238,9 @@ def test_the_docs_model_on_pythonpath_trains_through_the_cli(workdir: Path, tmp_
 
 
 @pytest.mark.parametrize(("overrides", "line"), [
-    (["loss=ldam"], f"loss.name='ldam': {HEAD_NEEDED}; my_pkg.CosineNet has none"),
+    (["loss=ldam"], f"loss='ldam': {HEAD_NEEDED}; my_pkg.CosineNet has none"),
     (["model.max_norm=1.0"], f"model.max_norm=1.0: {HEAD_NEEDED}; my_pkg.CosineNet has none"),
-    (["stage2=crt"], f"stage2.name='crt': {HEAD_NEEDED}; my_pkg.CosineNet has none"),
+    (["stage2=crt"], f"stage2='crt': {HEAD_NEEDED}; my_pkg.CosineNet has none"),
     # model=mlp's setting, set on the command line: for a model that does not take it, an error
     (["model.dropout=0.3"], "model.dropout=0.3: not an argument of my_pkg.CosineNet; allowed: hidden"),
 ])

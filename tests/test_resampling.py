@@ -37,7 +37,7 @@ def chi2(obs: np.ndarray, p: np.ndarray) -> float:
 
 
 def draw(name: str, epoch: int, epochs: int, seed: int, times: int = 20) -> np.ndarray:
-    r = build_resampler({"name": name}, LABELS, epochs)
+    r = build_resampler(name, LABELS, epochs)
     g = torch.Generator().manual_seed(seed)
     obs = np.zeros(len(COUNTS))
     for _ in range(times):
@@ -62,7 +62,7 @@ def test_no_resampling_is_one_shuffled_pass() -> None:
 
 
 def test_progressive_goes_from_instance_to_class_balanced() -> None:
-    r = build_resampler({"name": "progressive"}, LABELS, 11)
+    r = build_resampler({"_target_": "imbsweep.resampling.ProgressiveResampler"}, LABELS, 11)
     np.testing.assert_allclose(r.class_probs(1).numpy(), expected("none", 1, 11))
     np.testing.assert_allclose(r.class_probs(11).numpy(), expected("class_balanced", 11, 11))
     np.testing.assert_allclose(r.class_probs(6).numpy(), expected("progressive", 6, 11))
@@ -71,7 +71,7 @@ def test_progressive_goes_from_instance_to_class_balanced() -> None:
 def test_within_a_class_examples_are_drawn_uniformly() -> None:
     # class 4 has 5 examples; over many class-balanced draws each is picked about equally
     obs = np.zeros(N)
-    r = build_resampler({"name": "class_balanced"}, LABELS, 1)
+    r = build_resampler("class_balanced", LABELS, 1)
     g = torch.Generator().manual_seed(1)
     for _ in range(20):
         obs += np.bincount(r.indices(1, g).numpy(), minlength=N)
@@ -81,8 +81,8 @@ def test_within_a_class_examples_are_drawn_uniformly() -> None:
 
 @pytest.mark.parametrize("name", sorted(RESAMPLERS))
 def test_same_seed_same_draws(name: str) -> None:
-    a = build_resampler({"name": name}, LABELS, 4).indices(2, torch.Generator().manual_seed(7))
-    b = build_resampler({"name": name}, LABELS, 4).indices(2, torch.Generator().manual_seed(7))
+    a = build_resampler(name, LABELS, 4).indices(2, torch.Generator().manual_seed(7))
+    b = build_resampler(name, LABELS, 4).indices(2, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
 
 
@@ -90,15 +90,18 @@ def test_every_resampler_has_a_config() -> None:
     from imbsweep._paths import PACKAGE_CONF
 
     for path in (PACKAGE_CONF / "resampling").glob("*.yaml"):
-        assert OmegaConf.load(path).name == path.stem
+        r = build_resampler(OmegaConf.load(path), LABELS, 3)
+        assert type(r) is RESAMPLERS[path.stem] and r.name == path.stem
     assert sorted(p.stem for p in (PACKAGE_CONF / "resampling").glob("*.yaml")) == sorted(RESAMPLERS)
 
 
 def test_bad_resampling_is_a_one_line_error() -> None:
-    with pytest.raises(ConfigError, match=r"resampling.name='smote': must be one of none, class_balanced"):
-        build_resampler({"name": "smote"}, LABELS, 3)
-    with pytest.raises(ConfigError, match=r"resampling.power=2"):
-        build_resampler({"name": "sqrt", "power": 2}, LABELS, 3)
+    with pytest.raises(ConfigError, match=r"resampling='smote': must be one of none, class_balanced"):
+        build_resampler("smote", LABELS, 3)
+    with pytest.raises(ConfigError, match=r"resampling.power=2: not an argument of imbsweep.resampling.SqrtResampler"):
+        build_resampler({"_target_": "imbsweep.resampling.SqrtResampler", "power": 2}, LABELS, 3)
+    with pytest.raises(ConfigError, match=r"resampling.labels=\[0\]: is given at run time"):
+        build_resampler({"_target_": "imbsweep.resampling.SqrtResampler", "labels": [0]}, LABELS, 3)
 
 
 # --- ImbalancedSampler: the same draws as a torch Sampler, for a DataLoader of the user's own ----
@@ -132,7 +135,7 @@ def test_the_sampler_in_a_dataloader_draws_classes_in_proportion(name: str, seed
 @pytest.mark.parametrize("name", sorted(RESAMPLERS))
 def test_the_sampler_draws_what_the_resampler_draws_epoch_after_epoch(name: str) -> None:
     sampler = ImbalancedSampler(LABELS.numpy(), name, epochs=4, generator=torch.Generator().manual_seed(7))
-    resampler, gen = build_resampler({"name": name}, LABELS, 4), torch.Generator().manual_seed(7)
+    resampler, gen = build_resampler(name, LABELS, 4), torch.Generator().manual_seed(7)
     for epoch in (1, 2, 3):  # each pass is the next epoch
         assert list(sampler) == resampler.indices(epoch, gen).tolist()
     assert sampler.epoch == 4 and len(sampler) == N
@@ -150,7 +153,7 @@ def test_the_sampler_is_deterministic_for_a_seed() -> None:
 
 
 def test_bad_sampler_arguments_are_errors() -> None:
-    with pytest.raises(ConfigError, match=r"resampling.name='smote': must be one of none, class_balanced"):
+    with pytest.raises(ConfigError, match=r"resampling='smote': must be one of none, class_balanced"):
         ImbalancedSampler(LABELS, "smote")
     with pytest.raises(ValueError, match="epochs=0 must be an integer >= 1"):
         ImbalancedSampler(LABELS, epochs=0)

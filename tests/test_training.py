@@ -104,7 +104,7 @@ def test_a_reporter_can_stop_training(make_cfg: MakeCfg) -> None:
     ("objective.metric=val/nope", r"objective.metric='val/nope': is not a metric this run logs"),
     ("+model.width=3", r"model.width=3: not an argument of imbsweep.models.MLP; allowed: "
                        r"hidden_sizes, dropout"),
-    ("optimizer=sgd optimizer.momentum=1.5", r"optimizer.momentum=1.5: must be in \[0, 1\)"),
+    ("optimizer=sgd optimizer.momentum=1.5", r"optimizer.momentum=1.5: must be a finite number in \[0, 1\)"),
     ("+metrics.shots.medium=5", r"metrics.shots.medium=5: unknown key; allowed: few_below, many_above"),
     ("metrics.shots.few_below=500", r"metrics.shots.few_below=500: must be <= metrics.shots.many_above"),
 ])
@@ -181,7 +181,9 @@ def test_posthoc_tau_adjusts_every_reported_metric(make_cfg: MakeCfg) -> None:
     ("eval.posthoc_tau=-1", "eval.posthoc_tau=-1: must be a finite number >= 0"),
     ("eval.posthoc_grid=[]", "eval.posthoc_grid=.*non-empty list"),
     ("+eval.tau=1", "eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid, taunorm_tau, taunorm_grid"),
-    ("resampling.name=smote", "resampling.name='smote': must be one of"),
+    ("+resampling.name=smote", "resampling.name='smote': not an argument of imbsweep.resampling.NoResampling; "
+                               "it takes none; to choose another option: resampling=<option>"),
+    ("resampling._target_=my.Smote", "resampling._target_='my.Smote': cannot be imported"),
     ("loss=focal loss.label_smoothing=0.1", "loss.label_smoothing=0.1: must be 0 for loss 'focal'"),
     ("loss.class_weights=inverse loss.reweight_from_epoch=3",
      r"loss.reweight_from_epoch=3: must be <= trainer.epochs \(2\)"),
@@ -291,7 +293,7 @@ def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg: 
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["model.max_norm=0"], r"model.max_norm=0: must be null \(no MaxNorm\) or a finite number > 0"),
+    (["model.max_norm=0"], r"model.max_norm=0: must be a finite number > 0 or null"),
     (["loss=ldam", "model.max_norm=1"], r"model.max_norm=1.0: has no effect with loss=ldam: its normalised "
                                         r"classifier ignores the norms of its class weights"),
     (["eval.taunorm_tau=-1"], r"eval.taunorm_tau=-1: must be a finite number >= 0"),
@@ -301,7 +303,7 @@ def test_stage2_retrains_only_the_classifier_after_the_selected_epoch(make_cfg: 
     (["stage2=lws", "stage2.lr=-1"], r"stage2.lr=-1: must be a finite number > 0"),
     (["augment=mixup", "augment.alpha=-0.5"], r"augment.alpha=-0.5: must be a finite number >= 0"),
     (["augment=remix", "augment.kappa=0.5"], r"augment.kappa=0.5: must be a finite number >= 1"),
-    (["augment=remix", "augment.tau=2"], r"augment.tau=2: must be a number in \[0, 1\]"),
+    (["augment=remix", "augment.tau=2"], r"augment.tau=2: must be a finite number in \[0, 1\]"),
     (["+eval.tau=1"], r"eval.tau=1: unknown key; allowed: posthoc_tau, posthoc_grid, taunorm_tau, taunorm_grid"),
 ])
 def test_bad_trick_settings_are_config_errors(make_cfg: MakeCfg, overrides: list[str], message: str) -> None:

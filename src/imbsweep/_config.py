@@ -3,7 +3,6 @@ that flatten and redact a resolved config for MLflow."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -13,59 +12,41 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ._stores import redact
-from .errors import ConfigError, ImbsweepError, one_line
+from .building import GROUP_RUNTIME, as_node, check_groups, check_node, instantiate_checked, target_of
+from .constraints import BOOLEAN, MAPPING, NULL, Constraint, Interval, ListOf, Options, Pattern, validate_section
+from .errors import ConfigError
 from .names import STATE_DIR
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 DIRECTIONS = ("maximize", "minimize")
-TRAINER_KEYS = ("epochs", "batch_size", "seed", "device", "patience", "deterministic",
-                "eval_batch_size", "num_threads", "amp", "channels_last")
+
+# --- what the sections no class owns take (constraints as data: constraints.py) ------------
+_AT_LEAST_1 = Interval(int, 1, None)
+_TAU = Interval(float, 0, None)
+#: ``trainer``: every key it takes
+TRAINER: dict[str, list[Constraint]] = {
+    "epochs": [_AT_LEAST_1], "batch_size": [_AT_LEAST_1], "seed": [Interval(int, None, None)],
+    "device": [Options(*DEVICES), Pattern(r"cuda:\d+", "cuda:N")],
+    "patience": [_AT_LEAST_1, NULL], "deterministic": [BOOLEAN], "eval_batch_size": [_AT_LEAST_1],
+    "num_threads": [_AT_LEAST_1, NULL], "amp": [Options("auto"), BOOLEAN], "channels_last": [BOOLEAN]}
+TRAINER_KEYS = tuple(TRAINER)
+TRAINER_REQUIRED = ("epochs", "batch_size", "seed", "device", "eval_batch_size")
+#: ``eval``: post-hoc logit adjustment and tau-normalisation (0: none)
+EVAL: dict[str, list[Constraint]] = {"posthoc_tau": [_TAU], "posthoc_grid": [ListOf(_TAU)],
+                                     "taunorm_tau": [_TAU], "taunorm_grid": [ListOf(_TAU)]}
+EVAL_KEYS = tuple(EVAL)
+METRICS: dict[str, list[Constraint]] = {"ece_bins": [_AT_LEAST_1], "shots": [MAPPING, NULL]}
+SHOTS: dict[str, list[Constraint]] = {"few_below": [Interval(int, 0, None)], "many_above": [Interval(int, 0, None)]}
+#: the optimizer's keys imbsweep reads or searches (its class checks the others)
+OPTIMIZER: dict[str, list[Constraint]] = {"lr": [Interval(float, 0, None, "right")],
+                                          "weight_decay": [Interval(float, 0, None)],
+                                          "momentum": [Interval(float, 0, 1, "left")]}
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def instantiate_checked(node: DictConfig, key: str, **runtime: Any) -> Any:
-    """``hydra.utils.instantiate`` with the group's keys checked against the target's
-    signature first, and construction errors reported against the config key.
-
-    Args:
-        node: a config node with ``_target_``.
-        key: its dotted location (``model``), used in error messages.
-        **runtime: arguments only known at run time (``in_features=...``).
-    """
-    from hydra.errors import InstantiationException
-    from hydra.utils import get_object, instantiate
-
-    target = node.get("_target_")
-    if not target:
-        raise ConfigError(f"{key}._target_", target, "must name a class or function")
-    try:
-        obj = get_object(target)
-    except Exception as exc:  # noqa: BLE001 - any import failure is a bad _target_
-        raise ConfigError(f"{key}._target_", target, f"cannot be imported ({one_line(exc, 300)})") from None
-    params = inspect.signature(obj).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        allowed = [n for n, p in params.items()
-                   if p.kind not in (p.VAR_POSITIONAL,) and n not in runtime and n != "self"]
-        for k in node:
-            if not str(k).startswith("_") and k not in params:
-                takes = f"allowed: {', '.join(allowed)}" if allowed else "it takes none"
-                raise ConfigError(f"{key}.{k!s}", node[k], f"not an argument of {target}; {takes}")
-    try:
-        return instantiate(node, **runtime)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ImbsweepError):
-            raise cause from None
-        raise ConfigError(key, OmegaConf.to_container(node), str(cause or exc)) from None
 
 
 def check_choice(key: str, value: Any, options: tuple[str, ...]) -> None:
@@ -81,54 +62,22 @@ def validate(cfg: DictConfig) -> None:
     """
     validate_state_dir(cfg)
     validate_tracking(cfg)
-    t = cfg.trainer
-    for k in t:
-        if k not in TRAINER_KEYS:
-            raise ConfigError(f"trainer.{k}", t[k], f"unknown key; allowed: {', '.join(TRAINER_KEYS)}")
-    for k in ("epochs", "batch_size", "eval_batch_size"):
-        if not (_is_int(t.get(k)) and t[k] >= 1):
-            raise ConfigError(f"trainer.{k}", t.get(k), "must be an integer >= 1")
-    if not _is_int(t.get("seed")):
-        raise ConfigError("trainer.seed", t.get("seed"), "must be an integer")
-    if t.get("patience") is not None and not (_is_int(t.patience) and t.patience >= 1):
-        raise ConfigError("trainer.patience", t.patience, "must be null (no early stopping) or an integer >= 1")
-    if t.get("num_threads") is not None and not (_is_int(t.num_threads) and t.num_threads >= 1):
-        raise ConfigError("trainer.num_threads", t.num_threads, "must be null (torch's default) or an integer >= 1")
-    for k in ("deterministic", "channels_last"):
-        if not isinstance(t.get(k, False), bool):
-            raise ConfigError(f"trainer.{k}", t.get(k), "must be true or false")
-    dev = t.get("device")
-    if not (dev in DEVICES or (isinstance(dev, str) and re.fullmatch(r"cuda:\d+", dev))):
-        raise ConfigError("trainer.device", dev, "must be one of auto, cpu, cuda, cuda:N")
+    check_groups(cfg)
+    validate_section("trainer", cfg.trainer, TRAINER, required=TRAINER_REQUIRED)
 
     validate_objective(cfg)
 
     metrics = cfg.get("metrics") or {}
+    validate_section("metrics", metrics, METRICS)
     shots = metrics.get("shots") or {}
-    for k in shots:
-        if k not in ("few_below", "many_above"):
-            raise ConfigError(f"metrics.shots.{k!s}", shots[k], "unknown key; allowed: few_below, many_above")
-        if not (_is_int(shots[k]) and shots[k] >= 0):
-            raise ConfigError(f"metrics.shots.{k!s}", shots[k], "must be an integer >= 0 (training examples)")
+    validate_section("metrics.shots", shots, SHOTS)
     if shots.get("few_below", 20) > shots.get("many_above", 100) + 1:
         raise ConfigError("metrics.shots.few_below", shots.get("few_below"),
                           "must be <= metrics.shots.many_above + 1")
-    bins = metrics.get("ece_bins", 15)
-    if not (_is_int(bins) and bins >= 1):
-        raise ConfigError("metrics.ece_bins", bins, "must be an integer >= 1")
-
-    validate_eval(cfg.get("eval") or {})
-
-    opt = cfg.optimizer
-    lr = opt.get("lr")
-    if not (_is_num(lr) and 0 < lr < float("inf")):
-        raise ConfigError("optimizer.lr", lr, "must be a finite number > 0")
-    wd = opt.get("weight_decay", 0.0)
-    if not _finite_nonneg(wd):
-        raise ConfigError("optimizer.weight_decay", wd, "must be a finite number >= 0")
-    mom = opt.get("momentum", 0.0)
-    if not (_is_num(mom) and 0 <= mom < 1):
-        raise ConfigError("optimizer.momentum", mom, "must be in [0, 1)")
+    validate_section("eval", cfg.get("eval") or {}, EVAL)
+    # the optimizer's own class (torch's) checks the rest when it is built
+    validate_section("optimizer", {k: v for k, v in cfg.optimizer.items() if k in OPTIMIZER}, OPTIMIZER,
+                     required=("lr",))
 
 
 def validate_state_dir(cfg: DictConfig) -> None:
@@ -158,28 +107,6 @@ def validate_tracking(cfg: DictConfig) -> None:
         if not isinstance(uri, str) or not uri.strip():
             raise ConfigError("tracking.uri", uri, "must be null (the local store) or an MLflow tracking URI")
         check_tracking_uri(uri, "tracking.uri", timeout)
-
-
-EVAL_KEYS = ("posthoc_tau", "posthoc_grid", "taunorm_tau", "taunorm_grid")
-
-
-def _finite_nonneg(v: Any) -> bool:
-    return _is_num(v) and 0 <= v < float("inf")
-
-
-def validate_eval(ev: Any) -> None:
-    """``eval.posthoc_tau`` and ``eval.taunorm_tau`` (>= 0), ``eval.posthoc_grid`` and
-    ``eval.taunorm_grid`` (non-empty lists of taus >= 0)."""
-    for k in ev:
-        if k not in EVAL_KEYS:
-            raise ConfigError(f"eval.{k!s}", ev[k], f"unknown key; allowed: {', '.join(EVAL_KEYS)}")
-    for kind in ("posthoc", "taunorm"):
-        tau = ev.get(f"{kind}_tau", 0.0)
-        if not _finite_nonneg(tau):
-            raise ConfigError(f"eval.{kind}_tau", tau, "must be a finite number >= 0 (0: no adjustment)")
-        grid = ev.get(f"{kind}_grid", [0.0])
-        if not isinstance(grid, list | ListConfig) or not grid or not all(_finite_nonneg(g) for g in grid):
-            raise ConfigError(f"eval.{kind}_grid", grid, "must be a non-empty list of numbers >= 0")
 
 
 def objective_metrics(cfg: Any) -> list[tuple[str, str]]:
@@ -374,8 +301,10 @@ def to_yaml(container: Mapping[str, Any]) -> str:
     return str(yaml.dump(dict(container), Dumper=_YamlDumper, sort_keys=False, allow_unicode=True))
 
 
-__all__ = ["HIDDEN", "check_choice", "flatten", "instantiate_checked", "objective_metrics", "overridden",
-           "redact_override", "redact_tree", "redacted_container", "resolve_device", "secret_key", "to_yaml",
+__all__ = ["GROUP_RUNTIME", "HIDDEN", "as_node", "check_choice", "check_groups", "check_node", "flatten",
+           "instantiate_checked", "objective_metrics", "overridden",
+           "redact_override", "redact_tree", "redacted_container", "resolve_device", "secret_key", "target_of",
+           "to_yaml",
            "val_metric_names",
            "validate", "validate_batch_size",
            "validate_objective_logged", "validate_state_dir", "validate_tracking"]

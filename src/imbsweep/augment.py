@@ -18,19 +18,16 @@ an unweighted loss and keeps each loss's own mean (the weighted one for class we
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from .constraints import Constraint, Interval, checked
 from .errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _finite(v: Any, lo: float) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float) and lo <= v < float("inf")
 
 
 def remix_label_weights(lam: float, n_i: torch.Tensor, n_j: torch.Tensor, kappa: float,
@@ -74,6 +71,7 @@ def mixed_loss(loss_fn: LossFn, logits: torch.Tensor, y_a: torch.Tensor, y_b: to
     return total
 
 
+@checked("augment")
 class Mixup:
     """Mixup: inputs and labels mixed by the same ``λ ~ Beta(α, α)``.
 
@@ -85,10 +83,10 @@ class Mixup:
     """
 
     name: ClassVar[str] = "mixup"
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "alpha": [Interval(float, 0, None)], "seed": [Interval(int, None, None)]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, alpha: float = 1.0, seed: int = 0) -> None:
-        if not _finite(alpha, 0.0):
-            raise ConfigError("augment.alpha", alpha, "must be a finite number >= 0 (0: no mixing)")
         self.alpha = float(alpha)
         self.class_counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float64)
         self.rng = np.random.default_rng(seed)
@@ -111,6 +109,7 @@ class Mixup:
         return mixed_loss(loss_fn, logits, y, y_b, self.label_weights(lam, y, y_b))
 
 
+@checked("augment")
 class Remix(Mixup):
     """Remix: inputs mixed as in mixup, labels toward the minority class (Chou et al. 2020).
 
@@ -123,15 +122,11 @@ class Remix(Mixup):
     """
 
     name = "remix"
+    _parameter_constraints = {"kappa": [Interval(float, 1, None)], "tau": [Interval(float, 0, 1)]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, alpha: float = 1.0, kappa: float = 3.0,
                  tau: float = 0.5, seed: int = 0) -> None:
         super().__init__(class_counts, alpha, seed)
-        if not _finite(kappa, 1.0):
-            raise ConfigError("augment.kappa", kappa, "must be a finite number >= 1 (how many times larger "
-                                                      "the majority class is)")
-        if not _finite(tau, 0.0) or tau > 1:
-            raise ConfigError("augment.tau", tau, "must be a number in [0, 1]")
         self.kappa, self.tau = float(kappa), float(tau)
 
     def label_weights(self, lam: float, y_a: torch.Tensor, y_b: torch.Tensor) -> float | torch.Tensor:
@@ -139,30 +134,33 @@ class Remix(Mixup):
         return remix_label_weights(lam, counts[y_a], counts[y_b], self.kappa, self.tau)
 
 
-AUGMENTS: dict[str, type[Mixup] | None] = {"none": None, "mixup": Mixup, "remix": Remix}
+class NoMixing:
+    """No batch mixing (the group's ``none`` option): the plain run."""
+
+    name: ClassVar[str] = "none"
+
+
+AUGMENTS: dict[str, type[Mixup] | type[NoMixing]] = {"none": NoMixing, "mixup": Mixup, "remix": Remix}
 
 
 def build_augment(node: Any, class_counts: np.ndarray, seed: int) -> Mixup | None:
-    """The batch mixing an ``augment`` config node names; None for ``none`` and for
-    ``alpha = 0`` (no mixing: the plain run, exactly).
+    """The batch mixing an ``augment`` config node describes (``_target_`` plus its arguments,
+    or None); None for :class:`NoMixing` and for ``alpha = 0`` (no mixing: the plain run,
+    exactly).
 
     Raises:
-        ConfigError: an unknown ``augment.name``, a bad value or a key it does not take.
+        ConfigError: a bad value or a key the class does not take.
     """
-    cfg = dict(node or {"name": "none"})
-    name = cfg.pop("name", None)
-    if name not in AUGMENTS:
-        raise ConfigError("augment.name", name, f"must be one of {', '.join(AUGMENTS)}")
-    cls = AUGMENTS[name]
-    allowed = {"none": (), "mixup": ("alpha",), "remix": ("alpha", "kappa", "tau")}[name]
-    for k, v in cfg.items():
-        if k not in allowed:
-            raise ConfigError(f"augment.{k}", v, f"not an argument of augment {name!r}; "
-                                                 + (f"allowed: {', '.join(allowed)}" if allowed else "it takes none"))
-    if cls is None:
+    from .building import instantiate_checked, target_of
+
+    mixer = instantiate_checked(node if node is not None else {"_target_": target_of(NoMixing)}, "augment",
+                                offer={"class_counts": class_counts, "seed": seed})
+    if isinstance(mixer, NoMixing) or getattr(mixer, "alpha", None) == 0:
         return None
-    mixer = cls(class_counts, seed=seed, **cfg)
-    return None if mixer.alpha == 0 else mixer
+    if not isinstance(mixer, Mixup):
+        raise ConfigError("augment._target_", type(mixer).__qualname__,
+                          "must be imbsweep.augment.Mixup or a subclass (Remix), or imbsweep.augment.NoMixing")
+    return mixer
 
 
-__all__ = ["AUGMENTS", "Mixup", "Remix", "build_augment", "mixed_loss", "remix_label_weights"]
+__all__ = ["AUGMENTS", "Mixup", "NoMixing", "Remix", "build_augment", "mixed_loss", "remix_label_weights"]

@@ -76,7 +76,7 @@ def hydra_error_line(exc: BaseException) -> str:
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, option = exc.missing_cfg_file.rpartition("/")
         return f"{group}={option}: no such option; available: {', '.join(sorted(exc.options))}"
-    unknown = _unknown_key(exc)
+    unknown = _unknown_key(exc) or _typed_setting(exc)
     if unknown:
         return unknown
     from omegaconf.errors import MissingMandatoryValue
@@ -109,6 +109,34 @@ def _unknown_key(exc: BaseException) -> str | None:
     hint = f"did you mean {prefix + '.' if prefix else ''}{near[0]}? " if near else ""
     where = f"{prefix} has" if prefix else "the config has"
     return f"{shown}: no such key; {hint}{where}: {', '.join(keys)} (+{shown} adds it)"
+
+
+#: what a typed setting (the sweeper's structured config) takes, by OmegaConf's complaint
+_TYPE_WORDS = {"to Integer": "must be an integer", "to Float": "must be a number",
+               "valid bool": "must be true or false", "not Optional": "cannot be null"}
+
+
+def _typed_setting(exc: BaseException) -> str | None:
+    """A value of the wrong type for a typed setting (Hydra: "Error merging override
+    hydra.sweeper.n_jobs='abc' (Value 'abc' of type 'str' could not be converted to Integer)"),
+    as our one line: the key, the value and what it takes (its declaration, constraints.py)."""
+    import re
+
+    from omegaconf.errors import ValidationError
+
+    cause = exc.__cause__
+    found = re.match(r"Error merging override (\S+?)=", str(exc))
+    if not isinstance(cause, ValidationError) or found is None:
+        return None
+    key = found.group(1).lstrip("+~")
+    from .constraints import allowed_text
+    from .sweep._settings import Settings
+
+    name = key.removeprefix("hydra.sweeper.")
+    declared = Settings._parameter_constraints.get(name) if key.startswith("hydra.sweeper.") else None
+    words = next((w for k, w in _TYPE_WORDS.items() if k in str(cause)), "has the wrong type")
+    allowed = allowed_text(declared) if declared else words
+    return f"{key}={getattr(cause, 'value', None)!r}: {allowed}"
 
 
 def _terminate(signum: int, frame: Any) -> None:

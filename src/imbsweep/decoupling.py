@@ -12,6 +12,8 @@ for long-tailed recognition"): what is done to the classifier of a trained model
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .constraints import Constraint, Interval, Options, validate
 from .errors import ConfigError
 from .models import ScaledHead, classifier_weight_name
 from .resampling import RESAMPLERS
@@ -95,7 +98,8 @@ def taunorm_logits(head: nn.Module, features: torch.Tensor, tau: float, batch_si
 
 @dataclass(frozen=True)
 class Stage2:
-    """Classifier re-training after the main run (``stage2=crt|lws``; ``none`` is no second stage).
+    """Classifier re-training after the main run (``stage2=crt|lws``: :class:`CRT`,
+    :class:`LWS`; ``none`` is :class:`NoStage2`, no second stage).
 
     The features are frozen at the main run's selected epoch and computed once (eval mode);
     the classifier is trained on them for ``epochs`` epochs with ``sampling`` (class-balanced,
@@ -104,60 +108,93 @@ class Stage2:
     reported after the main run's epochs; the best stage-2 epoch on ``objective.metric`` is kept.
 
     Args:
-        name: ``crt`` (re-initialised classifier) or ``lws`` (learnable per-class scales).
         epochs: stage-2 epochs, >= 1 (10 in the paper).
         lr: its learning rate, > 0.
         sampling: a resampling name (``class_balanced`` in the paper).
     """
 
-    NAMES: ClassVar[tuple[str, ...]] = ("crt", "lws")
+    name: ClassVar[str]
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "epochs": [Interval(int, 1, None)], "lr": [Interval(float, 0, None, "right")],
+        "sampling": [Options(*RESAMPLERS)]}
 
-    name: str
     epochs: int = 10
     lr: float = 0.01
     sampling: str = "class_balanced"
 
     def __post_init__(self) -> None:
-        if self.name not in self.NAMES:
-            raise ConfigError("stage2.name", self.name, f"must be one of none, {', '.join(self.NAMES)}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError("stage2.epochs", self.epochs, "must be an integer >= 1")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < float("inf"):
-            raise ConfigError("stage2.lr", self.lr, "must be a finite number > 0")
-        if self.sampling not in RESAMPLERS:
-            raise ConfigError("stage2.sampling", self.sampling, f"must be one of {', '.join(RESAMPLERS)}")
+        validate(type(self), dataclasses.asdict(self), "stage2")
 
     def new_head(self, head: nn.Module) -> tuple[nn.Module, list[nn.Parameter]]:
-        """The classifier stage 2 trains, and its trainable parameters: a re-initialised copy
-        of ``head`` (cRT) or ``head`` frozen under per-class scales (LWS)."""
-        if self.name == "crt":
-            fresh = copy.deepcopy(head)
-            for m in fresh.modules():
-                reset = getattr(m, "reset_parameters", None)
-                if callable(reset):
-                    reset()
-            return fresh, list(fresh.parameters())
+        """The classifier stage 2 trains, and its trainable parameters."""
+        raise NotImplementedError
+
+    def check_head(self, head: nn.Module) -> None:
+        """Raises ConfigError when ``head`` is not a classifier this stage can train."""
+
+
+class CRT(Stage2):
+    """Classifier re-training (cRT): the classifier re-initialised, then trained again."""
+
+    name = "crt"
+
+    def new_head(self, head: nn.Module) -> tuple[nn.Module, list[nn.Parameter]]:
+        fresh = copy.deepcopy(head)
+        for m in fresh.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        return fresh, list(fresh.parameters())
+
+    def check_head(self, head: nn.Module) -> None:
+        if not any(callable(getattr(m, "reset_parameters", None)) for m in head.modules()):
+            raise ConfigError("stage2", self.name, f"needs a head that can be re-initialised; "
+                                                   f"{type(head).__name__} has no reset_parameters")
+
+
+class LWS(Stage2):
+    """Learnable weight scaling (LWS): the classifier kept, frozen, under one learnt scale per class."""
+
+    name = "lws"
+
+    def new_head(self, head: nn.Module) -> tuple[nn.Module, list[nn.Parameter]]:
         scaled = ScaledHead(head)
         return scaled, [scaled.scales]
 
+    def check_head(self, head: nn.Module) -> None:
+        if not isinstance(getattr(head, "out_features", None), int):
+            raise ConfigError("stage2", self.name, f"needs a head with out_features; {type(head).__name__} has none")
+
+
+class NoStage2:
+    """No second stage (the group's ``none`` option)."""
+
+    name: ClassVar[str] = "none"
+
+
+#: the second stages by short name (``stage2=<name>``)
+STAGES2: dict[str, type[Stage2] | type[NoStage2]] = {"none": NoStage2, "crt": CRT, "lws": LWS}
+
 
 def build_stage2(node: Any) -> Stage2 | None:
-    """The second stage a ``stage2`` config node names (``None`` or ``name: none``: none).
+    """The second stage a ``stage2`` config node describes (``_target_`` plus its arguments);
+    None for None and :class:`NoStage2`.
 
     Raises:
-        ConfigError: an unknown name, a bad value or a key the stage does not take.
+        ConfigError: a bad value or a key the class does not take.
     """
-    cfg = dict(node or {"name": "none"})
-    name = cfg.pop("name", None)
-    if name == "none":
-        for k, v in cfg.items():
-            raise ConfigError(f"stage2.{k}", v, "not an argument of stage2 'none'; it takes none")
+    from .building import instantiate_checked
+
+    if node is None:
         return None
-    allowed = ("epochs", "lr", "sampling")
-    for k, v in cfg.items():
-        if k not in allowed:
-            raise ConfigError(f"stage2.{k}", v, f"not an argument of stage2 {name!r}; allowed: {', '.join(allowed)}")
-    return Stage2(name=name, **cfg)
+    stage = instantiate_checked(node, "stage2")
+    if isinstance(stage, NoStage2):
+        return None
+    if not isinstance(stage, Stage2):
+        raise ConfigError("stage2._target_", type(stage).__qualname__,
+                          "must be a subclass of imbsweep.decoupling.Stage2 (CRT, LWS), or "
+                          "imbsweep.decoupling.NoStage2")
+    return stage
 
 
 def check_head(head: nn.Module, stage2: Stage2 | None) -> None:
@@ -166,13 +203,9 @@ def check_head(head: nn.Module, stage2: Stage2 | None) -> None:
     Raises:
         ConfigError: the model's head is not such a classifier.
     """
-    if stage2 is None:
-        return
-    if stage2.name == "crt" and not any(callable(getattr(m, "reset_parameters", None)) for m in head.modules()):
-        raise ConfigError("stage2.name", stage2.name, f"needs a head that can be re-initialised; "
-                                                      f"{type(head).__name__} has no reset_parameters")
-    if stage2.name == "lws" and not isinstance(getattr(head, "out_features", None), int):
-        raise ConfigError("stage2.name", stage2.name, f"needs a head with out_features; {type(head).__name__} has none")
+    if stage2 is not None:
+        stage2.check_head(head)
 
 
-__all__ = ["Stage2", "TauNorm", "build_stage2", "check_head", "taunorm_logits", "taunorm_weight"]
+__all__ = ["CRT", "LWS", "STAGES2", "NoStage2", "Stage2", "TauNorm", "build_stage2", "check_head", "taunorm_logits",
+           "taunorm_weight"]

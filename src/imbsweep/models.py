@@ -12,24 +12,23 @@ of that radius (:meth:`Classifier.apply_max_norm`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from .constraints import NULL, TEXT, Constraint, Interval, ListOf, Options, check, checked
 from .errors import ConfigError
+
+#: ``model.max_norm``: the largest norm of a class's classifier weights (MaxNorm), or null (off)
+MAX_NORM: list[Constraint] = [Interval(float, 0, None, "right"), NULL]
 
 
 def check_max_norm(max_norm: float | None) -> float | None:
     """``model.max_norm``: null (off) or a finite number > 0."""
-    if max_norm is None:
-        return None
-    if isinstance(max_norm, bool) or not isinstance(max_norm, int | float) or not 0 < max_norm < float("inf"):
-        raise ConfigError("model.max_norm", max_norm,
-                          "must be null (no MaxNorm) or a finite number > 0 (the largest norm of a class's "
-                          "classifier weights)")
-    return float(max_norm)
+    check("model.max_norm", max_norm, MAX_NORM)
+    return None if max_norm is None else float(max_norm)
 
 
 def classifier_weight_name(head: nn.Module) -> str | None:
@@ -58,6 +57,7 @@ class Classifier(nn.Module):
     #: the kinds of data (``Dataset.kind``) the model takes; None: any, flattened
     accepts: ClassVar[tuple[str, ...] | None] = None
     max_norm: float | None = None
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {"max_norm": MAX_NORM}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -138,6 +138,7 @@ class LogisticRegression(Classifier):
         self.head = nn.Linear(in_features, n_classes)
 
 
+@checked("model")
 class MLP(Classifier):
     """Fully connected ReLU network.
 
@@ -149,16 +150,14 @@ class MLP(Classifier):
         max_norm: MaxNorm radius of each class's weights; None: unconstrained.
     """
 
+    _parameter_constraints = {"hidden_sizes": [ListOf(Interval(int, 1, None))],
+                              "dropout": [Interval(float, 0, 1, "left")]}
+
     def __init__(self, in_features: int, n_classes: int,
                  hidden_sizes: Sequence[int] = (256, 256), dropout: float = 0.0,
                  max_norm: float | None = None) -> None:
         super().__init__()
         self.max_norm = check_max_norm(max_norm)
-        if not 0 <= dropout < 1:
-            raise ConfigError("model.dropout", dropout, "must be in [0, 1)")
-        if not hidden_sizes or any(int(h) < 1 for h in hidden_sizes):
-            raise ConfigError("model.hidden_sizes", list(hidden_sizes),
-                              "must be a non-empty list of integers >= 1")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden_sizes:
@@ -170,6 +169,7 @@ class MLP(Classifier):
         self.head = nn.Linear(width, n_classes)
 
 
+@checked("model")
 class CNN1D(Classifier):
     """The MNIST-1D reference CNN (Greydanus 2020, ``ConvBase``): three 1-D convolutions
     (kernel 5/3/3, stride 2, padding 1, ReLU) and a linear layer on the flattened maps.
@@ -182,13 +182,12 @@ class CNN1D(Classifier):
     """
 
     accepts: ClassVar[tuple[str, ...] | None] = ("sequence",)
+    _parameter_constraints = {"channels": [Interval(int, 1, None)]}
 
     def __init__(self, in_features: int, n_classes: int, channels: int = 25,
                  max_norm: float | None = None) -> None:
         super().__init__()
         self.max_norm = check_max_norm(max_norm)
-        if channels < 1:
-            raise ConfigError("model.channels", channels, "must be an integer >= 1")
         conv = nn.Sequential(
             nn.Unflatten(1, (1, in_features)),
             nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.ReLU(),
@@ -239,6 +238,7 @@ class _BasicBlock(nn.Module):
         return nn.functional.relu(out + short)
 
 
+@checked("model")
 class ResNet(Classifier):
     """ResNets for small images, trained from scratch.
 
@@ -264,18 +264,16 @@ class ResNet(Classifier):
     """
 
     accepts: ClassVar[tuple[str, ...] | None] = ("image",)
+    _parameter_constraints = {"arch": [Options(*RESNET_ARCHS)], "width": [Interval(int, 1, None)],
+                              "weights": [TEXT, NULL]}
 
     def __init__(self, in_features: int, n_classes: int, input_shape: Sequence[int] | None = None,
                  arch: str = "resnet32", depth: int = 32, width: int = 16, weights: str | None = None,
                  max_norm: float | None = None) -> None:
         super().__init__()
         self.max_norm = check_max_norm(max_norm)
-        if arch not in RESNET_ARCHS:
-            raise ConfigError("model.arch", arch, f"must be one of {', '.join(RESNET_ARCHS)}")
         if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
             raise ConfigError("model.depth", depth, "must be 6n + 2 (20, 32, 44, 56, 110)")
-        if not (isinstance(width, int) and width >= 1):
-            raise ConfigError("model.width", width, "must be an integer >= 1")
         if input_shape is None or len(input_shape) != 3:
             raise ConfigError("model", "resnet", f"needs images (C, H, W); the data give {input_shape}")
         shape = tuple(int(s) for s in input_shape)

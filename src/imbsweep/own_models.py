@@ -180,7 +180,7 @@ def build_model(node: Any, ds: Any) -> nn.Module:
     """
     from hydra.utils import get_object
 
-    from ._config import instantiate_checked
+    from .building import instantiate_checked
 
     if not isinstance(node, DictConfig):
         node = OmegaConf.create(dict(node))

@@ -105,24 +105,28 @@ RESAMPLERS: dict[str, type[Resampler]] = {
 
 
 def build_resampler(node: Any, labels: Any, epochs: int) -> Resampler:
-    """The resampler a ``resampling`` config node names.
+    """The resampler a ``resampling`` config node describes: ``_target_`` (a :class:`Resampler`
+    class, one of ours or your own) plus its arguments, a name of :data:`RESAMPLERS`
+    (``"sqrt"``), or None (no resampling).
 
     Args:
-        node: a config node or dict (``{"name": "sqrt"}``), a name (``"sqrt"``), or None (no
-            resampling).
+        node: a config node or dict (``{"_target_": "imbsweep.resampling.SqrtResampler"}``), a
+            name, or None.
         labels: training labels ``[N]``.
         epochs: the run's number of epochs (the progressive schedule's length).
 
     Raises:
-        ConfigError: unknown ``resampling.name`` or an extra key.
+        ConfigError: an unknown name, or a key the class does not take.
     """
-    cfg = {"name": node} if isinstance(node, str) else dict(node or {"name": "none"})
-    name = cfg.pop("name", None)
-    if name not in RESAMPLERS:
-        raise ConfigError("resampling.name", name, f"must be one of {', '.join(RESAMPLERS)}")
-    for k, v in cfg.items():
-        raise ConfigError(f"resampling.{k}", v, f"not an argument of resampling {name!r}; it takes none")
-    return RESAMPLERS[name](labels, epochs)
+    from .building import instantiate_checked, target_of
+
+    if node is None or isinstance(node, str):
+        name = "none" if node is None else node
+        if name not in RESAMPLERS:
+            raise ConfigError("resampling", name, f"must be one of {', '.join(RESAMPLERS)}")
+        node = {"_target_": target_of(RESAMPLERS[name])}
+    resampler: Resampler = instantiate_checked(node, "resampling", offer={"labels": labels, "epochs": epochs})
+    return resampler
 
 
 class ImbalancedSampler(Sampler[int]):

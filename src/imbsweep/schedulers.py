@@ -13,6 +13,7 @@ from collections.abc import Callable
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from .constraints import Interval, takes
 from .errors import ConfigError
 
 RUNTIME_ARGS = ("optimizer", "total_steps", "steps_per_epoch")
@@ -31,9 +32,10 @@ def _with_warmup(optimizer: Optimizer, total_steps: int, warmup_steps: int,
     return LambdaLR(optimizer, factor)
 
 
+_WARMUP = [Interval(float, 0, None)]
+
+
 def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
-    if warmup_epochs < 0:
-        raise ConfigError("scheduler.warmup_epochs", warmup_epochs, "must be >= 0")
     steps = int(round(warmup_epochs * steps_per_epoch))
     if steps >= total_steps > 0:
         raise ConfigError("scheduler.warmup_epochs", warmup_epochs,
@@ -41,6 +43,7 @@ def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) 
     return steps
 
 
+@takes("scheduler", {"warmup_epochs": _WARMUP})
 def constant(optimizer: Optimizer, total_steps: int, steps_per_epoch: int,
              warmup_epochs: float = 0) -> LambdaLR:
     """The optimizer's lr throughout, after the warmup."""
@@ -48,23 +51,20 @@ def constant(optimizer: Optimizer, total_steps: int, steps_per_epoch: int,
     return _with_warmup(optimizer, total_steps, w, lambda p: 1.0)
 
 
+@takes("scheduler", {"warmup_epochs": _WARMUP, "min_lr_ratio": [Interval(float, 0, 1)]})
 def cosine(optimizer: Optimizer, total_steps: int, steps_per_epoch: int,
            warmup_epochs: float = 0, min_lr_ratio: float = 0.0) -> LambdaLR:
     """Cosine decay from the optimizer's lr to ``min_lr_ratio * lr`` (Loshchilov & Hutter)."""
-    if not 0 <= min_lr_ratio <= 1:
-        raise ConfigError("scheduler.min_lr_ratio", min_lr_ratio, "must be in [0, 1]")
     w = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     return _with_warmup(optimizer, total_steps, w,
                         lambda p: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+@takes("scheduler", {"warmup_epochs": _WARMUP, "step_size": [Interval(int, 1, None)],
+                     "gamma": [Interval(float, 0, 1, "right")]})
 def step(optimizer: Optimizer, total_steps: int, steps_per_epoch: int,
          step_size: int = 30, gamma: float = 0.1, warmup_epochs: float = 0) -> LambdaLR:
     """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
-    if step_size < 1:
-        raise ConfigError("scheduler.step_size", step_size, "must be an integer >= 1 (epochs)")
-    if not 0 < gamma <= 1:
-        raise ConfigError("scheduler.gamma", gamma, "must be in (0, 1]")
     w = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step_i: int) -> float:

@@ -44,7 +44,7 @@ from .names import (
     selected_key,
 )
 from .reporting import FitInfo, Reporter
-from .trick import trick_label
+from .trick import family, trick_label, trick_names
 
 if TYPE_CHECKING:
     from .records import Result
@@ -149,6 +149,7 @@ class MlflowRun(Reporter):
             self.run_id, self._artifact_uri = run.info.run_id, run.info.artifact_uri
         try:
             params = [(k, v[:6000]) for k, v in _config.flatten(container) if not k.startswith("hydra.")]
+            params += list(trick_names(container).items())  # loss.name=ldam beside loss._target_
             self._batch(params=params)
         except BaseException as exc:  # (a with statement does not call __exit__ when __enter__ fails)
             self.__exit__(type(exc), exc, exc.__traceback__)
@@ -278,7 +279,7 @@ class MlflowRun(Reporter):
         confusion = None
         if result.test is not None:
             confusion = {"matrix": result.test.confusion.tolist(), "names": list(result.class_names),
-                         "title": f"test confusion matrix ({self._container['loss']['name']})"}
+                         "title": f"test confusion matrix ({family(self._container['loss'])})"}
         self._files({"texts": texts, "tables": tables, "confusion": confusion})
 
     def _files(self, files: dict[str, Any]) -> None:

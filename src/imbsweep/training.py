@@ -33,6 +33,7 @@ from .reporting import Reporter
 from .resampling import Resampler, build_resampler
 from .schedulers import RUNTIME_ARGS
 from .schedulers import cosine as cosine_schedule
+from .trick import family
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def prepare(cfg: DictConfig, dataset: Dataset | None = None) -> Setup:
     if in_features is None:
         probe = loss.make_head(1, ds.n_classes)
         if probe is not None:
-            raise ConfigError("loss.name", cfg.loss.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
+            raise ConfigError("loss", loss.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
     else:
         new_head = loss.make_head(int(in_features), ds.n_classes)
         if new_head is not None:
@@ -130,7 +131,7 @@ def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | N
     """
     head = getattr(model, "head", None)
     weight = None if not isinstance(head, torch.nn.Module) else classifier_weight_name(head)
-    normed = f"with loss={cfg.loss.name}: its normalised classifier ignores the norms of its class weights"
+    normed = f"with loss={family(cfg.loss)}: its normalised classifier ignores the norms of its class weights"
     bound = getattr(model, "max_norm", None)
     if bound is not None:
         if weight is None:
@@ -146,7 +147,7 @@ def check_classifier(cfg: DictConfig, model: torch.nn.Module, stage2: Stage2 | N
             raise ConfigError("eval.taunorm_tau", tau, f"has no effect {normed}; set eval.taunorm_tau=0")
     if stage2 is not None:
         if not decoupled(model) or not isinstance(head, torch.nn.Module):
-            raise ConfigError("stage2.name", stage2.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
+            raise ConfigError("stage2", stage2.name, f"{HEAD_NEEDED}; {cfg.model._target_} has none")
         check_head(head, stage2)
 
 
@@ -423,7 +424,7 @@ def retrain_classifier(model: Classifier, stage2: Stage2, make_optimizer: Callab
     opt = make_optimizer(params=params, lr=stage2.lr)
     steps = math.ceil(len(y_tr) / batch_size)
     sched = cosine_schedule(opt, total_steps=steps * stage2.epochs, steps_per_epoch=steps)
-    sampler = build_resampler({"name": stage2.sampling}, y_tr, stage2.epochs)
+    sampler = build_resampler(stage2.sampling, y_tr, stage2.epochs)
     after_step = model.apply_max_norm if model.max_norm is not None else None
     plain = Amp(str(feats.device), False)  # stage 2 in float32, as it always ran
 

@@ -27,7 +27,7 @@ JOBS = [  # group options (cached bases), values, a dict added, a cached base me
     ["loss=focal", "loss.gamma=0.5", "optimizer.lr=1e-3", CONTEXT],
     ["optimizer.lr=0.01", "loss.label_smoothing=0.1", "loss.class_weights=effective_number",
      "+imbsweep_trial={study:'a b',number:0,trial_id:1,experiment_id:'2',parent_run_id:x}"],
-    ["loss.name=ce", "eval.posthoc_grid=[0.0,1.0]", "data.imbalance_ratio=10", CONTEXT],
+    ["loss=ce", "eval.posthoc_grid=[0.0,1.0]", "data.imbalance_ratio=10", CONTEXT],
     ["loss=ldam", "resampling=sqrt", "optimizer=sgd", "loss.max_m=0.3", CONTEXT],  # files met before, anew
     ["resampling=sqrt", "model=logreg", "optimizer.lr=0.05", CONTEXT],
     ["loss=focal", "model=logreg", "loss.gamma=1.0", CONTEXT],

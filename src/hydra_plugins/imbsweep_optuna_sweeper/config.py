@@ -264,7 +264,8 @@ class ImbsweepOptunaSweeperConf:
     baseline_arm: Optional[str] = None  # noqa: UP045
     posthoc_arms: dict[str, Any] = field(default_factory=lambda: {})
     heartbeat_interval: Optional[int] = 60  # noqa: UP045
-    reproducible: bool = False
+    # untyped (Any), checked by imbsweep (sweep/_settings.py): a bool field would read 2 as true
+    reproducible: Any = False
     trial: Any = None  # (untyped: a job's override sets it whole)
 
 

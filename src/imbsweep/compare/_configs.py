@@ -14,7 +14,7 @@ from ..trick import short_number
 #: params never shown as "the configuration" (they name the trick, or are plumbing)
 NOT_CONFIG = ("loss.name", "loss.class_weights", "resampling.name", "trainer.num_threads", "trainer.seed",
               "tracking.", "state_dir", "data.", "model._target_", "loss._target_", "optimizer._target_",
-              "scheduler._target_")
+              "scheduler._target_", "resampling._target_", "augment._target_", "stage2._target_")
 _SHORT = {"loss.reweight_from_epoch": "drw_from"}  # beside trick.SHORT_KEYS
 
 

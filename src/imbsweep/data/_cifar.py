@@ -9,16 +9,16 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import math
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from ..constraints import BOOLEAN, TEXT, Constraint, Interval, Options, fields_of, validate
 from ..errors import ConfigError, DataError, one_line
 from ._dataset import Dataset
 from ._images import import_torchvision, normalised_splits
@@ -126,29 +126,17 @@ class CIFARLT:
     name: ClassVar[str] = "cifar_lt"
     torchvision_class: ClassVar[str] = "CIFAR10"
     title: ClassVar[str] = "CIFAR-10"
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "root": [TEXT], "download": [BOOLEAN], "imbalance_ratio": [Interval(float, 1, None)],
+        "profile": [Options(*CIFAR_PROFILES)], "n_val_per_class": [Interval(int, 1, None)], "exact_counts": [BOOLEAN],
+        "random_crop_padding": [Interval(int, 0, None)], "random_flip": [BOOLEAN],
+        "seed": [Interval(int, 0, 2**32, "left")]}  # (NumPy's legacy generator takes [0, 2**32))
 
     def __post_init__(self) -> None:
-        def check(key: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"data.{key}", getattr(self, key), allowed)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        r = self.imbalance_ratio
-        check("root", isinstance(self.root, str) and self.root not in ("", "???"),
-              "must be the folder that holds (or will hold) torchvision's CIFAR folder")
-        check("download", isinstance(self.download, bool), "must be true or false")
-        check("imbalance_ratio", isinstance(r, int | float) and not isinstance(r, bool) and 1 <= r < math.inf,
-              "must be a finite number >= 1 (n_max / n_min; 1 = balanced)")
-        check("profile", self.profile in CIFAR_PROFILES, f"must be one of {', '.join(CIFAR_PROFILES)}")
-        check("n_val_per_class", is_int(self.n_val_per_class) and self.n_val_per_class >= 1,
-              "must be an integer >= 1")
-        check("exact_counts", isinstance(self.exact_counts, bool), "must be true or false")
-        check("random_crop_padding", is_int(self.random_crop_padding) and self.random_crop_padding >= 0,
-              "must be an integer >= 0 (0: no random crop)")
-        check("random_flip", isinstance(self.random_flip, bool), "must be true or false")
-        check("seed", is_int(self.seed) and 0 <= self.seed < 2**32, "must be an integer in [0, 2**32)")
+        validate(type(self), fields_of(self), "data")
+        if self.root == "???":
+            raise ConfigError("data.root", self.root, "must be the folder that holds (or will hold) torchvision's "
+                                                      "CIFAR folder")
         if not self.download:
             self._check_files()
 

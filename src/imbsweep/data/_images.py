@@ -9,8 +9,8 @@ import hashlib
 import importlib.util
 import io
 import logging
-import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..constraints import BOOLEAN, FRACTION, NULL, SEED, TEXT, Constraint, Interval, Options, fields_of, validate
 from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._longtail import PROFILES, balanced_holdout, longtail_counts, longtail_subsample, stratified_split
@@ -109,34 +110,18 @@ class ImageFolder:
     seed: int = 0
     name: ClassVar[str] = "image_folder"
     _root: Path = field(init=False, repr=False)
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "path": [TEXT], "path_column": [TEXT], "target": [TEXT], "image_size": [Interval(int, 4, None)],
+        "channels": [Options(1, 3)], "holdout": [Options(*HOLDOUTS)], "n_val_per_class": [Interval(int, 1, None)],
+        "n_test_per_class": [Interval(int, 1, None)], "val_fraction": [FRACTION], "test_fraction": [FRACTION],
+        "imbalance_ratio": [Interval(float, 1, None), NULL], "profile": [Options(*PROFILES)],
+        "n_train_max": [Interval(int, 1, None), NULL], "random_crop_padding": [Interval(int, 0, None)],
+        "random_flip": [BOOLEAN], "seed": [SEED]}
 
     def __post_init__(self) -> None:
-        def check(key: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"data.{key}", getattr(self, key), allowed)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        check("image_size", is_int(self.image_size) and self.image_size >= 4, "must be an integer >= 4")
-        check("channels", self.channels in (1, 3), "must be 1 (grayscale) or 3 (RGB)")
-        check("holdout", self.holdout in HOLDOUTS, f"must be one of {', '.join(HOLDOUTS)}")
-        for key in ("n_val_per_class", "n_test_per_class"):
-            check(key, is_int(getattr(self, key)) and getattr(self, key) >= 1, "must be an integer >= 1")
-        for key in ("val_fraction", "test_fraction"):
-            v = getattr(self, key)
-            check(key, isinstance(v, int | float) and 0 < v < 1, "must be in (0, 1)")
-        check("test_fraction", self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction must be < 1")
-        r = self.imbalance_ratio
-        check("imbalance_ratio", r is None or (isinstance(r, int | float) and not isinstance(r, bool)
-                                               and 1 <= r < math.inf),
-              "must be null (keep the folder's distribution) or a finite number >= 1")
-        check("profile", self.profile in PROFILES, f"must be one of {', '.join(PROFILES)}")
-        check("n_train_max", self.n_train_max is None or (is_int(self.n_train_max) and self.n_train_max >= 1),
-              "must be null or an integer >= 1")
-        check("random_crop_padding", is_int(self.random_crop_padding) and self.random_crop_padding >= 0,
-              "must be an integer >= 0 (0: no random crop)")
-        check("random_flip", isinstance(self.random_flip, bool), "must be true or false")
+        validate(type(self), fields_of(self), "data")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("data.test_fraction", self.test_fraction, "val_fraction + test_fraction must be < 1")
         self._root = Path(self.path).expanduser()
         if not self._root.exists():
             raise DataError("data.path", self.path, f"no such folder or CSV file (looked in {Path.cwd()})")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..constraints import SEED, Constraint, Interval, Options, fields_of, validate
 from ..errors import ConfigError
 from ._dataset import Dataset, spec_digest
 from ._longtail import (
@@ -64,18 +64,13 @@ class LongTailSource:
     name: ClassVar[str] = "longtail"
     kind: ClassVar[str] = "vector"
     image_shape: ClassVar[tuple[int, int, int] | None] = None
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "imbalance_ratio": [Interval(float, 1, None)], "profile": [Options(*PROFILES)],
+        "n_train_max": [Interval(int, 1, None)], "n_val_per_class": [Interval(int, 1, None)],
+        "n_test_per_class": [Interval(int, 1, None)], "scaling": [Options(*SCALINGS)], "seed": [SEED]}
 
     def __post_init__(self) -> None:
-        r = self.imbalance_ratio
-        _check("imbalance_ratio", r, isinstance(r, int | float) and not isinstance(r, bool) and 1 <= r < math.inf,
-               "must be a finite number >= 1 (1 = balanced)")
-        _check("profile", self.profile, self.profile in PROFILES,
-               f"must be one of {', '.join(PROFILES)}")
-        for key in ("n_train_max", "n_val_per_class", "n_test_per_class"):
-            v = getattr(self, key)
-            _check(key, v, isinstance(v, int) and v >= 1, "must be an integer >= 1")
-        _check("scaling", self.scaling, self.scaling in SCALINGS,
-               f"must be one of {', '.join(SCALINGS)}")
+        validate(type(self), fields_of(self), "data")
 
     def raw(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         """All examples (features float, labels 0..C-1) and the class names."""
@@ -178,10 +173,7 @@ class BundledTableLT(LongTailSource):
     n_val_per_class: int = 8
     n_test_per_class: int = 15
     name: ClassVar[str] = "table_lt"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check("table", self.table, self.table in TABLES, f"must be one of {', '.join(TABLES)}")
+    _parameter_constraints = {"table": [Options(*TABLES)]}
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "name": f"{self.table}_lt"}
@@ -211,14 +203,16 @@ class Synthetic(LongTailSource):
     class_sep: float = 1.0
     flip_y: float = 0.0
     name: ClassVar[str] = "synthetic"
+    _parameter_constraints = {
+        "n_classes": [Interval(int, 2, None)], "n_features": [Interval(int, 1, None)],
+        "n_informative": [Interval(int, 1, None)], "n_clusters_per_class": [Interval(int, 1, None)],
+        "class_sep": [Interval(float, None, None)], "flip_y": [Interval(float, 0, 1)]}
 
     def generator(self) -> str:
         return "scikit-learn make_classification"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check("n_classes", self.n_classes, isinstance(self.n_classes, int) and self.n_classes >= 2,
-               "must be an integer >= 2")
         cap = 2 ** self.n_informative
         _check("n_informative", self.n_informative,
                self.n_classes * self.n_clusters_per_class <= cap <= 2 ** self.n_features,

@@ -6,15 +6,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..constraints import FRACTION, NULL, SEED, TEXT, Constraint, Interval, Options, fields_of, validate
 from ..errors import ConfigError, DataError
 from ._dataset import Dataset
 from ._longtail import PROFILES, longtail_subsample, stratified_split
@@ -102,24 +102,15 @@ class Tabular:
     seed: int = 0
     name: ClassVar[str] = "tabular"
     _file: Path = field(init=False, repr=False)
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "path": [TEXT], "target": [TEXT, SEED], "nan": [Options(*NAN_POLICIES)],
+        "max_categories": [Interval(int, 2, None)], "val_fraction": [FRACTION], "test_fraction": [FRACTION],
+        "imbalance_ratio": [Interval(float, 1, None), NULL], "profile": [Options(*PROFILES)], "seed": [SEED]}
 
     def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            v = getattr(self, key)
-            _check(key, v, isinstance(v, int | float) and 0 < v < 1, "must be in (0, 1)")
+        validate(type(self), fields_of(self), "data")
         _check("test_fraction", self.test_fraction, self.val_fraction + self.test_fraction < 1,
                "val_fraction + test_fraction must be < 1")
-        r = self.imbalance_ratio
-        _check("imbalance_ratio", r, r is None or (isinstance(r, int | float) and not isinstance(r, bool)
-                                                   and 1 <= r < math.inf),
-               "must be null (keep the file's distribution) or a finite number >= 1")
-        _check("profile", self.profile, self.profile in PROFILES, f"must be one of {', '.join(PROFILES)}")
-        _check("nan", self.nan, self.nan in NAN_POLICIES, f"must be one of {', '.join(NAN_POLICIES)}")
-        m = self.max_categories
-        _check("max_categories", m, isinstance(m, int) and not isinstance(m, bool) and m >= 2,
-               "must be an integer >= 2")
-        _check("target", self.target, isinstance(self.target, str | int) and not isinstance(self.target, bool),
-               "must be the name of the label column")
         self.target = str(self.target)
         self.features = column_list("data.features", self.features)
         self.drop = column_list("data.drop", self.drop)

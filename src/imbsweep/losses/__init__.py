@@ -1,11 +1,14 @@
-"""Imbalance losses behind a registry keyed by ``loss.name``.
+"""Imbalance losses, each a class a ``loss`` config names by ``_target_``.
 
-A loss config (``conf/loss/*.yaml``) is ``name`` plus the constructor's arguments; the
-training class counts are passed at build time. Every loss is an ``nn.Module`` over logits
+A loss config (``conf/loss/*.yaml``) is ``_target_`` plus the constructor's arguments, as
+every config group is; the training class counts and the number of epochs are passed at build
+time. :data:`LOSSES` maps each loss's short name (``ce``, ``focal``, …: its ``name``, the
+trick label's first word) to its class. Every loss is an ``nn.Module`` over logits
 ``[N, C]`` and integer targets ``[N]``, usable in a training loop of your own:
 
     >>> import torch
-    >>> loss_fn = build_loss({"name": "focal", "gamma": 2.0, "class_weights": "inverse"}, [90, 10])
+    >>> loss_fn = build_loss({"_target_": "imbsweep.losses.Focal", "gamma": 2.0, "class_weights": "inverse"},
+    ...                      [90, 10])
     >>> float(loss_fn(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))) > 0
     True
 
@@ -18,11 +21,10 @@ model's last linear layer.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from ..errors import ConfigError
-from ._base import ImbalanceLoss
+from ._base import ImbalanceLoss, drw_epoch
 from ._ce import BalancedSoftmax, CrossEntropy, LogitAdjusted
 from ._focal import ClassBalanced, Focal, focal_loss
 from ._ldam import LDAM, ldam_margins
@@ -37,15 +39,17 @@ __all__ = ["LDAM", "LOSSES", "SCHEMES", "BalancedSoftmax", "ClassBalanced", "Cro
 
 
 def build_loss(loss_cfg: Any, class_counts: Any, epochs: int | None = None) -> ImbalanceLoss:
-    """Build the loss a ``loss`` config node names.
+    """Build the loss a ``loss`` config node describes: ``_target_`` (a class: one of ours or your
+    own) plus its arguments, or just a name of :data:`LOSSES` (``"focal"``).
 
-    ``reweight_from_fraction`` (deferred re-weighting relative to the run's length) becomes
-    ``reweight_from_epoch = floor(fraction * epochs) + 1``: 0.75 of 40 epochs switches the
-    weights on at epoch 31, and the same setting stays valid for ``trainer.epochs=15``.
+    The training class counts and the number of epochs are given here, where the target takes
+    them: ``reweight_from_fraction`` (deferred re-weighting relative to the run's length)
+    becomes ``reweight_from_epoch = floor(fraction * epochs) + 1``: 0.75 of 40 epochs switches
+    the weights on at epoch 31, and the same setting stays valid for ``trainer.epochs=15``.
 
     Args:
-        loss_cfg: a config node or plain dict, ``name`` (one of :data:`LOSSES`) plus the loss's
-            arguments (``{"name": "ldam", "max_m": 0.5}``), or just a name (``"focal"``).
+        loss_cfg: a config node or plain dict (``{"_target_": "imbsweep.losses.LDAM", "max_m":
+            0.5}``), or a name (``"focal"``).
         class_counts: training examples per class ``[C]`` (an array, tensor or list).
         epochs: the training's number of epochs; needed by ``reweight_from_fraction`` only.
 
@@ -53,47 +57,17 @@ def build_loss(loss_cfg: Any, class_counts: Any, epochs: int | None = None) -> I
         The loss, an ``nn.Module``; move it to the model's device with ``.to(device)``.
 
     Raises:
-        ConfigError: unknown ``loss.name`` or an argument the loss does not take.
+        ConfigError: an unknown name, an argument the loss does not take, or a bad value.
     """
-    cfg = {"name": loss_cfg} if isinstance(loss_cfg, str) else dict(loss_cfg)
-    name = cfg.pop("name", None)
-    fraction = cfg.pop("reweight_from_fraction", None)
-    if fraction is not None:
-        cfg["reweight_from_epoch"] = drw_epoch(fraction, epochs, cfg.get("reweight_from_epoch"))
-    if name not in LOSSES:
-        raise ConfigError("loss.name", name, f"must be one of {', '.join(sorted(LOSSES))}")
-    cls = LOSSES[name]
-    params = [p for p in inspect.signature(cls).parameters if p != "class_counts"]
-    for k, v in cfg.items():
-        if k not in params:
-            raise ConfigError(f"loss.{k}", v, f"not an argument of loss {name!r}; allowed: "
-                                              f"{', '.join(params)}")
-    return cls(class_counts=class_counts, **cfg)
+    from ..building import instantiate_checked, target_of
 
+    if isinstance(loss_cfg, str):
+        if loss_cfg not in LOSSES:
+            raise ConfigError("loss", loss_cfg, f"must be one of {', '.join(sorted(LOSSES))}")
+        loss_cfg = {"_target_": target_of(LOSSES[loss_cfg])}
+    loss = instantiate_checked(loss_cfg, "loss", offer={"class_counts": class_counts, "epochs": epochs})
+    if not isinstance(loss, ImbalanceLoss):
+        raise ConfigError("loss._target_", type(loss).__qualname__, "must be a subclass of "
+                          "imbsweep.losses.ImbalanceLoss (a loss of your own: subclass it, docs/library.md)")
+    return loss
 
-def drw_epoch(fraction: Any, epochs: int | None, from_epoch: Any = None) -> int:
-    """The first epoch with class weights on for ``loss.reweight_from_fraction``:
-    ``floor(fraction * epochs) + 1``.
-
-    Args:
-        fraction: the share of the epochs trained without class weights, in [0, 1).
-        epochs: the training's number of epochs.
-        from_epoch: ``reweight_from_epoch`` as also given (must be None: one or the other).
-
-    Example:
-        >>> drw_epoch(0.75, 40)
-        31
-
-    Raises:
-        ConfigError: a fraction outside [0, 1), or set together with ``reweight_from_epoch``.
-    """
-    key = "loss.reweight_from_fraction"
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
-        raise ConfigError(key, fraction, "must be a number in [0, 1) (the share of trainer.epochs "
-                                         "trained without class weights) or null")
-    if from_epoch is not None:
-        raise ConfigError(key, fraction, f"cannot be set together with loss.reweight_from_epoch={from_epoch}; "
-                                         "set one of them to null")
-    if epochs is None:
-        raise ConfigError(key, fraction, "needs trainer.epochs to be known")
-    return int(fraction * epochs) + 1

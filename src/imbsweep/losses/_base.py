@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..constraints import NULL, Constraint, Interval, Options, checked
 from ..errors import ConfigError
+from ._weights import SCHEMES
 from ._weights import class_weights as scheme_weights
 
 
+@checked("loss")
 class ImbalanceLoss(nn.Module):
     """A loss over logits ``[N, C]`` and integer targets ``[N]`` that knows the training
     class counts.
 
-    Subclasses set ``name`` (their registry key and ``loss.name``) and, when the paper's
+    Subclasses set ``name`` (their key in ``LOSSES``, the trick label's first word) and, when the paper's
     form has no place for label smoothing, ``smoothing_allowed = False``.
 
     Class weights: ``class_weights`` names a scheme (:func:`~imbsweep.losses.class_weights`);
@@ -31,19 +35,32 @@ class ImbalanceLoss(nn.Module):
         class_weights: ``none``, ``inverse``, ``sqrt_inverse`` or ``effective_number``.
         beta: the effective-number hyperparameter, in [0, 1).
         reweight_from_epoch: first epoch (1-based) with weights on; ``None``: from the start.
+        reweight_from_fraction: the same relative to the run's length (:func:`drw_epoch`):
+            0.75 switches the weights on after 3/4 of ``epochs``; one of the two, or neither.
+        epochs: the run's number of epochs (given at build time; needed by
+            ``reweight_from_fraction`` only).
     """
 
     name: ClassVar[str]
     smoothing_allowed: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "label_smoothing": [Interval(float, 0, 1, "left")],
+        "class_weights": [Options(*SCHEMES)],
+        "beta": [Interval(float, 0, 1, "left")],
+        "reweight_from_epoch": [Interval(int, 1, None), NULL],
+        "reweight_from_fraction": [Interval(float, 0, 1, "left"), NULL],
+        "epochs": [Interval(int, 1, None), NULL],
+    }
     class_counts: torch.Tensor
     full_weight: torch.Tensor | None
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, label_smoothing: float = 0.0,
                  class_weights: str = "none", beta: float = 0.999,
-                 reweight_from_epoch: int | None = None) -> None:
+                 reweight_from_epoch: int | None = None, reweight_from_fraction: float | None = None,
+                 epochs: int | None = None) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise ConfigError("loss.label_smoothing", label_smoothing, "must be in [0, 1)")
+        if reweight_from_fraction is not None:
+            reweight_from_epoch = drw_epoch(reweight_from_fraction, epochs, reweight_from_epoch)
         if label_smoothing and not self.smoothing_allowed:
             raise ConfigError("loss.label_smoothing", label_smoothing,
                               f"must be 0 for loss {self.name!r}: {self.smoothing_reason()}")
@@ -53,15 +70,9 @@ class ImbalanceLoss(nn.Module):
         self.scheme = class_weights  # the class-weight scheme it was built with (none, inverse, …)
         self.beta = beta
         self.register_buffer("full_weight", scheme_weights(self.class_counts, class_weights, beta))
-        if reweight_from_epoch is not None:
-            if isinstance(reweight_from_epoch, bool) or not isinstance(reweight_from_epoch, int) \
-                    or reweight_from_epoch < 1:
-                raise ConfigError("loss.reweight_from_epoch", reweight_from_epoch,
-                                  "must be an integer >= 1 (the first epoch with weights) or null")
-            if self.full_weight is None:
-                raise ConfigError("loss.reweight_from_epoch", reweight_from_epoch,
-                                  "needs loss.class_weights other than none (there is nothing to "
-                                  "switch on)")
+        if reweight_from_epoch is not None and self.full_weight is None:
+            raise ConfigError("loss.reweight_from_epoch", reweight_from_epoch,
+                              "needs loss.class_weights other than none (there is nothing to switch on)")
         self.reweight_from_epoch = reweight_from_epoch
         self.epoch = 1
 
@@ -88,3 +99,31 @@ class ImbalanceLoss(nn.Module):
         """The classifier head this loss needs instead of the model's linear one (LDAM's
         normalised classifier), or ``None`` to keep the model's."""
         return None
+
+
+def drw_epoch(fraction: Any, epochs: int | None, from_epoch: Any = None) -> int:
+    """The first epoch with class weights on for ``loss.reweight_from_fraction``:
+    ``floor(fraction * epochs) + 1``.
+
+    Args:
+        fraction: the share of the epochs trained without class weights, in [0, 1).
+        epochs: the training's number of epochs.
+        from_epoch: ``reweight_from_epoch`` as also given (must be None: one or the other).
+
+    Example:
+        >>> drw_epoch(0.75, 40)
+        31
+
+    Raises:
+        ConfigError: a fraction outside [0, 1), or set together with ``reweight_from_epoch``.
+    """
+    key = "loss.reweight_from_fraction"
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
+        raise ConfigError(key, fraction, "must be a number in [0, 1) (the share of trainer.epochs "
+                                         "trained without class weights) or null")
+    if from_epoch is not None:
+        raise ConfigError(key, fraction, f"cannot be set together with loss.reweight_from_epoch={from_epoch}; "
+                                         "set one of them to null")
+    if epochs is None:
+        raise ConfigError(key, fraction, "needs trainer.epochs to be known")
+    return int(fraction * epochs) + 1

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..constraints import Interval, checked
 from ._base import ImbalanceLoss
 
 
@@ -23,8 +23,10 @@ class CrossEntropy(ImbalanceLoss):
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, label_smoothing: float = 0.0,
                  class_weights: str = "none", beta: float = 0.999,
-                 reweight_from_epoch: int | None = None) -> None:
-        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
+                 reweight_from_epoch: int | None = None,
+                 reweight_from_fraction: float | None = None, epochs: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch,
+                         reweight_from_fraction, epochs)
 
     def adjust(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits the cross-entropy is taken on (unchanged for plain CE)."""
@@ -35,6 +37,7 @@ class CrossEntropy(ImbalanceLoss):
                                label_smoothing=self.label_smoothing)
 
 
+@checked("loss")
 class LogitAdjusted(CrossEntropy):
     """Logit-adjusted loss (Menon et al. 2021, eq. 10): cross-entropy on
     ``z + tau * log(pi)``, ``pi`` the training label prior. ``tau = 0`` is plain CE.
@@ -45,13 +48,14 @@ class LogitAdjusted(CrossEntropy):
     """
 
     name = "logit_adjusted"
+    _parameter_constraints = {"tau": [Interval(float, 0, None)]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, tau: float = 1.0,
                  label_smoothing: float = 0.0, class_weights: str = "none", beta: float = 0.999,
-                 reweight_from_epoch: int | None = None) -> None:
-        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
-        if isinstance(tau, bool) or not isinstance(tau, int | float) or not 0 <= tau < float("inf"):
-            raise ConfigError("loss.tau", tau, "must be a finite number >= 0")
+                 reweight_from_epoch: int | None = None,
+                 reweight_from_fraction: float | None = None, epochs: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch,
+                         reweight_from_fraction, epochs)
         self.tau = float(tau)
 
     def adjust(self, logits: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..constraints import Interval, Options, checked
 from ._base import ImbalanceLoss
 
 
@@ -22,12 +22,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float,
     return (w * per).sum() / w.sum()
 
 
-def _check_gamma(gamma: float) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 <= gamma < float("inf"):
-        raise ConfigError("loss.gamma", gamma, "must be a finite number >= 0")
-    return float(gamma)
-
-
+@checked("loss")
 class Focal(ImbalanceLoss):
     """Focal loss, softmax form: ``-alpha_y (1 - p_y)^gamma log p_y``; ``gamma = 0`` is CE.
 
@@ -42,12 +37,15 @@ class Focal(ImbalanceLoss):
 
     name = "focal"
     smoothing_allowed = False
+    _parameter_constraints = {"gamma": [Interval(float, 0, None)]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, gamma: float = 2.0,
                  class_weights: str = "none", beta: float = 0.999,
-                 reweight_from_epoch: int | None = None, label_smoothing: float = 0.0) -> None:
-        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
-        self.gamma = _check_gamma(gamma)
+                 reweight_from_epoch: int | None = None, label_smoothing: float = 0.0,
+                 reweight_from_fraction: float | None = None, epochs: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch,
+                         reweight_from_fraction, epochs)
+        self.gamma = float(gamma)
 
     def smoothing_reason(self) -> str:
         return "the focal factor (1 - p_t)^gamma is defined on the one target class (Lin et al. 2017)"
@@ -56,6 +54,7 @@ class Focal(ImbalanceLoss):
         return focal_loss(logits, target, self.gamma, self.weight)
 
 
+@checked("loss")
 class ClassBalanced(ImbalanceLoss):
     """Class-balanced loss (Cui et al. 2019): the base loss weighted per class by the
     inverse effective number ``(1 - beta) / (1 - beta^n_c)``, normalised to sum to C.
@@ -73,15 +72,16 @@ class ClassBalanced(ImbalanceLoss):
 
     name = "class_balanced"
     BASES = ("ce", "focal")
+    _parameter_constraints = {"base": [Options(*BASES)], "gamma": [Interval(float, 0, None)]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, beta: float = 0.9999,
                  base: str = "focal", gamma: float = 1.0, label_smoothing: float = 0.0,
-                 reweight_from_epoch: int | None = None) -> None:
-        if base not in self.BASES:
-            raise ConfigError("loss.base", base, f"must be one of {', '.join(self.BASES)}")
+                 reweight_from_epoch: int | None = None,
+                 reweight_from_fraction: float | None = None, epochs: int | None = None) -> None:
         self.base = base
-        super().__init__(class_counts, label_smoothing, "effective_number", beta, reweight_from_epoch)
-        self.gamma = _check_gamma(gamma)
+        super().__init__(class_counts, label_smoothing, "effective_number", beta, reweight_from_epoch,
+                         reweight_from_fraction, epochs)
+        self.gamma = float(gamma)
 
     @property
     def smoothing_allowed(self) -> bool:  # type: ignore[override]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..constraints import Interval, checked
 from ..models import NormedLinear
 from ._base import ImbalanceLoss
 
@@ -20,6 +20,7 @@ def ldam_margins(class_counts: np.ndarray | torch.Tensor, max_m: float) -> torch
     return (m * (max_m / m.max())).float()
 
 
+@checked("loss")
 class LDAM(ImbalanceLoss):
     """LDAM loss: cross-entropy on ``s * (cos_y - m_y)`` for the target class and
     ``s * cos_j`` for the others, where ``cos`` comes from a normalised linear classifier
@@ -39,15 +40,14 @@ class LDAM(ImbalanceLoss):
 
     name = "ldam"
     margins: torch.Tensor
+    _parameter_constraints = {"max_m": [Interval(float, 0, 1, "left")], "s": [Interval(float, 0, None, "right")]}
 
     def __init__(self, class_counts: np.ndarray | torch.Tensor, max_m: float = 0.5, s: float = 30.0,
                  class_weights: str = "none", beta: float = 0.9999,
-                 reweight_from_epoch: int | None = None, label_smoothing: float = 0.0) -> None:
-        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch)
-        if isinstance(max_m, bool) or not isinstance(max_m, int | float) or not 0 <= max_m < 1:
-            raise ConfigError("loss.max_m", max_m, "must be in [0, 1) (margins on cosines)")
-        if isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < float("inf"):
-            raise ConfigError("loss.s", s, "must be a finite number > 0")
+                 reweight_from_epoch: int | None = None, label_smoothing: float = 0.0,
+                 reweight_from_fraction: float | None = None, epochs: int | None = None) -> None:
+        super().__init__(class_counts, label_smoothing, class_weights, beta, reweight_from_epoch,
+                         reweight_from_fraction, epochs)
         self.max_m, self.s = float(max_m), float(s)
         self.register_buffer("margins", ldam_margins(self.class_counts, self.max_m))
 

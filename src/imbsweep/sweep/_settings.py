@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import OmegaConf
 
+from ..constraints import BOOLEAN, NULL, TEXT, Constraint, Interval, check, validate
 from ..errors import ConfigError
 
 #: keys that only a tournament (``arms``) takes
@@ -55,6 +56,20 @@ class Settings:
     reproducible: bool = False
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)  # as given (the parent run logs it)
 
+    #: what the settings with a plain type take (constraints as data; the others are checked below)
+    _parameter_constraints: ClassVar[Mapping[str, Sequence[Constraint]]] = {
+        "reproducible": [BOOLEAN],
+        "heartbeat_interval": [Interval(int, 1, None), NULL],
+        "storage": [TEXT, NULL],
+        "max_failure_rate": [Interval(float, 0, 1)],
+        "n_jobs": [Interval(int, 1, None)],
+        "workers_per_gpu": [Interval(int, 1, None), NULL],
+        "n_trials": [Interval(int, 1, None), NULL],
+        "trials_per_arm": [Interval(int, 1, None), NULL],
+        "seed_key": [TEXT, NULL], "custom_search_space": [TEXT, NULL], "state_dir": [TEXT, NULL],
+        "tracking_uri": [TEXT, NULL],
+    }
+
     @classmethod
     def of(cls, conf: Mapping[str, Any]) -> Settings:
         """The settings in ``conf`` (the sweeper's config, or a plain mapping holding some of
@@ -86,28 +101,12 @@ class Settings:
 
     def validate(self) -> None:
         """What Optuna would take and fail on later (or never), each a one-line error."""
+        validate(type(self), {f: getattr(self, f) for f in self._parameter_constraints}, "hydra.sweeper")
         seed = self.sampler.get("seed") if isinstance(self.sampler, Mapping) else None
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError("hydra.sweeper.sampler.seed", seed, "must be an integer, or null for a random seed")
-        if not isinstance(self.reproducible, bool):
-            raise ConfigError("hydra.sweeper.reproducible", self.reproducible, "must be true or false")
+        check("hydra.sweeper.sampler.seed", seed, [Interval(int, None, None), NULL])
         if self.reproducible and seed is None:
             raise ConfigError("hydra.sweeper.reproducible", True, "needs a sampler seed: set "
                               "hydra.sweeper.sampler.seed to an integer (it is null)")
-        beat = self.heartbeat_interval
-        if beat is not None and (isinstance(beat, bool) or not isinstance(beat, int) or beat < 1):
-            raise ConfigError("hydra.sweeper.heartbeat_interval", beat,
-                              "must be an integer >= 1 (seconds between heartbeats on RDB storages), or null for none")
-        if self.storage is not None and not isinstance(self.storage, str):
-            raise ConfigError("hydra.sweeper.storage", self.storage,
-                              "must be an Optuna storage URL or a journal file's path")
-        rate = self.max_failure_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise ConfigError("hydra.sweeper.max_failure_rate", rate, "must be in [0, 1]")
-        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
-            raise ConfigError("hydra.sweeper.n_jobs", self.n_jobs, "must be an integer >= 1")
-        if self.workers_per_gpu is not None:
-            positive_int("hydra.sweeper.workers_per_gpu", self.workers_per_gpu)
         directions = self.directions()
         names = self.objective_names
         if names is not None:
@@ -124,10 +123,6 @@ class Settings:
                 raise ConfigError("hydra.sweeper.objective_names", names,
                                   f"must name each of the {len(directions)} direction(s) {directions}")
         check_study_name(self.study_name)
-        for key in ("seed_key", "custom_search_space", "state_dir", "tracking_uri"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ConfigError(f"hydra.sweeper.{key}", value, "must be a non-empty string, or null")
         if self.baseline not in ("auto", None) and not isinstance(self.baseline, Mapping):
             raise ConfigError("hydra.sweeper.baseline", self.baseline,
                               "must be auto, {} (the config's defaults), {key: value, …}, or null (no baseline)")
@@ -137,8 +132,6 @@ class Settings:
         for key in ARM_KEYS:
             if getattr(self, key) not in (None, {}):
                 raise ConfigError(f"hydra.sweeper.{key}", getattr(self, key), "needs hydra.sweeper.arms")
-        if self.n_trials is not None:
-            positive_int("hydra.sweeper.n_trials", self.n_trials)
 
     def _validate_tournament(self) -> None:
         arms = self.arms
@@ -147,7 +140,7 @@ class Settings:
         if self.trials_per_arm is None:
             raise ConfigError("hydra.sweeper.trials_per_arm", None,
                               "must be an integer >= 1 with hydra.sweeper.arms (every arm's budget)")
-        per_arm = positive_int("hydra.sweeper.trials_per_arm", self.trials_per_arm)
+        per_arm = self.trials_per_arm
         n = self.n_trials
         if n is not None and n != per_arm * len(arms):
             raise ConfigError("hydra.sweeper.n_trials", n,
@@ -197,12 +190,6 @@ def check_study_name(name: Any) -> None:
         raise ConfigError("hydra.sweeper.study_name", shown,
                           f"must be a non-empty name of at most {STUDY_NAME_MAX} characters, without '/' (it "
                           "separates a tournament's arms), control characters or surrounding spaces")
-
-
-def positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "must be an integer >= 1")
-    return value
 
 
 def _plain(value: Any) -> Any:
