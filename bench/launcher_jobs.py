@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--trials-per-arm", type=int, default=4)
     ap.add_argument("--n-jobs", type=int, default=2, help="workers (1: every variant trains exactly the same trials)")
     ap.add_argument("--pruner", default=None, help="another pruner (none: every trial trains its 40 epochs)")
+    ap.add_argument("extra", nargs="*", help="more overrides for every variant (model=logreg trainer.epochs=3: "
+                    "short trials, where a job's cost shows)")
     args = ap.parse_args()
     variants = {"A cached": (args.before, []), "B hydra launcher": (args.before, [NOOP_CALLBACK])}
     if args.after:
@@ -65,6 +67,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {v: [] for v in variants}
     loops: dict[str, list[float]] = {v: [] for v in variants}
     cpus: dict[str, list[float]] = {v: [] for v in variants}
+    periods: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.repeats):
         names = list(variants)
         names = names[r % len(names):] + names[:r % len(names)]
@@ -73,9 +76,15 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                wall = sweep(work, *overrides("bench", args.trials_per_arm, args.n_jobs, args.pruner), *extra, src=src)
+                wall = sweep(work, *overrides("bench", args.trials_per_arm, args.n_jobs, args.pruner), *args.extra,
+                             *extra, src=src)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 loop = sum(loop_seconds(study(work, f"bench/{a}")) for a in ARMS) / len(ARMS)
+                # one worker: a trial's start to the next one's, whatever the arm (its job, records, next ask)
+                starts = sorted(t.datetime_start for a in ARMS for t in study(work, f"bench/{a}").trials
+                                if t.datetime_start)
+                gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+                periods[v].append(statistics.median(gaps))
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             walls[v].append(wall)
             loops[v].append(loop)
@@ -86,7 +95,9 @@ def main() -> None:
     for v in variants:
         print(f"{v:17s} wall median {statistics.median(walls[v]):6.1f} s, trial loop median "
               f"{statistics.median(loops[v]):6.1f} s, CPU median {statistics.median(cpus[v]):6.1f} s, "
-              f"{statistics.median(walls[v]) / n:.2f} s a trial")
+              f"{statistics.median(walls[v]) / n:.2f} s a trial, trial period median "
+              f"{statistics.median(periods[v]) * 1000:.0f} ms (each repetition: "
+              f"{', '.join(f'{x * 1000:.0f}' for x in periods[v])})")
     saved_cpu = [(b - a) / b for a, b in zip(cpus["A cached"], cpus["B hydra launcher"], strict=True)]
     print(f"(B - A) / B of the CPU time: median {statistics.median(saved_cpu):+.1%} "
           f"(each repetition: {', '.join(f'{s:+.1%}' for s in saved_cpu)})")

@@ -1,6 +1,6 @@
 """Launching a sweep's jobs: Hydra's configured launcher, one job at a time
 (:class:`LauncherJobs`), or, for imbsweep's own app on the basic launcher without callbacks,
-the same work from a cached base (``_jobs.CachedJobs``). A job the launcher lost (submitit:
+the same work with its composition cached (``_jobs.CachedJobs``). A job the launcher lost (submitit:
 killed, timed out, its node gone) is :class:`JobLost`, any other launcher error :class:`LaunchFailed`."""
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ImbsweepError, one_line
 from ._jobs import CachedJobs
-
-_BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class JobLost(Exception):
@@ -94,7 +92,9 @@ def runs_here(launcher: Any) -> bool:
 def make_jobs(launcher: Any, config: DictConfig, own: bool = True) -> LauncherJobs | CachedJobs:
     """:class:`CachedJobs` for imbsweep's own app (``own``) on Hydra's basic launcher without
     callbacks, else the launcher."""
-    if own and launcher_name(launcher) == _BASIC and not OmegaConf.select(config, "hydra.callbacks") \
-            and getattr(launcher, "hydra_context", None):
+    choice = (OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}).get("hydra/launcher")
+    # Hydra's basic launcher: the config group's option (and its class's name: not a plugin's of that name)
+    basic = choice == "basic" and type(launcher).__name__ == "BasicLauncher"
+    if own and basic and not OmegaConf.select(config, "hydra.callbacks") and getattr(launcher, "hydra_context", None):
         return CachedJobs(launcher, config)
     return LauncherJobs(launcher, OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher"))
