@@ -104,8 +104,9 @@ def test_src_has_no_import_cycle() -> None:
 
 def test_src_has_no_import_cycle_even_for_type_checking() -> None:
     """What a module only needs for its annotations comes from below it too (issue 27: the
-    records of a run live in the torch-free ``records``, the checks read a sweep through
-    a Protocol), so every module can be read, and moved, on its own floor."""
+    records of a run live in the torch-free ``records``; the checks are given what they check,
+    a sweep's ``Tournament`` among it, plain data), so every module can be read, and moved, on
+    its own floor."""
     modules = _modules()
     graph = {name: _imports(name, path, modules, typing=True) for name, path in modules.items()}
     assert "imbsweep.records" in graph["imbsweep.tracking"]  # the finder sees TYPE_CHECKING imports

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
+from ..names import ATTR_BASELINE
 from ..posthoc import POSTHOC_KINDS, POSTHOC_METRICS
 from ._counts import posthoc_metric
 from ._settings import STUDY_NAME_MAX, Settings
@@ -262,3 +263,16 @@ def keys_decided(space: SearchSpace) -> list[str]:
         if all(k in fixed for k in cond.when) and cond.active(fixed):
             keys.append(key)
     return keys
+
+
+def enqueue_baseline(arm: Arm, baseline: Mapping[str, Any] | None) -> None:
+    """The first trial of the study (of each arm): the config's defaults for what is
+    searched (a plain study: the sweep's ``baseline`` values first)."""
+    study = arm.study
+    if baseline is None:  # switched off (or an app's plain study: hydra.sweeper.baseline=auto)
+        return
+    if any(t.user_attrs.get(ATTR_BASELINE) for t in study.get_trials(deepcopy=False)):
+        return
+    baseline = dict(baseline) if arm.name is None else {}
+    params = baseline_params(arm.space, arm.defaults, baseline)
+    study.enqueue_trial(params, user_attrs={ATTR_BASELINE: True}, skip_if_exists=True)

@@ -10,13 +10,12 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
-    check_distribution_compatibility,
 )
 
 from .._stores import redact
@@ -30,43 +29,20 @@ if TYPE_CHECKING:
 
     from ._app import App
     from ._settings import Settings
+    from ._tournament import Tournament
 
 log = logging.getLogger(__name__)
 BATCH = "trainer.batch_size"
 
 
-class Sweep(Protocol):
-    """What the checks read of a sweep (``_runner.Sweep`` is one): passed in, never imported."""
-
-    @property
-    def app(self) -> App: ...
-    @property
-    def arms(self) -> list[Arm]: ...
-    @property
-    def baseline(self) -> Any: ...
-    @property
-    def config(self) -> DictConfig: ...
-    @property
-    def config_loader(self) -> Any: ...
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def state(self) -> Path: ...
-    @property
-    def study_name(self) -> str: ...
-    @property
-    def sweep_dir(self) -> Path: ...
-    @property
-    def worker(self) -> str | None: ...
-
-
-def check_stores(sweep: Sweep) -> None:
-    """The state folder, the MLflow tracking URI (a server must answer) and the Optuna storage
-    (a journal file's folder must be writable; a database URL needs its driver)."""
+def check_stores(app: App, settings: Settings, state: Path, sweep_dir: Path, study_name: str) -> None:
+    """The state folder, the MLflow tracking URI (a server must answer), where Hydra writes the
+    jobs' folders and the Optuna storage (a journal file's folder must be writable; a database URL
+    needs its driver)."""
     from .._stores import check_folder, driver_error, sqlalchemy_url
 
-    env = sweep.app.env
-    if sweep.app.own:
+    env = app.env
+    if app.own:
         from .._config import validate_state_dir, validate_tracking
 
         validate_state_dir(env)
@@ -76,21 +52,21 @@ def check_stores(sweep: Sweep) -> None:
 
         from .._stores import CONNECT_TIMEOUT_S, check_tracking_uri
 
-        check_folder("hydra.sweeper.state_dir", sweep.state, shown=sweep.settings.state_dir or str(sweep.state))
+        check_folder("hydra.sweeper.state_dir", state, shown=settings.state_dir or str(state))
         if env.tracking.uri:
-            check_tracking_uri(str(env.tracking.uri), "hydra.sweeper.tracking_uri" if sweep.settings.tracking_uri
+            check_tracking_uri(str(env.tracking.uri), "hydra.sweeper.tracking_uri" if settings.tracking_uri
                                or not os.environ.get("MLFLOW_TRACKING_URI") else "MLFLOW_TRACKING_URI",
                                CONNECT_TIMEOUT_S)
     # where Hydra writes each job's folder (it makes it at the first job, after the study opened)
-    check_folder("hydra.sweep.dir", sweep.sweep_dir.expanduser().resolve(), shown=str(sweep.sweep_dir), create=False)
+    check_folder("hydra.sweep.dir", sweep_dir.expanduser().resolve(), shown=str(sweep_dir), create=False)
     from .._client import deleted_experiment, make_client, tracking_uri
 
-    uri = tracking_uri(env.tracking, sweep.state)
+    uri = tracking_uri(env.tracking, state)
     if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():  # (a new store has none)
-        exp = make_client(uri).get_experiment_by_name(sweep.study_name)
+        exp = make_client(uri).get_experiment_by_name(study_name)
         if exp is not None and exp.lifecycle_stage == "deleted":
-            raise ConfigError("hydra.sweeper.study_name", sweep.study_name, deleted_experiment(exp))
-    url = sweep.settings.storage
+            raise ConfigError("hydra.sweeper.study_name", study_name, deleted_experiment(exp))
+    url = settings.storage
     key = "hydra.sweeper.storage"
     if not url or url.endswith(JOURNAL_SUFFIXES):
         if url and Path(url).is_dir():
@@ -110,23 +86,23 @@ def check_stores(sweep: Sweep) -> None:
             check_folder(key, Path(db).expanduser().resolve().parent, shown=url)
 
 
-def check_space(sweep: Sweep) -> None:
+def check_space(arms: list[Arm], config: DictConfig, config_loader: Any) -> None:
     """Every searched key is a key of the config (a plain study; a tournament's arms check
     theirs as they are built), and a searched config group lists options that exist."""
     from omegaconf import OmegaConf
 
-    choices = OmegaConf.select(sweep.config, "hydra.runtime.choices", default={}) or {}
-    for arm in sweep.arms:
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
+    for arm in arms:
         where = f" (arm {arm.name})" if arm.name is not None else ""
         dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
         for key, dist in dists.items():
             if key in choices:
-                _check_group(sweep, key, dist, where)
+                _check_group(config_loader, key, dist, where)
         if arm.name is None:
             for key in keys_decided(arm.space):
-                if not key.startswith("+") and not in_config(key, sweep.config, choices):
+                if not key.startswith("+") and not in_config(key, config, choices):
                     parent = key.rpartition(".")[0]
-                    node = OmegaConf.select(sweep.config, parent, default=None) if parent else sweep.config
+                    node = OmegaConf.select(config, parent, default=None) if parent else config
                     keys = [str(k) for k in node if not str(k).startswith("_")] if OmegaConf.is_dict(node) else None
                     has = f"; {parent or 'the config'} has: {', '.join(keys)}" if keys is not None \
                         else f"; {parent} is not a config node"
@@ -135,10 +111,9 @@ def check_space(sweep: Sweep) -> None:
                                       f"'+{key}=choice(…)')")
 
 
-def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -> None:
+def _check_group(loader: Any, group: str, dist: BaseDistribution, where: str) -> None:
     if not isinstance(dist, CategoricalDistribution):
         raise ConfigError(group, describe(dist), f"is a config group{where}: search its options with choice(…)")
-    loader = sweep.config_loader
     if loader is None or not hasattr(loader, "get_group_options"):
         return
     options = list(loader.get_group_options(group))
@@ -148,15 +123,14 @@ def _check_group(sweep: Sweep, group: str, dist: BaseDistribution, where: str) -
                           f"{group}{where}; options: {', '.join(sorted(options))}")
 
 
-def check_baseline(sweep: Sweep) -> None:
+def check_baseline(baseline: Any, arms: list[Arm]) -> None:
     """A plain study's ``baseline:`` values: each names a searched parameter and lies inside
     its space (the config's defaults outside it are left to the sampler, with a warning)."""
-    baseline = sweep.baseline
-    if not baseline or sweep.arms[0].name is not None:
+    if not baseline or arms[0].name is not None:
         return
     if not isinstance(baseline, Mapping):
         raise ConfigError("hydra.sweeper.baseline", baseline, "must map searched parameters to values, or be null")
-    space = sweep.arms[0].space
+    space = arms[0].space
     dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
     for key, value in baseline.items():
         where = f"hydra.sweeper.baseline.{key}"
@@ -167,17 +141,17 @@ def check_baseline(sweep: Sweep) -> None:
                               "baseline is the study's first trial, so it must be a point of the space")
 
 
-def check_data(sweep: Sweep) -> None:
+def check_data(config: DictConfig, arms: list[Arm], worker: str | None) -> None:
     """What needs the data, built (and cached) now as the first trial would: the objective
     is a metric a run on it logs, and no batch size exceeds its training split."""
     from .._config import validate_batch_size, validate_objective_logged
     from .._paths import cache_dir
     from ..data import DEFAULT_CACHE_MB, load_dataset
 
-    cfg = sweep.config
+    cfg = config
     ds = load_dataset(cfg.data, cache_dir(cfg), cfg.get("dataset_cache_mb", DEFAULT_CACHE_MB))
     validate_objective_logged(cfg, ds)
-    for arm in sweep.arms:
+    for arm in arms:
         space = arm.space
         dist = space.params.get(BATCH) or (space.conditional[BATCH].distribution if BATCH in space.conditional
                                            else None)
@@ -194,8 +168,8 @@ def check_data(sweep: Sweep) -> None:
             raise ConfigError(BATCH, describe(dist), f"searches {biggest}{where}, more than the {len(ds.y_train)} "
                               f"examples of the training split of {ds.name} (one batch would be the whole "
                               "split)") from exc.__cause__
-    if not sweep.worker:  # (the sweep that started a worker checked its space)
-        check_values(sweep, ds)
+    if not worker:  # (the sweep that started a worker checked its space)
+        check_values(arms, config, ds)
 
 
 def corners(dist: BaseDistribution) -> list[Any]:
@@ -210,7 +184,7 @@ def corners(dist: BaseDistribution) -> list[Any]:
     return [dist.low, dist.high]  # type: ignore[attr-defined]
 
 
-def check_values(sweep: Sweep, ds: Any) -> None:
+def check_values(arms: list[Arm], config: DictConfig, ds: Any) -> None:
     """Every searched key of imbsweep's app at each corner of its space (:func:`corners`) is a
     value a run takes, as a trial would build it (``training.prepare`` on the arm's config and
     the data, on the CPU): a space with invalid values (``loss.gamma`` in [-5, -1], a batch size
@@ -222,8 +196,8 @@ def check_values(sweep: Sweep, ds: Any) -> None:
     from ..training import prepare
 
     seen: set[tuple[str, str, str]] = set()  # (key, value, its group as configured): arms share most
-    for arm in sweep.arms:
-        base = arm.config if arm.config is not None else sweep.config
+    for arm in arms:
+        base = arm.config if arm.config is not None else config
         choices = OmegaConf.select(base, "hydra.runtime.choices", default={}) or {}
         where = f" (arm {arm.name})" if arm.name is not None else ""
         cfg = OmegaConf.create({k: v for k, v in base.items_ex(resolve=False) if k != "hydra"})
@@ -282,29 +256,27 @@ def _as_a_trial(base: DictConfig, searched: Iterable[str]) -> Iterator[None]:
         hydra.cfg = before
 
 
-def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
-    """On resume, every searched parameter's space is one Optuna can go on with: the same
-    kind, the same log scale, a choice with the same values in the same order (else Optuna
-    fails in the middle of the next trial that samples it)."""
-    space = arm.space
-    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
-    before: dict[str, BaseDistribution] = {}
-    for t in study.get_trials(deepcopy=False):
-        for key, old in t.distributions.items():
-            before[key] = old  # the latest trial's
-    for key, new in dists.items():
-        if key not in before:
-            continue
-        old = before[key]
-        try:
-            check_distribution_compatibility(old, new)
-        except ValueError:
-            what = ("a choice's values (and their order)" if isinstance(old, CategoricalDistribution)
-                    and isinstance(new, CategoricalDistribution) else
-                    "an interval's log scale" if type(old) is type(new) else "a parameter's kind")
-            raise ConfigError(key, describe(new), f"study {arm.study_name!r} searched it over {describe(old)}, and "
-                              f"Optuna cannot change {what} within a study: resume with {describe(old)}, or "
-                              f"start a new study (hydra.sweeper.study_name={study_name}_2)") from None
+def check_kind(t: Tournament, storage: Any) -> set[str]:
+    """A tournament and a plain study never share a name (their runs would mix in one
+    MLflow experiment), nor a post-hoc arm a trained arm's; checked under the budget lock,
+    before anything is written.
+    Returns the names of the storage's studies."""
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    tournament = t.has_arms
+    arm_studies = sorted(n for n in names if n.startswith(t.study_name + "/"))
+    if tournament and t.study_name in names:
+        raise ConfigError("hydra.sweeper.study_name", t.study_name,
+                          "exists as a study without arms; a tournament needs a name of its own")
+    if not tournament and arm_studies:
+        raise ConfigError("hydra.sweeper.study_name", t.study_name,
+                          f"is a tournament ({', '.join(arm_studies)}); a study without arms needs "
+                          "a name of its own")
+    for name, source in t.posthoc_arms.items():
+        if f"{t.study_name}/{name}" in names:  # its trained trials would mix with the re-scored ones
+            raise ConfigError(f"hydra.sweeper.posthoc_arms.{name}", source,
+                              f"study {t.study_name!r} already has a trained arm {name!r}; give the "
+                              "post-hoc arm another name, or the sweep another study_name")
+    return names
 
 
 def drop_new_studies(storage: Any, arms: list[Arm], existed: set[str]) -> None:
@@ -322,11 +294,12 @@ def drop_new_studies(storage: Any, arms: list[Arm], existed: set[str]) -> None:
             log.warning("could not remove the empty study %s: %s", arm.study_name, exc)
 
 
-def preflight(sweep: Sweep) -> None:
-    """Every check above that needs no study, cheapest first; called as the sweep is built
-    (the data: imbsweep's app only)."""
-    check_space(sweep)
-    check_baseline(sweep)
-    check_stores(sweep)
-    if sweep.app.own:
-        check_data(sweep)
+def preflight(t: Tournament, app: App, settings: Settings, config: DictConfig, config_loader: Any, state: Path,
+              sweep_dir: Path, worker: str | None) -> None:
+    """Every check above that needs no study, cheapest first, each given what it checks;
+    called as the sweep is built (the data: imbsweep's app only)."""
+    check_space(t.arms, config, config_loader)
+    check_baseline(t.baseline, t.arms)
+    check_stores(app, settings, state, sweep_dir, t.study_name)
+    if app.own:
+        check_data(config, t.arms, worker)

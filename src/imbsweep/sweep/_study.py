@@ -7,15 +7,20 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, check_distribution_compatibility
 
 from .._paths import journal_path
 from ..errors import ConfigError
-from ..names import JOURNAL_SUFFIXES
+from ..names import ATTR_ARM, ATTR_ARM_VALUES, ATTR_METRIC, ATTR_TOURNAMENT, JOURNAL_SUFFIXES
+from ._space import describe
+
+if TYPE_CHECKING:
+    from ._arms import Arm
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc", "nsgaii", "grid")
@@ -307,3 +312,62 @@ def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
             return classes[name](**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError("hydra.sweeper.pruner", dict(spec), str(exc)) from None
+
+
+def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
+    """On resume, every searched parameter's space is one Optuna can go on with: the same
+    kind, the same log scale, a choice with the same values in the same order (else Optuna
+    fails in the middle of the next trial that samples it)."""
+    space = arm.space
+    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
+    before: dict[str, BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False):
+        for key, old in t.distributions.items():
+            before[key] = old  # the latest trial's
+    for key, new in dists.items():
+        if key not in before:
+            continue
+        old = before[key]
+        try:
+            check_distribution_compatibility(old, new)
+        except ValueError:
+            what = ("a choice's values (and their order)" if isinstance(old, CategoricalDistribution)
+                    and isinstance(new, CategoricalDistribution) else
+                    "an interval's log scale" if type(old) is type(new) else "a parameter's kind")
+            raise ConfigError(key, describe(new), f"study {arm.study_name!r} searched it over {describe(old)}, and "
+                              f"Optuna cannot change {what} within a study: resume with {describe(old)}, or "
+                              f"start a new study (hydra.sweeper.study_name={study_name}_2)") from None
+
+
+def open_arm(arm: Arm, study_name: str, objectives: list[tuple[str, str]], storage: Any,
+             pruner: optuna.pruners.BasePruner, directions: list[Any],
+             sampler: Callable[[int, Any], optuna.samplers.BaseSampler]) -> optuna.Study:
+    """The arm's Optuna study, created or resumed: the same directions, a space Optuna can go on
+    with (``_checks.check_resume``), ``sampler(trials it has, space)``, the objectives' names and
+    (a tournament) the arm's values recorded on it, or the same as those it ran with."""
+
+    study = optuna.create_study(study_name=arm.study_name, storage=storage, pruner=pruner,
+                                directions=directions, load_if_exists=True)
+    if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+        raise ConfigError("objective.direction", directions,
+                          f"study {arm.study_name!r} already exists with other directions")
+    check_resume(arm, study, study_name)  # a changed space: before anything is asked or written
+    study.sampler = sampler(len(study.get_trials(deepcopy=False)), arm.space)
+    names = [m for m, _ in objectives]
+    if study.metric_names != names:  # optuna-dashboard and Optuna's plots name the objective
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    if arm.name is not None:
+        values = {k: str(v) for k, v in arm.values.items()}
+        before = study.user_attrs.get(ATTR_ARM_VALUES)
+        if before is not None and before != values:
+            raise ConfigError(f"hydra.sweeper.arms.{arm.name}", values,
+                              f"this arm of study {study_name!r} already ran with {before}; give the "
+                              "changed arm a new name (its trials would mix with the old ones)")
+        if before is None:  # what the dashboard shows beside the arm's study
+            study.set_user_attr(ATTR_TOURNAMENT, study_name)
+            study.set_user_attr(ATTR_ARM, arm.name)
+            study.set_user_attr(ATTR_ARM_VALUES, values)
+            study.set_user_attr(ATTR_METRIC, objectives[0][0])
+    return study

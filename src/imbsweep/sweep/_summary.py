@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import OmegaConf
@@ -15,6 +16,11 @@ from ..names import ATTR_ARM, ATTR_REQUEUED, ATTR_TRICK, posthoc_attr
 from ..trick import short_number
 from ._arms import Arm
 from ._counts import best_posthoc, best_trial, counts
+
+if TYPE_CHECKING:
+    from ._tournament import Tournament
+
+log = logging.getLogger(__name__)
 
 
 def trick_rows(study: optuna.Study, metric_index: int = 0, direction: str = "maximize") -> list[dict[str, Any]]:
@@ -204,3 +210,20 @@ def write_results(arms: Sequence[Arm], objectives: Sequence[tuple[str, str]], po
     path = sweep_dir / "optimization_results.yaml"
     OmegaConf.save(OmegaConf.create(results), path)
     return path
+
+
+def write_study_files(t: Tournament, sweep_dir: Path, parent: Any, studies: list[optuna.Study], stopping: bool) -> None:
+    """optimization_results.yaml and the study's plots in MLflow. While an error stops the
+    sweep (a storage gone), a failure here says nothing more: that error goes on, unhidden."""
+    try:
+        results = write_results(t.arms, t.objectives, t.posthoc_arms, t.posthoc_kinds,
+                                sweep_dir)
+    except Exception:
+        if not stopping:
+            raise
+        log.debug("the study's results file was not written", exc_info=True)
+        return
+    try:
+        parent.log_study_artifacts(studies, results)
+    except Exception as exc:  # noqa: BLE001 - plots must not lose a finished study
+        (log.debug if stopping else log.warning)("could not log the study's plots to MLflow: %s", exc)
