@@ -139,6 +139,19 @@ def _typed_setting(exc: BaseException) -> str | None:
     return f"{key}={getattr(cause, 'value', None)!r}: {allowed}"
 
 
+def write_out(content: str, out: str | None) -> None:
+    """A table to ``--out`` (a file), or to standard output."""
+    if out is None:
+        sys.stdout.write(content)
+        return
+    from .errors import ImbsweepError
+
+    try:
+        Path(out).write_text(content)
+    except OSError as exc:
+        raise ImbsweepError(f"--out={out!r}: cannot write ({exc.strerror or exc})") from None
+
+
 def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM (``kill``, ``timeout``, a scheduler) ends a run like Ctrl-C: KILLED, not RUNNING."""
     raise KeyboardInterrupt
@@ -322,13 +335,7 @@ def compare(args: argparse.Namespace) -> int:
             content = buf.getvalue()
         else:
             content = (to_csv if args.format == "csv" else to_markdown)(c)
-        if args.out is None:
-            sys.stdout.write(content)
-        else:
-            try:
-                Path(args.out).write_text(content)
-            except OSError as exc:
-                raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
+        write_out(content, args.out)
     if c.warning and args.format != "table":
         say(f"warning: {c.warning}")
     if report:
@@ -385,13 +392,7 @@ def _compare_across(args: argparse.Namespace) -> int:
             print_across(a, buf)
         content = buf.getvalue() if args.format == "table" else (across_csv if args.format == "csv"
                                                                   else across_markdown)(a)
-        if args.out is None:
-            sys.stdout.write(content)
-        else:
-            try:
-                Path(args.out).write_text(content)
-            except OSError as exc:
-                raise ImbsweepError(f"--out={args.out!r}: cannot write ({exc.strerror or exc})") from None
+        write_out(content, args.out)
     if not args.no_report:
         report = Path(args.report_dir) / ("across-" + "+".join(safe_name(s) for s in args.studies))
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,17 @@ def diff(run: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
+def file_header(record: StudyRecord, r: Any, objectives: Sequence[tuple[str, str]], run: str,
+                reproduce: str) -> list[str]:
+    """An exported file's first lines: the study, the trial and its scores, its run, when, and
+    the command that runs it again."""
+    scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
+    shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
+    return [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
+            f"{arm_words(r)}{run} (experiment id {record.experiment_id})",
+            f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; reproduce: {reproduce}"]
+
+
 def render_yaml(header: list[str], choices: Mapping[str, str], values: Mapping[str, Any]) -> str:
     """A ``_global_`` config: ``choices`` in its defaults list (a group ``+g`` that the primary
     config does not list is added, the others overridden), ``values`` in its body."""
@@ -239,11 +250,8 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
                             "an older imbsweep): its config groups are unknown; re-run the sweep")
     values = diff(config, composer(choices))
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
-    shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
-    header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
-              f"{arm_words(r)}trick {r['trick']}; MLflow run {run_id} (experiment id {record.experiment_id})",
-              f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
-              f"reproduce: {reproduce_command(out_dir, name)}"]
+    header = file_header(record, r, objectives, f"trick {r['trick']}; MLflow run {run_id}",
+                         reproduce_command(out_dir, name))
     from .posthoc import POSTHOC_KINDS
 
     for kind, what in POSTHOC_KINDS.items():
@@ -357,11 +365,7 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
                 node = node.setdefault(p, {})
             node[leaf] = o.value()
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
-    shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
-    header = [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
-              f"{arm_words(r)}MLflow run {run_id} (experiment id {record.experiment_id})",
-              f"exported {dt.datetime.now().astimezone().isoformat(timespec='seconds')}; "
-              f"reproduce: {app_reproduce(record, out_dir, name, deletions)}"]
+    header = file_header(record, r, objectives, f"MLflow run {run_id}", app_reproduce(record, out_dir, name, deletions))
     if secret:
         header.append(f"not written: {', '.join(o.partition('=')[0] for o in secret)} (credentials on the command "
                       "line are not recorded: give them through the environment)")

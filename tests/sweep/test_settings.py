@@ -9,9 +9,10 @@ from imbsweep.sweep._settings import Settings
 
 
 def test_settings_take_every_key_and_default_of_the_plugin_config() -> None:
-    """What the sweeper reads is what the plugin's dataclass declares, defaults included."""
-    declared = {f.name for f in fields(ImbsweepOptunaSweeperConf)} - {"_target_", "_recursive_", "defaults"}
-    assert declared == {f.name for f in fields(Settings)} - {"raw"}
+    """What the sweeper reads is what the plugin's dataclass declares, defaults included: the
+    settings are that dataclass (one declaration of every key), with the settings as given."""
+    assert issubclass(Settings, ImbsweepOptunaSweeperConf)
+    assert {f.name for f in fields(ImbsweepOptunaSweeperConf)} == {f.name for f in fields(Settings)} - {"raw"}
     s = Settings.of({})
     assert (s.n_jobs, s.max_failure_rate, s.heartbeat_interval, s.pruner, s.baseline, s.direction) == \
         (1, 0.5, 60, {"name": "none"}, "auto", None)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..results import StudyError
 from . import _stats
-from ._table import Comparison
+from ._table import Comparison, verdict_words
 
 TEST = "Wilcoxon signed-rank test over datasets"
 
@@ -128,18 +128,7 @@ class Across:
             need = datasets_needed(self.k - 1, self.alpha)
             return (head + f"{ranks}; no verdicts: {self.n} datasets cannot reach α over {self.k - 1} arms "
                     f"(the test needs {need}), so ranks and win counts only.")
-        parts = []
-        for v, word in (("better", "beat"), ("worse", "trail")):
-            arms = list(t.loc[t["verdict"] == v, "arm"])
-            if arms:
-                parts.append(f"{', '.join(arms)} {word}{'s' if len(arms) == 1 else ''} tuned {self.baseline}")
-        rest = int((t["verdict"] == "no evidence").sum())
-        if rest:
-            if parts:
-                parts.append(f"no evidence of a difference for the {rest} other arm{'s' if rest > 1 else ''}")
-            else:
-                parts.append(f"no evidence of a difference for any of the {rest} arms" if rest > 1
-                             else "no evidence of a difference for the arm tested")
+        parts = verdict_words(t, self.baseline)
         return head + "; ".join([*parts, ranks]) + "."
 
 
@@ -267,20 +256,14 @@ def print_across(a: Across, file: Any = None) -> None:
     unless ``$COLUMNS`` says more), then what the columns mean."""
     import sys
 
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
+
+    from ._formats import print_compact
 
     console = Console(file=file or sys.stdout, highlight=False, markup=False)
     console.print(a.conclusion, style="bold")
     console.print()
     df = compact_frame(a)
-    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    for col in df.columns:
-        table.add_column(col, justify="left" if col in ("verdict", "arm") else "right", overflow="fold")
-    for _, r in df.iterrows():
-        table.add_row(*(str(v) for v in r))
-    console.print(table)
-    console.print()
+    print_compact(console, df, ("verdict", "arm"))
     for line in legend(a):
         console.print(line, style="dim")

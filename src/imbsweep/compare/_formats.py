@@ -136,11 +136,25 @@ def legend(c: Comparison) -> list[str]:
     return out
 
 
+def print_compact(console: Any, df: Any, left: tuple[str, ...]) -> None:
+    """A compact frame as a rich table (the columns ``left`` left-aligned, numbers right), then
+    a blank line."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for col in df.columns:
+        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
+    for _, r in df.iterrows():
+        table.add_row(*(str(v) for v in r))
+    console.print(table)
+    console.print()
+
+
 def print_table(c: Comparison, file: Any = None, wide: bool = False) -> None:
     """The comparison on the terminal: the conclusion first, then one line per arm that fits
     the terminal's width (80 columns in a file unless ``$COLUMNS`` says more), then what the
     words mean; ``wide``: every column (at 220 columns in a file)."""
-    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -152,14 +166,7 @@ def print_table(c: Comparison, file: Any = None, wide: bool = False) -> None:
             console.print(f"warning: {c.warning}", style="yellow")
         df = compact_frame(c)
         console.print()
-        table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-        for col in df.columns:
-            table.add_column(col, justify="left" if col in ("verdict", "arm", "vs best") else "right",
-                             overflow="fold")
-        for _, r in df.iterrows():
-            table.add_row(*(str(v) for v in r))
-        console.print(table)
-        console.print()
+        print_compact(console, df, ("verdict", "arm", "vs best"))
         for line in legend(c):
             console.print(line, style="dim")
         console.print("Every column (trials, best trial, means, config): --wide; "

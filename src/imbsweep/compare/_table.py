@@ -92,19 +92,7 @@ class Comparison:
             return f"No verdicts: {self.warning}."
         if not self.replicated:
             return f"No seed replicates yet, so no verdicts: imbsweep compare {self.study} --reseed 5."
-        parts = []
-        if self.baseline is not None and self.n_tested:
-            for v, word in (("better", "beat"), ("worse", "trail")):
-                arms = list(t.loc[t["verdict"] == v, "arm"])
-                if arms:
-                    parts.append(f"{', '.join(arms)} {word}{'s' if len(arms) == 1 else ''} tuned {self.baseline}")
-            rest = int((t["verdict"] == "no evidence").sum())
-            if rest:
-                if parts:
-                    others = f"the {rest} other arms" if rest > 1 else "the other arm"
-                else:
-                    others = f"any of the {rest} arms" if rest > 1 else "the arm tested"
-                parts.append(f"no evidence of a difference for {others}")
+        parts = verdict_words(t, self.baseline) if self.baseline is not None and self.n_tested else []
         best = list(t.loc[t["vs_best"] == "best", "arm"])
         tied = list(t.loc[t["vs_best"] == "tied", "arm"])
         if best:
@@ -306,3 +294,21 @@ def posthoc_words(kind: str | None) -> str:
     from ..posthoc import POSTHOC_KINDS
 
     return POSTHOC_KINDS.get(kind or "posthoc", POSTHOC_KINDS["posthoc"])
+
+
+def verdict_words(t: Any, baseline: str) -> list[str]:
+    """The verdicts of a table with ``arm`` and ``verdict`` columns, in words: ``focal beats
+    tuned ce``, ``no evidence of a difference for the 3 other arms``."""
+    parts = []
+    for v, word in (("better", "beat"), ("worse", "trail")):
+        arms = list(t.loc[t["verdict"] == v, "arm"])
+        if arms:
+            parts.append(f"{', '.join(arms)} {word}{'s' if len(arms) == 1 else ''} tuned {baseline}")
+    rest = int((t["verdict"] == "no evidence").sum())
+    if rest:
+        if parts:
+            others = f"the {rest} other arms" if rest > 1 else "the other arm"
+        else:
+            others = f"any of the {rest} arms" if rest > 1 else "the arm tested"
+        parts.append(f"no evidence of a difference for {others}")
+    return parts

@@ -1,9 +1,10 @@
 """``hydra.sweeper``'s settings as one typed object, validated once.
 
-The defaults are written in one place, the plugin's config dataclass
+The keys are declared in one place, the plugin's config dataclass
 (``hydra_plugins.imbsweep_optuna_sweeper.config.ImbsweepOptunaSweeperConf``, what Hydra
-composes ``hydra.sweeper`` from); :meth:`Settings.of` fills a key a caller left out from
-there, so no module restates a default. :meth:`Settings.validate` checks what needs no
+composes ``hydra.sweeper`` from); :class:`Settings` is that dataclass (a subclass adding the
+settings as given, and the checks): :meth:`Settings.of` fills a key a caller left out from its
+default, so no module restates a key or a default. :meth:`Settings.validate` checks what needs no
 config, data or store (the rest is ``_checks.preflight``).
 """
 
@@ -15,6 +16,8 @@ from typing import Any, ClassVar
 
 from omegaconf import OmegaConf
 
+from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf
+
 from ..constraints import BOOLEAN, NULL, TEXT, Constraint, Interval, check, validate
 from ..errors import ConfigError
 
@@ -25,35 +28,13 @@ _NOT_SETTINGS = ("_target_", "_recursive_", "defaults")
 DIRECTIONS = ("minimize", "maximize")
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The sweeper's settings (see the plugin config's docstring for each key)."""
+@dataclasses.dataclass
+class Settings(ImbsweepOptunaSweeperConf):
+    """The sweeper's settings: the plugin's config dataclass itself (every key declared once,
+    with its default and its docstring there), holding plain Python values, validated once."""
 
-    sampler: dict[str, Any]
-    direction: Any
-    storage: str | None
-    study_name: str | None
-    n_trials: int | None
-    n_jobs: int
-    workers_per_gpu: int | None
-    max_failure_rate: float
-    params: dict[str, Any] | None
-    search_space: dict[str, Any] | None
-    custom_search_space: str | None
-    objective_names: list[str] | None
-    seed_key: str | None
-    state_dir: str | None
-    tracking_uri: str | None
-    pruner: dict[str, Any]
-    conditional: dict[str, Any]
-    baseline: Any
-    arms: dict[str, Any]
-    trials_per_arm: int | None
-    baseline_arm: str | None
-    posthoc_arms: dict[str, Any]
-    heartbeat_interval: int | None
-    trial: dict[str, Any] | None
-    reproducible: bool = False
+    # (a mapping here: the plugin's typed sampler configs, as plain values)
+    sampler: dict[str, Any] = dataclasses.field(default_factory=dict)  # type: ignore[assignment]
     raw: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)  # as given (the parent run logs it)
 
     #: what the settings with a plain type take (constraints as data; the others are checked below)
@@ -76,7 +57,7 @@ class Settings:
         its keys: the others take the plugin config's defaults), as plain Python values."""
         given: dict[str, Any] = {str(k): _plain(v) for k, v in conf.items() if str(k) not in _NOT_SETTINGS}
         values: dict[str, Any] = {f.name: given[f.name] if f.name in given else _default(f.name)
-                                  for f in dataclasses.fields(cls) if f.name != "raw"}
+                                  for f in dataclasses.fields(cls) if f.name not in ("raw", *_NOT_SETTINGS)}
         for key in ("sampler", "pruner", "conditional", "arms", "posthoc_arms"):
             if values[key] is None:  # written as null: an empty mapping (a sampler or pruner by its own defaults)
                 values[key] = {}
@@ -203,7 +184,7 @@ def _default(name: str) -> Any:
     """The plugin config's default for ``name`` (an interpolation, such as the storage's
     ``${oc.env:OPTUNA_STORAGE,null}``, resolved); the sampler's is the default group option's
     (``tpe``)."""
-    from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf, TPESamplerConfig
+    from hydra_plugins.imbsweep_optuna_sweeper.config import TPESamplerConfig
 
     if name == "sampler":
         return OmegaConf.to_container(OmegaConf.structured(TPESamplerConfig))
