@@ -163,5 +163,6 @@ def test_the_library_functions_take_plain_python_values() -> None:
     assert build_loss("focal", [5, 1]).gamma == 2.0
     assert build_loss({"_target_": "imbsweep.losses.CrossEntropy", "reweight_from_fraction": 0.5,
                        "class_weights": "inverse"}, np.array([5, 1]), epochs=4).reweight_from_epoch == 3
+    assert build_loss({"name": "focal", "gamma": 1.0}, [5, 1]).gamma == 1.0  # an app's own config, by name
     assert build_resampler("sqrt", [0, 0, 1], 3).name == "sqrt"
     assert build_resampler(None, np.array([0, 1]), 3).name == "none"

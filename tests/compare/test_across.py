@@ -175,13 +175,13 @@ def test_a_suite_runs_one_study_per_data_option_then_compares_across(tmp_path: P
     (tmp_path / "sweeps" / "mini.yaml").write_text(
         text.replace("choice(32, 64)", "choice(16, 32)").replace("study_name: smoke_arms", "study_name: mini"))
     p = run_cli(tmp_path, "suite", "mini", "--data", "digits_lt,iris_lt", "--reseed", "2",
-                "hydra.sweeper.trials_per_arm=2", "trainer.batch_size=16")
+                "hydra.sweeper.trials_per_arm=3", "trainer.batch_size=16")  # (a baseline tuned on >= 3)
     assert p.returncode == 0, p.stderr
     assert "imbsweep suite: study mini-digits_lt (data=digits_lt)" in p.stderr
     assert "Across 2 datasets of test/balanced_acc" in p.stdout
     assert (tmp_path / "reports" / "across-mini-digits_lt+mini-iris_lt" / "critical_difference.png").exists()
     again = run_cli(tmp_path, "suite", "mini", "--data", "digits_lt,iris_lt", "--reseed", "2",
-                    "hydra.sweeper.trials_per_arm=2", "trainer.batch_size=16")
+                    "hydra.sweeper.trials_per_arm=3", "trainer.batch_size=16")  # (a baseline tuned on >= 3)
     assert again.returncode == 0, again.stderr
     table = [line for line in p.stdout.splitlines() if line.startswith(("baseline", "  "))]
     assert table and table == [line for line in again.stdout.splitlines() if line.startswith(("baseline", "  "))]

@@ -114,11 +114,13 @@ def legend(c: Comparison) -> list[str]:
     """What the compact table's words mean, in plain words."""
     base = c.baseline
     seeds = int(c.table["seeds"].max()) if c.replicated else 0
+    # a metric compared downwards is said so (a loss, an error; higher is better otherwise)
+    lower = [f"{c.test_metric}: lower is better."] if c.direction == "minimize" else []
     if not c.replicated:
-        return [f"best {c.metric}: the arm's best tuning trial (#its number) on validation; under-tuned: "
+        return [*lower, f"best {c.metric}: the arm's best tuning trial (#its number) on validation; under-tuned: "
                 "its tuning curve still rose in the second half of its budget, so more trials could "
                 "change its best."]
-    out = []
+    out = list(lower)
     if base is not None and c.n_tested:
         more = f"imbsweep compare {c.study} --reseed {max(2 * seeds, 5)}"
         holm = f"corrected for the {c.n_tested} arms tested (Holm, α = {c.alpha})" if c.n_tested > 1 \

@@ -40,7 +40,9 @@ __all__ = ["LDAM", "LOSSES", "SCHEMES", "BalancedSoftmax", "ClassBalanced", "Cro
 
 def build_loss(loss_cfg: Any, class_counts: Any, epochs: int | None = None) -> ImbalanceLoss:
     """Build the loss a ``loss`` config node describes: ``_target_`` (a class: one of ours or your
-    own) plus its arguments, or just a name of :data:`LOSSES` (``"focal"``).
+    own) plus its arguments (imbsweep's config groups), a name of :data:`LOSSES` as ``name`` plus
+    its arguments (``{"name": "focal", "gamma": 2.0}``: an app's own config), or just a name
+    (``"focal"``).
 
     The training class counts and the number of epochs are given here, where the target takes
     them: ``reweight_from_fraction`` (deferred re-weighting relative to the run's length)
@@ -62,9 +64,14 @@ def build_loss(loss_cfg: Any, class_counts: Any, epochs: int | None = None) -> I
     from ..building import instantiate_checked, target_of
 
     if isinstance(loss_cfg, str):
-        if loss_cfg not in LOSSES:
-            raise ConfigError("loss", loss_cfg, f"must be one of {', '.join(sorted(LOSSES))}")
-        loss_cfg = {"_target_": target_of(LOSSES[loss_cfg])}
+        loss_cfg = {"name": loss_cfg}
+    if "_target_" not in loss_cfg and "name" in loss_cfg:  # an app's own config: {name: focal, gamma: 2.0}
+        values = {str(k): loss_cfg[k] for k in loss_cfg}
+        name = values.pop("name")
+        if name not in LOSSES:
+            key = "loss.name" if values or not isinstance(name, str) else "loss"
+            raise ConfigError(key, name, f"must be one of {', '.join(sorted(LOSSES))}")
+        loss_cfg = {"_target_": target_of(LOSSES[name]), **values}
     loss = instantiate_checked(loss_cfg, "loss", offer={"class_counts": class_counts, "epochs": epochs})
     if not isinstance(loss, ImbalanceLoss):
         raise ConfigError("loss._target_", type(loss).__qualname__, "must be a subclass of "
