@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .constraints import validate
+from .constraints import plain, validate
 from .errors import ConfigError, ImbsweepError, one_line
 
 #: each group built from a ``_target_`` and what the run gives it (checked before any data is read)
@@ -52,15 +52,9 @@ def _is_config(node: Any) -> bool:
     return type(node).__module__.startswith("omegaconf")
 
 
-def _plain(node: Any) -> dict[str, Any]:
-    """The node's own keys and values (interpolations resolved)."""
-    if _is_config(node):
-        from omegaconf import OmegaConf
-
-        values = OmegaConf.to_container(node, resolve=True)
-        assert isinstance(values, dict)
-        return {str(k): v for k, v in values.items()}
-    return {str(k): v for k, v in node.items()}
+def _arguments(node: Any) -> dict[str, Any]:
+    """The node's own keys and values (interpolations resolved), ``_target_`` and the like left out."""
+    return {str(k): v for k, v in plain(node).items() if not str(k).startswith("_")}
 
 
 def as_node(node: Any, key: str) -> Any:
@@ -99,7 +93,7 @@ def check_node(node: Any, key: str, at_run_time: Collection[str] = (), keys: boo
                 if str(k) == "name":  # the group's option is chosen by the group itself
                     takes += f"; to choose another option: {key}=<option>"
                 raise ConfigError(f"{key}.{k!s}", node[k], f"not an argument of {target}; {takes}")
-    validate(obj, {k: v for k, v in _plain(node).items() if not k.startswith("_")}, key)
+    validate(obj, _arguments(node), key)
     return obj
 
 
@@ -120,9 +114,8 @@ def instantiate_checked(node: Any, key: str, *, offer: Mapping[str, Any] | None 
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
     taken = {k: v for k, v in (offer or {}).items() if var_kw or k in params}
     if not _is_config(node):  # a plain mapping: built here (no Hydra in a loop of one's own)
-        values = {k: v for k, v in _plain(node).items() if not k.startswith("_")}
         try:
-            return obj(**values, **taken, **runtime)
+            return obj(**_arguments(node), **taken, **runtime)
         except ImbsweepError:
             raise
         except (TypeError, ValueError) as exc:

@@ -279,13 +279,17 @@ def validate_section(prefix: str, node: Mapping[str, Any], table: Mapping[str, S
             raise ConfigError(f"{prefix}.{k!s}", node[k], f"unknown key; allowed: {', '.join(table)}")
     for k, constraints in table.items():
         if k in node or k in required:
-            check(f"{prefix}.{k}", _plain(node.get(k)), constraints)
+            check(f"{prefix}.{k}", plain(node.get(k)), constraints)
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """A config node as plain containers (interpolations resolved), anything else as it is;
+    OmegaConf is imported only for a node of its own (a loop of one's own never needs it)."""
+    if not type(v).__module__.startswith("omegaconf"):
+        return v
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+    return OmegaConf.to_container(v, resolve=True)
 
 
 def takes(prefix: str, constraints: Mapping[str, Sequence[Constraint]]) -> Callable[[F], F]:
@@ -320,5 +324,5 @@ def invalid_values(constraints: Sequence[Constraint]) -> list[Any]:
 
 
 __all__ = ["ATTRIBUTE", "BOOLEAN", "FRACTION", "MAPPING", "NULL", "SEED", "TEXT", "Constraint", "Interval", "ListOf",
-           "Options", "Pattern", "allowed_text", "check", "checked", "declared", "fields_of", "invalid_values",
+           "Options", "Pattern", "allowed_text", "check", "checked", "declared", "fields_of", "invalid_values", "plain",
            "takes", "validate", "validate_section"]

@@ -45,10 +45,10 @@ def family(node: Any) -> str:
     target = node.get("_target_")
     if not target:
         return str(node.get("name", "none"))
-    from hydra.utils import get_object
+    from .building import import_target
 
     try:
-        name = getattr(get_object(str(target)), "name", None)
+        name = getattr(import_target(str(target)), "name", None)
     except Exception:  # noqa: BLE001 - a target that does not import is reported where it is built
         name = None
     if isinstance(name, str) and name:

@@ -125,7 +125,7 @@ class Sweep:
             data = study_data(self.config)  # built (and cached) once here; a study stays on one dataset
         parent: ParentRun | None = None
         try:
-            with budget_lock(self.storage, self.t.study_name, self.journal):
+            with self._lock():
                 # under the lock: workers starting together find one parent run, not one each
                 existed = check_kind(self.t, self.storage)
                 try:
@@ -201,7 +201,7 @@ class Sweep:
         the least served has (so at most two ahead once it runs; else none: the caller waits),
         each ask seeded by its number."""
         reproducible = self.settings.reproducible
-        with budget_lock(self.storage, self.t.study_name, self.journal):
+        with self._lock():
             below: list[tuple[int, int, Arm]] = []
             for a in self.t.arms:
                 parent.end_dead_runs(recover_dead(a.study), a.name)
@@ -293,7 +293,7 @@ class Sweep:
             # a run that ended before the interrupt keeps its outcome; else the study stays
             # resumable: this trial fails uncounted, an identical one waits
             why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-            with budget_lock(self.storage, self.t.study_name, self.journal), contextlib.suppress(RuntimeError):
+            with self._lock(), contextlib.suppress(RuntimeError):
                 frozen = study._storage.get_trial(trial._trial_id)  # (RuntimeError: finished meanwhile)
                 if not frozen.state.is_finished() and not finish(study, frozen):
                     requeue(study, frozen, why)
