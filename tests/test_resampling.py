@@ -95,6 +95,16 @@ def test_every_resampler_has_a_config() -> None:
     assert sorted(p.stem for p in (PACKAGE_CONF / "resampling").glob("*.yaml")) == sorted(RESAMPLERS)
 
 
+def test_a_resampler_is_named_as_a_loss_is_in_an_apps_own_config() -> None:
+    """A name, ``{name: …}`` (an app's own config) and ``_target_`` build the same resampler."""
+    by = [build_resampler("sqrt", LABELS, 3), build_resampler({"name": "sqrt"}, LABELS, 3),
+          build_resampler({"_target_": "imbsweep.resampling.SqrtResampler"}, LABELS, 3)]
+    assert {type(r) for r in by} == {RESAMPLERS["sqrt"]}
+    assert type(build_resampler(None, LABELS, 3)) is RESAMPLERS["none"]
+    with pytest.raises(ConfigError, match=r"resampling.name='smote': must be one of none, class_balanced"):
+        build_resampler({"name": "smote", "power": 2}, LABELS, 3)
+
+
 def test_bad_resampling_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match=r"resampling='smote': must be one of none, class_balanced"):
         build_resampler("smote", LABELS, 3)

@@ -85,11 +85,10 @@ def git_commit() -> tuple[str | None, bool]:
     environment is not imbsweep's) or runs outside git."""
     if not (PROJECT_ROOT / "pyproject.toml").is_file():
         return None, False
+    sha = git_commit_of(str(PROJECT_ROOT))
+    if sha is None:
+        return None, False
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-            timeout=5, check=True,
-        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
             capture_output=True, text=True, timeout=5, check=True,
@@ -97,3 +96,12 @@ def git_commit() -> tuple[str | None, bool]:
     except (OSError, subprocess.SubprocessError):
         return None, False
     return sha, bool(dirty)
+
+
+def git_commit_of(folder: str) -> str | None:
+    """The commit of the git checkout ``folder`` is in (a user's app), None outside one."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -31,6 +31,22 @@ def target_of(cls: type) -> str:
     return f"{cls.__module__.rsplit('._', 1)[0]}.{cls.__qualname__}"
 
 
+def by_name(node: Any, key: str, registry: Mapping[str, type]) -> Any:
+    """A group given by its short name, ``"focal"`` or ``{"name": "focal", **arguments}`` (an
+    app's own config), as ``{"_target_": <its class>, **arguments}``; a node with ``_target_`` as
+    it is. An unknown name is a ConfigError listing ``registry``'s names, in its order."""
+    if isinstance(node, str):
+        node = {"name": node}
+    if "_target_" in node or "name" not in node:
+        return node
+    arguments = {str(k): node[k] for k in node}
+    name = arguments.pop("name")
+    if name not in registry:
+        raise ConfigError(f"{key}.name" if arguments or not isinstance(name, str) else key, name,
+                          f"must be one of {', '.join(registry)}")
+    return {"_target_": target_of(registry[name]), **arguments}
+
+
 def import_target(path: str) -> Any:
     """The object a dotted path names (``pkg.module.Class``, ``pkg.module.Class.method``), as
     Hydra's ``get_object`` finds it."""
@@ -146,5 +162,5 @@ def check_groups(cfg: Any) -> None:
         check_node(as_node(model, "model"), "model", keys=False)
 
 
-__all__ = ["GROUP_RUNTIME", "as_node", "check_groups", "check_node", "import_target", "instantiate_checked",
+__all__ = ["GROUP_RUNTIME", "as_node", "by_name", "check_groups", "check_node", "import_target", "instantiate_checked",
            "target_of"]

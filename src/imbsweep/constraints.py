@@ -152,55 +152,29 @@ class ListOf:
         yield "abc"
 
 
-class _Boolean:
+@dataclass(frozen=True)
+class Kind:
+    """A value ``test`` takes, shown as ``shown``; ``bad``: the invalid values the generated
+    bad-input test tries."""
+
+    test: Callable[[Any], bool]
+    shown: str
+    bad: tuple[Any, ...] = ()
+
     def allows(self, v: Any) -> bool:
-        return isinstance(v, bool)
+        return self.test(v)
 
     def describe(self) -> str:
-        return "true or false"
+        return self.shown
 
     def invalid(self) -> Iterator[Any]:
-        yield "maybe"
-        yield 2
+        return iter(self.bad)
 
 
-class _Null:
-    def allows(self, v: Any) -> bool:
-        return v is None
-
-    def describe(self) -> str:
-        return "null"
-
-    def invalid(self) -> Iterator[Any]:
-        return iter(())
-
-
-class _Text:
-    def allows(self, v: Any) -> bool:
-        return isinstance(v, str) and bool(v.strip())
-
-    def describe(self) -> str:
-        return "a non-empty string"
-
-    def invalid(self) -> Iterator[Any]:
-        yield ""
-
-
-class _Mapping:
-    def allows(self, v: Any) -> bool:
-        return isinstance(v, Mapping)
-
-    def describe(self) -> str:
-        return "a mapping ({key: value, …})"
-
-    def invalid(self) -> Iterator[Any]:
-        yield 3
-
-
-BOOLEAN = _Boolean()  #: true or false
-MAPPING = _Mapping()  #: a mapping
-NULL = _Null()  #: null (None)
-TEXT = _Text()  #: a non-empty string
+BOOLEAN = Kind(lambda v: isinstance(v, bool), "true or false", ("maybe", 2))  #: true or false
+MAPPING = Kind(lambda v: isinstance(v, Mapping), "a mapping ({key: value, …})", (3,))  #: a mapping
+NULL = Kind(lambda v: v is None, "null")  #: null (None)
+TEXT = Kind(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string", ("",))  #: a non-empty string
 
 SEED = Interval(int, None, None)  #: any integer (a seed)
 FRACTION = Interval(float, 0, 1, "neither")  #: a share strictly between 0 and 1
@@ -213,7 +187,7 @@ def fields_of(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 
 
-Constraint = Interval | Options | Pattern | ListOf | _Boolean | _Mapping | _Null | _Text
+Constraint = Interval | Options | Pattern | ListOf | Kind
 
 
 def declared(target: Any) -> dict[str, list[Constraint]]:
@@ -323,6 +297,6 @@ def invalid_values(constraints: Sequence[Constraint]) -> list[Any]:
     return seen
 
 
-__all__ = ["ATTRIBUTE", "BOOLEAN", "FRACTION", "MAPPING", "NULL", "SEED", "TEXT", "Constraint", "Interval", "ListOf",
-           "Options", "Pattern", "allowed_text", "check", "checked", "declared", "fields_of", "invalid_values", "plain",
-           "takes", "validate", "validate_section"]
+__all__ = ["ATTRIBUTE", "BOOLEAN", "FRACTION", "MAPPING", "NULL", "SEED", "TEXT", "Constraint", "Interval", "Kind",
+           "ListOf", "Options", "Pattern", "allowed_text", "check", "checked", "declared", "fields_of",
+           "invalid_values", "plain", "takes", "validate", "validate_section"]

@@ -69,6 +69,18 @@ TAG_VARY_SPLIT = "imbsweep.vary_split"  # "true" when data.seed varied with the 
 COMPLETE, PRUNED, FAILED, KILLED, RUNNING = "complete", "pruned", "failed", "killed", "running"
 ROLE_PARENT, ROLE_RESEED, ROLE_TRIAL = "parent", "reseed", "trial"
 
+
+def reseed_tags(study: str, arm: str, run_id: str, trial: int, replicate: int, vary_split: bool) -> dict[str, str]:
+    """The tags of replicate ``replicate`` of ``arm``'s best trial (number ``trial``, run ``run_id``)."""
+    return {TAG_STUDY: study, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: run_id, TAG_RESEED_OF_TRIAL: str(trial),
+            TAG_ARM: arm, TAG_REPLICATE: str(replicate), TAG_VARY_SPLIT: str(vary_split).lower()}
+
+
+def reseed_name(arm: str, trial: int, replicate: int) -> str:
+    """A reseed run's name, like a trial's: ``ce trial-3 seed-1``."""
+    return f"{arm} trial-{trial} seed-{replicate}"
+
+
 # -- metric keys ---------------------------------------------------------------------------
 SELECTED = "selected"  # a curve's value at the selected epoch: val/balanced_acc -> val/selected/balanced_acc
 

@@ -24,8 +24,6 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Sampler
 
-from .errors import ConfigError
-
 
 class Resampler:
     """Draws each class with probability :meth:`class_probs` (``n_c / N`` here: the data's own
@@ -107,7 +105,7 @@ RESAMPLERS: dict[str, type[Resampler]] = {
 def build_resampler(node: Any, labels: Any, epochs: int) -> Resampler:
     """The resampler a ``resampling`` config node describes: ``_target_`` (a :class:`Resampler`
     class, one of ours or your own) plus its arguments, a name of :data:`RESAMPLERS`
-    (``"sqrt"``), or None (no resampling).
+    (``"sqrt"``, or ``{"name": "sqrt"}`` from an app's own config), or None (no resampling).
 
     Args:
         node: a config node or dict (``{"_target_": "imbsweep.resampling.SqrtResampler"}``), a
@@ -118,13 +116,9 @@ def build_resampler(node: Any, labels: Any, epochs: int) -> Resampler:
     Raises:
         ConfigError: an unknown name, or a key the class does not take.
     """
-    from .building import instantiate_checked, target_of
+    from .building import by_name, instantiate_checked
 
-    if node is None or isinstance(node, str):
-        name = "none" if node is None else node
-        if name not in RESAMPLERS:
-            raise ConfigError("resampling", name, f"must be one of {', '.join(RESAMPLERS)}")
-        node = {"_target_": target_of(RESAMPLERS[name])}
+    node = by_name("none" if node is None else node, "resampling", RESAMPLERS)
     resampler: Resampler = instantiate_checked(node, "resampling", offer={"labels": labels, "epochs": epochs})
     return resampler
 

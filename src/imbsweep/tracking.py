@@ -132,14 +132,10 @@ class MlflowRun(Reporter):
         container.pop(CONTEXT_KEY, None)  # a sweep's plumbing, not part of the run's config
         absolute_paths(container)  # data.path as typed is relative to the launch folder: record it absolute
         sha, dirty = git_commit()
-        tags = {TAG_TRICK: trick_label(container), TAG_STATE: RUNNING,
-                USER: getpass.getuser(), SOURCE_TYPE: "LOCAL", SOURCE_NAME: "imbsweep",
-                **{TAG_CHOICE + g: o for g, o in self.choices.items()}, **self.extra_tags}
+        tags = {TAG_TRICK: trick_label(container), **start_tags("imbsweep", self.choices, sha, self.parent_run_id),
+                **self.extra_tags}
         if sha:
-            tags[GIT_COMMIT] = sha
             tags[TAG_GIT_DIRTY] = str(dirty).lower()
-        if self.parent_run_id:
-            tags[PARENT_RUN] = self.parent_run_id
         # a run's name says what it is: the trick when nothing else names it (MLflow's default
         # is a random "bold-fox-123"); a run that does not complete gets its state appended
         self.run_name = self.run_name or tags[TAG_TRICK]
@@ -186,12 +182,7 @@ class MlflowRun(Reporter):
             status, state, reason = "FAILED", FAILED, self.result.reason
         else:
             status, state, reason = "FINISHED", COMPLETE, None
-        reason_tag = TAG_PRUNE_REASON if state == PRUNED else TAG_REASON
-        # the reason also as the run's description, which the UI shows in full on the run's page
-        self._tags.update({TAG_STATE: state, **({reason_tag: str(reason)[:5000], NOTE: f"{state}: {reason}"[:5000]}
-                                                if reason else {})})
-        if state != COMPLETE:
-            self._tags[RUN_NAME] = f"{self.run_name} {state}"
+        self._tags.update(end_tags(state, reason, self.run_name))
         from .errors import StorageError
 
         try:
@@ -330,10 +321,33 @@ def log_batch(client: Any, run_id: str, metrics: Sequence[Any], params: Sequence
 
 def end_failed(client: Any, run_id: str, why: str, name: str | None = None) -> None:
     """End a run FAILED with ``why`` as its reason and description, ``failed`` after its name."""
-    name = name or client.get_run(run_id).info.run_name
-    log_batch(client, run_id, [], [], {TAG_STATE: FAILED, TAG_REASON: why[:5000], NOTE: f"{FAILED}: {why}"[:5000],
-                                       RUN_NAME: f"{name} {FAILED}"})
+    log_batch(client, run_id, [], [], end_tags(FAILED, why, name or client.get_run(run_id).info.run_name))
     client.set_terminated(run_id, status="FAILED")
+
+
+def start_tags(source: str, choices: Mapping[str, Any], commit: str | None,
+               parent_run_id: str | None) -> dict[str, str]:
+    """A run's tags as it starts: RUNNING, who ran what from which commit (MLflow's own tags, as
+    its fluent API sets them), the config groups' options, the parent run."""
+    tags = {TAG_STATE: RUNNING, USER: getpass.getuser(), SOURCE_TYPE: "LOCAL", SOURCE_NAME: source,
+            **{TAG_CHOICE + str(g): str(o) for g, o in choices.items()}}
+    if commit:
+        tags[GIT_COMMIT] = commit
+    if parent_run_id:
+        tags[PARENT_RUN] = parent_run_id
+    return tags
+
+
+def end_tags(state: str, reason: str | None, name: str) -> dict[str, str]:
+    """A run's tags as it ends: its state, the reason (also as the run's description, which the
+    UI shows in full on the run's page) and, but for a complete run, the state after its name."""
+    tags = {TAG_STATE: state}
+    if reason:
+        tags[TAG_PRUNE_REASON if state == PRUNED else TAG_REASON] = str(reason)[:5000]
+        tags[NOTE] = f"{state}: {reason}"[:5000]
+    if state != COMPLETE:
+        tags[RUN_NAME] = f"{name} {state}"
+    return tags
 
 
 def _per_class(key: str) -> bool:

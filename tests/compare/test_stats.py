@@ -13,18 +13,22 @@ from scipy import stats
 
 from imbsweep.compare import (
     arm_statistics,
-    bounded_interval,
     expected_max,
     holm,
-    metric_range,
     paired_p,
     prob_improvement,
     reported_metric,
-    t_interval,
-    under_tuned,
     verdict,
 )
-from imbsweep.compare._stats import could_be_best, curve_values, one_sided_p
+from imbsweep.compare._stats import (
+    bounded_interval,
+    could_be_best,
+    curve_values,
+    metric_range,
+    one_sided_p,
+    t_interval,
+    under_tuned,
+)
 
 
 def test_paired_t_against_a_value_computed_by_hand_and_against_scipy() -> None:

@@ -4,7 +4,7 @@ and the samplers as the config group ``hydra/sweeper/sampler`` (``tpe``, ``rando
 
 # No `from __future__ import annotations` here: Hydra's plugin scan runs this module without
 # registering it in sys.modules, and dataclasses then cannot resolve string annotations.
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Optional  # noqa: UP035 - real types for OmegaConf
 
 from hydra.core.config_store import ConfigStore
@@ -21,36 +21,6 @@ from omegaconf import MISSING
 class SamplerConfig:
     _target_: str = MISSING
     seed: Optional[int] = 0  # noqa: UP045
-    consider_prior: Optional[Any] = None  # noqa: UP045
-    prior_weight: Optional[Any] = None  # noqa: UP045
-    consider_magic_clip: Optional[Any] = None  # noqa: UP045
-    consider_endpoints: Optional[Any] = None  # noqa: UP045
-    n_startup_trials: Optional[Any] = None  # noqa: UP045
-    n_ei_candidates: Optional[Any] = None  # noqa: UP045
-    multivariate: Optional[Any] = None  # noqa: UP045
-    group: Optional[Any] = None  # noqa: UP045
-    warn_independent_sampling: Optional[Any] = None  # noqa: UP045
-    constant_liar: Optional[Any] = None  # noqa: UP045
-    constraints_func: Optional[Any] = None  # noqa: UP045
-    x0: Optional[Any] = None  # noqa: UP045
-    sigma0: Optional[Any] = None  # noqa: UP045
-    independent_sampler: Optional[Any] = None  # noqa: UP045
-    consider_pruned_trials: Optional[Any] = None  # noqa: UP045
-    restart_strategy: Optional[Any] = None  # noqa: UP045
-    popsize: Optional[Any] = None  # noqa: UP045
-    inc_popsize: Optional[Any] = None  # noqa: UP045
-    use_separable_cma: Optional[Any] = None  # noqa: UP045
-    with_margin: Optional[Any] = None  # noqa: UP045
-    lr_adapt: Optional[Any] = None  # noqa: UP045
-    source_trials: Optional[Any] = None  # noqa: UP045
-    population_size: Optional[Any] = None  # noqa: UP045
-    mutation_prob: Optional[Any] = None  # noqa: UP045
-    crossover_prob: Optional[Any] = None  # noqa: UP045
-    swapping_prob: Optional[Any] = None  # noqa: UP045
-    qmc_type: Optional[Any] = None  # noqa: UP045
-    scramble: Optional[Any] = None  # noqa: UP045
-    warn_asynchronous_seeding: Optional[Any] = None  # noqa: UP045
-    deterministic_objective: Optional[Any] = None  # noqa: UP045
 
 
 @dataclass
@@ -58,7 +28,6 @@ class TPESamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.TPESampler.html"""
 
     _target_: str = "optuna.samplers.TPESampler"
-    seed: Optional[int] = 0  # noqa: UP045
     consider_prior: Optional[bool] = None  # noqa: UP045
     prior_weight: Optional[float] = None  # noqa: UP045
     consider_magic_clip: Optional[bool] = None  # noqa: UP045
@@ -77,7 +46,6 @@ class RandomSamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.RandomSampler.html"""
 
     _target_: str = "optuna.samplers.RandomSampler"
-    seed: Optional[int] = 0  # noqa: UP045
 
 
 @dataclass
@@ -85,7 +53,6 @@ class CmaEsSamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.CmaEsSampler.html"""
 
     _target_: str = "optuna.samplers.CmaEsSampler"
-    seed: Optional[int] = 0  # noqa: UP045
     x0: Optional[dict[str, Any]] = None  # noqa: UP045
     sigma0: Optional[float] = None  # noqa: UP045
     n_startup_trials: Optional[int] = None  # noqa: UP045
@@ -106,7 +73,6 @@ class NSGAIISamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.NSGAIISampler.html"""
 
     _target_: str = "optuna.samplers.NSGAIISampler"
-    seed: Optional[int] = 0  # noqa: UP045
     population_size: int = 50
     mutation_prob: Optional[float] = None  # noqa: UP045
     crossover_prob: float = 0.9
@@ -121,7 +87,6 @@ class GridSamplerConfig(SamplerConfig):
 
     _target_: str = "optuna.samplers.GridSampler"
     _partial_: bool = True
-    seed: Optional[int] = 0  # noqa: UP045
 
 
 @dataclass
@@ -129,7 +94,6 @@ class QMCSamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.QMCSampler.html"""
 
     _target_: str = "optuna.samplers.QMCSampler"
-    seed: Optional[int] = 0  # noqa: UP045
     qmc_type: str = "sobol"
     scramble: bool = False
     independent_sampler: Optional[Any] = None  # noqa: UP045
@@ -142,7 +106,6 @@ class GPSamplerConfig(SamplerConfig):
     """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.GPSampler.html"""
 
     _target_: str = "optuna.samplers.GPSampler"
-    seed: Optional[int] = 0  # noqa: UP045
     independent_sampler: Optional[Any] = None  # noqa: UP045
     n_startup_trials: int = 10
     deterministic_objective: bool = False
@@ -162,9 +125,25 @@ def raise_motpe_removed(*args: Any, **kwargs: Any) -> Any:
                      "TPESampler now handles multi-objective optimization.")
 
 
-SAMPLER_CONFIGS = {"tpe": TPESamplerConfig, "random": RandomSamplerConfig, "cmaes": CmaEsSamplerConfig,
-                   "nsgaii": NSGAIISamplerConfig, "grid": GridSamplerConfig, "qmc": QMCSamplerConfig,
-                   "gp": GPSamplerConfig, "motpe": MOTPESamplerConfig}
+def _taking_the_others(configs: dict[str, type]) -> dict[str, Any]:
+    """Each sampler config with the other samplers' settings too, typed ``Any`` and null (each
+    one a subclass of the same name, in this module, so that a config pickles)."""
+    settings = dict.fromkeys(f.name for c in configs.values() for f in fields(c) if not f.name.startswith("_"))
+    lenient = {}
+    for name, cls in configs.items():
+        own = {f.name for f in fields(cls)}
+        others = [(k, Optional[Any], None) for k in settings if k not in own]  # noqa: UP045
+        lenient[name] = make_dataclass(cls.__name__, others, bases=(cls,), namespace={"__doc__": cls.__doc__})
+        lenient[name].__module__ = __name__
+    return lenient
+
+
+SAMPLER_CONFIGS = _taking_the_others({
+    "tpe": TPESamplerConfig, "random": RandomSamplerConfig, "cmaes": CmaEsSamplerConfig,
+    "nsgaii": NSGAIISamplerConfig, "grid": GridSamplerConfig, "qmc": QMCSamplerConfig, "gp": GPSamplerConfig,
+    "motpe": MOTPESamplerConfig,
+})
+globals().update({cls.__name__: cls for cls in SAMPLER_CONFIGS.values()})
 
 
 @dataclass

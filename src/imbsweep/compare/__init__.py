@@ -19,26 +19,14 @@ from ._formats import display_frame, print_table, to_csv, to_html, to_markdown
 from ._plots import plot_metric, plot_per_class, plot_tuning_curves
 from ._report import log_summary, summary_metrics, write_report
 from ._reseed import ReseedJob, reseed, reseed_jobs, run_reseed
-from ._stats import (
-    ArmStats,
-    arm_statistics,
-    bounded_interval,
-    expected_max,
-    holm,
-    metric_range,
-    paired_p,
-    prob_improvement,
-    t_interval,
-    under_tuned,
-    verdict,
-)
+from ._stats import ArmStats, arm_statistics, expected_max, holm, paired_p, prob_improvement, verdict
 from ._table import COLUMNS, Comparison, compare, fairness_warning, resolve_baseline
 
 __all__ = [
-    "COLUMNS", "NOT_CONFIG", "ArmStats", "Comparison", "ReseedJob", "arm_statistics", "bounded_interval", "compare",
-    "describe_config", "display_frame", "expected_max", "fairness_warning", "holm", "log_summary", "metric_range",
+    "COLUMNS", "NOT_CONFIG", "ArmStats", "Comparison", "ReseedJob", "arm_statistics", "compare",
+    "describe_config", "display_frame", "expected_max", "fairness_warning", "holm", "log_summary",
     "paired_p", "plot_metric", "plot_per_class", "plot_tuning_curves", "print_table", "prob_improvement",
     "reported_metric", "reseed", "reseed_jobs", "resolve_baseline", "run_reseed", "searched_keys", "short",
-    "summary_metrics", "sweep_jobs", "sweep_space", "t_interval", "to_csv", "to_html", "to_markdown",
-    "under_tuned", "verdict", "write_report",
+    "summary_metrics", "sweep_jobs", "sweep_space", "to_csv", "to_html", "to_markdown",
+    "verdict", "write_report",
 ]

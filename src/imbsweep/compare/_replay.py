@@ -18,13 +18,12 @@ from typing import Any
 from ..names import (
     COMMAND_FILE,
     ROLE_RESEED,
-    TAG_ARM,
     TAG_REPLICATE,
     TAG_RESEED_OF,
-    TAG_RESEED_OF_TRIAL,
     TAG_ROLE,
     TAG_STUDY,
-    TAG_VARY_SPLIT,
+    reseed_name,
+    reseed_tags,
 )
 from ..results import StudyError, StudyRecord, best_runs, download_text
 from ..sweep._userrun import hidden
@@ -88,11 +87,10 @@ def replay_jobs(record: StudyRecord, k: int, state: str | os.PathLike[str], top:
         # the seed key as the trial set it: added (+seed=…) where the app's config lacks it
         plus = next((o[:len(o) - len(o.lstrip("+"))] for o in overrides if _key(o) == seed_key), "")
         for seed in missing:
-            tags = {TAG_STUDY: record.name, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: run_id,
-                    TAG_RESEED_OF_TRIAL: str(trial), TAG_ARM: arm, TAG_REPLICATE: str(seed), TAG_VARY_SPLIT: "false"}
+            tags = reseed_tags(record.name, arm, run_id, trial, seed, vary_split=False)
             ctx = {"study": record.name, "experiment_id": record.experiment_id, "parent_run_id": record.parent_run_id,
                    "state": str(Path(state).expanduser().resolve()), "objectives": [list(o) for o in record.objectives],
-                   "arm": arm, "run_name": f"{arm} trial-{trial} seed-{seed}", "tags": tags,
+                   "arm": arm, "run_name": reseed_name(arm, trial, seed), "tags": tags,
                    **({"tracking_uri": uri} if uri else {})}
             jobs.append({"overrides": [*(o for o in overrides if _key(o) != seed_key), f"{plus}{seed_key}={seed}"],
                          "ctx": ctx})
@@ -175,7 +173,7 @@ def reseed_app(record: StudyRecord, k: int, jobs: int, state: str | os.PathLike[
 def _end_left_running(record: StudyRecord, todo: list[dict[str, Any]], since: int) -> None:
     """This command's re-runs that a killed process left RUNNING end FAILED (nothing else would
     end them); another command's, running beside it, are not touched."""
-    from ..names import FAILED, TAG_REASON, TAG_STATE
+    from ..tracking import end_failed
 
     mine = {(j["ctx"]["tags"][TAG_RESEED_OF], j["ctx"]["tags"][TAG_REPLICATE]) for j in todo}
     study = record.name.replace("\\", "\\\\").replace("'", "\\'")
@@ -183,6 +181,4 @@ def _end_left_running(record: StudyRecord, todo: list[dict[str, Any]], since: in
     for run in record.client.search_runs([record.experiment_id], query, max_results=1000):
         tags = run.data.tags
         if (tags.get(TAG_RESEED_OF), tags.get(TAG_REPLICATE)) in mine and run.info.start_time >= since:
-            record.client.set_tag(run.info.run_id, TAG_STATE, FAILED)
-            record.client.set_tag(run.info.run_id, TAG_REASON, "its process ended before the run did")
-            record.client.set_terminated(run.info.run_id, status="FAILED")
+            end_failed(record.client, run.info.run_id, "its process ended before the run did", run.info.run_name)

@@ -18,14 +18,8 @@ from typing import Any
 
 from ..errors import ImbsweepError
 from ..names import (
-    ROLE_RESEED,
-    TAG_ARM,
-    TAG_REPLICATE,
-    TAG_RESEED_OF,
-    TAG_RESEED_OF_TRIAL,
-    TAG_ROLE,
-    TAG_STUDY,
-    TAG_VARY_SPLIT,
+    reseed_name,
+    reseed_tags,
 )
 from ..results import StudyRecord, best_runs, choices_of, download_text
 
@@ -103,11 +97,9 @@ def run_reseed(job: ReseedJob) -> tuple[str, int, str, str | None]:
     if job.threads and cfg.trainer.get("num_threads") is None:
         cfg.trainer.num_threads = job.threads
     setup = prepare(cfg)
-    tags = {TAG_STUDY: job.study, TAG_ROLE: ROLE_RESEED, TAG_RESEED_OF: job.run_id,
-            TAG_RESEED_OF_TRIAL: str(job.trial),
-            TAG_ARM: job.arm, TAG_REPLICATE: str(job.seed), TAG_VARY_SPLIT: "true" if job.vary_split else "false"}
+    tags = reseed_tags(job.study, job.arm, job.run_id, job.trial, job.seed, job.vary_split)
     with MlflowRun(cfg, experiment_id=job.experiment_id, parent_run_id=job.parent_run_id, tags=tags,
-                   run_name=f"{job.arm} trial-{job.trial} seed-{job.seed}", choices=job.choices) as rec:
+                   run_name=reseed_name(job.arm, job.trial, job.seed), choices=job.choices) as rec:
         result = fit(cfg, rec, setup)
     return job.arm, job.seed, result.state, result.reason
 

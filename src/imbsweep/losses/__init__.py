@@ -61,17 +61,9 @@ def build_loss(loss_cfg: Any, class_counts: Any, epochs: int | None = None) -> I
     Raises:
         ConfigError: an unknown name, an argument the loss does not take, or a bad value.
     """
-    from ..building import instantiate_checked, target_of
+    from ..building import by_name, instantiate_checked
 
-    if isinstance(loss_cfg, str):
-        loss_cfg = {"name": loss_cfg}
-    if "_target_" not in loss_cfg and "name" in loss_cfg:  # an app's own config: {name: focal, gamma: 2.0}
-        values = {str(k): loss_cfg[k] for k in loss_cfg}
-        name = values.pop("name")
-        if name not in LOSSES:
-            key = "loss.name" if values or not isinstance(name, str) else "loss"
-            raise ConfigError(key, name, f"must be one of {', '.join(sorted(LOSSES))}")
-        loss_cfg = {"_target_": target_of(LOSSES[name]), **values}
+    loss_cfg = by_name(loss_cfg, "loss", {name: LOSSES[name] for name in sorted(LOSSES)})
     loss = instantiate_checked(loss_cfg, "loss", offer={"class_counts": class_counts, "epochs": epochs})
     if not isinstance(loss, ImbalanceLoss):
         raise ConfigError("loss._target_", type(loss).__qualname__, "must be a subclass of "

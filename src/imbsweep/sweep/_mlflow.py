@@ -128,7 +128,7 @@ class ParentRun:
             return run_id
         sha, _ = git_commit()
         if self.app is not None and not self.app.own:  # another app's commit, not imbsweep's
-            from ._userrun import git_commit_of
+            from .._paths import git_commit_of
 
             sha = git_commit_of(self.app.source or self.app.cwd)
         tags = {TAG_ROLE: ROLE_PARENT, TAG_STUDY: self.study_name, USER: getpass.getuser(),

@@ -9,11 +9,9 @@ and URL passwords, are hidden in params, ``config.yaml``, ``overrides.yaml`` and
 from __future__ import annotations
 
 import functools
-import getpass
 import logging
 import math
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -23,28 +21,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .._config import HIDDEN, flatten, redact_override, redact_tree, to_yaml
+from .._paths import git_commit_of
 from ..names import (
     COMPLETE,
-    GIT_COMMIT,
-    NOTE,
-    PARENT_RUN,
-    PRUNED,
-    RUN_NAME,
-    RUNNING,
-    SOURCE_NAME,
-    SOURCE_TYPE,
     TAG_ARM,
-    TAG_CHOICE,
     TAG_OVERRIDES,
-    TAG_PRUNE_REASON,
-    TAG_REASON,
-    TAG_STATE,
     TAG_STUDY,
     TAG_TRIAL,
     TAG_TRICK,
-    USER,
     mlflow_name_ok,
 )
+from ..tracking import end_tags, start_tags
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +58,6 @@ def hidden(override: str) -> bool:
 
 
 @functools.cache
-def git_commit_of(folder: str) -> str | None:
-    """The commit of the git checkout ``folder`` is in (the user's app), None outside one."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 class UserRun:
     """One trial's MLflow run in the store at ``uri`` (see the module docstring)."""
 
@@ -93,19 +71,15 @@ class UserRun:
     def create(self, hc: Any, ctx: Mapping[str, Any], source: str | None = None) -> str:
         """The run, RUNNING, with its tags (study, trial, arm, parent run, the app's choices)."""
         arm = ctx.get("arm")
-        tags = {TAG_STUDY: str(ctx["study"]), TAG_STATE: RUNNING, TAG_TRICK: str(arm or ctx["study"]),
-                USER: getpass.getuser(), SOURCE_TYPE: "LOCAL", SOURCE_NAME: str(hc.job.name),
-                PARENT_RUN: str(ctx["parent_run_id"]),
-                **{TAG_CHOICE + str(g): str(o) for g, o in hc.runtime.choices.items()
-                   if o is not None and not str(g).startswith("hydra/")}}
+        choices = {g: o for g, o in hc.runtime.choices.items() if o is not None and not str(g).startswith("hydra/")}
+        sha = git_commit_of(source or str(hc.runtime.cwd))  # (the app's checkout, not imbsweep's)
+        tags = {TAG_STUDY: str(ctx["study"]), TAG_TRICK: str(arm or ctx["study"]),
+                **start_tags(str(hc.job.name), choices, sha, str(ctx["parent_run_id"]))}
         if "number" in ctx:
             tags[TAG_TRIAL] = str(ctx["number"])
         if arm:
             tags[TAG_ARM] = str(arm)
         tags.update({str(k): str(v) for k, v in (ctx.get("tags") or {}).items()})
-        sha = git_commit_of(source or str(hc.runtime.cwd))  # (the app's checkout, not imbsweep's)
-        if sha:
-            tags[GIT_COMMIT] = sha
         name = ctx.get("run_name") or f"{arm or ctx['study']} trial-{ctx.get('number')}"
         self.run_id = str(self.client.create_run(str(ctx["experiment_id"]), run_name=str(name), tags=tags).info.run_id)
         return self.run_id
@@ -155,12 +129,8 @@ class UserRun:
 
         try:
             self._pop()
-            tags = {TAG_STATE: state}
-            if reason:
-                tags[TAG_PRUNE_REASON if state == PRUNED else TAG_REASON] = reason[:5000]
-                tags[NOTE] = f"{state}: {reason}"[:5000]
-            if state != COMPLETE:
-                tags[RUN_NAME] = f"{self.client.get_run(self.run_id).info.run_name} {state}"
+            # (the name as it is now: the task may have renamed the run)
+            tags = end_tags(state, reason, self.client.get_run(self.run_id).info.run_name if state != COMPLETE else "")
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])  # (the state first)
             now = int(time.time() * 1000)
             metrics = []
