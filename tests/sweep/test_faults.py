@@ -431,6 +431,129 @@ def test_a_postgresql_outage_is_survived_or_one_line_and_the_rerun_ends_exact(tm
     assert not [r for r in children if r.info.status == "RUNNING"]
 
 
+def test_every_call_optunas_cache_makes_on_the_database_is_retried() -> None:
+    """Optuna's cache in front of RDBStorage calls some of its private methods in place of the
+    public ones (``_create_new_trial`` for ``create_new_trial``): each call it makes that opens a
+    session is one the retrying storage wraps. (``_create_new_trial`` was not: a cut connection
+    as a trial was asked came out as Optuna's raw "invalid data in the commit", exit 1.)"""
+    import inspect
+    import re
+
+    from optuna.storages import RDBStorage, _cached_storage
+
+    from imbsweep.sweep._study import _RDB_CALLS
+
+    called = set(re.findall(r"self\._backend\.(\w+)\(", inspect.getsource(_cached_storage)))
+    on_the_database = {name for name in called
+                       if "_create_scoped_session" in inspect.getsource(getattr(RDBStorage, name))
+                       or name.startswith("get_") and name not in ("get_heartbeat_interval",
+                                                                   "get_heartbeat_stale_trial_callback")}
+    assert {"_create_new_trial", "_get_trials"} <= on_the_database  # (what the scan is meant to find)
+    assert on_the_database <= set(_RDB_CALLS), on_the_database - set(_RDB_CALLS)
+
+
+def test_a_cut_transaction_counts_as_a_lost_connection() -> None:
+    """SQLAlchemy refuses to go on in a transaction whose connection was cut
+    (``PendingRollbackError``, raised while handling the driver's error); Optuna wraps it in
+    its "invalid data in the commit". That is a lost connection, retried; a real error is not."""
+    import optuna
+    from sqlalchemy import exc as sa_exc
+
+    from imbsweep.errors import StorageError
+    from imbsweep.sweep._study import _disconnected
+
+    def chain(*errors: BaseException) -> BaseException:
+        """errors[0] raised while handling errors[1] (its context), and so on."""
+        for outer, inner in zip(errors, errors[1:], strict=False):
+            outer.__context__ = inner
+        return errors[0]
+
+    cut = sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+    pending = sa_exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back")
+    wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    wrapped.__cause__ = chain(pending, cut)
+    assert _disconnected(wrapped) and _disconnected(pending)
+    real = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    real.__cause__ = sa_exc.DataError("INSERT", {}, Exception("value too long for type character varying(512)"))
+    assert not _disconnected(real)
+    try:  # a retry that gave up: not retried again by the call around it (create_new_trial's)
+        try:
+            raise cut
+        except sa_exc.OperationalError:
+            raise StorageError("the Optuna storage … is unreachable") from None
+    except StorageError as gave_up:
+        assert not _disconnected(gave_up)
+
+
+@pytest.mark.slow  # (~30 s: make test-all)
+def test_connections_cut_at_random_moments_end_every_call_or_fail_it_in_one_line(pg_url: str, tmp_path: Path) -> None:
+    """Two threads ask, report, tell and read trials while every connection to the database is
+    cut at random moments, at times with the database refusing new ones for up to 1.5 s. Each
+    call completes, or (an outage longer than the retries) fails with imbsweep's StorageError;
+    never with a raw Optuna or SQLAlchemy error. (Found Optuna's cache calling an unwrapped
+    ``_create_new_trial`` and a ``PendingRollbackError`` the retries did not know.)"""
+    import random
+    import threading
+    import time
+    import warnings
+
+    import optuna
+    from sqlalchemy import create_engine, text
+
+    from imbsweep.errors import StorageError
+    from imbsweep.sweep import _study
+
+    db = pg_url.rsplit("/", 1)[1]
+    admin = create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    storage = _study.open_storage(pg_url, tmp_path, 1)
+    optuna.create_study(study_name="cuts", storage=storage)
+    stop = time.monotonic() + 25
+    raw: list[str] = []
+    completed: list[int] = []
+    rng = random.Random(0)
+
+    def cutter() -> None:
+        while time.monotonic() < stop:
+            time.sleep(rng.uniform(0.05, 0.6))
+            down = rng.random() < 0.3
+            with admin.connect() as conn:
+                if down:
+                    conn.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false'))
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                             {"d": db})
+                if down:
+                    time.sleep(rng.uniform(0.1, 1.5))
+                    conn.execute(text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
+
+    def work() -> None:
+        while time.monotonic() < stop:
+            try:
+                study = optuna.load_study(study_name="cuts", storage=storage)
+                trial = study.ask()
+                storage.record_heartbeat(trial._trial_id)
+                trial.report(0.5, 1)
+                trial.set_user_attr("a", 1)
+                study.tell(trial, 0.5)
+                assert study.trials
+                completed.append(1)
+            except StorageError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - what the test looks for
+                raw.append(f"{type(exc).__name__}: {exc} <- {exc.__cause__!r}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Optuna: heartbeats are meant for study.optimize)
+        threads = [threading.Thread(target=cutter), threading.Thread(target=work), threading.Thread(target=work)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    storage.engine.dispose()
+    admin.dispose()
+    assert not raw, raw[:3]
+    assert len(completed) > 50  # (the calls ran between the cuts: the cuts met them mid-call)
+
+
 def test_a_lasting_outage_is_one_line_naming_the_storage_without_its_password(tmp_path: Path) -> None:
     p = run_cli(tmp_path, "sweep", "smoke", "hydra.sweeper.storage=postgresql+psycopg2://me:s3cret@127.0.0.1:9/db")
     assert p.returncode == 2 and "Traceback" not in p.stderr and "s3cret" not in p.stdout + p.stderr

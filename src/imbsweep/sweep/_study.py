@@ -89,19 +89,25 @@ _RDB_CALLS = ("create_new_study", "delete_study", "set_study_user_attr", "set_st
               "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
               "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
               "record_heartbeat", "_get_stale_trial_ids",
-              "_get_trials")  # (Optuna's cache in front of RDBStorage reads the trials through it)
+              # what Optuna's cache in front of RDBStorage calls in place of the public ones
+              "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id")
 RDB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts: a restart of the database is survived
 
 
 def _disconnected(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a lost or refused database connection."""
+    """Whether ``exc`` (or what caused it, or what it was raised while handling) is a lost or
+    refused database connection: a driver's disconnection, or SQLAlchemy's refusal to go on in
+    a transaction a lost connection invalidated (``PendingRollbackError``)."""
     from sqlalchemy import exc as sa_exc
 
-    while exc is not None:
-        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or \
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.PendingRollbackError) or \
                 (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
             return True
-        exc = exc.__cause__  # type: ignore[assignment]
+        # (as Python shows a chain: a retry that gave up raises ``from None``, and is not retried again)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # type: ignore[assignment]
     return False
 
 
