@@ -98,6 +98,7 @@ def git_commit() -> tuple[str | None, bool]:
     return sha, bool(dirty)
 
 
+@functools.cache
 def git_commit_of(folder: str) -> str | None:
     """The commit of the git checkout ``folder`` is in (a user's app), None outside one."""
     try:

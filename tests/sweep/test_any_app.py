@@ -345,3 +345,27 @@ def test_a_sweep_run_from_python_runs_its_trials_in_this_process(hydra_sweep_run
     study = local_study(tmp_path, "inproc")
     assert len(finished(study)) == 4 and all(t.value == 100 for t in study.trials)  # the runner's task returns 100
     assert "no worker processes are started" in caplog.text
+
+
+def test_each_trial_has_a_run_of_its_own_and_a_failed_creation_ends_none(tmp_path: Path) -> None:
+    """A worker runs many trials in one process: each gets its own ``UserRun``. When the run of
+    a trial cannot be created, nothing is ended (a shared record once kept the previous trial's
+    run id, and the trial's clean-up ended that finished run FAILED)."""
+    from types import SimpleNamespace
+
+    from imbsweep._client import make_client
+    from imbsweep.sweep._userrun import UserRun
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = make_client(uri)
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+    hc = SimpleNamespace(job=SimpleNamespace(name="app"), runtime=SimpleNamespace(choices={}, cwd=str(tmp_path)))
+    ctx = {"study": "s", "number": 0, "experiment_id": experiment, "parent_run_id": "p"}
+    first, second = UserRun(client, uri), UserRun(client, uri)
+    assert first is not second
+    first.create(hc, ctx)
+    first.end([("objective", "maximize")], [0.5], "FINISHED", "complete", "", None)
+    with pytest.raises(Exception):  # noqa: B017 - the store refuses the run: no such experiment
+        second.create(hc, {**ctx, "number": 1, "experiment_id": "999"})
+    assert second.run_id == ""  # (so the trial's clean-up ends no run)
+    assert client.get_run(first.run_id).info.status == "FINISHED"

@@ -473,6 +473,10 @@ def test_a_cut_transaction_counts_as_a_lost_connection() -> None:
     wrapped = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
     wrapped.__cause__ = chain(pending, cut)
     assert _disconnected(wrapped) and _disconnected(pending)
+    # what a cut connection raised while another error was being handled: found through the context
+    during = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+    during.__cause__ = chain(sa_exc.InvalidRequestError("This session is in 'inactive' state"), cut)
+    assert _disconnected(during)
     real = optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
     real.__cause__ = sa_exc.DataError("INSERT", {}, Exception("value too long for type character varying(512)"))
     assert not _disconnected(real)

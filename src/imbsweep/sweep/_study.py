@@ -126,6 +126,7 @@ def _retrying_rdb() -> type:
         method = getattr(RDBStorage, name)
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            first_failure = None
             for attempt, delay in enumerate((*RDB_RETRY_DELAYS, None)):
                 try:
                     return method(self, *args, **kwargs)
@@ -134,7 +135,10 @@ def _retrying_rdb() -> type:
                         raise
                     cause = str(exc.__cause__ or exc).strip().splitlines()[0] if str(exc.__cause__ or exc).strip() \
                         else type(exc).__name__
-                    if delay is None:
+                    first_failure = first_failure or time.monotonic()
+                    # (the retries' time, not only their number: a call with retries of its own
+                    # inside, Optuna's five for _create_new_trial, does not multiply the wait)
+                    if delay is None or time.monotonic() - first_failure >= sum(RDB_RETRY_DELAYS):
                         if name == "record_heartbeat":  # (in Optuna's heartbeat thread: a beat missed, not a fault)
                             log.warning("Optuna storage %s: a heartbeat of trial %s was not recorded (%s); the "
                                         "trial goes on", redact(self.url), args[0] if args else "?", cause)

@@ -8,7 +8,6 @@ and URL passwords, are hidden in params, ``config.yaml``, ``overrides.yaml`` and
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -57,7 +56,6 @@ def hidden(override: str) -> bool:
     return override.partition("=")[2] == HIDDEN or f":{HIDDEN}@" in override
 
 
-@functools.cache
 class UserRun:
     """One trial's MLflow run in the store at ``uri`` (see the module docstring)."""
 
