@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .constraints import plain, validate
+from .constraints import is_config, plain, validate
 from .errors import ConfigError, ImbsweepError, one_line
 
 #: each group built from a ``_target_`` and what the run gives it (checked before any data is read)
@@ -64,10 +64,6 @@ def import_target(path: str) -> Any:
     raise ModuleNotFoundError(f"No module named {parts[0]!r}")
 
 
-def _is_config(node: Any) -> bool:
-    return type(node).__module__.startswith("omegaconf")
-
-
 def _arguments(node: Any) -> dict[str, Any]:
     """The node's own keys and values (interpolations resolved), ``_target_`` and the like left out."""
     return {str(k): v for k, v in plain(node).items() if not str(k).startswith("_")}
@@ -75,7 +71,7 @@ def _arguments(node: Any) -> dict[str, Any]:
 
 def as_node(node: Any, key: str) -> Any:
     """``node`` if it is a mapping or a config node, else a one-line error."""
-    if not (_is_config(node) or isinstance(node, Mapping)) or type(node).__name__ == "ListConfig":
+    if not (is_config(node) or isinstance(node, Mapping)) or type(node).__name__ == "ListConfig":
         raise ConfigError(key, node, "must be a config group with _target_ (a class) and its arguments")
     return node
 
@@ -129,7 +125,7 @@ def instantiate_checked(node: Any, key: str, *, offer: Mapping[str, Any] | None 
     params = inspect.signature(obj).parameters
     var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
     taken = {k: v for k, v in (offer or {}).items() if var_kw or k in params}
-    if not _is_config(node):  # a plain mapping: built here (no Hydra in a loop of one's own)
+    if not is_config(node):  # a plain mapping: built here (no Hydra in a loop of one's own)
         try:
             return obj(**_arguments(node), **taken, **runtime)
         except ImbsweepError:

@@ -256,10 +256,15 @@ def validate_section(prefix: str, node: Mapping[str, Any], table: Mapping[str, S
             check(f"{prefix}.{k}", plain(node.get(k)), constraints)
 
 
+def is_config(v: Any) -> bool:
+    """Whether ``v`` is an OmegaConf node (told without importing OmegaConf)."""
+    return type(v).__module__.startswith("omegaconf")
+
+
 def plain(v: Any) -> Any:
     """A config node as plain containers (interpolations resolved), anything else as it is;
     OmegaConf is imported only for a node of its own (a loop of one's own never needs it)."""
-    if not type(v).__module__.startswith("omegaconf"):
+    if not is_config(v):
         return v
     from omegaconf import OmegaConf
 
@@ -299,4 +304,4 @@ def invalid_values(constraints: Sequence[Constraint]) -> list[Any]:
 
 __all__ = ["ATTRIBUTE", "BOOLEAN", "FRACTION", "MAPPING", "NULL", "SEED", "TEXT", "Constraint", "Interval", "Kind",
            "ListOf", "Options", "Pattern", "allowed_text", "check", "checked", "declared", "fields_of",
-           "invalid_values", "plain", "takes", "validate", "validate_section"]
+           "invalid_values", "is_config", "plain", "takes", "validate", "validate_section"]

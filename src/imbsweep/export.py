@@ -157,11 +157,10 @@ def diff(run: Mapping[str, Any], default: Mapping[str, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
-def file_header(record: StudyRecord, r: Any, objectives: Sequence[tuple[str, str]], run: str,
-                reproduce: str) -> list[str]:
-    """An exported file's first lines: the study, the trial and its scores, its run, when, and
-    the command that runs it again."""
-    scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
+def file_header(record: StudyRecord, r: Any, scores: Sequence[tuple[str, float]],
+                objectives: Sequence[tuple[str, str]], run: str, reproduce: str) -> list[str]:
+    """An exported file's first lines: the study, the trial and its ``scores`` (one per
+    objective), its run, when, and the command that runs it again."""
     shown = ", ".join(f"{m} = {v:.6g} ({d})" for (m, v), (_, d) in zip(scores, objectives, strict=True))
     return [f"imbsweep export: study {record.name}, trial {int(r['trial'])}, {shown}",
             f"{arm_words(r)}{run} (experiment id {record.experiment_id})",
@@ -250,7 +249,7 @@ def _render(record: StudyRecord, path: Path, name: str, r: Any, objectives: list
                             "an older imbsweep): its config groups are unknown; re-run the sweep")
     values = diff(config, composer(choices))
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
-    header = file_header(record, r, objectives, f"trick {r['trick']}; MLflow run {run_id}",
+    header = file_header(record, r, scores, objectives, f"trick {r['trick']}; MLflow run {run_id}",
                          reproduce_command(out_dir, name))
     from .posthoc import POSTHOC_KINDS
 
@@ -365,7 +364,8 @@ def _render_app(record: StudyRecord, path: Path, name: str, r: Any, objectives: 
                 node = node.setdefault(p, {})
             node[leaf] = o.value()
     scores = [(m, float(r[f"metrics.{m}"])) for m, _ in objectives]
-    header = file_header(record, r, objectives, f"MLflow run {run_id}", app_reproduce(record, out_dir, name, deletions))
+    header = file_header(record, r, scores, objectives, f"MLflow run {run_id}",
+                         app_reproduce(record, out_dir, name, deletions))
     if secret:
         header.append(f"not written: {', '.join(o.partition('=')[0] for o in secret)} (credentials on the command "
                       "line are not recorded: give them through the environment)")

@@ -94,7 +94,7 @@ def check_space(arms: list[Arm], config: DictConfig, config_loader: Any) -> None
     choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
     for arm in arms:
         where = f" (arm {arm.name})" if arm.name is not None else ""
-        dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
+        dists = arm.space.distributions()
         for key, dist in dists.items():
             if key in choices:
                 _check_group(config_loader, key, dist, where)
@@ -130,8 +130,7 @@ def check_baseline(baseline: Any, arms: list[Arm]) -> None:
         return
     if not isinstance(baseline, Mapping):
         raise ConfigError("hydra.sweeper.baseline", baseline, "must map searched parameters to values, or be null")
-    space = arms[0].space
-    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
+    dists = arms[0].space.distributions()
     for key, value in baseline.items():
         where = f"hydra.sweeper.baseline.{key}"
         if str(key) not in dists:
@@ -203,7 +202,7 @@ def check_values(arms: list[Arm], config: DictConfig, ds: Any) -> None:
         cfg = OmegaConf.create({k: v for k, v in base.items_ex(resolve=False) if k != "hydra"})
         with open_dict(cfg), read_write(cfg), _as_a_trial(base, keys_decided(arm.space)):
             cfg.trainer.device, cfg.trainer.amp, cfg.trainer.num_threads = "cpu", False, None
-            dists = {**arm.space.params, **{k: c.distribution for k, c in arm.space.conditional.items()}}
+            dists = arm.space.distributions()
             for key in keys_decided(arm.space):  # (a conditional one where what the arm fixes makes it hold)
                 dist = dists[key]
                 bare = key.lstrip("+")

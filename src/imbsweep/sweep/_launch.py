@@ -97,4 +97,4 @@ def make_jobs(launcher: Any, config: DictConfig, own: bool = True) -> LauncherJo
     basic = choice == "basic" and type(launcher).__name__ == "BasicLauncher"
     if own and basic and not OmegaConf.select(config, "hydra.callbacks") and getattr(launcher, "hydra_context", None):
         return CachedJobs(launcher, config)
-    return LauncherJobs(launcher, OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher"))
+    return LauncherJobs(launcher, choice)

@@ -304,6 +304,7 @@ class Sweep:
         with signals_held():  # Ctrl-C lands after Optuna knows what MLflow recorded
             self.last_error = tell(study, trial, ret) or self.last_error
 
+
 def check_failures(t: Tournament, studies: Sequence[optuna.Study], rate: float, last_error: str) -> None:
     """Stop the sweep (the study kept, resumable) once more than ``rate`` of its budget failed."""
     c = counts(studies)

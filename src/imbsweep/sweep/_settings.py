@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.imbsweep_optuna_sweeper.config import ImbsweepOptunaSweeperConf
 
-from ..constraints import BOOLEAN, NULL, TEXT, Constraint, Interval, check, validate
+from ..constraints import BOOLEAN, NULL, TEXT, Constraint, Interval, check, plain, validate
 from ..errors import ConfigError
 
 #: keys that only a tournament (``arms``) takes
@@ -55,7 +55,7 @@ class Settings(ImbsweepOptunaSweeperConf):
     def of(cls, conf: Mapping[str, Any]) -> Settings:
         """The settings in ``conf`` (the sweeper's config, or a plain mapping holding some of
         its keys: the others take the plugin config's defaults), as plain Python values."""
-        given: dict[str, Any] = {str(k): _plain(v) for k, v in conf.items() if str(k) not in _NOT_SETTINGS}
+        given: dict[str, Any] = {str(k): plain(v) for k, v in conf.items() if str(k) not in _NOT_SETTINGS}
         values: dict[str, Any] = {f.name: given[f.name] if f.name in given else _default(f.name)
                                   for f in dataclasses.fields(cls) if f.name not in ("raw", *_NOT_SETTINGS)}
         for key in ("sampler", "pruner", "conditional", "arms", "posthoc_arms"):
@@ -171,13 +171,6 @@ def check_study_name(name: Any) -> None:
         raise ConfigError("hydra.sweeper.study_name", shown,
                           f"must be a non-empty name of at most {STUDY_NAME_MAX} characters, without '/' (it "
                           "separates a tournament's arms), control characters or surrounding spaces")
-
-
-def _plain(value: Any) -> Any:
-    """A config node as plain Python values (interpolations resolved), else the value."""
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def _default(name: str) -> Any:

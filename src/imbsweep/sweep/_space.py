@@ -294,6 +294,10 @@ class SearchSpace:
         yield from self.params
         yield from self.conditional
 
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Every searched key's distribution: the unconditional ones, then the conditional."""
+        return {**self.params, **{k: c.distribution for k, c in self.conditional.items()}}
+
 
 _SEARCH_SPACE_URL = "https://hydra.cc/docs/upgrades/1.1_to_1.2/changes_to_sweeper_config/"
 

@@ -328,8 +328,7 @@ def check_resume(arm: Arm, study: optuna.Study, study_name: str) -> None:
     """On resume, every searched parameter's space is one Optuna can go on with: the same
     kind, the same log scale, a choice with the same values in the same order (else Optuna
     fails in the middle of the next trial that samples it)."""
-    space = arm.space
-    dists = {**space.params, **{k: c.distribution for k, c in space.conditional.items()}}
+    dists = arm.space.distributions()
     before: dict[str, BaseDistribution] = {}
     for t in study.get_trials(deepcopy=False):
         for key, old in t.distributions.items():
@@ -353,9 +352,8 @@ def open_arm(arm: Arm, study_name: str, objectives: list[tuple[str, str]], stora
              pruner: optuna.pruners.BasePruner, directions: list[Any],
              sampler: Callable[[int, Any], optuna.samplers.BaseSampler]) -> optuna.Study:
     """The arm's Optuna study, created or resumed: the same directions, a space Optuna can go on
-    with (``_checks.check_resume``), ``sampler(trials it has, space)``, the objectives' names and
+    with (:func:`check_resume`), ``sampler(trials it has, space)``, the objectives' names and
     (a tournament) the arm's values recorded on it, or the same as those it ran with."""
-
     study = optuna.create_study(study_name=arm.study_name, storage=storage, pruner=pruner,
                                 directions=directions, load_if_exists=True)
     if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
